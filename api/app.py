@@ -1,0 +1,79 @@
+"""The FastAPI application: routes, error mapping, the page, /metrics, and the hub's wiring."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.hub import Hub
+from api.queries import Queries
+from api.routes import health, portfolio, stream
+from defimon import __version__
+from defimon.metrics import METRICS
+from defimon.runtime import Runtime
+from schemas.errors import InvalidInput, NotFound, StoreError
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        runtime.bus.attach(loop, app.state.hub.publish)
+        if start_flow:
+            runtime.start_flow()
+        yield
+        # Runtime.stop joins the flow thread; keep the loop free while it flushes.
+        await asyncio.to_thread(runtime.stop)
+
+    app = FastAPI(
+        title="defimon",
+        version=__version__,
+        description="Real-time DeFi positions, exact to the wei, block by block.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.queries = Queries(runtime.store.another())
+    app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    app.include_router(health.router)
+    app.include_router(portfolio.router)
+    app.include_router(stream.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        health.chain_statuses(runtime)  # refresh the lag gauges
+        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app

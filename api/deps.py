@@ -1,0 +1,76 @@
+"""Dependencies as Annotated aliases, so routes stay thin and typed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from api.hub import Hub
+from api.queries import Queries, parse_at
+from defimon.runtime import Runtime
+from schemas.errors import InvalidInput
+from schemas.hexutil import normalize_address
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_queries(request: Request) -> Queries:
+    queries: Queries = request.app.state.queries
+    return queries
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+QueriesDep = Annotated[Queries, Depends(get_queries)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+AtParam = Annotated[
+    str | None,
+    Query(
+        description="A block number (e.g. 1234) or an ISO-8601 time with a zone "
+        "(e.g. 2026-01-01T00:00:00Z). Default: the latest indexed block.",
+        max_length=64,
+    ),
+]
+ChainParam = Annotated[
+    int | None,
+    Query(description="Chain id; needed only when several chains are indexed.", ge=1),
+]
+
+
+def chain_for(runtime: Runtime, chain_id: int | None) -> int:
+    chains = [e.config.chain_id for e in runtime.endpoints]
+    if chain_id is None:
+        if len(chains) == 1:
+            return chains[0]
+        raise InvalidInput(f"several chains are indexed ({chains}); pass chain_id")
+    if chain_id not in chains:
+        raise InvalidInput(f"chain {chain_id} is not indexed here (indexed: {chains})")
+    return chain_id
+
+
+def address(value: str, what: str = "address") -> str:
+    try:
+        return normalize_address(value)
+    except InvalidInput:
+        raise InvalidInput(f"{what} {value!r} is not an address (0x and 40 hex digits)") from None
+
+
+__all__ = [
+    "AtParam",
+    "ChainParam",
+    "HubDep",
+    "QueriesDep",
+    "RuntimeDep",
+    "address",
+    "chain_for",
+    "parse_at",
+]

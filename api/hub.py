@@ -1,0 +1,92 @@
+"""Fan-out of bus events to stream clients, in the API's event loop.
+
+Each client has a bounded queue. Publishing never waits: a client whose queue is full is
+dropped with a `lagged` event (it may reconnect with Last-Event-ID), so one slow client cannot
+hold up the flow or the other clients. Event ids are a per-process sequence; the last
+`replay` events are kept so a reconnecting client gets what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from defimon.metrics import METRICS
+from schemas.stream import BusEvent
+
+LAGGED = object()
+
+
+@dataclass(eq=False)
+class Subscriber:
+    owners: frozenset[str] | None  # None: every event
+    queue: asyncio.Queue[tuple[int, BusEvent] | object]
+    id: int = field(default_factory=itertools.count(1).__next__)
+
+    def wants(self, event: BusEvent) -> bool:
+        return self.owners is None or any(o in self.owners for o in event.owners)
+
+
+class Hub:
+    def __init__(self, queue_size: int = 1024, replay: int = 10_000) -> None:
+        self.queue_size = queue_size
+        self._subscribers: set[Subscriber] = set()
+        self._ring: deque[tuple[int, BusEvent]] = deque(maxlen=replay)
+        self._seq = 0
+
+    @property
+    def last_id(self) -> int:
+        return self._seq
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        """Called in the event loop (the bus schedules it there)."""
+        now = time.time()
+        for event in events:
+            self._seq += 1
+            item = (self._seq, event)
+            self._ring.append(item)
+            if event.produced_at:
+                METRICS.bus_lag_seconds.observe(max(now - event.produced_at, 0.0))
+            for sub in list(self._subscribers):
+                if not sub.wants(event):
+                    continue
+                try:
+                    sub.queue.put_nowait(item)
+                    METRICS.sse_events_sent.inc()
+                except asyncio.QueueFull:
+                    self._drop(sub)
+
+    def _drop(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+        METRICS.sse_dropped_clients.inc()
+        METRICS.sse_clients.set(len(self._subscribers))
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(LAGGED)
+
+    def subscribe(self, owners: Iterable[str] | None, last_id: int | None = None) -> Subscriber:
+        sub = Subscriber(
+            frozenset(owners) if owners is not None else None,
+            asyncio.Queue(maxsize=self.queue_size),
+        )
+        if last_id is not None:
+            for seq, event in self._ring:
+                if seq > last_id and sub.wants(event):
+                    if sub.queue.full():
+                        break
+                    sub.queue.put_nowait((seq, event))
+        self._subscribers.add(sub)
+        METRICS.sse_clients.set(len(self._subscribers))
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+        METRICS.sse_clients.set(len(self._subscribers))

@@ -1,0 +1,283 @@
+"""Data access for the API: SQL over the versioned tables, valued with the flow's own math.
+
+"Portfolio at block N" takes each position's latest structural version at or before N, the
+pool state and token prices at or before N, and values them with the same pure function the
+live flow uses, so a time-travel answer equals what the stream said at that block.
+Every query binds its values server-side ({name:Type}); nothing is pasted into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from defimon.store import Store
+from flows.uniswap_v3.valuation import value_position
+from schemas.errors import InvalidInput, NotFound
+from schemas.positions import (
+    BlockRef,
+    PoolSnapshot,
+    TokenPrice,
+    UniswapPosition,
+    position_json,
+)
+
+_POSITION_FIELDS = (
+    "chain_id",
+    "position_id",
+    "position_manager",
+    "token_id",
+    "pool",
+    "token0",
+    "token1",
+    "symbol0",
+    "symbol1",
+    "decimals0",
+    "decimals1",
+    "fee",
+    "owner",
+    "tick_lower",
+    "tick_upper",
+    "liquidity",
+    "deposited0",
+    "deposited1",
+    "withdrawn0",
+    "withdrawn1",
+    "collected0",
+    "collected1",
+    "burned",
+)
+_SELECT_POSITION = ", ".join(_POSITION_FIELDS) + ", block_number"
+
+# The latest version of each position at or before {block}. FINAL drops retracted and
+# replayed duplicates; LIMIT 1 BY keeps the newest per position.
+_LATEST_VERSIONS = f"""
+SELECT {_SELECT_POSITION}
+FROM defimon.position_versions FINAL
+WHERE chain_id = {{chain:UInt64}} AND block_number <= {{block:UInt64}} {{extra}}
+ORDER BY position_id, block_number DESC, log_index DESC
+LIMIT 1 BY position_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AsOf:
+    chain_id: int
+    number: int
+    hash: str | None
+    timestamp: int | None
+
+    def ref(self) -> BlockRef:
+        return BlockRef(self.chain_id, self.number, self.hash or "", self.timestamp or 0)
+
+    def json(self) -> dict[str, Any]:
+        ref = self.ref()
+        return {
+            "chain_id": self.chain_id,
+            "block_number": self.number,
+            "block_hash": self.hash,
+            "block_time": ref.time_iso() if self.timestamp is not None else None,
+        }
+
+
+class Queries:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # Blocks ---------------------------------------------------------------------------------
+
+    def indexed_range(self, chain_id: int) -> tuple[int, int] | None:
+        row = self.store.rows(
+            "SELECT min(number), max(number), count() FROM defimon.blocks FINAL "
+            "WHERE chain_id = {chain:UInt64}",
+            {"chain": chain_id},
+        )
+        if not row or row[0][2] == 0:
+            return None
+        return int(row[0][0]), int(row[0][1])
+
+    def resolve_at(self, chain_id: int, at: int | datetime | None, head: int | None) -> AsOf:
+        """The block to answer as of: `at` as a block number or a time, else the head."""
+        indexed = self.indexed_range(chain_id)
+        if indexed is None:
+            raise NotFound(f"chain {chain_id} has no indexed blocks yet")
+        first, last = indexed
+        latest = head if head is not None and head >= 0 else last
+        if at is None:
+            number = latest
+        elif isinstance(at, datetime):
+            found = self.store.scalar(
+                "SELECT max(number) FROM defimon.blocks FINAL WHERE chain_id = {chain:UInt64} "
+                "AND block_time <= {t:DateTime64(3, 'UTC')} HAVING count() > 0",
+                {"chain": chain_id, "t": at},
+            )
+            if found is None:
+                raise NotFound(f"no indexed block at or before {at.isoformat()}")
+            number = min(int(found), latest)
+        else:
+            if at > latest:
+                raise NotFound(
+                    f"block {at} is not indexed yet; the latest indexed block is {latest}"
+                )
+            if at < first:
+                raise NotFound(f"block {at} is before the indexed range, which starts at {first}")
+            number = at
+        rows = self.store.rows(
+            "SELECT hash, toUnixTimestamp(block_time) FROM defimon.blocks FINAL "
+            "WHERE chain_id = {chain:UInt64} AND number = {n:UInt64} LIMIT 1",
+            {"chain": chain_id, "n": number},
+        )
+        if rows:
+            return AsOf(chain_id, number, rows[0][0], int(rows[0][1]))
+        # Backfill stores only blocks with watched logs; nothing changed in the others.
+        return AsOf(chain_id, number, None, None)
+
+    # Positions ------------------------------------------------------------------------------
+
+    def _versions(self, as_of: AsOf, extra: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        sql = _LATEST_VERSIONS.replace("{extra}", extra)
+        return self.store.dicts(sql, {"chain": as_of.chain_id, "block": as_of.number, **params})
+
+    def _value(self, as_of: AsOf, versions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not versions:
+            return []
+        pools = sorted({v["pool"] for v in versions})
+        tokens = sorted({t for v in versions for t in (v["token0"], v["token1"])})
+        params = {"chain": as_of.chain_id, "block": as_of.number}
+        pool_rows = self.store.rows(
+            "SELECT pool, sqrt_price_x96, tick, liquidity FROM defimon.pool_states FINAL "
+            "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, block_number DESC LIMIT 1 BY pool",
+            {**params, "pools": pools},
+        )
+        price_rows = self.store.rows(
+            "SELECT token, price_usd, source, hops FROM defimon.token_prices FINAL "
+            "WHERE chain_id = {chain:UInt64} AND token IN {tokens:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY token, block_number DESC LIMIT 1 BY token",
+            {**params, "tokens": tokens},
+        )
+        snapshots = {r[0]: PoolSnapshot(r[0], int(r[1]), int(r[2]), int(r[3])) for r in pool_rows}
+        prices = {r[0]: TokenPrice(r[0], float(r[1]), r[2], int(r[3])) for r in price_rows}
+        ref = as_of.ref()
+        out = []
+        for v in versions:
+            pos = _position(v)
+            value = value_position(
+                pos, snapshots.get(pos.pool), prices.get(pos.token0), prices.get(pos.token1)
+            )
+            out.append(position_json(pos, value, ref, int(v["block_number"])))
+        return out
+
+    def portfolio(self, owner: str, as_of: AsOf) -> dict[str, Any]:
+        versions = self._versions(
+            as_of,
+            "AND position_id IN (SELECT position_id FROM defimon.position_versions "
+            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})",
+            {"owner": owner},
+        )
+        held = [v for v in versions if v["owner"] == owner and not v["burned"]]
+        positions = self._value(as_of, held)
+        total = sum(p["value_usd"] or 0.0 for p in positions)
+        return {
+            "address": owner,
+            "as_of": as_of.json(),
+            "total_usd": total,
+            "positions": positions,
+        }
+
+    def positions(
+        self,
+        as_of: AsOf,
+        *,
+        owner: str | None,
+        protocol: str | None,
+        pool: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> dict[str, Any]:
+        extra, params = "", dict[str, Any]()
+        if cursor is not None:
+            extra += " AND position_id > {cursor:String}"
+            params["cursor"] = cursor
+        if owner is not None:
+            extra += (
+                " AND position_id IN (SELECT position_id FROM defimon.position_versions "
+                "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})"
+            )
+            params["owner"] = owner
+        if pool is not None:
+            extra += " AND pool = {pool:String}"
+            params["pool"] = pool
+        if protocol is not None and protocol != "uniswap_v3":
+            return {"as_of": as_of.json(), "positions": [], "next_cursor": None}
+        # Burned and transferred-away positions are filtered after picking the latest version.
+        outer = "burned = 0" + (" AND owner = {owner:String}" if owner is not None else "")
+        sql = (
+            f"SELECT * FROM ({_LATEST_VERSIONS.replace('{extra}', extra)}) WHERE {outer} "
+            "ORDER BY position_id LIMIT {limit:UInt32}"
+        )
+        page = self.store.dicts(
+            sql, {"chain": as_of.chain_id, "block": as_of.number, "limit": limit, **params}
+        )
+        next_cursor = page[-1]["position_id"] if len(page) >= limit else None
+        return {
+            "as_of": as_of.json(),
+            "positions": self._value(as_of, page),
+            "next_cursor": next_cursor,
+        }
+
+    def dead_letters(self, chain_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.dicts(
+            "SELECT block_number, log_index, tx_hash, address, topics, data, stage, reason "
+            "FROM defimon.dead_letters FINAL WHERE chain_id = {chain:UInt64} "
+            "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
+            {"chain": chain_id, "limit": limit},
+        )
+
+
+def _position(v: dict[str, Any]) -> UniswapPosition:
+    return UniswapPosition(
+        chain_id=int(v["chain_id"]),
+        position_id=v["position_id"],
+        position_manager=v["position_manager"],
+        token_id=int(v["token_id"]),
+        pool=v["pool"],
+        token0=v["token0"],
+        token1=v["token1"],
+        symbol0=v["symbol0"],
+        symbol1=v["symbol1"],
+        decimals0=int(v["decimals0"]),
+        decimals1=int(v["decimals1"]),
+        fee=int(v["fee"]),
+        owner=v["owner"],
+        tick_lower=int(v["tick_lower"]),
+        tick_upper=int(v["tick_upper"]),
+        liquidity=int(v["liquidity"]),
+        deposited0=int(v["deposited0"]),
+        deposited1=int(v["deposited1"]),
+        withdrawn0=int(v["withdrawn0"]),
+        withdrawn1=int(v["withdrawn1"]),
+        collected0=int(v["collected0"]),
+        collected1=int(v["collected1"]),
+        burned=bool(v["burned"]),
+    )
+
+
+def parse_at(value: str | None) -> int | datetime | None:
+    """`at=` is a block number (decimal) or an ISO-8601 time with a zone (Z or +hh:mm)."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"at={value!r} is neither a block number nor an ISO-8601 time") from None
+    if when.tzinfo is None:
+        raise InvalidInput(f"at={value!r} has no time zone; add Z or an offset")
+    return when

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import RuntimeDep
+from defimon import __version__
+from defimon.metrics import METRICS
+from defimon.runtime import Runtime
+from schemas.api import ChainStatusOut, HealthOut, MetaOut, ReadyOut
+
+router = APIRouter(tags=["operations"])
+
+
+def chain_statuses(runtime: Runtime) -> list[ChainStatusOut]:
+    out = []
+    for endpoint in runtime.endpoints:
+        progress = runtime.status.chain(endpoint.config.chain_id)
+        lag = progress.lag
+        METRICS.head_lag_blocks.labels(chain_id=str(progress.chain_id)).set(lag or 0)
+        METRICS.head_block.labels(chain_id=str(progress.chain_id)).set(progress.head)
+        out.append(
+            ChainStatusOut(
+                chain_id=progress.chain_id,
+                name=endpoint.config.label,
+                head=progress.head if progress.head >= 0 else None,
+                processed=progress.processed if progress.processed >= 0 else None,
+                lag_blocks=lag,
+                live=progress.live,
+            )
+        )
+    return out
+
+
+@router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def healthz(runtime: RuntimeDep) -> JSONResponse:
+    """Alive: the process answers and its flow thread has not died."""
+    failed = runtime.status.error is not None
+    body = HealthOut(
+        status="failed" if failed else "ok",
+        flow_running=runtime.status.running,
+        error=runtime.status.error,
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
+def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """Ready: every chain finished its backfill and is within the allowed lag of the head."""
+    chains = chain_statuses(runtime)
+    limit = runtime.settings.ready_lag_blocks
+    ready = (
+        bool(chains)
+        and all(c.live and c.lag_blocks is not None and c.lag_blocks <= limit for c in chains)
+        and runtime.status.error is None
+    )
+    body = ReadyOut(ready=ready, chains=chains)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/v1/meta", response_model=MetaOut)
+def meta(runtime: RuntimeDep) -> MetaOut:
+    """What this server indexes, where each chain stands, and wallets worth a look."""
+    return MetaOut(
+        version=__version__,
+        store=runtime.store.backend,
+        chains=chain_statuses(runtime),
+        suggested_wallets=list(runtime.suggested_wallets),
+    )

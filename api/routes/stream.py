@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import HubDep, RuntimeDep, address
+from api.hub import LAGGED, Hub, Subscriber
+from schemas.api import ErrorOut
+from schemas.errors import InvalidInput
+from schemas.stream import BusEvent
+
+router = APIRouter(prefix="/v1", tags=["stream"])
+
+
+def _event(seq: int, event: BusEvent) -> ServerSentEvent:
+    return ServerSentEvent(data=orjson.dumps(event.data).decode(), event=event.kind, id=str(seq))
+
+
+async def _events(hub: Hub, sub: Subscriber, request: Request) -> AsyncIterator[ServerSentEvent]:
+    try:
+        # `retry` tells EventSource how soon to reconnect after a drop.
+        yield ServerSentEvent(
+            data=orjson.dumps({"last_id": hub.last_id}).decode(), event="hello", retry=1000
+        )
+        while True:
+            item = await sub.queue.get()
+            if item is LAGGED:
+                yield ServerSentEvent(
+                    data='{"reason": "client too slow; reconnect with Last-Event-ID"}',
+                    event="lagged",
+                )
+                return
+            assert isinstance(item, tuple)
+            yield _event(*item)
+    finally:
+        hub.unsubscribe(sub)
+
+
+@router.get(
+    "/stream",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+        400: {"model": ErrorOut},
+    },
+)
+async def stream(
+    request: Request,
+    runtime: RuntimeDep,
+    hub: HubDep,
+    owner: Annotated[
+        list[str] | None, Query(description="Only events about these wallets (repeatable)")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> EventSourceResponse:
+    """Live `position` events (a position's new state, valued, with its block) as SSE.
+
+    Each event has an `id`; reconnect with `Last-Event-ID` to get the events missed since.
+    Comments are sent as heartbeats.
+    """
+    owners = [address(o, "owner") for o in owner] if owner else None
+    last_id: int | None = None
+    if last_event_id:
+        if not last_event_id.isdigit():
+            raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
+        last_id = int(last_event_id)
+    sub = hub.subscribe(owners, last_id)
+    return EventSourceResponse(
+        _events(hub, sub, request),
+        ping=runtime.settings.sse_ping_seconds,
+        send_timeout=30,
+        headers={"Cache-Control": "no-store"},
+    )

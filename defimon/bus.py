@@ -1,0 +1,52 @@
+"""The broadcast bus between the flow and the stream: an interface and the in-process version.
+
+The flow publishes from its worker thread; subscribers live in the API's event loop. The
+in-process bus hands events across with `call_soon_threadsafe`, so nothing on the flow side
+ever blocks on a slow subscriber: each subscriber has its own bounded queue (see api/hub.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from schemas.stream import BusEvent
+
+Listener = Callable[[Sequence[BusEvent]], None]
+
+
+class Bus(ABC):
+    @abstractmethod
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        """Called from the flow's thread; must not block."""
+
+    @abstractmethod
+    def attach(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
+        """Deliver every published batch to `listener`, called in `loop`."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+
+class InProcessBus(Bus):
+    def __init__(self) -> None:
+        self._targets: list[tuple[asyncio.AbstractEventLoop, Listener]] = []
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def attach(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
+        with self._lock:
+            self._targets.append((loop, listener))
+
+    def publish(self, events: Sequence[BusEvent]) -> None:
+        if not events:
+            return
+        self.published += len(events)
+        with self._lock:
+            targets = list(self._targets)
+        batch = list(events)
+        for loop, listener in targets:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(listener, batch)

@@ -1,0 +1,186 @@
+"""The `defimon` command: demo, run, devnet."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from defimon import __version__
+from defimon.logs import configure
+from defimon.settings import Settings
+from schemas.chain_config import ChainConfig
+from schemas.errors import DefimonError
+
+log = structlog.get_logger("defimon.cli")
+
+
+def _serve(runtime_settings: Settings, runtime: object) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from defimon.runtime import Runtime
+
+    assert isinstance(runtime, Runtime)
+    app = create_app(runtime)
+    config = uvicorn.Config(
+        app,
+        host=runtime_settings.host,
+        port=runtime_settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from defimon.runtime import Runtime
+    from flows.source import ChainEndpoint
+
+    config = ChainConfig.load(args.chain_config)
+    endpoint = ChainEndpoint(config, args.rpc, args.ws, args.from_block)
+    runtime = Runtime(settings, [endpoint])
+    log.info(
+        "run.start",
+        chain_id=config.chain_id,
+        rpc=args.rpc,
+        ws=args.ws,
+        url=f"http://{settings.host}:{settings.port}/",
+    )
+    _serve(settings, runtime)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from defimon.runtime import Runtime
+    from devnet.anvil import Anvil
+    from devnet.deploy import deploy
+    from devnet.simulator import MarketSimulator
+    from flows.source import ChainEndpoint
+
+    # The devnet is a new chain every time, so last run's data describes a chain that is gone.
+    if settings.data_dir.exists():
+        shutil.rmtree(settings.data_dir)
+    anvil = Anvil().start()
+    stop = threading.Event()
+    try:
+        deployment = deploy(anvil.rpc_url)
+        simulator = MarketSimulator(anvil.rpc_url, deployment, seed=args.seed)
+        for _ in range(args.warmup):
+            simulator.step()
+        thread = threading.Thread(
+            target=simulator.run,
+            args=(stop,),
+            kwargs={"interval": args.interval},
+            name="simulator",
+            daemon=True,
+        )
+        thread.start()
+        config = deployment.to_chain_config()
+        endpoint = ChainEndpoint(config, anvil.rpc_url, anvil.ws_url)
+        wallets = tuple(sorted(set(simulator.all_positions().values())))
+        runtime = Runtime(
+            settings, [endpoint], suggested_wallets=wallets or tuple(deployment.wallets)
+        )
+        url = f"http://{settings.host}:{settings.port}/"
+        banner = [
+            "",
+            f"  defimon {__version__} demo",
+            f"  page:    {url}",
+            f"  chain:   anvil {anvil.rpc_url} (chain id {config.chain_id})",
+            "  wallets with positions (type one into the page):",
+            *[f"    {w}" for w in wallets[:8]],
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        print("\n".join(banner), flush=True)
+        _serve(settings, runtime)
+    finally:
+        stop.set()
+        anvil.stop()
+    return 0
+
+
+def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
+    from devnet.main import run_devnet
+
+    run_devnet(
+        args.port,
+        Path(args.write_config) if args.write_config else None,
+        seed=args.seed,
+        interval=args.interval,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="defimon", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"defimon {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning (default info)")
+    parser.add_argument("--log-format", choices=["console", "json"], default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="devnet + simulator + flow + API + page, in one go")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--data-dir",
+        default=".defimon-demo",
+        help="wiped at start: the devnet is a new chain every run",
+    )
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between market rounds")
+    demo.add_argument("--warmup", type=int, default=10, help="market rounds before serving")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="watch a chain: flow + API in one process")
+    run.add_argument("--rpc", required=True, help="HTTP JSON-RPC URL")
+    run.add_argument("--ws", default=None, help="WebSocket URL for newHeads (else polling)")
+    run.add_argument("--chain-config", required=True, help="TOML chain config")
+    run.add_argument(
+        "--from-block",
+        type=int,
+        default=None,
+        help="start a fresh backfill here (default: the config's start_block)",
+    )
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    run.set_defaults(func=cmd_run)
+
+    devnet = sub.add_parser("devnet", help="anvil + real Uniswap V3 + market simulator")
+    devnet.add_argument("--port", type=int, default=None, help="default: a free port")
+    devnet.add_argument("--write-config", default=None, help="write the chain config TOML here")
+    devnet.add_argument("--seed", type=int, default=7)
+    devnet.add_argument("--interval", type=float, default=0.5)
+    devnet.set_defaults(func=cmd_devnet)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides: dict[str, object] = {}
+    for name in ("port", "host", "data_dir", "log_level", "log_format"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure(settings.log_level, settings.log_format)
+    try:
+        code: int = args.func(args, settings)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except DefimonError as exc:
+        print(f"defimon: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

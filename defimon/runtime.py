@@ -1,0 +1,97 @@
+"""One process, everything in it: the flow in a worker thread, the API in the event loop.
+
+chDB locks its data directory to one process, so the embedded mode is this single process;
+the flow writes through its own store handle and the API reads through another.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from defimon.bus import Bus, InProcessBus
+from defimon.settings import Settings
+from defimon.status import FlowStatus
+from defimon.store import Store
+from flows.dataflow import build_flow
+from flows.source import ChainEndpoint
+
+log = structlog.get_logger("defimon.runtime")
+
+RECOVERY_PARTITIONS = 4  # fixed for the life of a data directory; allows up to 4 workers
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: list[ChainEndpoint],
+        *,
+        suggested_wallets: tuple[str, ...] = (),
+        bus: Bus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.suggested_wallets = suggested_wallets
+        self.bus: Bus = bus or InProcessBus()
+        self.status = FlowStatus()
+        self.stop_event = threading.Event()
+        self.store = Store.connect(settings.clickhouse_url, settings.data_dir)
+        self.store.migrate()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.settings.data_dir / "recovery"
+
+    def _recovery(self) -> RecoveryConfig:
+        if not self.recovery_dir.exists():
+            self.recovery_dir.mkdir(parents=True)
+            init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
+        return RecoveryConfig(str(self.recovery_dir))
+
+    def start_flow(self) -> None:
+        flow = build_flow(
+            self.endpoints,
+            open_store=self.store.another,
+            bus=self.bus,
+            status=self.status,
+            stop=self.stop_event,
+            shards=self.settings.shards,
+            poll_interval=self.settings.poll_interval,
+        )
+        recovery = self._recovery()
+
+        def run() -> None:
+            self.status.running = True
+            try:
+                cli_main(
+                    flow,
+                    workers_per_process=1,
+                    epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
+                    recovery_config=recovery,
+                )
+                log.info("flow.stopped")
+            except BaseException as exc:  # the API keeps serving and reports it at /healthz
+                self.status.error = f"{type(exc).__name__}: {exc}"
+                log.error("flow.failed", error=self.status.error)
+            finally:
+                self.status.running = False
+
+        self._thread = threading.Thread(target=run, name="defimon-flow", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the flow (its sinks flush on the way out), then close the store."""
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("flow.stop_timeout", seconds=timeout)
+        self.bus.close()
+        self.store.close()

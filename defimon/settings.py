@@ -1,0 +1,29 @@
+"""Settings from the environment (DEFIMON_*) and the command line; one object per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEFIMON_", extra="ignore")
+
+    data_dir: Path = Field(Path(".defimon"), description="chDB data and Bytewax recovery")
+    clickhouse_url: str | None = Field(
+        None, description="http://user:pass@host:8123 for a ClickHouse server; chDB if unset"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    shards: int = Field(8, ge=1, le=4096, description="position shards per chain")
+    epoch_seconds: float = Field(1.0, gt=0, description="Bytewax snapshot interval")
+    poll_interval: float = Field(0.05, gt=0, description="head polling without a ws URL")
+    sse_ping_seconds: float = Field(15.0, gt=0)
+    sse_queue_size: int = Field(1024, ge=8, description="events buffered per stream client")
+    sse_replay: int = Field(10_000, ge=0, description="recent events kept for Last-Event-ID")
+    ready_lag_blocks: int = Field(2, ge=0, description="/readyz tolerates this much head lag")
+    log_level: str = "info"
+    log_format: Literal["console", "json"] = "console"

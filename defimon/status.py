@@ -1,0 +1,80 @@
+"""Where the flow is: shared between the flow thread and the API (plain ints; GIL-atomic)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class ChainProgress:
+    chain_id: int
+    head: int = -1
+    processed: int = -1  # the last block whose results are stored and published
+    live: bool = False  # backfill finished, following the head
+    started_at: float = field(default_factory=time.monotonic)
+    first_block: int = -1
+    pending: dict[int, set[int]] = field(default_factory=dict)
+    shards_done: dict[int, set[int]] = field(default_factory=dict)
+
+    @property
+    def lag(self) -> int | None:
+        if self.head < 0:
+            return None
+        return max(self.head - self.processed, 0)
+
+
+class FlowStatus:
+    """Progress per chain, plus whether the flow thread is alive and why it stopped."""
+
+    def __init__(self) -> None:
+        self._chains: dict[int, ChainProgress] = {}
+        self._lock = threading.Lock()
+        self.running = False
+        self.error: str | None = None
+
+    def chain(self, chain_id: int) -> ChainProgress:
+        with self._lock:
+            found = self._chains.get(chain_id)
+            if found is None:
+                found = self._chains[chain_id] = ChainProgress(chain_id)
+            return found
+
+    def chains(self) -> list[ChainProgress]:
+        with self._lock:
+            return list(self._chains.values())
+
+    def saw_head(self, chain_id: int, head: int) -> None:
+        progress = self.chain(chain_id)
+        progress.head = max(progress.head, head)
+
+    def market_stored(self, chain_id: int, block: int, live: bool, shards: tuple[int, ...]) -> None:
+        """The market stage's rows for `block` are stored; `shards` still owe theirs."""
+        progress = self.chain(chain_id)
+        with self._lock:
+            if progress.first_block < 0:
+                progress.first_block = block
+            progress.live = progress.live or live
+            early = progress.shards_done.pop(block, set())
+            progress.pending[block] = set(shards) - early
+            self._advance(progress)
+
+    def shard_stored(self, chain_id: int, block: int, shard: int) -> None:
+        progress = self.chain(chain_id)
+        with self._lock:
+            waiting = progress.pending.get(block)
+            if waiting is None:  # the shard's rows beat the market's to the store
+                progress.shards_done.setdefault(block, set()).add(shard)
+            else:
+                waiting.discard(shard)
+            self._advance(progress)
+
+    @staticmethod
+    def _advance(progress: ChainProgress) -> None:
+        # A block counts as processed when it and every block before it are fully stored.
+        for block in sorted(progress.pending):
+            if progress.pending[block]:
+                break
+            del progress.pending[block]
+            progress.processed = max(progress.processed, block)

@@ -1,0 +1,132 @@
+"""The ClickHouse store: one surface over a ClickHouse server (HTTP) and chDB (in-process).
+
+Both go through clickhouse-connect, so the same SQL and the same parameter binding run on
+both. chDB locks its data directory to one process; within the process, each `Store` holds its
+own handle, so the flow's writer and the API's readers do not serialize on one lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+
+from schemas.errors import ConfigError, StoreError
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+log = structlog.get_logger("defimon.store")
+
+_migrate_lock = threading.Lock()
+
+
+class Store:
+    def __init__(self, client: Any, *, url: str | None, data_dir: Path | None) -> None:
+        self._client = client
+        self.url = url
+        self.data_dir = data_dir
+
+    @property
+    def backend(self) -> str:
+        return "clickhouse" if self.url else "chdb"
+
+    @classmethod
+    def connect(cls, url: str | None = None, data_dir: Path | None = None) -> Store:
+        """A ClickHouse server when `url` is given (http://user:pass@host:8123), else chDB."""
+        import clickhouse_connect
+
+        try:
+            if url:
+                parsed = urlparse(url)
+                if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                    raise ConfigError(f"ClickHouse URL must be http(s)://host:port, got {url!r}")
+                client = clickhouse_connect.get_client(
+                    host=parsed.hostname,
+                    port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                    username=parsed.username or "default",
+                    password=parsed.password or "",
+                    secure=parsed.scheme == "https",
+                    # A shared client serves concurrent requests; sessions would serialize them.
+                    autogenerate_session_id=False,
+                )
+            else:
+                if data_dir is None:
+                    raise ConfigError("chDB needs a data directory")
+                data_dir.mkdir(parents=True, exist_ok=True)
+                client = clickhouse_connect.get_client(
+                    interface="chdb", path=str(data_dir.resolve() / "chdb")
+                )
+        except ConfigError:
+            raise
+        except Exception as exc:  # the driver raises many types; callers need one
+            raise StoreError(f"cannot open the store: {exc}") from exc
+        return cls(client, url=url, data_dir=data_dir)
+
+    def another(self) -> Store:
+        """A second handle on the same store (for another thread)."""
+        return Store.connect(self.url, self.data_dir)
+
+    def migrate(self) -> None:
+        """Apply sql/*.sql in order; every statement there is idempotent."""
+        with _migrate_lock:
+            for path in sorted(SQL_DIR.glob("*.sql")):
+                for statement in split_statements(path.read_text()):
+                    self.command(statement)
+        log.info("store.migrated", backend=self.backend)
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=parameters)
+        except Exception as exc:
+            raise StoreError(f"{exc}") from exc
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+        """Insert column-oriented data (one sequence per column)."""
+        if not data or not data[0]:
+            return
+        try:
+            self._client.insert(table, data, column_names=list(columns), column_oriented=True)
+        except Exception as exc:
+            raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a SELECT with server-side parameters ({name:Type})."""
+        try:
+            return list(self._client.query(sql, parameters=parameters).result_rows)
+        except Exception as exc:
+            raise StoreError(f"{exc}") from exc
+
+    def dicts(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        try:
+            result = self._client.query(sql, parameters=parameters)
+        except Exception as exc:
+            raise StoreError(f"{exc}") from exc
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def scalar(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        found = self.rows(sql, parameters)
+        return found[0][0] if found else None
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # closing is best effort; nothing useful to do with a failure
+            pass
+
+
+def split_statements(text: str) -> list[str]:
+    """Split a .sql file on semicolons that end a line; drop comment-only chunks."""
+    chunks = re.split(r";\s*$", text, flags=re.MULTILINE)
+    statements = []
+    for chunk in chunks:
+        body = "\n".join(
+            line for line in chunk.splitlines() if not line.strip().startswith("--")
+        ).strip()
+        if body:
+            statements.append(body)
+    return statements

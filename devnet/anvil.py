@@ -1,0 +1,195 @@
+"""Start and stop a local anvil node (the binary from the npm package, no Foundry install)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+log = logging.getLogger("defimon.devnet")
+
+NODE_MODULES = Path(__file__).parent / "node_modules"
+_ANVIL_BINARY = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+START_TIMEOUT = 10.0
+STOP_GRACE = 3.0
+
+
+def anvil_binary() -> Path:
+    """Path of the anvil executable shipped by npm `@foundry-rs/anvil`."""
+    if not (_ANVIL_BINARY.is_file() and os.access(_ANVIL_BINARY, os.X_OK)):
+        raise FileNotFoundError(
+            f"anvil not found at {_ANVIL_BINARY}; install it with `make devnet/node_modules` "
+            "(or `npm ci --prefix devnet`)"
+        )
+    return _ANVIL_BINARY
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Anvil:
+    """An anvil process bound to 127.0.0.1, in its own process group; use as a context manager."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        chain_id: int = 31337,
+        accounts: int = 20,
+        block_time: float | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self._port = port
+        self._chain_id = chain_id
+        self._accounts = accounts
+        self._block_time = block_time
+        self._extra_args = tuple(extra_args)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("anvil has not been started, so it has no port yet")
+        return self._port
+
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        args = [
+            str(anvil_binary()),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--chain-id", str(self._chain_id),
+            "--accounts", str(self._accounts),
+            "--balance", "1000000",
+            "--code-size-limit", "100000",
+            "--silent",
+        ]  # fmt: skip
+        if self._block_time is not None:
+            args += ["--block-time", f"{self._block_time:g}"]
+        return args + list(self._extra_args)
+
+    def start(self) -> Anvil:
+        """Launch anvil and wait until it answers `eth_chainId`."""
+        if self._process is not None:
+            return self
+        if self._port is None:
+            self._port = free_port()
+        command = self.command()
+        # a file, not a pipe: nobody drains a pipe while the node runs, and a full one blocks it
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        # own session = own process group, so stop() kills exactly this node and nothing else
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            start_new_session=True,
+        )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "anvil pid %d listening on %s (chain id %d)",
+            self._process.pid,
+            self.rpc_url,
+            self._chain_id,
+        )
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        request = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        with httpx.Client(timeout=1.0) as http:
+            while True:
+                if self._process.poll() is not None:
+                    stderr = ""
+                    if self._stderr is not None:
+                        self._stderr.seek(0)
+                        stderr = self._stderr.read().decode(errors="replace")
+                    code = self._process.returncode
+                    raise RuntimeError(
+                        f"anvil exited with code {code} before answering: {stderr.strip()[:500]}"
+                    )
+                try:
+                    reply = http.post(self.rpc_url, json=request).json()
+                    if int(reply["result"], 16) == self._chain_id:
+                        return
+                except (httpx.HTTPError, ValueError, KeyError):
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"anvil did not answer eth_chainId on {self.rpc_url} "
+                        f"within {START_TIMEOUT:g} s"
+                    )
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL it after a grace period; safe to call twice."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        atexit.unregister(self.stop)
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        log.info("anvil pid %d stopped", process.pid)
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)  # the group id is the pid because of start_new_session
+    except ProcessLookupError:
+        pass

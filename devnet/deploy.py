@@ -1,0 +1,278 @@
+"""Deploy tokens and the real Uniswap V3 (factory, pools, NPM, router) on a devnet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+import orjson
+
+from devnet.contracts import (
+    ERC20_APPROVE,
+    ERC20_MINT,
+    FACTORY_CREATE_POOL,
+    FACTORY_ENABLE_FEE_AMOUNT,
+    FACTORY_FEE_AMOUNT_TICK_SPACING,
+    FACTORY_GET_POOL,
+    MAX_UINT256,
+    POOL_INITIALIZE,
+    load_artifact,
+)
+from devnet.rpc import RpcClient
+from devnet.txs import Tx, mine_block
+from devnet.univ3math import sqrt_price_x96_from_price
+from schemas.chain_config import ChainConfig, UniswapV3Config
+
+log = logging.getLogger("defimon.devnet")
+
+# NPM only calls its token descriptor from tokenURI, which nothing here uses
+TOKEN_DESCRIPTOR = "0x000000000000000000000000000000000000dead"
+
+# symbol -> (decimals, reference price in USD); WBTC = 20 WETH
+TOKEN_SPECS: dict[str, tuple[int, Fraction]] = {
+    "USDC": (6, Fraction(1)),
+    "DAI": (18, Fraction(1)),
+    "WBTC": (8, Fraction(60_000)),
+    "WETH": (18, Fraction(3_000)),
+}
+USD_STABLECOINS = ("USDC", "DAI")
+# (base, quote, fee): pools start at the reference price ratio base/quote
+POOL_SPECS: tuple[tuple[str, str, int], ...] = (
+    ("WETH", "USDC", 500),
+    ("WETH", "USDC", 3000),
+    ("WBTC", "WETH", 3000),
+    ("DAI", "USDC", 100),
+)
+WALLET_FUNDING_USD = 10**9  # of every token, per wallet
+
+# gas limits are explicit so bulk sends skip estimation; about 1.5x what the calls use
+_GAS_DEPLOY_TOKEN = 2_000_000
+_GAS_DEPLOY_FACTORY = 7_000_000
+_GAS_DEPLOY_NPM = 8_000_000
+_GAS_DEPLOY_ROUTER = 5_000_000
+_GAS_CREATE_POOL = 7_000_000
+_GAS_SMALL_CALL = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    symbol: str
+    address: str
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    address: str
+    token0: str
+    token1: str
+    fee: int
+    tick_spacing: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    chain_id: int
+    rpc_url: str
+    factory: str
+    position_manager: str
+    swap_router: str
+    weth: str
+    tokens: dict[str, Token]  # by symbol
+    pools: list[Pool]
+    wallets: list[str]
+    deployer: str
+    start_block: int
+
+    def token_by_address(self, address: str) -> Token:
+        for token in self.tokens.values():
+            if token.address == address:
+                return token
+        raise KeyError(address)
+
+    def pool_label(self, pool: Pool) -> str:
+        """E.g. 'WETH/USDC 0.05%' (token0/token1)."""
+        symbol0 = self.token_by_address(pool.token0).symbol
+        symbol1 = self.token_by_address(pool.token1).symbol
+        return f"{symbol0}/{symbol1} {pool.fee / 10_000:g}%"
+
+    def to_chain_config(self, name: str = "devnet") -> ChainConfig:
+        return ChainConfig(
+            chain_id=self.chain_id,
+            uniswap_v3=UniswapV3Config(
+                factory=self.factory, position_manager=self.position_manager
+            ),
+            name=name,
+            start_block=self.start_block,
+            usd_tokens=tuple(
+                self.tokens[symbol].address for symbol in USD_STABLECOINS if symbol in self.tokens
+            ),
+        )
+
+    def to_json(self) -> str:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2).decode()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Deployment:
+        raw: dict[str, Any] = orjson.loads(text)
+        raw["tokens"] = {symbol: Token(**token) for symbol, token in raw["tokens"].items()}
+        raw["pools"] = [Pool(**pool) for pool in raw["pools"]]
+        return cls(**raw)
+
+
+def deploy(rpc_url: str) -> Deployment:
+    """Deploy everything from anvil account 0 and fund accounts 1..N-1 (takes ~0.2 s)."""
+    started = time.perf_counter()
+    with RpcClient(rpc_url) as rpc:
+        accounts = [account.lower() for account in rpc.call("eth_accounts")]
+        if len(accounts) < 2:
+            raise RuntimeError(
+                "the devnet needs at least two unlocked accounts (a deployer and a wallet)"
+            )
+        deployer, wallets = accounts[0], accounts[1:]
+        chain_id = int(rpc.call("eth_chainId"), 16)
+        try:
+            deployment = _deploy(rpc, rpc_url, chain_id, deployer, wallets)
+        finally:
+            rpc.call("evm_setAutomine", [True])
+    log.info(
+        "deployed Uniswap V3 with %d pools and %d tokens in %.2f s (factory %s, start block %d)",
+        len(deployment.pools),
+        len(deployment.tokens),
+        time.perf_counter() - started,
+        deployment.factory,
+        deployment.start_block,
+    )
+    return deployment
+
+
+def _deploy(
+    rpc: RpcClient, rpc_url: str, chain_id: int, deployer: str, wallets: list[str]
+) -> Deployment:
+    erc20 = load_artifact("MintableERC20")
+    weth9 = load_artifact("WETH9Mocked")
+    symbols = list(TOKEN_SPECS)
+
+    # block 1: factory and tokens (the blocks stay under anvil's 30M gas limit)
+    token_txs = [
+        Tx(deployer, None, weth9.deploy_data(), _GAS_DEPLOY_TOKEN)
+        if symbol == "WETH"
+        else Tx(
+            deployer,
+            None,
+            erc20.deploy_data(
+                ("string", "string", "uint8"), (symbol, symbol, TOKEN_SPECS[symbol][0])
+            ),
+            _GAS_DEPLOY_TOKEN,
+        )
+        for symbol in symbols
+    ]
+    factory_tx = Tx(deployer, None, load_artifact("UniswapV3Factory").bytecode, _GAS_DEPLOY_FACTORY)
+    receipts = mine_block(rpc, [factory_tx, *token_txs])
+    factory = receipts[0]["contractAddress"].lower()
+    start_block = int(receipts[0]["blockNumber"], 16)
+    tokens = {
+        symbol: Token(symbol, receipt["contractAddress"].lower(), TOKEN_SPECS[symbol][0])
+        for symbol, receipt in zip(symbols, receipts[1:], strict=True)
+    }
+    weth = tokens["WETH"].address
+
+    # block 2: periphery, and the 0.01% fee tier (not enabled by the factory constructor)
+    npm_data = load_artifact("NonfungiblePositionManager").deploy_data(
+        ("address", "address", "address"), (factory, weth, TOKEN_DESCRIPTOR)
+    )
+    router_data = load_artifact("SwapRouter").deploy_data(("address", "address"), (factory, weth))
+    receipts = mine_block(
+        rpc,
+        [
+            Tx(deployer, None, npm_data, _GAS_DEPLOY_NPM),
+            Tx(deployer, None, router_data, _GAS_DEPLOY_ROUTER),
+            Tx(deployer, factory, FACTORY_ENABLE_FEE_AMOUNT.encode(100, 1), _GAS_SMALL_CALL),
+        ],
+    )
+    position_manager = receipts[0]["contractAddress"].lower()
+    swap_router = receipts[1]["contractAddress"].lower()
+
+    # block 3: pools
+    pairs = []
+    for base, quote, fee in POOL_SPECS:
+        address0, address1 = sorted((tokens[base].address, tokens[quote].address))
+        pairs.append((address0, address1, fee))
+    mine_block(
+        rpc,
+        [
+            Tx(deployer, factory, FACTORY_CREATE_POOL.encode(*pair), _GAS_CREATE_POOL)
+            for pair in pairs
+        ],
+    )
+    calls = [
+        ("eth_call", [{"to": factory, "data": FACTORY_GET_POOL.encode(*pair)}, "latest"])
+        for pair in pairs
+    ]
+    calls += [
+        (
+            "eth_call",
+            [{"to": factory, "data": FACTORY_FEE_AMOUNT_TICK_SPACING.encode(fee)}, "latest"],
+        )
+        for _, _, fee in pairs
+    ]
+    answers = rpc.batch(calls)
+    pools = [
+        Pool(
+            address=FACTORY_GET_POOL.decode(answers[index])[0].lower(),
+            token0=address0,
+            token1=address1,
+            fee=fee,
+            tick_spacing=FACTORY_FEE_AMOUNT_TICK_SPACING.decode(answers[len(pairs) + index])[0],
+        )
+        for index, (address0, address1, fee) in enumerate(pairs)
+    ]
+
+    # block 4: initial prices and wallet funding
+    by_address = {token.address: token for token in tokens.values()}
+    txs = []
+    for pool in pools:
+        token0, token1 = by_address[pool.token0], by_address[pool.token1]
+        price = TOKEN_SPECS[token0.symbol][1] / TOKEN_SPECS[token1.symbol][1]  # token1 per token0
+        sqrt_price = sqrt_price_x96_from_price(price, token0.decimals, token1.decimals)
+        txs.append(Tx(deployer, pool.address, POOL_INITIALIZE.encode(sqrt_price), _GAS_SMALL_CALL))
+    for wallet in wallets:
+        for token in tokens.values():
+            amount = WALLET_FUNDING_USD * 10**token.decimals // TOKEN_SPECS[token.symbol][1]
+            # the mocks let anyone mint, so the deployer mints straight to the wallet
+            txs.append(
+                Tx(deployer, token.address, ERC20_MINT.encode(wallet, int(amount)), _GAS_SMALL_CALL)
+            )
+    mine_block(rpc, txs)
+
+    # block 5: allowances for the periphery
+    mine_block(
+        rpc,
+        [
+            Tx(
+                wallet,
+                token.address,
+                ERC20_APPROVE.encode(spender, MAX_UINT256),
+                _GAS_SMALL_CALL // 2,
+            )
+            for wallet in wallets
+            for token in tokens.values()
+            for spender in (position_manager, swap_router)
+        ],
+    )
+    return Deployment(
+        chain_id=chain_id,
+        rpc_url=rpc_url,
+        factory=factory,
+        position_manager=position_manager,
+        swap_router=swap_router,
+        weth=weth,
+        tokens=tokens,
+        pools=pools,
+        wallets=wallets,
+        deployer=deployer,
+        start_block=start_block,
+    )

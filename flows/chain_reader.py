@@ -1,0 +1,221 @@
+"""Read whole blocks of watched logs from a node (I/O only; no Bytewax, no domain logic).
+
+The watched set is the protocol's fixed contracts plus every pool the factories created. A pool
+can be created and used in the same range, so each read first takes the fixed contracts and the
+known pools, and reads again for pools that range created (from their creation block on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from flows.rpc import RpcClient
+from flows.uniswap_v3.events import POOL_CREATED
+from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
+from schemas.chain_config import ChainConfig
+from schemas.errors import RpcError
+
+log = structlog.get_logger("defimon.source")
+
+_DECIMALS = "0x313ce567"  # decimals()
+_SYMBOL = "0x95d89b41"  # symbol()
+_HEADER_BATCH = 200
+
+
+@dataclass(slots=True)
+class RangeRead:
+    batches: list[BlockBatch]
+    log_count: int
+
+
+class ChainReader:
+    def __init__(self, rpc: RpcClient, config: ChainConfig, pools: Iterable[str] = ()) -> None:
+        self.rpc = rpc
+        self.config = config
+        self.chain_id = config.chain_id
+        self.factories = [config.uniswap_v3.factory]
+        self.fixed = [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
+        self.pools: set[str] = set(pools)
+        self._tokens_seen: set[str] = set()
+
+    # Logs -----------------------------------------------------------------------------------
+
+    def _created_pools(self, raw: list[dict[str, object]]) -> list[tuple[int, str, str, str]]:
+        """(block, pool, token0, token1) for each PoolCreated among `raw` from a factory."""
+        found = []
+        for item in raw:
+            topics = item.get("topics")
+            if (
+                isinstance(topics, list)
+                and len(topics) == 4
+                and topics[0] == POOL_CREATED
+                and str(item.get("address", "")).lower() in self.factories
+            ):
+                data = str(item.get("data", ""))
+                if len(data) == 2 + 128:
+                    pool = "0x" + data[-40:].lower()
+                    found.append(
+                        (
+                            int(str(item["blockNumber"]), 16),
+                            pool,
+                            "0x" + str(topics[1])[-40:].lower(),
+                            "0x" + str(topics[2])[-40:].lower(),
+                        )
+                    )
+        return found
+
+    def _fetch(self, base: dict[str, object], to_block: int | None) -> tuple[list[dict], set[str]]:
+        """Logs of the watched set for one filter, following pools created inside it."""
+        raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.pools)})
+        created = [c for c in self._created_pools(raw) if c[1] not in self.pools]
+        new_tokens: set[str] = set()
+        if created:
+            new_pools = sorted({c[1] for c in created})
+            self.pools.update(new_pools)
+            for _b, _p, t0, t1 in created:
+                new_tokens.update((t0, t1))
+            flt = dict(base)
+            if "fromBlock" in flt:
+                flt["fromBlock"] = hex(min(c[0] for c in created))
+            raw += self.rpc.get_logs({**flt, "address": new_pools})
+            raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
+        return raw, new_tokens - self._tokens_seen
+
+    def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
+        """Every watched log in [start, end], as one BlockBatch per block that has logs.
+
+        The last block of the range is always emitted, logs or not, so progress reaches it.
+        """
+        raw, new_tokens = self._fetch({"fromBlock": hex(start), "toBlock": hex(end)}, end)
+        by_block: dict[int, list[RawLog]] = {}
+        for item in raw:
+            lg = self._to_log(item)
+            by_block.setdefault(lg.block_number, []).append(lg)
+        numbers = sorted(by_block)
+        if not numbers or numbers[-1] != end:
+            numbers.append(end)
+        headers = self.headers(numbers)
+        tokens = self.token_infos(new_tokens)
+        batches = []
+        for n in numbers:
+            header = headers[n]
+            logs = by_block.get(n, [])
+            if logs and logs[0].block_hash != header.hash:
+                # The chain moved under us between the two reads; the caller retries the range.
+                raise RpcError(f"block {n} changed while reading (reorg?)")
+            batches.append(BlockBatch(header, logs, head, live))
+        if batches and tokens:
+            batches[0].tokens = tokens
+        return RangeRead(batches, len(raw))
+
+    def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
+        """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
+        raw, new_tokens = self._fetch({"blockHash": header.hash}, None)
+        logs = [self._to_log(item) for item in raw]
+        return BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
+
+    def _to_log(self, item: dict) -> RawLog:
+        try:
+            return RawLog(
+                chain_id=self.chain_id,
+                block_number=int(item["blockNumber"], 16),
+                block_hash=item["blockHash"],
+                log_index=int(item["logIndex"], 16),
+                tx_hash=item["transactionHash"],
+                tx_index=int(item["transactionIndex"], 16),
+                address=item["address"].lower(),
+                topics=tuple(t.lower() for t in item["topics"]),
+                data=item["data"].lower(),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # A log without its coordinates cannot be placed anywhere: a provider fault.
+            raise RpcError(f"malformed log from the node: {exc}: {str(item)[:200]}") from exc
+
+    # Headers and tokens -----------------------------------------------------------------------
+
+    def headers(self, numbers: list[int]) -> dict[int, BlockHeader]:
+        out: dict[int, BlockHeader] = {}
+        for i in range(0, len(numbers), _HEADER_BATCH):
+            chunk = numbers[i : i + _HEADER_BATCH]
+            results = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            for n, block in zip(chunk, results, strict=True):
+                if not isinstance(block, dict):
+                    raise RpcError(f"block {n} not found")
+                out[n] = self.header_from_json(block)
+        return out
+
+    def header_by_number(self, number: int) -> BlockHeader:
+        return self.headers([number])[number]
+
+    def header_from_json(self, block: dict) -> BlockHeader:
+        try:
+            return BlockHeader(
+                chain_id=self.chain_id,
+                number=int(block["number"], 16),
+                hash=block["hash"].lower(),
+                parent_hash=block["parentHash"].lower(),
+                timestamp=int(block["timestamp"], 16),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RpcError(f"malformed block header: {exc}") from exc
+
+    def token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
+        wanted = sorted(set(addresses) - self._tokens_seen)
+        if not wanted:
+            return {}
+        calls = []
+        for a in wanted:
+            calls.append(("eth_call", [{"to": a, "data": _DECIMALS}, "latest"]))
+            calls.append(("eth_call", [{"to": a, "data": _SYMBOL}, "latest"]))
+        out: dict[str, TokenInfo] = {}
+        try:
+            results = self.rpc.batch(calls)
+        except RpcError:
+            # One reverting call fails the whole batch on some nodes: fall back to one by one.
+            results = []
+            for method, params in calls:
+                try:
+                    results.append(self.rpc.call(method, params))
+                except RpcError:
+                    results.append(None)
+        for i, address in enumerate(wanted):
+            decimals = _decode_uint(results[2 * i])
+            symbol = _decode_symbol(results[2 * i + 1])
+            if decimals is None or decimals > 77:
+                log.warning("token.decimals_unreadable", token=address)
+                decimals = 18
+            out[address] = TokenInfo(address, symbol or "???", decimals)
+            self._tokens_seen.add(address)
+        return out
+
+
+def _decode_uint(value: object) -> int | None:
+    if not isinstance(value, str) or len(value) < 3:
+        return None
+    try:
+        return int(value[:66], 16)
+    except ValueError:
+        return None
+
+
+def _decode_symbol(value: object) -> str | None:
+    """ABI string, or bytes32 (old tokens such as MKR)."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        return None
+    try:
+        raw = bytes.fromhex(value[2:])
+    except ValueError:
+        return None
+    text: bytes
+    if len(raw) >= 64:
+        length = int.from_bytes(raw[32:64], "big")
+        text = raw[64 : 64 + length] if length <= len(raw) - 64 else b""
+    elif len(raw) == 32:
+        text = raw.rstrip(b"\0")
+    else:
+        return None
+    decoded = text.decode("utf-8", errors="replace").strip()
+    return decoded[:32] or None

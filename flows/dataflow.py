@@ -1,0 +1,97 @@
+"""The Bytewax dataflow: wiring only. The logic lives in pure functions it calls.
+
+    chain ─┬─ chain_rows ──────────────────────────────────────────┐
+           └─ by_chain ─ uniswap_v3_market ─┬─ market_rows ────────────┼─ store
+                                            └─ to_shards               │
+                                               └─ uniswap_v3_positions ┼─ shard_rows
+                                                                       └─ bus
+Step ids are part of the recovery store's keys: renaming one orphans its saved state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from defimon.bus import Bus
+from defimon.metrics import METRICS
+from defimon.status import FlowStatus
+from defimon.store import Store
+from flows.rows import chain_rows, market_rows, shard_rows
+from flows.sinks import BusSink, StoreSink
+from flows.source import ChainEndpoint, ChainSource
+from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
+from schemas.chain import BlockBatch
+from schemas.chain_config import ChainConfig
+
+DEFAULT_SHARDS = 8
+
+
+def market_mapper(
+    configs: dict[int, ChainConfig], shards: int
+) -> Callable[[MarketState | None, BlockBatch], tuple[MarketState, MarketOutput]]:
+    def step(state: MarketState | None, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
+        if state is None:
+            cfg = configs[batch.header.chain_id]
+            state = MarketState(
+                chain_id=cfg.chain_id,
+                factory=cfg.uniswap_v3.factory,
+                position_manager=cfg.uniswap_v3.position_manager,
+                usd_tokens=cfg.usd_tokens,
+                shards=shards,
+            )
+        state, out = market_step(state, batch)
+        chain = str(batch.header.chain_id)
+        METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))
+        METRICS.blocks_processed.labels(chain_id=chain).inc()
+        if out.dead_letters:
+            METRICS.dead_letters.labels(chain_id=chain).inc(len(out.dead_letters))
+        return state, out
+
+    return step
+
+
+def to_shards(out: MarketOutput) -> list[tuple[str, ShardInput]]:
+    chain = out.block.chain_id
+    return [(f"{chain}:{shard}", item) for shard, item in sorted(out.shard_inputs.items())]
+
+
+def build_flow(
+    endpoints: list[ChainEndpoint],
+    *,
+    open_store: Callable[[], Store],
+    bus: Bus,
+    status: FlowStatus,
+    stop: threading.Event,
+    shards: int = DEFAULT_SHARDS,
+    poll_interval: float = 0.05,
+) -> Dataflow:
+    configs = {e.config.chain_id: e.config for e in endpoints}
+    flow = Dataflow("defimon")
+    blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, poll_interval))
+    raw = op.map("chain_rows", blocks, chain_rows)
+
+    by_chain = op.key_on("by_chain", blocks, lambda b: str(b.header.chain_id))
+    market = op.map(
+        "market_out",
+        op.stateful_map("uniswap_v3_market", by_chain, market_mapper(configs, shards)),
+        lambda kv: kv[1],
+    )
+    market_store = op.map("market_rows", market, market_rows)
+
+    shard_inputs = op.flat_map("to_shards", market, to_shards)
+    positions = op.map(
+        "positions_out",
+        op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step),
+        lambda kv: kv[1],
+    )
+    position_store = op.map("shard_rows", positions, shard_rows)
+
+    op.output(
+        "store", op.merge("rows", raw, market_store, position_store), StoreSink(open_store, status)
+    )
+    op.output("bus", positions, BusSink(bus))
+    return flow

@@ -1,0 +1,275 @@
+"""Domain outputs -> table rows (pure). The one place that knows the tables' column order."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.uniswap_v3.state import MarketOutput, ShardOutput
+from schemas.chain import BlockBatch
+from schemas.positions import PROTOCOL_UNISWAP_V3
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "defimon.blocks": (
+        "chain_id",
+        "number",
+        "hash",
+        "parent_hash",
+        "block_time",
+        "log_count",
+        "version",
+    ),
+    "defimon.raw_logs": (
+        "chain_id",
+        "block_number",
+        "block_hash",
+        "log_index",
+        "tx_hash",
+        "tx_index",
+        "address",
+        "topics",
+        "data",
+        "block_time",
+        "version",
+    ),
+    "defimon.pools": (
+        "chain_id",
+        "pool",
+        "protocol",
+        "token0",
+        "token1",
+        "fee",
+        "tick_spacing",
+        "created_block",
+        "version",
+    ),
+    "defimon.tokens": ("chain_id", "address", "symbol", "decimals", "version"),
+    "defimon.pool_states": (
+        "chain_id",
+        "pool",
+        "block_number",
+        "block_hash",
+        "block_time",
+        "sqrt_price_x96",
+        "tick",
+        "liquidity",
+        "version",
+    ),
+    "defimon.token_prices": (
+        "chain_id",
+        "token",
+        "block_number",
+        "block_hash",
+        "block_time",
+        "price_usd",
+        "source",
+        "hops",
+        "version",
+    ),
+    "defimon.position_versions": (
+        "chain_id",
+        "position_id",
+        "protocol",
+        "block_number",
+        "log_index",
+        "block_hash",
+        "block_time",
+        "tx_hash",
+        "event",
+        "owner",
+        "position_manager",
+        "token_id",
+        "pool",
+        "token0",
+        "token1",
+        "symbol0",
+        "symbol1",
+        "decimals0",
+        "decimals1",
+        "fee",
+        "tick_lower",
+        "tick_upper",
+        "liquidity",
+        "deposited0",
+        "deposited1",
+        "withdrawn0",
+        "withdrawn1",
+        "collected0",
+        "collected1",
+        "burned",
+        "version",
+    ),
+    "defimon.dead_letters": (
+        "chain_id",
+        "block_number",
+        "block_hash",
+        "log_index",
+        "tx_hash",
+        "address",
+        "topics",
+        "data",
+        "stage",
+        "reason",
+        "version",
+    ),
+}
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class SinkBatch:
+    """Rows for several tables from one block, plus where that block stands."""
+
+    chain_id: int
+    block_number: int
+    live: bool
+    rows: dict[str, list[Row]]
+    # The market stage's batch names the shards that owe rows for this block; a shard's batch
+    # names its shard. The sink reports both once stored, and a block counts as processed when
+    # the market and all its shards are in (defimon.status).
+    expects_shards: tuple[int, ...] | None = None
+    shard: int | None = None
+
+
+def _time(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _version() -> int:
+    # Replays of the same row carry a newer version; the content is identical, so either wins.
+    return time.time_ns()
+
+
+def chain_rows(batch: BlockBatch) -> SinkBatch:
+    h = batch.header
+    when, version = _time(h.timestamp), _version()
+    logs = [
+        (
+            lg.chain_id,
+            lg.block_number,
+            lg.block_hash,
+            lg.log_index,
+            lg.tx_hash,
+            lg.tx_index,
+            lg.address,
+            list(lg.topics),
+            lg.data,
+            when,
+            version,
+        )
+        for lg in batch.logs
+    ]
+    block = [(h.chain_id, h.number, h.hash, h.parent_hash, when, len(batch.logs), version)]
+    return SinkBatch(
+        h.chain_id, h.number, batch.live, {"defimon.blocks": block, "defimon.raw_logs": logs}
+    )
+
+
+def market_rows(out: MarketOutput) -> SinkBatch:
+    b = out.block
+    when, version = _time(b.timestamp), _version()
+    rows: dict[str, list[Row]] = {
+        "defimon.pools": [
+            (
+                b.chain_id,
+                p.address,
+                PROTOCOL_UNISWAP_V3,
+                p.token0,
+                p.token1,
+                p.fee,
+                p.tick_spacing,
+                p.created_block,
+                version,
+            )
+            for p in out.new_pools
+        ],
+        "defimon.tokens": [
+            (b.chain_id, t.address, t.symbol, t.decimals, version) for t in out.new_tokens
+        ],
+        "defimon.pool_states": [
+            (
+                b.chain_id,
+                s.pool,
+                b.number,
+                b.hash,
+                when,
+                s.sqrt_price_x96,
+                s.tick,
+                s.liquidity,
+                version,
+            )
+            for s in out.pool_snapshots
+        ],
+        "defimon.token_prices": [
+            (b.chain_id, p.token, b.number, b.hash, when, p.usd, p.source, p.hops, version)
+            for p in out.prices
+        ],
+        "defimon.dead_letters": [
+            (
+                b.chain_id,
+                d.log.block_number,
+                d.log.block_hash,
+                d.log.log_index,
+                d.log.tx_hash,
+                d.log.address,
+                list(d.log.topics),
+                d.log.data,
+                d.stage,
+                d.reason,
+                version,
+            )
+            for d in out.dead_letters
+        ],
+    }
+    return SinkBatch(
+        b.chain_id, b.number, out.live, rows, expects_shards=tuple(sorted(out.shard_inputs))
+    )
+
+
+def shard_rows(out: ShardOutput) -> SinkBatch:
+    b = out.block
+    when, version = _time(b.timestamp), _version()
+    rows = []
+    for v in out.versions:
+        p = v.position
+        rows.append(
+            (
+                p.chain_id,
+                p.position_id,
+                p.protocol,
+                v.block.number,
+                v.log_index,
+                v.block.hash,
+                when,
+                v.tx_hash,
+                v.event,
+                p.owner,
+                p.position_manager,
+                p.token_id,
+                p.pool,
+                p.token0,
+                p.token1,
+                p.symbol0,
+                p.symbol1,
+                p.decimals0,
+                p.decimals1,
+                p.fee,
+                p.tick_lower,
+                p.tick_upper,
+                p.liquidity,
+                p.deposited0,
+                p.deposited1,
+                p.withdrawn0,
+                p.withdrawn1,
+                p.collected0,
+                p.collected1,
+                int(p.burned),
+                version,
+            )
+        )
+    return SinkBatch(
+        b.chain_id, b.number, out.live, {"defimon.position_versions": rows}, shard=out.shard
+    )

@@ -1,0 +1,471 @@
+"""Uniswap V3 state machines, as pure `mapper(state, value) -> (state, out)` functions.
+
+Two stages, so that the work scales with Bytewax workers (see design-scale notes):
+
+1. `market_step`, keyed by chain: reads a whole block of logs in order, keeps the pools (price,
+   tick, in-range liquidity), resolves each position NFT to its pool (the pool's `Mint` from the
+   position manager precedes the NFT events in the same transaction), routes USD prices, and
+   sends each position shard what it needs for this block: its positions' events and the pool
+   snapshots and prices that changed for the pools and tokens it holds.
+2. `shard_step`, keyed by `chain:shard`: applies position events (one version per event) and
+   revalues, once per block, every position whose pool, prices or own state changed.
+
+A price change thereby reaches every dependent position within the block, and no single key
+holds every position of a market.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+
+from flows.uniswap_v3 import events as ev
+from flows.uniswap_v3.valuation import route_prices, value_position
+from schemas.chain import BlockBatch, RawLog, TokenInfo
+from schemas.positions import (
+    BlockRef,
+    PoolSnapshot,
+    PositionValue,
+    TokenPrice,
+    UniswapPosition,
+)
+
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
+def shard_of(position_id: str, shards: int) -> int:
+    """Stable across processes (never Python's salted `hash`)."""
+    return zlib.crc32(position_id.encode()) % shards
+
+
+def position_id(chain_id: int, position_manager: str, token_id: int) -> str:
+    return f"{chain_id}:{position_manager}:{token_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: the market (per chain)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    address: str
+    token0: str
+    token1: str
+    fee: int
+    tick_spacing: int
+    created_block: int
+
+
+@dataclass(slots=True)
+class PoolState:
+    sqrt_price_x96: int = 0
+    tick: int = 0
+    liquidity: int = 0
+
+    def snapshot(self, pool: str) -> PoolSnapshot:
+        return PoolSnapshot(pool, self.sqrt_price_x96, self.tick, self.liquidity)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    log: RawLog
+    reason: str
+    stage: str = "uniswap_v3"
+
+
+@dataclass(frozen=True, slots=True)
+class PositionEvent:
+    """One position-manager event, resolved to its pool. `kind` names the state change."""
+
+    kind: str  # mint | increase | decrease | collect | transfer | burn
+    position_id: str
+    log_index: int
+    tx_hash: str
+    liquidity: int = 0
+    amount0: int = 0
+    amount1: int = 0
+    owner: str = ""
+    created: UniswapPosition | None = None
+
+
+@dataclass(slots=True)
+class ShardInput:
+    block: BlockRef
+    live: bool
+    shard: int
+    events: list[PositionEvent] = field(default_factory=list)
+    pools: dict[str, PoolSnapshot] = field(default_factory=dict)
+    prices: dict[str, TokenPrice] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MarketOutput:
+    block: BlockRef
+    head: int
+    live: bool
+    log_count: int
+    new_pools: list[PoolInfo]
+    new_tokens: list[TokenInfo]
+    pool_snapshots: list[PoolSnapshot]
+    prices: list[TokenPrice]
+    dead_letters: list[DeadLetter]
+    shard_inputs: dict[int, ShardInput]
+
+
+@dataclass(slots=True)
+class MarketState:
+    chain_id: int
+    factory: str
+    position_manager: str
+    usd_tokens: tuple[str, ...]
+    shards: int
+    pools: dict[str, PoolInfo] = field(default_factory=dict)
+    pool_states: dict[str, PoolState] = field(default_factory=dict)
+    tokens: dict[str, TokenInfo] = field(default_factory=dict)
+    # token id -> pool; the only per-position memory this stage keeps.
+    position_pools: dict[int, str] = field(default_factory=dict)
+    pool_shards: dict[str, set[int]] = field(default_factory=dict)
+    token_pools: dict[str, set[str]] = field(default_factory=dict)
+    prices: dict[str, TokenPrice] = field(default_factory=dict)
+    last_block: int = -1
+
+    def role_of(self, address: str) -> ev.Role | None:
+        if address in self.pools:
+            return ev.Role.POOL
+        if address == self.position_manager:
+            return ev.Role.POSITION_MANAGER
+        if address == self.factory:
+            return ev.Role.FACTORY
+        return None
+
+    def token(self, address: str) -> TokenInfo:
+        # A token whose metadata could not be read still gets a row: 18 decimals is the ERC-20
+        # default and the symbol says what happened.
+        return self.tokens.get(address) or TokenInfo(address, "???", 18)
+
+
+@dataclass(slots=True)
+class _PendingMint:
+    """The position manager's latest pool `Mint` in the current transaction."""
+
+    tx_hash: str
+    pool: str
+    mint: ev.PoolMint
+
+
+def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
+    """Apply one whole block to the market and split its position work by shard."""
+    header = batch.header
+    block = BlockRef(header.chain_id, header.number, header.hash, header.timestamp)
+    out = MarketOutput(block, batch.head, batch.live, len(batch.logs), [], [], [], [], [], {})
+    new_tokens = [t for a, t in batch.tokens.items() if a not in state.tokens]
+    state.tokens.update(batch.tokens)
+    out.new_tokens = new_tokens
+    changed_pools: set[str] = set()
+    touched_pools: set[str] = set()
+    pending: _PendingMint | None = None
+
+    def shard_input(shard: int) -> ShardInput:
+        item = out.shard_inputs.get(shard)
+        if item is None:
+            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard)
+        return item
+
+    for log in batch.logs:
+        role = state.role_of(log.address)
+        if role is None:
+            continue
+        try:
+            event = ev.decode(role, log)
+        except ev.DecodeError as exc:
+            out.dead_letters.append(DeadLetter(log, str(exc)))
+            continue
+        if event is None:
+            continue
+        if isinstance(event, ev.PoolCreated):
+            info = PoolInfo(
+                event.pool, event.token0, event.token1, event.fee, event.tick_spacing, block.number
+            )
+            if event.pool not in state.pools:
+                state.pools[event.pool] = info
+                state.pool_states[event.pool] = PoolState()
+                state.token_pools.setdefault(event.token0, set()).add(event.pool)
+                state.token_pools.setdefault(event.token1, set()).add(event.pool)
+                out.new_pools.append(info)
+            continue
+        if isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
+            pool_state = state.pool_states[log.address]
+            if isinstance(event, ev.Initialize):
+                pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
+            elif isinstance(event, ev.Swap):
+                pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
+                pool_state.liquidity = event.liquidity
+            else:
+                # Active liquidity moves only for ranges that contain the current tick.
+                if event.tick_lower <= pool_state.tick < event.tick_upper:
+                    sign = 1 if isinstance(event, ev.PoolMint) else -1
+                    pool_state.liquidity += sign * event.amount
+                if isinstance(event, ev.PoolMint) and event.owner == state.position_manager:
+                    pending = _PendingMint(log.tx_hash, log.address, event)
+            changed_pools.add(log.address)
+            continue
+        # Position-manager events.
+        assert isinstance(
+            event, ev.IncreaseLiquidity | ev.DecreaseLiquidity | ev.Collect | ev.Transfer
+        )
+        token_id = event.token_id
+        pid = position_id(state.chain_id, state.position_manager, token_id)
+        pool = state.position_pools.get(token_id)
+        if isinstance(event, ev.Transfer) and event.sender == ZERO_ADDRESS:
+            if pending is None or pending.tx_hash != log.tx_hash:
+                out.dead_letters.append(
+                    DeadLetter(log, f"position {token_id} minted without a pool Mint in its tx")
+                )
+                continue
+            pool = pending.pool
+            info = state.pools[pool]
+            t0, t1 = state.token(info.token0), state.token(info.token1)
+            created = UniswapPosition(
+                chain_id=state.chain_id,
+                position_id=pid,
+                position_manager=state.position_manager,
+                token_id=token_id,
+                pool=pool,
+                token0=info.token0,
+                token1=info.token1,
+                symbol0=t0.symbol,
+                symbol1=t1.symbol,
+                decimals0=t0.decimals,
+                decimals1=t1.decimals,
+                fee=info.fee,
+                owner=event.recipient,
+                tick_lower=pending.mint.tick_lower,
+                tick_upper=pending.mint.tick_upper,
+            )
+            state.position_pools[token_id] = pool
+            shard = shard_of(pid, state.shards)
+            state.pool_shards.setdefault(pool, set()).add(shard)
+            item = shard_input(shard)
+            item.events.append(
+                PositionEvent(
+                    "mint", pid, log.log_index, log.tx_hash, owner=event.recipient, created=created
+                )
+            )
+            touched_pools.add(pool)
+            continue
+        if pool is None:
+            out.dead_letters.append(
+                DeadLetter(
+                    log, f"position {token_id} is not known (created before the start block?)"
+                )
+            )
+            continue
+        item = shard_input(shard_of(pid, state.shards))
+        if isinstance(event, ev.IncreaseLiquidity):
+            pe = PositionEvent(
+                "increase",
+                pid,
+                log.log_index,
+                log.tx_hash,
+                event.liquidity,
+                event.amount0,
+                event.amount1,
+            )
+        elif isinstance(event, ev.DecreaseLiquidity):
+            pe = PositionEvent(
+                "decrease",
+                pid,
+                log.log_index,
+                log.tx_hash,
+                event.liquidity,
+                event.amount0,
+                event.amount1,
+            )
+        elif isinstance(event, ev.Collect):
+            pe = PositionEvent(
+                "collect",
+                pid,
+                log.log_index,
+                log.tx_hash,
+                0,
+                event.amount0,
+                event.amount1,
+                owner=event.recipient,
+            )
+        else:
+            kind = "burn" if event.recipient == ZERO_ADDRESS else "transfer"
+            pe = PositionEvent(kind, pid, log.log_index, log.tx_hash, owner=event.recipient)
+            if kind == "burn":
+                del state.position_pools[token_id]
+        item.events.append(pe)
+        touched_pools.add(pool)
+
+    out.pool_snapshots = [state.pool_states[p].snapshot(p) for p in sorted(changed_pools)]
+    changed_prices: list[TokenPrice] = []
+    if changed_pools or out.new_pools:
+        prices = route_prices(
+            {
+                a: (
+                    i.token0,
+                    i.token1,
+                    state.token(i.token0).decimals,
+                    state.token(i.token1).decimals,
+                )
+                for a, i in state.pools.items()
+            },
+            {a: s.snapshot(a) for a, s in state.pool_states.items()},
+            state.usd_tokens,
+        )
+        changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
+        state.prices = prices
+    out.prices = changed_prices
+
+    # Fan-out: changed pools to the shards that hold positions in them, changed prices to the
+    # shards that hold positions in any pool of that token, and the full current view of every
+    # pool a shard saw an event for (a new position needs it even if the pool did not move).
+    for pool in changed_pools:
+        snap = state.pool_states[pool].snapshot(pool)
+        for shard in state.pool_shards.get(pool, ()):
+            shard_input(shard).pools[pool] = snap
+    for price in changed_prices:
+        for pool in state.token_pools.get(price.token, ()):
+            for shard in state.pool_shards.get(pool, ()):
+                shard_input(shard).prices[price.token] = price
+    for item in out.shard_inputs.values():
+        for pe in item.events:
+            pool = pe.created.pool if pe.created else None
+            if pool is None:
+                continue
+            item.pools[pool] = state.pool_states[pool].snapshot(pool)
+            info = state.pools[pool]
+            for token in (info.token0, info.token1):
+                if token in state.prices:
+                    item.prices[token] = state.prices[token]
+    state.last_block = block.number
+    return state, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: position shards
+
+
+@dataclass(frozen=True, slots=True)
+class PositionVersion:
+    position: UniswapPosition
+    block: BlockRef
+    log_index: int
+    tx_hash: str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """A position's state at the end of a block, valued; what the stream sends."""
+
+    position: UniswapPosition
+    value: PositionValue
+    block: BlockRef
+    previous_owner: str | None
+    updated_block: int
+
+
+@dataclass(slots=True)
+class ShardOutput:
+    block: BlockRef
+    live: bool
+    shard: int
+    versions: list[PositionVersion]
+    updates: list[PositionUpdate]
+
+
+@dataclass(slots=True)
+class ShardState:
+    positions: dict[str, UniswapPosition] = field(default_factory=dict)
+    updated_block: dict[str, int] = field(default_factory=dict)
+    pool_positions: dict[str, set[str]] = field(default_factory=dict)
+    token_positions: dict[str, set[str]] = field(default_factory=dict)
+    pools: dict[str, PoolSnapshot] = field(default_factory=dict)
+    prices: dict[str, TokenPrice] = field(default_factory=dict)
+
+
+def _apply_event(pos: UniswapPosition, pe: PositionEvent) -> None:
+    if pe.kind == "increase":
+        pos.liquidity += pe.liquidity
+        pos.deposited0 += pe.amount0
+        pos.deposited1 += pe.amount1
+    elif pe.kind == "decrease":
+        pos.liquidity -= pe.liquidity
+        pos.withdrawn0 += pe.amount0
+        pos.withdrawn1 += pe.amount1
+    elif pe.kind == "collect":
+        pos.collected0 += pe.amount0
+        pos.collected1 += pe.amount1
+    elif pe.kind == "transfer":
+        pos.owner = pe.owner
+    elif pe.kind == "burn":
+        pos.burned = True
+
+
+def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
+    state = state or ShardState()
+    block = item.block
+    out = ShardOutput(block, item.live, item.shard, [], [])
+    state.pools.update(item.pools)
+    state.prices.update(item.prices)
+    touched: set[str] = set()
+    previous_owner: dict[str, str] = {}
+    for pe in item.events:
+        if pe.created is not None:
+            pos = dataclasses.replace(pe.created)
+            state.positions[pe.position_id] = pos
+            state.pool_positions.setdefault(pos.pool, set()).add(pe.position_id)
+            for token in (pos.token0, pos.token1):
+                state.token_positions.setdefault(token, set()).add(pe.position_id)
+        else:
+            found = state.positions.get(pe.position_id)
+            if found is None:  # cannot happen: the market stage only routes known positions
+                continue
+            pos = found
+            if pe.kind == "transfer":
+                previous_owner.setdefault(pe.position_id, pos.owner)
+            _apply_event(pos, pe)
+        state.updated_block[pe.position_id] = block.number
+        out.versions.append(
+            PositionVersion(dataclasses.replace(pos), block, pe.log_index, pe.tx_hash, pe.kind)
+        )
+        touched.add(pe.position_id)
+    for pool in item.pools:
+        touched |= state.pool_positions.get(pool, set())
+    for token in item.prices:
+        touched |= state.token_positions.get(token, set())
+    for pid in sorted(touched):
+        pos = state.positions[pid]
+        value = value_position(
+            pos,
+            state.pools.get(pos.pool),
+            state.prices.get(pos.token0),
+            state.prices.get(pos.token1),
+        )
+        out.updates.append(
+            PositionUpdate(
+                dataclasses.replace(pos),
+                value,
+                block,
+                previous_owner.get(pid),
+                state.updated_block.get(pid, block.number),
+            )
+        )
+        if pos.burned:
+            _forget(state, pos)
+    return state, out
+
+
+def _forget(state: ShardState, pos: UniswapPosition) -> None:
+    """A burned NFT can never change again; drop it so memory tracks live positions only."""
+    pid = pos.position_id
+    state.positions.pop(pid, None)
+    state.updated_block.pop(pid, None)
+    state.pool_positions.get(pos.pool, set()).discard(pid)
+    for token in (pos.token0, pos.token1):
+        state.token_positions.get(token, set()).discard(pid)

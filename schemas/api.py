@@ -1,0 +1,99 @@
+"""Response models of the HTTP API (they document /openapi.json)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What was wrong, in words")
+
+
+class TokenRef(BaseModel):
+    address: str
+    symbol: str
+    decimals: int
+
+
+class PositionOut(BaseModel):
+    id: str = Field(description="chain_id:position_manager:token_id")
+    protocol: str
+    chain_id: int
+    position_manager: str
+    token_id: str
+    owner: str
+    pool: str
+    fee: int = Field(description="Pool fee in hundredths of a basis point (500 = 0.05%)")
+    token0: TokenRef
+    token1: TokenRef
+    tick_lower: int
+    tick_upper: int
+    tick: int = Field(description="The pool's current tick")
+    liquidity: str = Field(description="Raw on-chain integer, as a decimal string")
+    amount0: str = Field(description="Raw token0 amount the position holds, as a decimal string")
+    amount1: str = Field(description="Raw token1 amount the position holds, as a decimal string")
+    in_range: bool
+    deposited0: str
+    deposited1: str
+    withdrawn0: str
+    withdrawn1: str
+    collected0: str
+    collected1: str
+    burned: bool
+    price0_usd: float | None
+    price1_usd: float | None
+    value_usd: float | None
+    hodl_usd: float | None = Field(description="Value of holding the net deposits instead")
+    il_usd: float | None = Field(description="value_usd - hodl_usd, fees excluded")
+    il_pct: float | None = Field(description="il_usd / hodl_usd")
+    updated_block: int | None = Field(description="Block of the position's last own event")
+    block_number: int = Field(description="The block these numbers are as of")
+    block_hash: str
+    block_time: str
+
+
+class AsOfOut(BaseModel):
+    chain_id: int
+    block_number: int
+    block_hash: str | None
+    block_time: str | None
+
+
+class PortfolioOut(BaseModel):
+    address: str
+    as_of: AsOfOut
+    total_usd: float
+    positions: list[PositionOut]
+
+
+class PositionsPage(BaseModel):
+    as_of: AsOfOut
+    positions: list[PositionOut]
+    next_cursor: str | None = Field(description="Pass as cursor= for the next page")
+
+
+class ChainStatusOut(BaseModel):
+    chain_id: int
+    name: str
+    head: int | None
+    processed: int | None
+    lag_blocks: int | None
+    live: bool
+
+
+class HealthOut(BaseModel):
+    status: str
+    flow_running: bool
+    error: str | None = None
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    chains: list[ChainStatusOut]
+
+
+class MetaOut(BaseModel):
+    version: str
+    store: str
+    chains: list[ChainStatusOut]
+    suggested_wallets: list[str]

@@ -1,0 +1,56 @@
+"""What the chain source emits: raw logs grouped into whole blocks, in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class RawLog:
+    """One log as the node returned it; hex fields are lower-case 0x strings."""
+
+    chain_id: int
+    block_number: int
+    block_hash: str
+    log_index: int
+    tx_hash: str
+    tx_index: int
+    address: str
+    topics: tuple[str, ...]
+    data: str
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.chain_id, self.block_number, self.log_index)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    chain_id: int
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int  # seconds since the epoch, from the block itself
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    address: str
+    symbol: str
+    decimals: int
+
+
+@dataclass(slots=True)
+class BlockBatch:
+    """One block, processed whole: its header, its watched logs in log-index order.
+
+    `head` is the chain head the source knew when it read this block (for lag), and `live` says
+    the block was read while following the head rather than during backfill. `tokens` carries
+    ERC-20 metadata the enrichment step looked up for tokens first seen in this block.
+    """
+
+    header: BlockHeader
+    logs: list[RawLog]
+    head: int
+    live: bool
+    tokens: dict[str, TokenInfo] = field(default_factory=dict)

@@ -1,0 +1,42 @@
+"""The exception hierarchy of defimon (web3.py style: one root, specific leaves)."""
+
+
+class DefimonError(Exception):
+    """Root of every error defimon raises on purpose."""
+
+
+class ConfigError(DefimonError):
+    """A setting or a chain config is missing or invalid."""
+
+
+class InvalidInput(DefimonError, ValueError):
+    """A caller passed a malformed value (an address, a block, a time)."""
+
+
+class NotFound(DefimonError):
+    """The thing asked for does not exist (yet), e.g. a block not indexed."""
+
+
+class RpcError(DefimonError):
+    """A JSON-RPC call failed."""
+
+    def __init__(self, message: str, *, code: int | None = None, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+
+class RpcTransportError(RpcError):
+    """The node could not be reached, timed out or answered something that is not JSON-RPC."""
+
+
+class RangeTooLarge(RpcError):
+    """`eth_getLogs` refused a block range; `hint` is the provider's suggested range, if any."""
+
+    def __init__(self, message: str, *, hint: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class StoreError(DefimonError):
+    """The ClickHouse store failed."""

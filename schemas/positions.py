@@ -1,0 +1,137 @@
+"""Position state and its valuation: the shapes the flow emits and the API serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PROTOCOL_UNISWAP_V3 = "uniswap_v3"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    chain_id: int
+    number: int
+    hash: str
+    timestamp: int
+
+    def time_iso(self) -> str:
+        return datetime.fromtimestamp(self.timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class UniswapPosition:
+    """The structural state of one Uniswap V3 position NFT: what changes only on its own events."""
+
+    chain_id: int
+    position_id: str
+    position_manager: str
+    token_id: int
+    pool: str
+    token0: str
+    token1: str
+    symbol0: str
+    symbol1: str
+    decimals0: int
+    decimals1: int
+    fee: int
+    owner: str
+    tick_lower: int
+    tick_upper: int
+    liquidity: int = 0
+    deposited0: int = 0
+    deposited1: int = 0
+    withdrawn0: int = 0
+    withdrawn1: int = 0
+    collected0: int = 0
+    collected1: int = 0
+    burned: bool = False
+
+    protocol = PROTOCOL_UNISWAP_V3
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """A pool's price state at the end of a block."""
+
+    pool: str
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrice:
+    """USD per whole token, routed through pools to a USD stablecoin."""
+
+    token: str
+    usd: float
+    source: str  # the pool the last hop came from, or "usd" for a stablecoin itself
+    hops: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionValue:
+    amount0: int
+    amount1: int
+    in_range: bool
+    tick: int
+    price0_usd: float | None
+    price1_usd: float | None
+    value_usd: float | None
+    hodl_usd: float | None
+    il_usd: float | None
+    il_pct: float | None
+
+
+def _token(address: str, symbol: str, decimals: int) -> dict[str, Any]:
+    return {"address": address, "symbol": symbol, "decimals": decimals}
+
+
+def position_json(
+    pos: UniswapPosition,
+    value: PositionValue,
+    as_of: BlockRef,
+    updated_block: int | None = None,
+) -> dict[str, Any]:
+    """The wire format of a position, shared by the portfolio endpoint and the stream.
+
+    On-chain integers are decimal strings (JSON numbers lose precision past 2^53).
+    """
+    return {
+        "id": pos.position_id,
+        "protocol": pos.protocol,
+        "chain_id": pos.chain_id,
+        "position_manager": pos.position_manager,
+        "token_id": str(pos.token_id),
+        "owner": pos.owner,
+        "pool": pos.pool,
+        "fee": pos.fee,
+        "token0": _token(pos.token0, pos.symbol0, pos.decimals0),
+        "token1": _token(pos.token1, pos.symbol1, pos.decimals1),
+        "tick_lower": pos.tick_lower,
+        "tick_upper": pos.tick_upper,
+        "tick": value.tick,
+        "liquidity": str(pos.liquidity),
+        "amount0": str(value.amount0),
+        "amount1": str(value.amount1),
+        "in_range": value.in_range,
+        "deposited0": str(pos.deposited0),
+        "deposited1": str(pos.deposited1),
+        "withdrawn0": str(pos.withdrawn0),
+        "withdrawn1": str(pos.withdrawn1),
+        "collected0": str(pos.collected0),
+        "collected1": str(pos.collected1),
+        "burned": pos.burned,
+        "price0_usd": value.price0_usd,
+        "price1_usd": value.price1_usd,
+        "value_usd": value.value_usd,
+        "hodl_usd": value.hodl_usd,
+        "il_usd": value.il_usd,
+        "il_pct": value.il_pct,
+        "updated_block": updated_block,
+        "block_number": as_of.number,
+        "block_hash": as_of.hash,
+        "block_time": as_of.time_iso(),
+    }
