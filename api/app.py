@@ -33,6 +33,8 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
         yield
         # Runtime.stop joins the flow thread; keep the loop free while it flushes.
         await asyncio.to_thread(runtime.stop)
+        # chDB binds one data path per process until every handle is closed.
+        app.state.queries.store.close()
 
     app = FastAPI(
         title="defimon",

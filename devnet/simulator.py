@@ -42,7 +42,7 @@ log = logging.getLogger("defimon.devnet")
 
 WALK_STEP_SPACINGS = 2.5  # standard deviation of one swap's move, in tick spacings
 WALK_REVERSION = 0.15  # share of the distance to the start price a swap walks back
-WALK_BAND_SPACINGS = 40  # prices never leave start ± this many tick spacings
+WALK_BAND_SPACINGS = 40  # the walk stays within start ± this many tick spacings
 SWAP_INPUT_CAP_USD = 5_000_000  # enough to reach the target through the liquidity minted here
 MIN_OPEN_PER_POOL = 2  # every pool keeps this many positions with liquidity
 MAX_OPEN_POSITIONS = 60  # above this, LPs close more than they open

@@ -14,11 +14,15 @@ The snapshot is the cursor (next block, last hash, the pools known), so a restar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -31,6 +35,7 @@ from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, RpcError
 
 log = structlog.get_logger("defimon.source")
+T = TypeVar("T")
 
 TARGET_LOGS_PER_RANGE = 20_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 500
@@ -117,11 +122,11 @@ class _Reader(threading.Thread):
             except queue.Full:
                 continue
 
-    def _retrying(self, fn, *args):  # type: ignore[no-untyped-def]
+    def _retrying(self, fn: Callable[[], T]) -> T:
         delay = 0.2
         while not self.stop.is_set():
             try:
-                return fn(*args)
+                return fn()
             except RpcError as exc:
                 log.warning("rpc.retry", chain_id=self.chain_id, error=str(exc), delay=delay)
                 self.stop.wait(delay)
@@ -197,13 +202,13 @@ class _Reader(threading.Thread):
         headers = [header]
         if header.number > self.next_block:
             missing = list(range(self.next_block, header.number))
-            known = self._retrying(self.reader.headers, missing)
+            known = self._retrying(lambda: self.reader.headers(missing))
             headers = [known[n] for n in missing] + [header]
         for h in headers:
             if self.last_hash and h.number == self.next_block and h.parent_hash != self.last_hash:
                 log.warning("head.parent_mismatch", chain_id=self.chain_id, number=h.number)
             self.status.saw_head(self.chain_id, header.number)
-            batch = self._retrying(self.reader.read_block, h, header.number)
+            batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
             self._put([batch], h.number + 1)
 
     def _follow_polling(self) -> None:
@@ -219,6 +224,8 @@ class _Reader(threading.Thread):
 
     async def _follow_ws(self, ws_url: str) -> None:
         from web3 import AsyncWeb3, WebSocketProvider
+        from web3.exceptions import Web3Exception
+        from websockets.exceptions import WebSocketException
 
         while not self.stop.is_set():
             try:
@@ -228,24 +235,39 @@ class _Reader(threading.Thread):
                     head = self.rpc.block_number()
                     if head >= self.next_block:
                         self._emit_up_to(self.reader.header_by_number(head))
-                    async for message in w3.socket.process_subscriptions():
-                        if self.stop.is_set():
-                            return
-                        raw = message["result"]
-                        header = self.reader.header_from_json(
-                            {
-                                k: _hex(raw.get(k))
-                                for k in ("number", "hash", "parentHash", "timestamp")
-                            }
-                        )
-                        await asyncio.to_thread(self._emit_up_to, header)
+                    await self._consume_heads(aiter(w3.socket.process_subscriptions()))
             except _Stopped:
                 return
-            except Exception as exc:  # a dropped socket: reconnect, polling the gap first
+            except (OSError, TimeoutError, RpcError, Web3Exception, WebSocketException) as exc:
+                # A dropped socket: reconnect (the gap is read on reconnect). Anything else is
+                # a bug and stops the flow visibly.
                 if self.stop.is_set():
                     return
                 log.warning("head.ws_failed", chain_id=self.chain_id, error=str(exc))
                 await asyncio.sleep(0.5)
+
+    async def _consume_heads(self, messages: AsyncIterator[Any]) -> None:
+        waiting: asyncio.Future[Any] | None = None
+        try:
+            while not self.stop.is_set():
+                # Wait in short slices (without cancelling the read, which would end the
+                # subscription's generator) so a stop is noticed when no block comes.
+                if waiting is None:
+                    waiting = asyncio.ensure_future(anext(messages))
+                done, _ = await asyncio.wait({waiting}, timeout=0.25)
+                if not done:
+                    continue
+                message, waiting = waiting.result(), None
+                raw = message["result"]
+                header = self.reader.header_from_json(
+                    {k: _hex(raw.get(k)) for k in ("number", "hash", "parentHash", "timestamp")}
+                )
+                await asyncio.to_thread(self._emit_up_to, header)
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+                with contextlib.suppress(BaseException):
+                    await waiting
 
 
 def _hex(value: object) -> str:

@@ -1,0 +1,185 @@
+"""Test helpers: a live defimon server (real uvicorn, real HTTP) and chain calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from eth_abi import decode, encode
+from eth_utils import keccak
+
+from api.app import create_app
+from defimon.runtime import Runtime
+from defimon.settings import Settings
+from devnet.anvil import free_port
+from flows.source import ChainEndpoint
+
+
+def rpc(url: str, method: str, params: list[Any]) -> Any:
+    body = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=30
+    ).json()
+    if "error" in body:
+        raise RuntimeError(f"{method}: {body['error']}")
+    return body["result"]
+
+
+def block_number(url: str) -> int:
+    return int(rpc(url, "eth_blockNumber", []), 16)
+
+
+def selector(signature: str) -> str:
+    return "0x" + keccak(text=signature)[:4].hex()
+
+
+def eth_call(url: str, to: str, data: str, block: int, sender: str | None = None) -> str | None:
+    """The call's return data, or None if it reverted."""
+    tx: dict[str, Any] = {"to": to, "data": data}
+    if sender:
+        tx["from"] = sender
+    try:
+        result: str = rpc(url, "eth_call", [tx, hex(block)])
+    except RuntimeError:
+        return None
+    return result
+
+
+class Npm:
+    """The position manager's own answers, at any block."""
+
+    def __init__(self, url: str, address: str) -> None:
+        self.url, self.address = url, address
+
+    def owner_of(self, token_id: int, block: int) -> str | None:
+        out = eth_call(
+            self.url,
+            self.address,
+            selector("ownerOf(uint256)") + encode(["uint256"], [token_id]).hex(),
+            block,
+        )
+        return None if out is None else "0x" + out[-40:]
+
+    def position(self, token_id: int, block: int) -> tuple[Any, ...]:
+        out = eth_call(
+            self.url,
+            self.address,
+            selector("positions(uint256)") + encode(["uint256"], [token_id]).hex(),
+            block,
+        )
+        assert out is not None
+        return tuple(
+            decode(
+                [
+                    "uint96",
+                    "address",
+                    "address",
+                    "address",
+                    "uint24",
+                    "int24",
+                    "int24",
+                    "uint128",
+                    "uint256",
+                    "uint256",
+                    "uint128",
+                    "uint128",
+                ],
+                bytes.fromhex(out[2:]),
+            )
+        )
+
+    def decrease_all(
+        self, token_id: int, liquidity: int, owner: str, block: int
+    ) -> tuple[int, int]:
+        """What decreaseLiquidity of the full liquidity returns, simulated from the owner."""
+        data = (
+            selector("decreaseLiquidity((uint256,uint128,uint256,uint256,uint256))")
+            + encode(
+                ["(uint256,uint128,uint256,uint256,uint256)"],
+                [(token_id, liquidity, 0, 0, 2**64)],
+            ).hex()
+        )
+        out = eth_call(self.url, self.address, data, block, owner)
+        assert out is not None, f"decreaseLiquidity({token_id}) reverted at {block}"
+        a0, a1 = decode(["uint256", "uint256"], bytes.fromhex(out[2:]))
+        return int(a0), int(a1)
+
+
+def minted_token_ids(url: str, npm: str) -> list[int]:
+    """Every position NFT ever minted, from the position manager's Transfer(0x0, ...) logs."""
+    transfer = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+    logs = rpc(
+        url,
+        "eth_getLogs",
+        [
+            {
+                "fromBlock": "0x0",
+                "toBlock": "latest",
+                "address": npm,
+                "topics": [transfer, "0x" + "0" * 64],
+            }
+        ],
+    )
+    return sorted(int(lg["topics"][3], 16) for lg in logs)
+
+
+class LiveServer:
+    def __init__(self, runtime: Runtime, port: int) -> None:
+        self.runtime = runtime
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            create_app(runtime),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.url + path, params=params, timeout=30)
+
+    def wait_processed(self, chain_id: int, block: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.runtime.status.chain(chain_id).processed < block:
+            if self.runtime.status.error:
+                raise RuntimeError(self.runtime.status.error)
+            if time.monotonic() > deadline:
+                at = self.runtime.status.chain(chain_id).processed
+                raise TimeoutError(f"block {block} not processed (at {at})")
+            time.sleep(0.02)
+
+
+@contextmanager
+def live_server(
+    data_dir: Path,
+    endpoints: list[ChainEndpoint],
+    **settings: Any,
+) -> Iterator[LiveServer]:
+    runtime = Runtime(Settings(data_dir=data_dir, **settings), endpoints)
+    server = LiveServer(runtime, free_port()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
