@@ -78,11 +78,17 @@ class Hub:
             asyncio.Queue(maxsize=self.queue_size),
         )
         if last_id is not None:
-            for seq, event in self._ring:
-                if seq > last_id and sub.wants(event):
-                    if sub.queue.full():
-                        break
-                    sub.queue.put_nowait((seq, event))
+            backlog = [(seq, e) for seq, e in self._ring if seq > last_id and sub.wants(e)]
+            if len(backlog) >= self.queue_size:
+                # Too much to replay at once: what fits, then `lagged`, so the client resumes
+                # from the last id it got instead of silently missing the rest.
+                for item in backlog[: self.queue_size - 1]:
+                    sub.queue.put_nowait(item)
+                sub.queue.put_nowait(LAGGED)
+                METRICS.sse_dropped_clients.inc()
+                return sub
+            for item in backlog:
+                sub.queue.put_nowait(item)
         self._subscribers.add(sub)
         METRICS.sse_clients.set(len(self._subscribers))
         return sub

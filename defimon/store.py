@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -73,9 +75,18 @@ class Store:
     def migrate(self) -> None:
         """Apply sql/*.sql in order; every statement there is idempotent."""
         with _migrate_lock:
+            applied = []
             for path in sorted(SQL_DIR.glob("*.sql")):
                 for statement in split_statements(path.read_text()):
                     self.command(statement)
+                applied.append(path.name)
+            now = datetime.now(UTC)
+            # Recording it also warms the insert path (the driver imports its codecs lazily).
+            self.insert(
+                "defimon.schema_info",
+                ("file", "applied_at", "version"),
+                [applied, [now] * len(applied), [time.time_ns()] * len(applied)],
+            )
         log.info("store.migrated", backend=self.backend)
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:

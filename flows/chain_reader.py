@@ -106,7 +106,7 @@ class ChainReader:
             if logs and logs[0].block_hash != header.hash:
                 # The chain moved under us between the two reads; the caller retries the range.
                 raise RpcError(f"block {n} changed while reading (reorg?)")
-            batches.append(BlockBatch(header, logs, head, live))
+            batches.append(BlockBatch(header, logs, head, live, checkpoint=n == end))
         if batches and tokens:
             batches[0].tokens = tokens
         return RangeRead(batches, len(raw))

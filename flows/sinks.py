@@ -21,6 +21,7 @@ log = structlog.get_logger("defimon.sink")
 
 FLUSH_ROWS = 100_000
 FLUSH_SECONDS = 1.0
+BACKFILL_PUBLISH_SECONDS = 1.0
 
 
 class _StorePartition(StatelessSinkPartition[SinkBatch]):
@@ -120,21 +121,35 @@ def bus_events(updates: Iterable[PositionUpdate]) -> list[BusEvent]:
 
 
 class _BusPartition(StatelessSinkPartition[ShardOutput]):
+    """Live blocks are published as they come. Backfill is coalesced: subscribers only need
+    each position's latest state, so it is published at most every BACKFILL_PUBLISH_SECONDS
+    (and before the first live block, to keep the order)."""
+
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
+        self._pending: dict[str, PositionUpdate] = {}
+        self._last_publish = time.monotonic()
+
+    def _publish_pending(self) -> None:
+        if self._pending:
+            self._bus.publish(bus_events(self._pending.values()))
+            self._pending.clear()
+        self._last_publish = time.monotonic()
 
     def write_batch(self, items: list[ShardOutput]) -> None:
-        # Backfill replays many blocks per batch; subscribers only need each position's latest.
-        latest: dict[str, PositionUpdate] = {}
         for item in items:
-            if not item.live:
+            if item.live:
+                self._publish_pending()
+                if item.updates:
+                    self._bus.publish(bus_events(item.updates))
+            else:
                 for update in item.updates:
-                    latest[update.position.position_id] = update
-        if latest:
-            self._bus.publish(bus_events(latest.values()))
-        live = [u for item in items if item.live for u in item.updates]
-        if live:
-            self._bus.publish(bus_events(live))
+                    self._pending[update.position.position_id] = update
+        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
+            self._publish_pending()
+
+    def close(self) -> None:
+        self._publish_pending()
 
 
 class BusSink(DynamicSink[ShardOutput]):

@@ -37,8 +37,8 @@ from schemas.errors import RangeTooLarge, RpcError
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
 
-TARGET_LOGS_PER_RANGE = 20_000
-MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 500
+TARGET_LOGS_PER_RANGE = 10_000
+MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
 
 
 @dataclass(frozen=True, slots=True)

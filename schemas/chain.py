@@ -46,7 +46,9 @@ class BlockBatch:
 
     `head` is the chain head the source knew when it read this block (for lag), and `live` says
     the block was read while following the head rather than during backfill. `tokens` carries
-    ERC-20 metadata the enrichment step looked up for tokens first seen in this block.
+    ERC-20 metadata the source looked up for tokens first seen in this block. `checkpoint`
+    marks a block after which derived values must be current: every live block, and the last
+    block of each backfill range.
     """
 
     header: BlockHeader
@@ -54,3 +56,4 @@ class BlockBatch:
     head: int
     live: bool
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
+    checkpoint: bool = True

@@ -4,25 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, Self
 
 PROTOCOL_UNISWAP_V3 = "uniswap_v3"
 
 
+@lru_cache(maxsize=4096)
+def iso_time(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Immutable:
+    """Frozen values need no copy: Bytewax deep-copies state at every snapshot, and sharing
+    these instead of rebuilding them keeps snapshots cheap."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+
 @dataclass(frozen=True, slots=True)
-class BlockRef:
+class BlockRef(Immutable):
     chain_id: int
     number: int
     hash: str
     timestamp: int
 
     def time_iso(self) -> str:
-        return datetime.fromtimestamp(self.timestamp, UTC).isoformat().replace("+00:00", "Z")
+        return iso_time(self.timestamp)
 
 
-@dataclass(slots=True)
-class UniswapPosition:
-    """The structural state of one Uniswap V3 position NFT: what changes only on its own events."""
+@dataclass(frozen=True, slots=True)
+class UniswapPosition(Immutable):
+    """The structural state of one Uniswap V3 position NFT: what changes only on its own events.
+
+    Immutable: an event makes a new one, so versions and stream updates can share it safely.
+    """
 
     chain_id: int
     position_id: str
@@ -52,7 +74,7 @@ class UniswapPosition:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolSnapshot:
+class PoolSnapshot(Immutable):
     """A pool's price state at the end of a block."""
 
     pool: str
@@ -62,7 +84,7 @@ class PoolSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenPrice:
+class TokenPrice(Immutable):
     """USD per whole token, routed through pools to a USD stablecoin."""
 
     token: str
@@ -72,7 +94,7 @@ class TokenPrice:
 
 
 @dataclass(frozen=True, slots=True)
-class PositionValue:
+class PositionValue(Immutable):
     amount0: int
     amount1: int
     in_range: bool

@@ -164,3 +164,13 @@ CREATE TABLE IF NOT EXISTS defimon.dead_letters
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (chain_id, block_number, log_index, block_hash);
+
+-- Which DDL files were applied to this store, and when.
+CREATE TABLE IF NOT EXISTS defimon.schema_info
+(
+    file        String,
+    applied_at  DateTime64(3, 'UTC'),
+    version     UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY file;

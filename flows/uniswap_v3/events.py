@@ -204,8 +204,18 @@ def decode(role: Role, log: RawLog) -> Event | None:
     topic0 = log.topics[0]
     if role is Role.POOL:
         if topic0 == SWAP:
-            _topics(log, 3)
-            a0, a1, sqrt_p, liq, tick = _words(log, 5)
+            # The hot path (most logs are swaps): check shapes, then slice the hex directly.
+            data = log.data
+            if len(log.topics) == 3 and len(data) == 322:
+                try:
+                    a0, a1, sqrt_p, liq, tick = (
+                        int(data[i : i + 64], 16) for i in range(2, 322, 64)
+                    )
+                except ValueError as exc:
+                    raise DecodeError(f"data is not hex: {exc}") from exc
+            else:
+                _topics(log, 3)
+                a0, a1, sqrt_p, liq, tick = _words(log, 5)
             return Swap(
                 _signed(a0),
                 _signed(a1),

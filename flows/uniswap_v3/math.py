@@ -8,6 +8,8 @@ equal to what the chain computes, to the wei. References:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 MIN_TICK = -887272
 MAX_TICK = -MIN_TICK
 MIN_SQRT_RATIO = 4295128739
@@ -46,6 +48,7 @@ class MathError(ArithmeticError):
     """An input outside the domain the contracts accept (they would revert)."""
 
 
+@lru_cache(maxsize=1 << 16)
 def get_sqrt_ratio_at_tick(tick: int) -> int:
     """sqrt(1.0001^tick) * 2^96, rounded up to the next Q64.96 as the contract does."""
     abs_tick = -tick if tick < 0 else tick

@@ -94,6 +94,7 @@ class ShardInput:
     block: BlockRef
     live: bool
     shard: int
+    checkpoint: bool = True
     events: list[PositionEvent] = field(default_factory=list)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
@@ -128,6 +129,9 @@ class MarketState:
     pool_shards: dict[str, set[int]] = field(default_factory=dict)
     token_pools: dict[str, set[str]] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    # Shards that ever got work: each hears from the market at every checkpoint block, so
+    # what it left unvalued during backfill is valued at the end of the range.
+    active_shards: set[int] = field(default_factory=set)
     last_block: int = -1
 
     def role_of(self, address: str) -> ev.Role | None:
@@ -169,7 +173,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     def shard_input(shard: int) -> ShardInput:
         item = out.shard_inputs.get(shard)
         if item is None:
-            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard)
+            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard, batch.checkpoint)
         return item
 
     for log in batch.logs:
@@ -342,6 +346,10 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             for token in (info.token0, info.token1):
                 if token in state.prices:
                     item.prices[token] = state.prices[token]
+    if batch.checkpoint:
+        for shard in state.active_shards:
+            shard_input(shard)
+    state.active_shards.update(out.shard_inputs)
     state.last_block = block.number
     return state, out
 
@@ -387,24 +395,36 @@ class ShardState:
     token_positions: dict[str, set[str]] = field(default_factory=dict)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    # Positions changed since they were last valued, and owners they had before a transfer.
+    unvalued: set[str] = field(default_factory=set)
+    previous_owner: dict[str, str] = field(default_factory=dict)
 
 
-def _apply_event(pos: UniswapPosition, pe: PositionEvent) -> None:
+def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
+    replace = dataclasses.replace
     if pe.kind == "increase":
-        pos.liquidity += pe.liquidity
-        pos.deposited0 += pe.amount0
-        pos.deposited1 += pe.amount1
-    elif pe.kind == "decrease":
-        pos.liquidity -= pe.liquidity
-        pos.withdrawn0 += pe.amount0
-        pos.withdrawn1 += pe.amount1
-    elif pe.kind == "collect":
-        pos.collected0 += pe.amount0
-        pos.collected1 += pe.amount1
-    elif pe.kind == "transfer":
-        pos.owner = pe.owner
-    elif pe.kind == "burn":
-        pos.burned = True
+        return replace(
+            pos,
+            liquidity=pos.liquidity + pe.liquidity,
+            deposited0=pos.deposited0 + pe.amount0,
+            deposited1=pos.deposited1 + pe.amount1,
+        )
+    if pe.kind == "decrease":
+        return replace(
+            pos,
+            liquidity=pos.liquidity - pe.liquidity,
+            withdrawn0=pos.withdrawn0 + pe.amount0,
+            withdrawn1=pos.withdrawn1 + pe.amount1,
+        )
+    if pe.kind == "collect":
+        return replace(
+            pos, collected0=pos.collected0 + pe.amount0, collected1=pos.collected1 + pe.amount1
+        )
+    if pe.kind == "transfer":
+        return replace(pos, owner=pe.owner)
+    if pe.kind == "burn":
+        return replace(pos, burned=True)
+    raise ValueError(f"unknown position event {pe.kind!r}")
 
 
 def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
@@ -413,12 +433,10 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
     out = ShardOutput(block, item.live, item.shard, [], [])
     state.pools.update(item.pools)
     state.prices.update(item.prices)
-    touched: set[str] = set()
-    previous_owner: dict[str, str] = {}
+    touched = state.unvalued
     for pe in item.events:
         if pe.created is not None:
-            pos = dataclasses.replace(pe.created)
-            state.positions[pe.position_id] = pos
+            pos = pe.created
             state.pool_positions.setdefault(pos.pool, set()).add(pe.position_id)
             for token in (pos.token0, pos.token1):
                 state.token_positions.setdefault(token, set()).add(pe.position_id)
@@ -426,19 +444,21 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
             found = state.positions.get(pe.position_id)
             if found is None:  # cannot happen: the market stage only routes known positions
                 continue
-            pos = found
             if pe.kind == "transfer":
-                previous_owner.setdefault(pe.position_id, pos.owner)
-            _apply_event(pos, pe)
+                state.previous_owner.setdefault(pe.position_id, found.owner)
+            pos = apply_event(found, pe)
+        state.positions[pe.position_id] = pos
         state.updated_block[pe.position_id] = block.number
-        out.versions.append(
-            PositionVersion(dataclasses.replace(pos), block, pe.log_index, pe.tx_hash, pe.kind)
-        )
+        out.versions.append(PositionVersion(pos, block, pe.log_index, pe.tx_hash, pe.kind))
         touched.add(pe.position_id)
     for pool in item.pools:
         touched |= state.pool_positions.get(pool, set())
     for token in item.prices:
         touched |= state.token_positions.get(token, set())
+    if not item.checkpoint:
+        # Backfill: the stream keeps only each position's latest state per batch anyway, so
+        # value what changed once, at the batch's last block, not at every block.
+        return state, out
     for pid in sorted(touched):
         pos = state.positions[pid]
         value = value_position(
@@ -449,15 +469,17 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
         )
         out.updates.append(
             PositionUpdate(
-                dataclasses.replace(pos),
+                pos,
                 value,
                 block,
-                previous_owner.get(pid),
+                state.previous_owner.get(pid),
                 state.updated_block.get(pid, block.number),
             )
         )
         if pos.burned:
             _forget(state, pos)
+    touched.clear()
+    state.previous_owner.clear()
     return state, out
 
 

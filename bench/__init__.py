@@ -1,0 +1,1 @@
+"""Repeatable benchmarks. Each prints one JSON object per result line: name, value, unit, params."""

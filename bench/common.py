@@ -1,0 +1,35 @@
+"""Shared pieces of the benchmarks: a devnet with history, and the JSON result line."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from devnet.anvil import Anvil
+from devnet.deploy import Deployment, deploy
+from devnet.history import generate_history
+
+
+def emit(name: str, value: float, unit: str, **params: Any) -> None:
+    line = {"name": name, "value": round(value, 3), "unit": unit, **params}
+    line.setdefault("python", platform.python_version())
+    print(json.dumps(line), flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def devnet_with_history(target_logs: int) -> tuple[Anvil, Deployment, int]:
+    anvil = Anvil().start()
+    deployment = deploy(anvil.rpc_url)
+    logs = generate_history(anvil.rpc_url, deployment, target_logs)
+    print(f"# devnet history: {logs} logs", file=sys.stderr, flush=True)
+    return anvil, deployment, logs

@@ -1,0 +1,196 @@
+"""The live page in a real headless Chromium: a swap on the chain updates a row in place.
+
+Real anvil with the real Uniswap V3 bytecode, the real flow and server, the page's own
+EventSource and fetch; Chromium is the system's (`chromium`), driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from tests.conftest import Devnet
+from tests.support import LiveServer, block_number, live_server
+
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    # The machine's network is closed: no background connections to Google services.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium on PATH")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def server(devnet: Devnet, tmp_path: Path) -> Iterator[LiveServer]:
+    for _ in range(10):
+        devnet.simulator.step()
+    with live_server(tmp_path / "data", [devnet.endpoint()]) as live:
+        live.wait_processed(devnet.deployment.chain_id, block_number(devnet.rpc_url))
+        yield live
+
+
+def units(raw: str, decimals: int) -> str:
+    """The page's exact amount format: whole units with separators, 6 decimals, truncated."""
+    whole, fraction = divmod(int(raw), 10**decimals)
+    return f"{whole:,}" + ("." + str(fraction).zfill(decimals)[:6] if decimals else "")
+
+
+def amounts_text(p: dict[str, Any]) -> str:
+    return (
+        f"{units(p['amount0'], p['token0']['decimals'])} {p['token0']['symbol']}\n"
+        f"{units(p['amount1'], p['token1']['decimals'])} {p['token1']['symbol']}"
+    )
+
+
+def cell(page: Page, position_id: str, name: str) -> str:
+    return page.inner_text(f'#rows tr[data-id="{position_id}"] td.{name}').strip()
+
+
+def test_a_swap_updates_the_row_live_without_a_reload(
+    devnet: Devnet, server: LiveServer, browser: Browser, tmp_path: Path
+) -> None:
+    pool = next(
+        p for p in devnet.deployment.pools if devnet.deployment.pool_label(p) == "WETH/USDC 0.05%"
+    )
+    listed = server.get("/v1/positions", pool=pool.address, limit=1000).json()["positions"]
+    target = next((p for p in listed if p["in_range"] and int(p["liquidity"]) > 0), None)
+    assert target is not None, "the seeded market has no in-range position in WETH/USDC"
+    wallet, pid = target["owner"], target["id"]
+    before = server.get(f"/v1/portfolio/{wallet}").json()
+    head = before["as_of"]["block_number"]
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    failed: list[str] = []  # HTTP errors, but for the favicon the page does not have
+    page.on(
+        "response",
+        lambda r: (
+            failed.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    loads: list[int] = []
+    page.on("load", lambda _: loads.append(1))
+
+    page.goto(server.url, wait_until="load")
+    page.fill("#wallet", wallet.upper().replace("0X", "0x"))  # the page normalises the case
+    page.click("#load")
+    row = f'#rows tr[data-id="{pid}"]'
+    page.wait_for_selector(row, timeout=WAIT_MS)
+    page.wait_for_selector("#dot.live", timeout=WAIT_MS)  # the stream is connected
+
+    ids = page.eval_on_selector_all("#rows tr[data-id]", "rows => rows.map(r => r.dataset.id)")
+    assert sorted(ids) == sorted(p["id"] for p in before["positions"]), "rows != the portfolio"
+    assert cell(page, pid, "block") == str(head)
+    assert cell(page, pid, "amounts") == amounts_text(target)
+    assert page.inner_text("#asof") == str(head)
+    first_value, first_amounts = cell(page, pid, "value"), cell(page, pid, "amounts")
+    page.evaluate("window.__marker = 1")
+    navigations_before, loads_before = list(navigations), len(loads)
+
+    block = devnet.simulator.swap(pool)
+    assert block > head
+    try:
+        page.wait_for_function(
+            """([sel, block]) => {
+                const td = document.querySelector(sel + " td.block");
+                return td !== null && td.textContent.trim() === String(block);
+            }""",
+            arg=[row, block],
+            timeout=WAIT_MS,
+        )
+    except PlaywrightTimeoutError:
+        page.screenshot(path=str(tmp_path / "stale.png"), full_page=True)
+        shown = page.eval_on_selector_all(
+            "#rows tr[data-id]", "rows => rows.map(r => [r.dataset.id, r.innerText])"
+        )
+        raise AssertionError(
+            f"row {pid} still not at block {block} after {WAIT_MS} ms; rows {shown}; "
+            f"errors {errors}; screenshot {tmp_path / 'stale.png'}"
+        ) from None
+
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    assert navigations == navigations_before, f"navigated: {navigations[len(navigations_before) :]}"
+    assert len(loads) == loads_before, "the document loaded again"
+    server.wait_processed(devnet.deployment.chain_id, block)
+    after = {
+        p["id"]: p for p in server.get(f"/v1/portfolio/{wallet}", at=str(block)).json()["positions"]
+    }
+    assert cell(page, pid, "amounts") == amounts_text(after[pid]), "the row != time travel"
+    assert cell(page, pid, "amounts") != first_amounts, "the swap did not change the amounts"
+    assert cell(page, pid, "value") != first_value, "the swap did not change the value"
+    assert "in range" in cell(page, pid, "range") or "out of range" in cell(page, pid, "range")
+    page.wait_for_function(
+        "(block) => document.getElementById('asof').textContent === String(block)",
+        arg=block,
+        timeout=WAIT_MS,
+    )
+    assert page.evaluate("location.search") == f"?wallet={wallet}"
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    assert errors == [], f"the page logged errors: {errors}"
+    assert failed == [], f"requests failed: {failed}"
+
+
+def test_switching_wallets_shows_only_the_last_one_and_bad_input_is_explained(
+    devnet: Devnet, server: LiveServer, browser: Browser
+) -> None:
+    by_owner: dict[str, list[str]] = {}
+    for p in server.get("/v1/positions", limit=1000).json()["positions"]:
+        by_owner.setdefault(p["owner"], []).append(p["id"])
+    first, last = sorted(by_owner, key=lambda w: (-len(by_owner[w]), w))[:2]
+    page = browser.new_page()
+    page.goto(server.url, wait_until="load")
+
+    page.fill("#wallet", "0x1234")
+    page.click("#load")
+    page.wait_for_function("document.getElementById('error').textContent !== ''", timeout=5_000)
+    assert "not an address" in page.inner_text("#error")
+
+    # A second wallet chosen before the first one's snapshot arrived: the first one's answer
+    # must not leak into the second one's table.
+    page.evaluate("([a, b]) => { watch(a); watch(b); }", [first, last])
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('#rows tr[data-id]').length >= n",
+        arg=len(by_owner[last]),
+        timeout=WAIT_MS,
+    )
+    page.wait_for_timeout(1_000)  # the first wallet's answer, if it were applied late
+    shown = page.eval_on_selector_all("#rows tr[data-id]", "rows => rows.map(r => r.dataset.id)")
+    assert sorted(shown) == sorted(by_owner[last]), f"rows of {first} leaked into {last}'s table"
+    assert page.inner_text("#error") == ""
