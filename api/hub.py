@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from defimon.metrics import METRICS
 from schemas.stream import BusEvent
 
-LAGGED = object()
+LAGGED = object()  # the client was too slow and is dropped
+RESET = object()  # the client's resume point is too old to replay
 
 
 @dataclass(eq=False)
@@ -72,13 +73,43 @@ class Hub:
             sub.queue.get_nowait()
         sub.queue.put_nowait(LAGGED)
 
-    def subscribe(self, owners: Iterable[str] | None, last_id: int | None = None) -> Subscriber:
+    def _gap(self, last_id: int | None, after_block: int | None) -> bool:
+        """Would replaying from here miss events the ring no longer holds?"""
+        if last_id is not None:
+            if last_id > self._seq:  # ids from before a restart of this process
+                return True
+            oldest = self._ring[0][0] if self._ring else self._seq + 1
+            return last_id < oldest - 1
+        if after_block is not None and self._ring and len(self._ring) == self._ring.maxlen:
+            return self._ring[0][1].block_number > after_block + 1
+        return False
+
+    def subscribe(
+        self,
+        owners: Iterable[str] | None,
+        last_id: int | None = None,
+        after_block: int | None = None,
+    ) -> Subscriber:
+        """A new subscriber, with the recent events it missed already queued.
+
+        `last_id` (Last-Event-ID) replays the events after that id; `after_block` replays the
+        events of blocks after it (for a client that just loaded a snapshot as of that block).
+        When the ring no longer holds all of them, the queue starts with RESET instead: the
+        client must reload its snapshot.
+        """
         sub = Subscriber(
             frozenset(owners) if owners is not None else None,
             asyncio.Queue(maxsize=self.queue_size),
         )
-        if last_id is not None:
-            backlog = [(seq, e) for seq, e in self._ring if seq > last_id and sub.wants(e)]
+        if self._gap(last_id, after_block):
+            sub.queue.put_nowait(RESET)
+        elif last_id is not None or after_block is not None:
+            backlog = [
+                (seq, e)
+                for seq, e in self._ring
+                if sub.wants(e)
+                and (seq > last_id if last_id is not None else e.block_number > (after_block or 0))
+            ]
             if len(backlog) >= self.queue_size:
                 # Too much to replay at once: what fits, then `lagged`, so the client resumes
                 # from the last id it got instead of silently missing the rest.

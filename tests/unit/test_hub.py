@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from api.hub import LAGGED, Hub, Subscriber
+from api.hub import LAGGED, RESET, Hub, Subscriber
 from schemas.stream import BusEvent
 
 ALICE = "0x" + "a1" * 20
@@ -101,7 +101,8 @@ async def test_replay_after_last_id() -> None:
     # The ring keeps only the last `replay` events.
     small = Hub(queue_size=64, replay=5)
     small.publish([event(n, ALICE) for n in range(1, 11)])
-    assert ids(drain(small.subscribe(None, last_id=0))) == [6, 7, 8, 9, 10]
+    assert drain(small.subscribe(None, last_id=0)) == [RESET], "a gap must not be silent"
+    assert ids(drain(small.subscribe(None, last_id=5))) == [6, 7, 8, 9, 10]
     assert drain(Hub(replay=0).subscribe(None, last_id=0)) == []
 
 
@@ -161,3 +162,31 @@ async def test_events_go_to_the_owners_they_concern_including_both_sides_of_a_tr
     assert ids(drain(hub.subscribe([ALICE], last_id=0))) == [1, 3]
     assert ids(drain(hub.subscribe([BOB], last_id=2))) == [3]
     assert drain(hub.subscribe(["0x" + "00" * 20], last_id=0)) == []
+
+
+async def test_after_block_replays_the_events_of_later_blocks_only() -> None:
+    hub = Hub(queue_size=64, replay=100)
+    hub.publish([event(n, ALICE) for n in range(1, 11)])
+    sub = hub.subscribe([ALICE], after_block=7)
+    assert ids(drain(sub)) == [8, 9, 10]
+    hub.publish([event(11, ALICE)])
+    assert ids(drain(sub)) == [11]
+
+
+async def test_a_resume_point_older_than_the_ring_gets_reset_not_a_silent_gap() -> None:
+    hub = Hub(queue_size=64, replay=5)
+    hub.publish([event(n, ALICE) for n in range(1, 21)])  # the ring keeps ids 16..20
+    assert drain(hub.subscribe([ALICE], last_id=15)) != [] and ids(
+        drain(hub.subscribe([ALICE], last_id=15))
+    ) == [16, 17, 18, 19, 20]
+    too_old = drain(hub.subscribe([ALICE], last_id=3))
+    assert too_old == [RESET]
+    from_another_process = drain(hub.subscribe([ALICE], last_id=999))
+    assert from_another_process == [RESET]
+    evicted_blocks = drain(hub.subscribe([ALICE], after_block=2))
+    assert evicted_blocks == [RESET]
+    # After a reset the subscriber still gets live events.
+    sub = hub.subscribe([ALICE], last_id=1)
+    assert drain(sub) == [RESET]
+    hub.publish([event(21, ALICE)])
+    assert ids(drain(sub)) == [21]
