@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 devnet/node_modules/.installed: devnet/package.json devnet/package-lock.json
-	npm ci --prefix devnet --no-audit --no-fund --loglevel=error
+	cd devnet && npm ci --no-audit --no-fund --loglevel=error
 	@test -x devnet/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 	@touch $@
 

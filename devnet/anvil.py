@@ -26,13 +26,16 @@ STOP_GRACE = 3.0
 
 
 def anvil_binary() -> Path:
-    """Path of the anvil executable shipped by npm `@foundry-rs/anvil`."""
-    if not (_ANVIL_BINARY.is_file() and os.access(_ANVIL_BINARY, os.X_OK)):
+    """The anvil executable: $DEFIMON_ANVIL, else npm `@foundry-rs/anvil-linux-amd64`'s."""
+    override = os.environ.get("DEFIMON_ANVIL")
+    binary = Path(override) if override else _ANVIL_BINARY
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise FileNotFoundError(
-            f"anvil not found at {_ANVIL_BINARY}; install it with `make devnet/node_modules` "
-            "(or `npm ci --prefix devnet`)"
+            f"anvil not found at {binary}; install it with `make deps` "
+            "(or `npm ci --prefix devnet`), or on another platform point DEFIMON_ANVIL at an "
+            "anvil binary (npm @foundry-rs/anvil-<platform>)"
         )
-    return _ANVIL_BINARY
+    return binary
 
 
 def free_port() -> int:

@@ -9,6 +9,8 @@
 CREATE DATABASE IF NOT EXISTS defimon;
 
 -- One row per block the flow processed (during backfill: blocks with watched logs).
+-- parent_hash is empty for backfilled blocks whose logs carried blockTimestamp: no header
+-- read was needed for them.
 CREATE TABLE IF NOT EXISTS defimon.blocks
 (
     chain_id     UInt64,
