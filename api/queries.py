@@ -9,7 +9,7 @@ Every query binds its values server-side ({name:Type}); nothing is pasted into S
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -24,31 +24,8 @@ from schemas.positions import (
     position_json,
 )
 
-_POSITION_FIELDS = (
-    "chain_id",
-    "position_id",
-    "position_manager",
-    "token_id",
-    "pool",
-    "token0",
-    "token1",
-    "symbol0",
-    "symbol1",
-    "decimals0",
-    "decimals1",
-    "fee",
-    "owner",
-    "tick_lower",
-    "tick_upper",
-    "liquidity",
-    "deposited0",
-    "deposited1",
-    "withdrawn0",
-    "withdrawn1",
-    "collected0",
-    "collected1",
-    "burned",
-)
+# The store's columns carry the structural fields under the same names.
+_POSITION_FIELDS = tuple(f.name for f in fields(UniswapPosition))
 _SELECT_POSITION = ", ".join(_POSITION_FIELDS) + ", block_number"
 
 # The latest version of each position at or before {block}. FINAL drops retracted and
@@ -239,32 +216,11 @@ class Queries:
         )
 
 
-def _position(v: dict[str, Any]) -> UniswapPosition:
-    return UniswapPosition(
-        chain_id=int(v["chain_id"]),
-        position_id=v["position_id"],
-        position_manager=v["position_manager"],
-        token_id=int(v["token_id"]),
-        pool=v["pool"],
-        token0=v["token0"],
-        token1=v["token1"],
-        symbol0=v["symbol0"],
-        symbol1=v["symbol1"],
-        decimals0=int(v["decimals0"]),
-        decimals1=int(v["decimals1"]),
-        fee=int(v["fee"]),
-        owner=v["owner"],
-        tick_lower=int(v["tick_lower"]),
-        tick_upper=int(v["tick_upper"]),
-        liquidity=int(v["liquidity"]),
-        deposited0=int(v["deposited0"]),
-        deposited1=int(v["deposited1"]),
-        withdrawn0=int(v["withdrawn0"]),
-        withdrawn1=int(v["withdrawn1"]),
-        collected0=int(v["collected0"]),
-        collected1=int(v["collected1"]),
-        burned=bool(v["burned"]),
-    )
+def _position(row: dict[str, Any]) -> UniswapPosition:
+    """A stored version back into the flow's dataclass (ClickHouse gives exact ints)."""
+    values = {name: row[name] for name in _POSITION_FIELDS}
+    values["burned"] = bool(values["burned"])
+    return UniswapPosition(**values)
 
 
 def parse_at(value: str | None) -> int | datetime | None:

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -17,21 +18,22 @@ from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
 from schemas.errors import DefimonError
 
+if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
+    from defimon.runtime import Runtime
+
 log = structlog.get_logger("defimon.cli")
 
 
-def _serve(runtime_settings: Settings, runtime: object) -> None:
+def _serve(runtime: Runtime) -> None:
     import uvicorn
 
     from api.app import create_app
-    from defimon.runtime import Runtime
 
-    assert isinstance(runtime, Runtime)
     app = create_app(runtime)
     config = uvicorn.Config(
         app,
-        host=runtime_settings.host,
-        port=runtime_settings.port,
+        host=runtime.settings.host,
+        port=runtime.settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -53,7 +55,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         ws=args.ws,
         url=f"http://{settings.host}:{settings.port}/",
     )
-    _serve(settings, runtime)
+    _serve(runtime)
     return 0
 
 
@@ -100,7 +102,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             "",
         ]
         print("\n".join(banner), flush=True)
-        _serve(settings, runtime)
+        _serve(runtime)
     finally:
         stop.set()
         anvil.stop()

@@ -67,7 +67,7 @@ class ChainReader:
                     )
         return found
 
-    def _fetch(self, base: dict[str, object], to_block: int | None) -> tuple[list[dict], set[str]]:
+    def _fetch(self, base: dict[str, object]) -> tuple[list[dict], set[str]]:
         """Logs of the watched set for one filter, following pools created inside it."""
         raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.pools)})
         created = [c for c in self._created_pools(raw) if c[1] not in self.pools]
@@ -89,7 +89,7 @@ class ChainReader:
 
         The last block of the range is always emitted, logs or not, so progress reaches it.
         """
-        raw, new_tokens = self._fetch({"fromBlock": hex(start), "toBlock": hex(end)}, end)
+        raw, new_tokens = self._fetch({"fromBlock": hex(start), "toBlock": hex(end)})
         by_block: dict[int, list[RawLog]] = {}
         stamps: dict[int, int] = {}
         for item in raw:
@@ -125,7 +125,7 @@ class ChainReader:
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
-        raw, new_tokens = self._fetch({"blockHash": header.hash}, None)
+        raw, new_tokens = self._fetch({"blockHash": header.hash})
         logs = [self._to_log(item) for item in raw]
         return BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
 

@@ -266,25 +266,10 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             )
             continue
         item = shard_input(shard_of(pid, state.shards))
-        if isinstance(event, ev.IncreaseLiquidity):
+        if isinstance(event, ev.IncreaseLiquidity | ev.DecreaseLiquidity):
+            kind = "increase" if isinstance(event, ev.IncreaseLiquidity) else "decrease"
             pe = PositionEvent(
-                "increase",
-                pid,
-                log.log_index,
-                log.tx_hash,
-                event.liquidity,
-                event.amount0,
-                event.amount1,
-            )
-        elif isinstance(event, ev.DecreaseLiquidity):
-            pe = PositionEvent(
-                "decrease",
-                pid,
-                log.log_index,
-                log.tx_hash,
-                event.liquidity,
-                event.amount0,
-                event.amount1,
+                kind, pid, log.log_index, log.tx_hash, event.liquidity, event.amount0, event.amount1
             )
         elif isinstance(event, ev.Collect):
             pe = PositionEvent(
