@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -164,7 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SIGTERM ends the process like Ctrl-C does: through the `finally` blocks, so the devnet,
+    # the flow (its sinks flush) and the server stop cleanly. uvicorn re-raises the signal
+    # after its own graceful shutdown, which lands here.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}

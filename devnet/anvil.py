@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,6 +38,21 @@ def anvil_binary() -> Path:
             "anvil binary (npm @foundry-rs/anvil-<platform>)"
         )
     return binary
+
+
+PR_SET_PDEATHSIG = 1
+# Resolved here, in the parent: between fork and exec the child may only make the call
+# (loading a library there could deadlock on a lock another thread held at fork time).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when the parent goes, even by SIGKILL.
+
+    (Strictly, when the thread that started it ends: start nodes from long-lived threads.)
+    """
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -118,6 +135,7 @@ class Anvil:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call, resolved above
         )
         atexit.register(self.stop)
         try:
