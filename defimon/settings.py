@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     shards: int = Field(8, ge=1, le=4096, description="position shards per chain")
-    epoch_seconds: float = Field(1.0, gt=0, description="Bytewax snapshot interval")
+    epoch_seconds: float = Field(
+        5.0, gt=0, description="Bytewax snapshot interval; the store flushes at each"
+    )
     poll_interval: float = Field(0.05, gt=0, description="head polling without a ws URL")
     sse_ping_seconds: float = Field(15.0, gt=0)
     sse_queue_size: int = Field(1024, ge=8, description="events buffered per stream client")

@@ -131,16 +131,17 @@ class ChainReader:
 
     def _to_log(self, item: dict) -> RawLog:
         try:
+            # Positional and with map(): this runs for every log, so every call counts.
             return RawLog(
-                chain_id=self.chain_id,
-                block_number=int(item["blockNumber"], 16),
-                block_hash=item["blockHash"],
-                log_index=int(item["logIndex"], 16),
-                tx_hash=item["transactionHash"],
-                tx_index=int(item["transactionIndex"], 16),
-                address=item["address"].lower(),
-                topics=tuple(t.lower() for t in item["topics"]),
-                data=item["data"].lower(),
+                self.chain_id,
+                int(item["blockNumber"], 16),
+                item["blockHash"],
+                int(item["logIndex"], 16),
+                item["transactionHash"],
+                int(item["transactionIndex"], 16),
+                item["address"].lower(),
+                tuple(map(str.lower, item["topics"])),
+                item["data"].lower(),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A log without its coordinates cannot be placed anywhere: a provider fault.

@@ -21,7 +21,7 @@ from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import BusSink, StoreSink
+from flows.sinks import STORE_PARTITION, BusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -90,8 +90,11 @@ def build_flow(
     )
     position_store = op.map("shard_rows", positions, shard_rows)
 
+    rows = op.merge("rows", raw, market_store, position_store)
     op.output(
-        "store", op.merge("rows", raw, market_store, position_store), StoreSink(open_store, status)
+        "store",
+        op.key_on("to_store", rows, lambda _: STORE_PARTITION),
+        StoreSink(open_store, status),
     )
     op.output("bus", positions, BusSink(bus))
     return flow

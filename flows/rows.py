@@ -146,22 +146,9 @@ def _version() -> int:
 def chain_rows(batch: BlockBatch) -> SinkBatch:
     h = batch.header
     when, version = _time(h.timestamp), _version()
-    logs = [
-        (
-            lg.chain_id,
-            lg.block_number,
-            lg.block_hash,
-            lg.log_index,
-            lg.tx_hash,
-            lg.tx_index,
-            lg.address,
-            list(lg.topics),
-            lg.data,
-            when,
-            version,
-        )
-        for lg in batch.logs
-    ]
+    # RawLog's fields are raw_logs' leading columns, in order: a row is the log plus two.
+    tail = (when, version)
+    logs = [lg + tail for lg in batch.logs]
     block = [(h.chain_id, h.number, h.hash, h.parent_hash, when, len(batch.logs), version)]
     return SinkBatch(
         h.chain_id, h.number, batch.live, {"defimon.blocks": block, "defimon.raw_logs": logs}

@@ -6,7 +6,12 @@ import time
 from collections.abc import Callable, Iterable
 
 import structlog
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
 from defimon.bus import Bus
 from defimon.metrics import METRICS
@@ -19,17 +24,20 @@ from schemas.stream import BusEvent
 
 log = structlog.get_logger("defimon.sink")
 
-FLUSH_ROWS = 100_000
-FLUSH_SECONDS = 1.0
-BACKFILL_PUBLISH_SECONDS = 1.0
+FLUSH_ROWS = 250_000
+FLUSH_SECONDS = 2.0
+STORE_PARTITION = "store"
+BACKFILL_PUBLISH_SECONDS = 3.0
 
 
-class _StorePartition(StatelessSinkPartition[SinkBatch]):
+class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
     """Buffers rows per table and inserts them in large batches.
 
     Backfill produces many small blocks; one insert per block would cost more than the rows
     themselves (chDB: ~8 ms per insert). Live blocks flush at once, so the store is never more
-    than a block behind the stream.
+    than a block behind the stream. Every epoch's snapshot flushes too: Bytewax commits the
+    source cursor only after that, so a crash can replay rows (they collapse by key) but
+    never lose them.
     """
 
     def __init__(self, store: Store, status: FlowStatus) -> None:
@@ -40,9 +48,9 @@ class _StorePartition(StatelessSinkPartition[SinkBatch]):
         self._first_at: float | None = None
         self._stored: list[SinkBatch] = []
 
-    def write_batch(self, items: list[SinkBatch]) -> None:
+    def write_batch(self, values: list[SinkBatch]) -> None:
         live = False
-        for item in items:
+        for item in values:
             for table, rows in item.rows.items():
                 if rows:
                     self._buffer.setdefault(table, []).extend(rows)
@@ -82,17 +90,30 @@ class _StorePartition(StatelessSinkPartition[SinkBatch]):
         for progress in self._status.chains():
             METRICS.processed_block.labels(chain_id=str(progress.chain_id)).set(progress.processed)
 
+    def snapshot(self) -> None:
+        self.flush()
+
     def close(self) -> None:
         self.flush()
         self._store.close()
 
 
-class StoreSink(DynamicSink[SinkBatch]):
+class StoreSink(FixedPartitionedSink[SinkBatch, None]):
+    """One partition: with chDB the store lives in this process anyway. Rows are keyed by
+    nothing that matters for correctness (every table dedups by its natural key), so more
+    partitions can be added for a ClickHouse server without changing the rows."""
+
     def __init__(self, open_store: Callable[[], Store], status: FlowStatus) -> None:
         self._open_store = open_store
         self._status = status
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StorePartition:
+    def list_parts(self) -> list[str]:
+        return [STORE_PARTITION]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
         return _StorePartition(self._open_store(), self._status)
 
 

@@ -37,7 +37,7 @@ from schemas.errors import RangeTooLarge, RpcError
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
 
-TARGET_LOGS_PER_RANGE = 10_000
+TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
 
 
@@ -57,12 +57,10 @@ class ChainEndpoint:
 
 
 def next_span(span: int, logs: int) -> int:
-    """Adaptive range: aim at TARGET_LOGS_PER_RANGE logs per eth_getLogs."""
-    if logs > 2 * TARGET_LOGS_PER_RANGE:
-        span = max(MIN_SPAN, span // 2)
-    elif logs < TARGET_LOGS_PER_RANGE // 4:
-        span = min(MAX_SPAN, span * 2)
-    return span
+    """Adaptive range: scale towards TARGET_LOGS_PER_RANGE logs per eth_getLogs, at most
+    halving or doubling at a time (log density changes along a chain's history)."""
+    wanted = span * 2 if logs == 0 else span * TARGET_LOGS_PER_RANGE // logs
+    return max(MIN_SPAN, min(MAX_SPAN, span * 2, max(span // 2, wanted)))
 
 
 class _Reader(threading.Thread):

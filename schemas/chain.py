@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class RawLog:
-    """One log as the node returned it; hex fields are lower-case 0x strings."""
+class RawLog(NamedTuple):
+    """One log as the node returned it; hex fields are lower-case 0x strings.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and about three times cheaper to build.
+    """
 
     chain_id: int
     block_number: int

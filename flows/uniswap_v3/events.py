@@ -1,13 +1,16 @@
 """Decode Uniswap V3 logs into small typed events (pure; no web3 objects, no I/O).
 
+Events are NamedTuples: immutable, and several times cheaper to build than frozen dataclasses,
+which matters at hundreds of thousands of logs a second.
+
 Decoding slices the 32-byte ABI words with `int.from_bytes`: about 20 times faster than a
 generic ABI decoder, and it checks lengths so malformed logs fail with a precise reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from eth_utils import keccak
 
@@ -63,8 +66,7 @@ class DecodeError(ValueError):
     """A log from a watched address that cannot be read; it goes to the dead letters."""
 
 
-@dataclass(frozen=True, slots=True)
-class PoolCreated:
+class PoolCreated(NamedTuple):
     token0: str
     token1: str
     fee: int
@@ -72,14 +74,12 @@ class PoolCreated:
     pool: str
 
 
-@dataclass(frozen=True, slots=True)
-class Initialize:
+class Initialize(NamedTuple):
     sqrt_price_x96: int
     tick: int
 
 
-@dataclass(frozen=True, slots=True)
-class Swap:
+class Swap(NamedTuple):
     amount0: int
     amount1: int
     sqrt_price_x96: int
@@ -87,8 +87,7 @@ class Swap:
     tick: int
 
 
-@dataclass(frozen=True, slots=True)
-class PoolMint:
+class PoolMint(NamedTuple):
     owner: str
     tick_lower: int
     tick_upper: int
@@ -97,8 +96,7 @@ class PoolMint:
     amount1: int
 
 
-@dataclass(frozen=True, slots=True)
-class PoolBurn:
+class PoolBurn(NamedTuple):
     owner: str
     tick_lower: int
     tick_upper: int
@@ -107,32 +105,28 @@ class PoolBurn:
     amount1: int
 
 
-@dataclass(frozen=True, slots=True)
-class IncreaseLiquidity:
+class IncreaseLiquidity(NamedTuple):
     token_id: int
     liquidity: int
     amount0: int
     amount1: int
 
 
-@dataclass(frozen=True, slots=True)
-class DecreaseLiquidity:
+class DecreaseLiquidity(NamedTuple):
     token_id: int
     liquidity: int
     amount0: int
     amount1: int
 
 
-@dataclass(frozen=True, slots=True)
-class Collect:
+class Collect(NamedTuple):
     token_id: int
     recipient: str
     amount0: int
     amount1: int
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(NamedTuple):
     sender: str
     recipient: str
     token_id: int
@@ -208,9 +202,11 @@ def decode(role: Role, log: RawLog) -> Event | None:
             data = log.data
             if len(log.topics) == 3 and len(data) == 322:
                 try:
-                    a0, a1, sqrt_p, liq, tick = (
-                        int(data[i : i + 64], 16) for i in range(2, 322, 64)
-                    )
+                    a0 = int(data[2:66], 16)
+                    a1 = int(data[66:130], 16)
+                    sqrt_p = int(data[130:194], 16)
+                    liq = int(data[194:258], 16)
+                    tick = int(data[258:322], 16)
                 except ValueError as exc:
                     raise DecodeError(f"data is not hex: {exc}") from exc
             else:
