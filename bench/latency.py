@@ -30,15 +30,19 @@ from devnet.simulator import MarketSimulator
 
 
 def _reader(url: str, arrivals: queue.Queue[tuple[int, float]], stop: threading.Event) -> None:
-    with (
-        httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-        connect_sse(client, "GET", url) as source,
-    ):
-        for event in source.iter_sse():
-            if stop.is_set():
-                return
-            if event.event == "position":
-                arrivals.put((event.json()["block_number"], time.perf_counter()))
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
+            connect_sse(client, "GET", url) as source,
+        ):
+            for event in source.iter_sse():
+                if stop.is_set():
+                    return
+                if event.event == "position":
+                    arrivals.put((event.json()["block_number"], time.perf_counter()))
+    except httpx.HTTPError:
+        if not stop.is_set():  # the server going away at the end is expected
+            raise
 
 
 def run(blocks: int, warmup_steps: int) -> None:
