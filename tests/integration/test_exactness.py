@@ -98,3 +98,40 @@ def test_bad_input_gets_a_clear_4xx(devnet: Devnet, tmp_path: Path) -> None:
             response = server.get(path, **params)
             assert response.status_code == status, (path, params, response.text)
             assert words in response.json()["detail"], response.text
+
+
+def test_positions_pages_and_filters_agree_with_portfolios(devnet: Devnet, tmp_path: Path) -> None:
+    for _ in range(25):
+        devnet.simulator.step()
+    with live_server(tmp_path, [devnet.endpoint()]) as server:
+        head = block_number(devnet.rpc_url)
+        server.wait_processed(devnet.deployment.chain_id, head)
+        expected = {
+            f"{devnet.deployment.chain_id}:{devnet.deployment.position_manager}:{token_id}": owner
+            for token_id, owner in devnet.simulator.all_positions().items()
+        }
+        # Page through everything, 7 at a time.
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": "7", "at": str(head)} | ({"cursor": cursor} if cursor else {})
+            page = server.get("/v1/positions", **params).json()
+            assert len(page["positions"]) <= 7
+            seen += [p["id"] for p in page["positions"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(seen), "pages are ordered by id"
+        assert len(seen) == len(set(seen)), "a position appeared on two pages"
+        assert set(seen) == set(expected)
+
+        for owner in sorted(set(expected.values()))[:4]:
+            listed = server.get("/v1/positions", owner=owner, limit="1000").json()["positions"]
+            portfolio = server.get(f"/v1/portfolio/{owner}").json()["positions"]
+            assert sorted(p["id"] for p in listed) == sorted(p["id"] for p in portfolio)
+            assert all(p["owner"] == owner for p in listed)
+
+        pool = devnet.deployment.pools[0].address
+        in_pool = server.get("/v1/positions", pool=pool, limit="1000").json()["positions"]
+        assert in_pool and all(p["pool"] == pool for p in in_pool)
+        assert server.get("/v1/positions", protocol="uniswap_v3", limit="1").json()["positions"]
