@@ -12,6 +12,15 @@ It is a small TOML file::
 
     [pricing]                  # optional
     usd_tokens = ["0x..."]     # tokens worth exactly 1 USD, the roots of price routing
+    feeds = { "0xtoken" = "0xaggregator" }   # Chainlink-style USD feeds (8 decimals)
+
+    [aave_v3]                  # optional
+    pool = "0x..."
+    pool_configurator = "0x..."
+    oracle = "0x..."           # AaveOracle; its AssetSourceUpdated events name the feeds
+
+    [compound_v3]              # optional
+    comets = ["0x..."]
 """
 
 from __future__ import annotations
@@ -32,12 +41,28 @@ class UniswapV3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class AaveV3Config:
+    pool: str
+    pool_configurator: str
+    oracle: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompoundV3Config:
+    comets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChainConfig:
     chain_id: int
     uniswap_v3: UniswapV3Config
     name: str = ""
     start_block: int = 0
     usd_tokens: tuple[str, ...] = field(default_factory=tuple)
+    # token -> Chainlink-style aggregator, for tokens whose feed no protocol oracle announces
+    feeds: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    aave_v3: AaveV3Config | None = None
+    compound_v3: CompoundV3Config | None = None
 
     @property
     def label(self) -> str:
@@ -59,14 +84,40 @@ class ChainConfig:
         start_block = int(raw.get("start_block", 0))
         if chain_id <= 0 or start_block < 0:
             raise ConfigError("chain_id must be positive and start_block not negative")
-        pricing = raw.get("pricing", {})
-        usd = tuple(normalize_address(a) for a in pricing.get("usd_tokens", []))
+        try:
+            pricing = raw.get("pricing", {})
+            usd = tuple(normalize_address(a) for a in pricing.get("usd_tokens", []))
+            feeds = tuple(
+                sorted(
+                    (normalize_address(t), normalize_address(f))
+                    for t, f in pricing.get("feeds", {}).items()
+                )
+            )
+            aave = None
+            if "aave_v3" in raw:
+                a = raw["aave_v3"]
+                aave = AaveV3Config(
+                    pool=normalize_address(a["pool"]),
+                    pool_configurator=normalize_address(a["pool_configurator"]),
+                    oracle=normalize_address(a["oracle"]),
+                )
+            compound = None
+            if "compound_v3" in raw:
+                comets = raw["compound_v3"].get("comets", [])
+                compound = CompoundV3Config(tuple(normalize_address(c) for c in comets))
+        except KeyError as exc:
+            raise ConfigError(f"chain config is missing {exc.args[0]!r}") from exc
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ConfigError(f"chain config is invalid: {exc}") from exc
         return cls(
             chain_id=chain_id,
             uniswap_v3=uniswap,
             name=str(raw.get("name", "")),
             start_block=start_block,
             usd_tokens=usd,
+            feeds=feeds,
+            aave_v3=aave,
+            compound_v3=compound,
         )
 
     @classmethod
@@ -91,7 +142,24 @@ class ChainConfig:
             f'factory = "{self.uniswap_v3.factory}"',
             f'position_manager = "{self.uniswap_v3.position_manager}"',
         ]
-        if self.usd_tokens:
-            tokens = ", ".join(f'"{a}"' for a in self.usd_tokens)
-            lines += ["", "[pricing]", f"usd_tokens = [{tokens}]"]
+        if self.usd_tokens or self.feeds:
+            lines += ["", "[pricing]"]
+            if self.usd_tokens:
+                tokens = ", ".join(f'"{a}"' for a in self.usd_tokens)
+                lines.append(f"usd_tokens = [{tokens}]")
+            if self.feeds:
+                pairs = ", ".join(f'"{t}" = "{f}"' for t, f in self.feeds)
+                lines.append(f"feeds = {{ {pairs} }}")
+        if self.aave_v3:
+            a = self.aave_v3
+            lines += [
+                "",
+                "[aave_v3]",
+                f'pool = "{a.pool}"',
+                f'pool_configurator = "{a.pool_configurator}"',
+                f'oracle = "{a.oracle}"',
+            ]
+        if self.compound_v3:
+            comets = ", ".join(f'"{c}"' for c in self.compound_v3.comets)
+            lines += ["", "[compound_v3]", f"comets = [{comets}]"]
         return "\n".join(lines) + "\n"
