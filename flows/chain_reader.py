@@ -1,17 +1,20 @@
 """Read whole blocks of watched logs from a node (I/O only; no Bytewax, no domain logic).
 
-The watched set is the protocol's fixed contracts plus every pool the factories created. A pool
-can be created and used in the same range, so each read first takes the fixed contracts and the
-known pools, and reads again for pools that range created (from their creation block on).
+The watched set is the protocols' fixed contracts plus every child a parent announced: pools
+from the Uniswap factory, aTokens and debt tokens from the Aave configurator, price feeds from
+the Aave oracle. A child can be announced and used in the same range, so each read first takes
+the known set, then reads again for the children that range announced (from their block on).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
+from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED
 from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
@@ -31,56 +34,91 @@ class RangeRead:
     log_count: int
 
 
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A contract a watched parent announced: a pool, an aToken or debt token, a price feed."""
+
+    block: int
+    address: str
+    tokens: tuple[str, ...]  # ERC-20s whose metadata the flow needs because of it
+
+
+def _word_address(word: str) -> str:
+    return "0x" + word[-40:].lower()
+
+
+def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
+    """Contracts announced by one raw log of a parent (factory, configurator, oracle)."""
+    kind = parents.get(str(item.get("address", "")).lower())
+    topics = item.get("topics")
+    if kind is None or not isinstance(topics, list) or not topics:
+        return []
+    data = str(item.get("data", ""))
+    try:
+        block = int(str(item["blockNumber"]), 16)
+        if kind == "factory" and topics[0] == POOL_CREATED and len(topics) == 4:
+            if len(data) == 2 + 128:
+                tokens = (_word_address(topics[1]), _word_address(topics[2]))
+                return [Child(block, _word_address(data), tokens)]
+        elif kind == "configurator" and topics[0] == RESERVE_INITIALIZED and len(topics) == 3:
+            if len(data) == 2 + 192:
+                asset = _word_address(topics[1])
+                return [
+                    Child(block, _word_address(topics[2]), (asset,)),
+                    Child(block, _word_address(data[2:66]), ()),
+                    Child(block, _word_address(data[66:130]), ()),
+                ]
+        elif kind == "oracle" and topics[0] == ASSET_SOURCE_UPDATED and len(topics) == 3:
+            return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),))]
+    except (KeyError, ValueError):
+        return []  # malformed: the market stage dead-letters the log itself
+    return []
+
+
 class ChainReader:
-    def __init__(self, rpc: RpcClient, config: ChainConfig, pools: Iterable[str] = ()) -> None:
+    def __init__(self, rpc: RpcClient, config: ChainConfig, children: Iterable[str] = ()) -> None:
         self.rpc = rpc
         self.config = config
         self.chain_id = config.chain_id
-        self.factories = [config.uniswap_v3.factory]
+        # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
+        self.parents: dict[str, str] = {config.uniswap_v3.factory: "factory"}
         self.fixed = [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
-        self.pools: set[str] = set(pools)
+        if config.aave_v3 is not None:
+            aave = config.aave_v3
+            self.parents[aave.pool_configurator] = "configurator"
+            self.parents[aave.oracle] = "oracle"
+            self.fixed += [aave.pool, aave.pool_configurator, aave.oracle]
+        self.fixed += [feed for _token, feed in config.feeds]
+        self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
+        self._initial_tokens = {t for t, _feed in config.feeds}
+
+    @property
+    def pools(self) -> set[str]:  # the source's cursor still calls them pools
+        return self.children
 
     # Logs -----------------------------------------------------------------------------------
 
-    def _created_pools(self, raw: list[dict[str, object]]) -> list[tuple[int, str, str, str]]:
-        """(block, pool, token0, token1) for each PoolCreated among `raw` from a factory."""
-        found = []
-        for item in raw:
-            topics = item.get("topics")
-            if (
-                isinstance(topics, list)
-                and len(topics) == 4
-                and topics[0] == POOL_CREATED
-                and str(item.get("address", "")).lower() in self.factories
-            ):
-                data = str(item.get("data", ""))
-                if len(data) == 2 + 128:
-                    pool = "0x" + data[-40:].lower()
-                    found.append(
-                        (
-                            int(str(item["blockNumber"]), 16),
-                            pool,
-                            "0x" + str(topics[1])[-40:].lower(),
-                            "0x" + str(topics[2])[-40:].lower(),
-                        )
-                    )
-        return found
-
     def _fetch(self, base: dict[str, object]) -> tuple[list[dict], set[str]]:
-        """Logs of the watched set for one filter, following pools created inside it."""
-        raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.pools)})
-        created = [c for c in self._created_pools(raw) if c[1] not in self.pools]
-        new_tokens: set[str] = set()
+        """Logs of the watched set for one filter, following children announced inside it."""
+        raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.children)})
+        new_tokens: set[str] = set(self._initial_tokens)
+        self._initial_tokens = set()
+        created = [
+            c
+            for item in raw
+            for c in children_of(item, self.parents)
+            if c.address not in self.children
+        ]
         if created:
-            new_pools = sorted({c[1] for c in created})
-            self.pools.update(new_pools)
-            for _b, _p, t0, t1 in created:
-                new_tokens.update((t0, t1))
+            new_children = sorted({c.address for c in created})
+            self.children.update(new_children)
+            for child in created:
+                new_tokens.update(child.tokens)
             flt = dict(base)
             if "fromBlock" in flt:
-                flt["fromBlock"] = hex(min(c[0] for c in created))
-            raw += self.rpc.get_logs({**flt, "address": new_pools})
+                flt["fromBlock"] = hex(min(c.block for c in created))
+            raw += self.rpc.get_logs({**flt, "address": new_children})
             raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
         return raw, new_tokens - self._tokens_seen
 
