@@ -20,6 +20,7 @@ from defimon.bus import Bus
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
+from flows.aave_v3.state import AaveMarket
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
@@ -43,6 +44,14 @@ def market_mapper(
                 usd_tokens=cfg.usd_tokens,
                 shards=shards,
             )
+            if cfg.aave_v3 is not None:
+                state.aave = AaveMarket(
+                    cfg.chain_id,
+                    cfg.aave_v3.pool,
+                    cfg.aave_v3.pool_configurator,
+                    cfg.aave_v3.oracle,
+                    shards,
+                )
         state, out = market_step(state, batch)
         chain = str(batch.header.chain_id)
         METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))

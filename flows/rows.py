@@ -116,6 +116,106 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+COLUMNS.update(
+    {
+        "defimon.aave_reserves": (
+            "chain_id",
+            "pool",
+            "asset",
+            "block_number",
+            "block_hash",
+            "a_token",
+            "stable_debt_token",
+            "variable_debt_token",
+            "symbol",
+            "decimals",
+            "ltv",
+            "liquidation_threshold",
+            "liquidation_bonus",
+            "emode_category",
+            "version",
+        ),
+        "defimon.aave_reserve_rates": (
+            "chain_id",
+            "pool",
+            "asset",
+            "block_number",
+            "block_hash",
+            "block_time",
+            "liquidity_rate",
+            "stable_borrow_rate",
+            "variable_borrow_rate",
+            "liquidity_index",
+            "variable_borrow_index",
+            "last_update",
+            "version",
+        ),
+        "defimon.aave_emode_categories": (
+            "chain_id",
+            "pool",
+            "category",
+            "block_number",
+            "block_hash",
+            "ltv",
+            "liquidation_threshold",
+            "liquidation_bonus",
+            "price_source",
+            "version",
+        ),
+        "defimon.oracle_prices": (
+            "chain_id",
+            "asset",
+            "block_number",
+            "block_hash",
+            "block_time",
+            "feed",
+            "answer",
+            "round_id",
+            "updated_at",
+            "version",
+        ),
+        "defimon.account_versions": (
+            "chain_id",
+            "account_id",
+            "protocol",
+            "pool",
+            "owner",
+            "asset",
+            "block_number",
+            "log_index",
+            "block_hash",
+            "block_time",
+            "tx_hash",
+            "event",
+            "emode",
+            "scaled_supply",
+            "scaled_variable_debt",
+            "stable_principal",
+            "stable_rate",
+            "stable_updated",
+            "collateral",
+            "version",
+        ),
+        "defimon.liquidations": (
+            "chain_id",
+            "pool",
+            "block_number",
+            "log_index",
+            "block_hash",
+            "block_time",
+            "tx_hash",
+            "owner",
+            "collateral_asset",
+            "debt_asset",
+            "debt_to_cover",
+            "liquidated_collateral",
+            "liquidator",
+            "receive_a_token",
+            "version",
+        ),
+    }
+)
+
 Row = tuple[Any, ...]
 
 
@@ -211,9 +311,124 @@ def market_rows(out: MarketOutput) -> SinkBatch:
             for d in out.dead_letters
         ],
     }
+    if out.aave is not None:
+        rows.update(_aave_market_rows(out, when, version))
     return SinkBatch(
         b.chain_id, b.number, out.live, rows, expects_shards=tuple(sorted(out.shard_inputs))
     )
+
+
+def _aave_market_rows(out: MarketOutput, when: datetime, version: int) -> dict[str, list[Row]]:
+    b, aave = out.block, out.aave
+    assert aave is not None
+    pool = out.aave_pool
+    dead = [
+        (
+            b.chain_id,
+            lg.block_number,
+            lg.block_hash,
+            lg.log_index,
+            lg.tx_hash,
+            lg.address,
+            list(lg.topics),
+            lg.data,
+            "aave_v3",
+            reason,
+            version,
+        )
+        for lg, reason in aave.dead
+    ]
+    return {
+        "defimon.aave_reserves": [
+            (
+                b.chain_id,
+                pool,
+                r.asset,
+                b.number,
+                b.hash,
+                r.a_token,
+                r.stable_debt_token,
+                r.variable_debt_token,
+                r.symbol,
+                r.decimals,
+                r.ltv,
+                r.liquidation_threshold,
+                r.liquidation_bonus,
+                r.emode_category,
+                version,
+            )
+            for r in aave.reserves
+        ],
+        "defimon.aave_reserve_rates": [
+            (
+                b.chain_id,
+                pool,
+                r.asset,
+                b.number,
+                b.hash,
+                when,
+                r.liquidity_rate,
+                r.stable_borrow_rate,
+                r.variable_borrow_rate,
+                r.liquidity_index,
+                r.variable_borrow_index,
+                r.last_update,
+                version,
+            )
+            for r in aave.rates
+        ],
+        "defimon.aave_emode_categories": [
+            (
+                b.chain_id,
+                pool,
+                e.category,
+                b.number,
+                b.hash,
+                e.ltv,
+                e.liquidation_threshold,
+                e.liquidation_bonus,
+                e.price_source,
+                version,
+            )
+            for e in aave.emode
+        ],
+        "defimon.oracle_prices": [
+            (
+                b.chain_id,
+                p.asset,
+                b.number,
+                b.hash,
+                when,
+                p.feed,
+                p.answer,
+                p.round_id,
+                p.updated_at,
+                version,
+            )
+            for p in aave.prices
+        ],
+        "defimon.liquidations": [
+            (
+                b.chain_id,
+                pool,
+                lg.block_number,
+                lg.log_index,
+                lg.block_hash,
+                when,
+                lg.tx_hash,
+                e.user,
+                e.collateral_asset,
+                e.debt_asset,
+                e.debt_to_cover,
+                e.liquidated_collateral,
+                e.liquidator,
+                int(e.receive_a_token),
+                version,
+            )
+            for lg, e in aave.liquidations
+        ],
+        "defimon.dead_letters": dead,
+    }
 
 
 def shard_rows(out: ShardOutput) -> SinkBatch:
@@ -257,6 +472,38 @@ def shard_rows(out: ShardOutput) -> SinkBatch:
                 version,
             )
         )
+    accounts = []
+    for av in out.account_versions:
+        a = av.account
+        held = a.reserves.get(av.asset)
+        accounts.append(
+            (
+                a.chain_id,
+                a.account_id,
+                a.protocol,
+                a.pool,
+                a.user,
+                av.asset,
+                b.number,
+                av.log_index,
+                b.hash,
+                when,
+                av.tx_hash,
+                av.event,
+                a.emode,
+                held.scaled_supply if held else 0,
+                held.scaled_variable_debt if held else 0,
+                held.stable_principal if held else 0,
+                held.stable_rate if held else 0,
+                held.stable_updated if held else 0,
+                int(held.collateral) if held else 0,
+                version,
+            )
+        )
     return SinkBatch(
-        b.chain_id, b.number, out.live, {"defimon.position_versions": rows}, shard=out.shard
+        b.chain_id,
+        b.number,
+        out.live,
+        {"defimon.position_versions": rows, "defimon.account_versions": accounts},
+        shard=out.shard,
     )

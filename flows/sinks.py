@@ -17,8 +17,10 @@ from defimon.bus import Bus
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
+from flows.aave_v3.state import AccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
 from flows.uniswap_v3.state import PositionUpdate, ShardOutput
+from schemas.lending import account_json
 from schemas.positions import position_json
 from schemas.stream import BusEvent
 
@@ -117,6 +119,23 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         return _StorePartition(self._open_store(), self._status)
 
 
+def account_events(updates: Iterable[AccountUpdate]) -> list[BusEvent]:
+    """An `account` event per lending account update."""
+    now = time.time()
+    return [
+        BusEvent(
+            kind="account",
+            chain_id=u.block.chain_id,
+            block_number=u.block.number,
+            block_hash=u.block.hash,
+            data=account_json(u.account, u.value, u.reserves, u.block, u.updated_block),
+            owners=(u.account.user,),
+            produced_at=now,
+        )
+        for u in updates
+    ]
+
+
 def bus_events(updates: Iterable[PositionUpdate]) -> list[BusEvent]:
     """A `position` event per position update (pure but for the wall-clock stamp)."""
     now = time.time()
@@ -149,12 +168,16 @@ class _BusPartition(StatelessSinkPartition[ShardOutput]):
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
         self._pending: dict[str, PositionUpdate] = {}
+        self._pending_accounts: dict[str, AccountUpdate] = {}
         self._last_publish = time.monotonic()
 
     def _publish_pending(self) -> None:
         if self._pending:
             self._bus.publish(bus_events(self._pending.values()))
             self._pending.clear()
+        if self._pending_accounts:
+            self._bus.publish(account_events(self._pending_accounts.values()))
+            self._pending_accounts.clear()
         self._last_publish = time.monotonic()
 
     def write_batch(self, items: list[ShardOutput]) -> None:
@@ -163,9 +186,13 @@ class _BusPartition(StatelessSinkPartition[ShardOutput]):
                 self._publish_pending()
                 if item.updates:
                     self._bus.publish(bus_events(item.updates))
+                if item.account_updates:
+                    self._bus.publish(account_events(item.account_updates))
             else:
                 for update in item.updates:
                     self._pending[update.position.position_id] = update
+                for account in item.account_updates:
+                    self._pending_accounts[account.account.account_id] = account
         if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
             self._publish_pending()
 

@@ -89,8 +89,9 @@ class TokenPrice(Immutable):
 
     token: str
     usd: float
-    source: str  # the pool the last hop came from, or "usd" for a stablecoin itself
+    source: str  # a feed, the pool the last hop came from, or "usd" for a stablecoin itself
     hops: int
+    round_id: int | None = None  # the feed's round, for oracle prices
 
 
 @dataclass(frozen=True, slots=True)

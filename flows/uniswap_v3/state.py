@@ -19,7 +19,17 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+from flows.aave_v3.state import (
+    AaveMarket,
+    AaveMarketOutput,
+    AaveShard,
+    AaveShardInput,
+    AccountUpdate,
+    AccountVersion,
+)
+from flows.aave_v3.state import shard_step as aave_shard_step
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.valuation import route_prices, value_position
 from schemas.chain import BlockBatch, RawLog, TokenInfo
@@ -98,6 +108,7 @@ class ShardInput:
     events: list[PositionEvent] = field(default_factory=list)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    aave: AaveShardInput | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +123,8 @@ class MarketOutput:
     prices: list[TokenPrice]
     dead_letters: list[DeadLetter]
     shard_inputs: dict[int, ShardInput]
+    aave: AaveMarketOutput | None = None
+    aave_pool: str = ""
 
 
 @dataclass(slots=True)
@@ -132,6 +145,9 @@ class MarketState:
     # Shards that ever got work: each hears from the market at every checkpoint block, so
     # what it left unvalued during backfill is valued at the end of the range.
     active_shards: set[int] = field(default_factory=set)
+    # Tokens with an on-chain oracle price (Aave's feeds): exact roots of price routing.
+    anchors: dict[str, tuple[Fraction, TokenPrice]] = field(default_factory=dict)
+    aave: AaveMarket | None = None
     last_block: int = -1
 
     def role_of(self, address: str) -> ev.Role | None:
@@ -169,6 +185,24 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     changed_pools: set[str] = set()
     touched_pools: set[str] = set()
     pending: _PendingMint | None = None
+
+    # Aave first: it depends on nothing here, and its oracle answers anchor the USD prices.
+    anchors_changed = False
+    if state.aave is not None:
+        route: dict[int, AaveShardInput] = {}
+        out.aave = state.aave.step(batch.logs, block, state.tokens, route)
+        out.aave_pool = state.aave.pool
+        for oracle in out.aave.prices:
+            usd = Fraction(oracle.answer, 10**8)
+            state.anchors[oracle.asset] = (
+                usd,
+                TokenPrice(oracle.asset, float(usd), oracle.feed, 0, oracle.round_id),
+            )
+            anchors_changed = True
+        for shard, aave_item in route.items():
+            out.shard_inputs[shard] = ShardInput(
+                block, batch.live, shard, batch.checkpoint, aave=aave_item
+            )
 
     def shard_input(shard: int) -> ShardInput:
         item = out.shard_inputs.get(shard)
@@ -292,7 +326,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
 
     out.pool_snapshots = [state.pool_states[p].snapshot(p) for p in sorted(changed_pools)]
     changed_prices: list[TokenPrice] = []
-    if changed_pools or out.new_pools:
+    if changed_pools or out.new_pools or anchors_changed:
         prices = route_prices(
             {
                 a: (
@@ -305,6 +339,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             },
             {a: s.snapshot(a) for a, s in state.pool_states.items()},
             state.usd_tokens,
+            state.anchors,
         )
         changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
         state.prices = prices
@@ -370,6 +405,8 @@ class ShardOutput:
     shard: int
     versions: list[PositionVersion]
     updates: list[PositionUpdate]
+    account_versions: list[AccountVersion] = field(default_factory=list)
+    account_updates: list[AccountUpdate] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -383,6 +420,7 @@ class ShardState:
     # Positions changed since they were last valued, and owners they had before a transfer.
     unvalued: set[str] = field(default_factory=set)
     previous_owner: dict[str, str] = field(default_factory=dict)
+    aave: AaveShard = field(default_factory=AaveShard)
 
 
 def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
@@ -416,6 +454,10 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
     state = state or ShardState()
     block = item.block
     out = ShardOutput(block, item.live, item.shard, [], [])
+    if item.aave is not None or (item.checkpoint and state.aave.unvalued):
+        out.account_versions, out.account_updates = aave_shard_step(
+            state.aave, item.aave or AaveShardInput(), block, item.checkpoint
+        )
     state.pools.update(item.pools)
     state.prices.update(item.prices)
     touched = state.unvalued

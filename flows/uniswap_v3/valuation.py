@@ -8,6 +8,7 @@ move IL, and a position that was never touched by price has IL 0.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from fractions import Fraction
 
 from flows.uniswap_v3.math import Q192, in_range, position_amounts
@@ -61,17 +62,21 @@ def route_prices(
     pools: dict[str, tuple[str, str, int, int]],
     states: dict[str, PoolSnapshot],
     usd_tokens: tuple[str, ...],
+    anchors: Mapping[str, tuple[Fraction, TokenPrice]] | None = None,
 ) -> dict[str, TokenPrice]:
     """USD prices for every token reachable from a USD stablecoin through initialised pools.
 
     Breadth first, so each token is priced by its shortest route; among the pools one hop from
     already-priced tokens, the one with the most in-range liquidity wins (ties: lowest address),
     which makes the choice deterministic on replay. `pools` maps address -> (token0, token1,
-    decimals0, decimals1).
+    decimals0, decimals1). `anchors` are tokens with an on-chain oracle price (exact USD per
+    whole token, and how to report it): they are roots too, and win over any pool route.
     """
     exact: dict[str, Fraction] = {t: Fraction(1) for t in usd_tokens}
     out: dict[str, TokenPrice] = {t: TokenPrice(t, 1.0, "usd", 0) for t in usd_tokens}
-    frontier = deque(usd_tokens)
+    for token, (value, reported) in (anchors or {}).items():
+        exact[token], out[token] = value, reported
+    frontier = deque(exact)
     hops = 0
     while frontier:
         hops += 1

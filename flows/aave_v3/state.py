@@ -1,0 +1,433 @@
+"""Aave V3 state machines (pure), in the same two stages as Uniswap's:
+
+1. `AaveMarket`, inside the per-chain market stage: reserves and their configuration, rates and
+   indices (`ReserveDataUpdated`), eMode categories, the oracle's feeds and their answers; it
+   turns token and pool logs into per-account events, routed to the account's shard.
+2. `AaveShard`, inside each position shard: accounts (scaled balances, stable debt, collateral
+   flags, eMode), one version per change, and valuation at each checkpoint: collateral, debt,
+   health factor and liquidation prices, accrued to the block's own timestamp, so the numbers
+   equal `Pool.getUserAccountData` at every block, not only at blocks with an event.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from flows.aave_v3 import events as ev
+from flows.aave_v3 import math as am
+from schemas.chain import RawLog, TokenInfo
+from schemas.lending import (
+    AaveAccount,
+    AccountReserveState,
+    AccountValue,
+    EModeInfo,
+    OraclePrice,
+    ReserveInfo,
+    ReserveRates,
+)
+from schemas.positions import BlockRef
+
+PROTOCOL_AAVE_V3 = "aave_v3"
+
+
+def account_id(chain_id: int, pool: str, user: str) -> str:
+    return f"{chain_id}:{pool}:{user}"
+
+
+def shard_of_account(account: str, shards: int) -> int:
+    return zlib.crc32(account.encode()) % shards
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """One change to one account, as the shard applies it (in log order)."""
+
+    kind: str  # supply_scaled | debt_scaled | stable | collateral | emode | liquidated
+    user: str
+    log_index: int
+    tx_hash: str
+    asset: str = ""
+    scaled_delta: int = 0
+    principal: int = 0
+    rate: int | None = None
+    timestamp: int = 0
+    enabled: bool = False
+    category: int = 0
+
+
+@dataclass(slots=True)
+class AaveShardInput:
+    chain_id: int = 0
+    pool: str = ""
+    events: list[AccountEvent] = field(default_factory=list)
+    reserves: dict[str, ReserveInfo] = field(default_factory=dict)
+    rates: dict[str, ReserveRates] = field(default_factory=dict)
+    prices: dict[str, OraclePrice] = field(default_factory=dict)
+    emode: dict[int, EModeInfo] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AaveMarketOutput:
+    reserves: list[ReserveInfo] = field(default_factory=list)
+    rates: list[ReserveRates] = field(default_factory=list)
+    prices: list[OraclePrice] = field(default_factory=list)
+    emode: list[EModeInfo] = field(default_factory=list)
+    dead: list[tuple[RawLog, str]] = field(default_factory=list)
+    liquidations: list[tuple[RawLog, ev.LiquidationCall]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class AaveMarket:
+    chain_id: int
+    pool: str
+    configurator: str
+    oracle: str
+    shards: int
+    reserves: dict[str, ReserveInfo] = field(default_factory=dict)
+    rates: dict[str, ReserveRates] = field(default_factory=dict)
+    emode: dict[int, EModeInfo] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # asset -> feed
+    feed_assets: dict[str, set[str]] = field(default_factory=dict)
+    prices: dict[str, OraclePrice] = field(default_factory=dict)
+    # token contract -> (role, asset)
+    tokens: dict[str, tuple[ev.AaveRole, str]] = field(default_factory=dict)
+    asset_shards: dict[str, set[int]] = field(default_factory=dict)
+
+    def role_of(self, address: str) -> tuple[ev.AaveRole, str] | None:
+        found = self.tokens.get(address)
+        if found is not None:
+            return found
+        if address == self.pool:
+            return ev.AaveRole.POOL, ""
+        if address == self.configurator:
+            return ev.AaveRole.CONFIGURATOR, ""
+        if address == self.oracle:
+            return ev.AaveRole.ORACLE, ""
+        if address in self.feed_assets:
+            return ev.AaveRole.FEED, ""
+        return None
+
+    def step(
+        self,
+        logs: list[RawLog],
+        block: BlockRef,
+        token_info: dict[str, TokenInfo],
+        route: dict[int, AaveShardInput],
+    ) -> AaveMarketOutput:
+        """Apply a block's Aave logs; fill `route` (shard -> input) with what each shard needs."""
+        out = AaveMarketOutput()
+        changed_rates: set[str] = set()
+        changed_prices: set[str] = set()
+        changed_reserves: set[str] = set()
+
+        def to_shard(event: AccountEvent) -> None:
+            shard = shard_of_account(account_id(self.chain_id, self.pool, event.user), self.shards)
+            item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
+            item.events.append(event)
+            if event.asset:
+                self.asset_shards.setdefault(event.asset, set()).add(shard)
+                # What a shard needs to value an account that just touched this reserve.
+                if event.asset in self.reserves:
+                    item.reserves[event.asset] = self.reserves[event.asset]
+                if event.asset in self.rates:
+                    item.rates[event.asset] = self.rates[event.asset]
+                if event.asset in self.prices:
+                    item.prices[event.asset] = self.prices[event.asset]
+            if event.kind == "emode" or not item.emode:
+                item.emode.update(self.emode)
+
+        for log in logs:
+            found = self.role_of(log.address)
+            if found is None:
+                continue
+            role, asset = found
+            try:
+                event = ev.decode(role, log)
+            except ev.DecodeError as exc:
+                out.dead.append((log, str(exc)))
+                continue
+            if event is None:
+                continue
+            at = (log.log_index, log.tx_hash)
+            if isinstance(event, ev.ScaledDelta):
+                kind = "supply_scaled" if role is ev.AaveRole.A_TOKEN else "debt_scaled"
+                # The token rayDiv'ed the underlying amount by the index; so do we, exactly.
+                scaled = am.ray_div(abs(event.amount), event.index_ray)
+                delta = scaled if event.amount >= 0 else -scaled
+                if delta:
+                    to_shard(AccountEvent(kind, event.user, *at, asset, scaled_delta=delta))
+            elif isinstance(event, ev.ScaledTransfer):
+                if event.sender != event.recipient and event.scaled:
+                    to_shard(
+                        AccountEvent(
+                            "supply_scaled", event.sender, *at, asset, scaled_delta=-event.scaled
+                        )
+                    )
+                    to_shard(
+                        AccountEvent(
+                            "supply_scaled", event.recipient, *at, asset, scaled_delta=event.scaled
+                        )
+                    )
+            elif isinstance(event, ev.StableDebtChanged):
+                to_shard(
+                    AccountEvent(
+                        "stable",
+                        event.user,
+                        *at,
+                        asset,
+                        principal=event.principal,
+                        rate=event.rate,
+                        timestamp=block.timestamp,
+                    )
+                )
+            elif isinstance(event, ev.CollateralToggled):
+                to_shard(
+                    AccountEvent(
+                        "collateral", event.user, *at, event.reserve, enabled=event.enabled
+                    )
+                )
+            elif isinstance(event, ev.UserEModeSet):
+                to_shard(AccountEvent("emode", event.user, *at, category=event.category))
+            elif isinstance(event, ev.LiquidationCall):
+                out.liquidations.append((log, event))
+            elif isinstance(event, ev.ReserveDataUpdated):
+                self.rates[event.reserve] = ReserveRates(
+                    event.reserve,
+                    event.liquidity_rate,
+                    event.stable_borrow_rate,
+                    event.variable_borrow_rate,
+                    event.liquidity_index,
+                    event.variable_borrow_index,
+                    block.timestamp,
+                )
+                changed_rates.add(event.reserve)
+            elif isinstance(event, ev.ReserveInitialized):
+                info = token_info.get(event.asset) or TokenInfo(event.asset, "???", 18)
+                self.reserves[event.asset] = ReserveInfo(
+                    event.asset,
+                    event.a_token,
+                    event.stable_debt_token,
+                    event.variable_debt_token,
+                    info.symbol,
+                    info.decimals,
+                )
+                self.tokens[event.a_token] = (ev.AaveRole.A_TOKEN, event.asset)
+                self.tokens[event.variable_debt_token] = (ev.AaveRole.VARIABLE_DEBT, event.asset)
+                self.tokens[event.stable_debt_token] = (ev.AaveRole.STABLE_DEBT, event.asset)
+                changed_reserves.add(event.asset)
+            elif isinstance(event, ev.CollateralConfigurationChanged):
+                if event.asset in self.reserves:
+                    self.reserves[event.asset] = replace(
+                        self.reserves[event.asset],
+                        ltv=event.ltv,
+                        liquidation_threshold=event.liquidation_threshold,
+                        liquidation_bonus=event.liquidation_bonus,
+                    )
+                    changed_reserves.add(event.asset)
+            elif isinstance(event, ev.EModeAssetCategoryChanged):
+                if event.asset in self.reserves:
+                    self.reserves[event.asset] = replace(
+                        self.reserves[event.asset], emode_category=event.category
+                    )
+                    changed_reserves.add(event.asset)
+            elif isinstance(event, ev.EModeCategoryAdded):
+                category = EModeInfo(
+                    event.category,
+                    event.ltv,
+                    event.liquidation_threshold,
+                    event.liquidation_bonus,
+                    event.price_source,
+                )
+                self.emode[event.category] = category
+                out.emode.append(category)
+                for item in route.values():
+                    item.emode[event.category] = category
+            elif isinstance(event, ev.AssetSourceUpdated):
+                old = self.sources.get(event.asset)
+                if old:
+                    self.feed_assets.get(old, set()).discard(event.asset)
+                self.sources[event.asset] = event.source
+                self.feed_assets.setdefault(event.source, set()).add(event.asset)
+            elif isinstance(event, ev.AnswerUpdated):
+                for feed_asset in sorted(self.feed_assets.get(log.address, ())):
+                    self.prices[feed_asset] = OraclePrice(
+                        feed_asset,
+                        event.answer,
+                        event.round_id,
+                        event.updated_at,
+                        log.address,
+                        block.number,
+                    )
+                    changed_prices.add(feed_asset)
+        out.reserves = [self.reserves[a] for a in sorted(changed_reserves)]
+        out.rates = [self.rates[a] for a in sorted(changed_rates)]
+        out.prices = [self.prices[a] for a in sorted(changed_prices)]
+        # Fan-out: a reserve's new rates, configuration or price go to every shard holding an
+        # account exposed to that reserve, within this block.
+        for asset in changed_rates | changed_prices | changed_reserves:
+            for shard in self.asset_shards.get(asset, ()):
+                item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
+                if asset in changed_rates:
+                    item.rates[asset] = self.rates[asset]
+                if asset in changed_prices:
+                    item.prices[asset] = self.prices[asset]
+                if asset in changed_reserves:
+                    item.reserves[asset] = self.reserves[asset]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Account shards
+
+
+@dataclass(frozen=True, slots=True)
+class AccountVersion:
+    account: AaveAccount
+    asset: str  # the reserve that changed ("" for an eMode change)
+    block: BlockRef
+    log_index: int
+    tx_hash: str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountUpdate:
+    account: AaveAccount
+    value: AccountValue
+    block: BlockRef
+    updated_block: int
+    reserves: Mapping[str, ReserveInfo]  # symbols and decimals for the wire format
+
+
+@dataclass(slots=True)
+class AaveShard:
+    chain_id: int = 0
+    pool: str = ""
+    accounts: dict[str, AaveAccount] = field(default_factory=dict)
+    updated_block: dict[str, int] = field(default_factory=dict)
+    reserves: dict[str, ReserveInfo] = field(default_factory=dict)
+    rates: dict[str, ReserveRates] = field(default_factory=dict)
+    prices: dict[str, OraclePrice] = field(default_factory=dict)
+    emode: dict[int, EModeInfo] = field(default_factory=dict)
+    asset_accounts: dict[str, set[str]] = field(default_factory=dict)
+    unvalued: set[str] = field(default_factory=set)
+
+
+def apply_account_event(account: AaveAccount, e: AccountEvent) -> AaveAccount:
+    if e.kind == "emode":
+        return replace(account, emode=e.category)
+    current = account.reserves.get(e.asset) or AccountReserveState(e.asset)
+    if e.kind == "supply_scaled":
+        current = replace(current, scaled_supply=current.scaled_supply + e.scaled_delta)
+    elif e.kind == "debt_scaled":
+        current = replace(
+            current, scaled_variable_debt=current.scaled_variable_debt + e.scaled_delta
+        )
+    elif e.kind == "stable":
+        current = replace(
+            current,
+            stable_principal=e.principal,
+            stable_rate=current.stable_rate if e.rate is None else e.rate,
+            stable_updated=e.timestamp if e.principal else 0,
+        )
+        if not e.principal:
+            current = replace(current, stable_rate=0)
+    elif e.kind == "collateral":
+        current = replace(current, collateral=e.enabled)
+    reserves = dict(account.reserves)
+    reserves[e.asset] = current
+    return replace(account, reserves=reserves)
+
+
+def value_account(
+    account: AaveAccount,
+    reserves: dict[str, ReserveInfo],
+    rates: dict[str, ReserveRates],
+    prices: dict[str, OraclePrice],
+    emode: dict[int, EModeInfo],
+    timestamp: int,
+) -> AccountValue:
+    """The account as `Pool.getUserAccountData` sees it at a block with this timestamp."""
+    rows = []
+    for asset, held in sorted(account.reserves.items()):
+        info, rate, price = reserves.get(asset), rates.get(asset), prices.get(asset)
+        if info is None or rate is None:
+            continue
+        income = am.normalized_income(
+            rate.liquidity_index, rate.liquidity_rate, rate.last_update, timestamp
+        )
+        debt_index = am.normalized_variable_debt(
+            rate.variable_borrow_index, rate.variable_borrow_rate, rate.last_update, timestamp
+        )
+        supplied = am.a_token_balance(held.scaled_supply, income)
+        variable = am.variable_debt_balance(held.scaled_variable_debt, debt_index)
+        stable = (
+            am.stable_debt_balance(
+                held.stable_principal, held.stable_rate, held.stable_updated, timestamp
+            )
+            if held.stable_principal
+            else 0
+        )
+        rows.append(
+            am.AccountReserve(
+                asset=asset,
+                decimals=info.decimals,
+                price=price.answer if price is not None and price.answer > 0 else 0,
+                collateral_enabled=held.collateral,
+                ltv=info.ltv,
+                liquidation_threshold=info.liquidation_threshold,
+                emode_category=info.emode_category,
+                a_token_balance=supplied,
+                debt=variable + stable,
+            )
+        )
+    categories = {
+        c: am.EModeCategory(i.ltv, i.liquidation_threshold, i.liquidation_bonus)
+        for c, i in emode.items()
+    }
+    data = am.account_data(rows, user_emode=account.emode, emode_categories=categories)
+    return AccountValue.from_account_data(rows, data, prices)
+
+
+def shard_step(
+    state: AaveShard, item: AaveShardInput, block: BlockRef, checkpoint: bool
+) -> tuple[list[AccountVersion], list[AccountUpdate]]:
+    """Apply one block's account events; value the changed accounts at checkpoints."""
+    if item.pool:
+        state.chain_id, state.pool = item.chain_id, item.pool
+    chain_id, pool = state.chain_id, state.pool
+    state.reserves.update(item.reserves)
+    state.rates.update(item.rates)
+    state.prices.update(item.prices)
+    state.emode.update(item.emode)
+    versions: list[AccountVersion] = []
+    for e in item.events:
+        aid = account_id(chain_id, pool, e.user)
+        account = state.accounts.get(aid) or AaveAccount(chain_id, pool, e.user, aid, 0, {})
+        account = apply_account_event(account, e)
+        state.accounts[aid] = account
+        state.updated_block[aid] = block.number
+        if e.asset:
+            state.asset_accounts.setdefault(e.asset, set()).add(aid)
+        versions.append(AccountVersion(account, e.asset, block, e.log_index, e.tx_hash, e.kind))
+        state.unvalued.add(aid)
+    for asset in set(item.rates) | set(item.prices) | set(item.reserves):
+        state.unvalued |= state.asset_accounts.get(asset, set())
+    if item.emode:
+        state.unvalued |= {a for a, acc in state.accounts.items() if acc.emode}
+    updates: list[AccountUpdate] = []
+    if not checkpoint:
+        return versions, updates
+    reserves = dict(state.reserves)  # one snapshot per block, shared by its updates
+    for aid in sorted(state.unvalued):
+        account = state.accounts[aid]
+        value = value_account(
+            account, state.reserves, state.rates, state.prices, state.emode, block.timestamp
+        )
+        updates.append(
+            AccountUpdate(account, value, block, state.updated_block.get(aid, 0), reserves)
+        )
+    state.unvalued.clear()
+    return versions, updates

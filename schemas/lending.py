@@ -1,0 +1,209 @@
+"""Lending state and its valuation (Aave V3): the shapes the flow emits and the API serves.
+
+Amounts, indices, rates and oracle answers are the contracts' own integers. The base currency
+is USD with 8 decimals (AaveOracle.BASE_CURRENCY_UNIT), the health factor a wad (1e18).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.positions import BlockRef, Immutable
+
+MAX_UINT256 = (1 << 256) - 1
+BASE_UNIT = 10**8
+WAD = 10**18
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveInfo(Immutable):
+    asset: str
+    a_token: str
+    stable_debt_token: str
+    variable_debt_token: str
+    symbol: str
+    decimals: int
+    ltv: int = 0  # basis points
+    liquidation_threshold: int = 0
+    liquidation_bonus: int = 0
+    emode_category: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRates(Immutable):
+    """From the last ReserveDataUpdated: rates (ray, per year) and indices (ray)."""
+
+    asset: str
+    liquidity_rate: int
+    stable_borrow_rate: int
+    variable_borrow_rate: int
+    liquidity_index: int
+    variable_borrow_index: int
+    last_update: int  # the block timestamp of that event
+
+
+@dataclass(frozen=True, slots=True)
+class EModeInfo(Immutable):
+    category: int
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    price_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class OraclePrice(Immutable):
+    """An answer of the feed the Aave oracle uses for an asset (USD, 8 decimals)."""
+
+    asset: str
+    answer: int
+    round_id: int
+    updated_at: int
+    feed: str
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountReserveState(Immutable):
+    asset: str
+    scaled_supply: int = 0
+    scaled_variable_debt: int = 0
+    stable_principal: int = 0
+    stable_rate: int = 0
+    stable_updated: int = 0
+    collateral: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AaveAccount(Immutable):
+    chain_id: int
+    pool: str
+    user: str
+    account_id: str
+    emode: int
+    reserves: Mapping[str, AccountReserveState] = field(default_factory=dict)
+
+    protocol = "aave_v3"
+
+
+class _Row(Protocol):
+    asset: str
+    decimals: int
+    price: int
+    collateral_enabled: bool
+    liquidation_threshold: int
+    a_token_balance: int
+    debt: int
+
+
+class _Data(Protocol):
+    total_collateral_base: int
+    total_debt_base: int
+    avg_ltv: int
+    avg_liquidation_threshold: int
+    health_factor: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveValue(Immutable):
+    asset: str
+    supplied: int  # underlying units, accrued to the block
+    debt: int
+    price: int  # base currency, 8 decimals
+    collateral: bool
+    liquidation_price: int | None  # base currency, 8 decimals; None if no price gets HF to 1
+
+
+@dataclass(frozen=True, slots=True)
+class AccountValue(Immutable):
+    total_collateral_base: int
+    total_debt_base: int
+    avg_ltv: int
+    avg_liquidation_threshold: int
+    health_factor: int  # wad; MAX_UINT256 without debt
+    reserves: tuple[ReserveValue, ...]
+
+    @classmethod
+    def from_account_data(
+        cls, rows: Sequence[_Row], data: _Data, liquidation_prices: Mapping[str, int | None]
+    ) -> AccountValue:
+        return cls(
+            data.total_collateral_base,
+            data.total_debt_base,
+            data.avg_ltv,
+            data.avg_liquidation_threshold,
+            data.health_factor,
+            tuple(
+                ReserveValue(
+                    r.asset,
+                    r.a_token_balance,
+                    r.debt,
+                    r.price,
+                    r.collateral_enabled,
+                    liquidation_prices.get(r.asset),
+                )
+                for r in rows
+            ),
+        )
+
+
+def health_factor_float(hf: int) -> float | None:
+    return None if hf >= MAX_UINT256 else hf / WAD
+
+
+def account_json(
+    account: AaveAccount,
+    value: AccountValue,
+    reserves: Mapping[str, ReserveInfo],
+    as_of: BlockRef,
+    updated_block: int | None = None,
+) -> dict[str, Any]:
+    """The wire format of a lending account (integers as decimal strings)."""
+    rows = []
+    for r in value.reserves:
+        info = reserves.get(r.asset)
+        decimals = info.decimals if info else 18
+        rows.append(
+            {
+                "asset": r.asset,
+                "symbol": info.symbol if info else "???",
+                "decimals": decimals,
+                "supplied": str(r.supplied),
+                "debt": str(r.debt),
+                "collateral": r.collateral,
+                "price": str(r.price),
+                "price_usd": r.price / BASE_UNIT,
+                "supplied_usd": r.supplied * r.price / BASE_UNIT / 10**decimals,
+                "debt_usd": r.debt * r.price / BASE_UNIT / 10**decimals,
+                "liquidation_price": None
+                if r.liquidation_price is None
+                else str(r.liquidation_price),
+                "liquidation_price_usd": None
+                if r.liquidation_price is None
+                else r.liquidation_price / BASE_UNIT,
+            }
+        )
+    return {
+        "id": account.account_id,
+        "protocol": account.protocol,
+        "chain_id": account.chain_id,
+        "pool": account.pool,
+        "owner": account.user,
+        "emode": account.emode,
+        "total_collateral_base": str(value.total_collateral_base),
+        "total_debt_base": str(value.total_debt_base),
+        "collateral_usd": value.total_collateral_base / BASE_UNIT,
+        "debt_usd": value.total_debt_base / BASE_UNIT,
+        "value_usd": (value.total_collateral_base - value.total_debt_base) / BASE_UNIT,
+        "avg_ltv": value.avg_ltv,
+        "avg_liquidation_threshold": value.avg_liquidation_threshold,
+        "health_factor": str(value.health_factor),
+        "health_factor_float": health_factor_float(value.health_factor),
+        "reserves": rows,
+        "updated_block": updated_block,
+        "block_number": as_of.number,
+        "block_hash": as_of.hash,
+        "block_time": as_of.time_iso(),
+    }
