@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -18,9 +19,28 @@ from api.routes import health, portfolio, stream
 from defimon import __version__
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
-from schemas.errors import InvalidInput, NotFound, StoreError
+from flows.rpc import RpcClient
+from schemas.errors import InvalidInput, NotFound, RpcError, StoreError
 
 STATIC = Path(__file__).parent / "static"
+
+
+def _block_time_from_nodes(runtime: Runtime) -> Callable[[int, int], int | None]:
+    """A block's timestamp from the chain's node, for blocks the store does not hold."""
+    clients = {e.config.chain_id: RpcClient(e.rpc_url, timeout=5) for e in runtime.endpoints}
+
+    @lru_cache(maxsize=65536)
+    def block_time(chain_id: int, number: int) -> int | None:
+        client = clients.get(chain_id)
+        if client is None:
+            return None
+        try:
+            block = client.call("eth_getBlockByNumber", [hex(number), False])
+            return int(block["timestamp"], 16)
+        except (RpcError, KeyError, TypeError, ValueError):
+            return None
+
+    return block_time
 
 
 def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
@@ -43,7 +63,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.queries = Queries(runtime.store.another())
+    app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
     app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
 
     @app.exception_handler(InvalidInput)

@@ -8,14 +8,24 @@ Every query binds its values server-side ({name:Type}); nothing is pasted into S
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from defimon.store import Store
+from flows.aave_v3.state import value_account
 from flows.uniswap_v3.valuation import value_position
 from schemas.errors import InvalidInput, NotFound
+from schemas.lending import (
+    AaveAccount,
+    AccountReserveState,
+    EModeInfo,
+    OraclePrice,
+    ReserveInfo,
+    ReserveRates,
+    account_json,
+)
 from schemas.positions import (
     BlockRef,
     PoolSnapshot,
@@ -60,8 +70,13 @@ class AsOf:
 
 
 class Queries:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, block_time: Callable[[int, int], int | None] | None = None
+    ) -> None:
         self.store = store
+        # Lending accrues interest to the block's own timestamp. Backfill stores only blocks
+        # with watched logs, so for the others the time comes from the node (when reachable).
+        self._block_time = block_time
 
     # Blocks ---------------------------------------------------------------------------------
 
@@ -149,6 +164,153 @@ class Queries:
             out.append(position_json(pos, value, ref, int(v["block_number"])))
         return out
 
+    def timestamp(self, as_of: AsOf) -> int | None:
+        if as_of.timestamp is not None:
+            return as_of.timestamp
+        return self._block_time(as_of.chain_id, as_of.number) if self._block_time else None
+
+    def lending(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
+        """The owner's Aave accounts at the block, valued as getUserAccountData would."""
+        params = {"chain": as_of.chain_id, "block": as_of.number, "owner": owner}
+        rows = self.store.dicts(
+            "SELECT account_id, pool, asset, emode, scaled_supply, scaled_variable_debt, "
+            "stable_principal, stable_rate, stable_updated, collateral, block_number, log_index "
+            "FROM defimon.account_versions FINAL "
+            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY account_id, asset, block_number DESC, log_index DESC "
+            "LIMIT 1 BY account_id, asset",
+            params,
+        )
+        if not rows:
+            return []
+        timestamp = self.timestamp(as_of)
+        if timestamp is None:
+            raise NotFound(f"block {as_of.number}'s time is unknown (not stored, node unreachable)")
+        pools = sorted({r["pool"] for r in rows})
+        by_pool = {"chain": as_of.chain_id, "block": as_of.number, "pools": pools}
+        reserve_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted) FROM defimon.aave_reserves FINAL "
+            "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, asset, block_number DESC LIMIT 1 BY pool, asset",
+            by_pool,
+        )
+        rate_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.aave_reserve_rates "
+            "FINAL WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, asset, block_number DESC LIMIT 1 BY pool, asset",
+            by_pool,
+        )
+        emode_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted) FROM defimon.aave_emode_categories FINAL "
+            "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, category, block_number DESC LIMIT 1 BY pool, category",
+            by_pool,
+        )
+        assets = sorted({r["asset"] for r in reserve_rows})
+        price_rows = self.store.dicts(
+            "SELECT asset, feed, answer, round_id, updated_at, block_number "
+            "FROM defimon.oracle_prices FINAL WHERE chain_id = {chain:UInt64} "
+            "AND asset IN {assets:Array(String)} AND block_number <= {block:UInt64} "
+            "ORDER BY asset, block_number DESC LIMIT 1 BY asset",
+            {"chain": as_of.chain_id, "block": as_of.number, "assets": assets},
+        )
+        prices = {
+            p["asset"]: OraclePrice(
+                p["asset"],
+                int(p["answer"]),
+                int(p["round_id"]),
+                int(p["updated_at"]),
+                p["feed"],
+                int(p["block_number"]),
+            )
+            for p in price_rows
+        }
+        ref = (
+            as_of.ref()
+            if as_of.timestamp is not None
+            else BlockRef(as_of.chain_id, as_of.number, as_of.hash or "", timestamp)
+        )
+        out = []
+        for pool in pools:
+            reserves = {
+                r["asset"]: ReserveInfo(
+                    r["asset"],
+                    r["a_token"],
+                    r["stable_debt_token"],
+                    r["variable_debt_token"],
+                    r["symbol"],
+                    int(r["decimals"]),
+                    int(r["ltv"]),
+                    int(r["liquidation_threshold"]),
+                    int(r["liquidation_bonus"]),
+                    int(r["emode_category"]),
+                )
+                for r in reserve_rows
+                if r["pool"] == pool
+            }
+            rates = {
+                r["asset"]: ReserveRates(
+                    r["asset"],
+                    int(r["liquidity_rate"]),
+                    int(r["stable_borrow_rate"]),
+                    int(r["variable_borrow_rate"]),
+                    int(r["liquidity_index"]),
+                    int(r["variable_borrow_index"]),
+                    int(r["last_update"]),
+                )
+                for r in rate_rows
+                if r["pool"] == pool
+            }
+            emode = {
+                int(e["category"]): EModeInfo(
+                    int(e["category"]),
+                    int(e["ltv"]),
+                    int(e["liquidation_threshold"]),
+                    int(e["liquidation_bonus"]),
+                    e["price_source"],
+                )
+                for e in emode_rows
+                if e["pool"] == pool
+            }
+            accounts: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                if r["pool"] == pool:
+                    accounts.setdefault(r["account_id"], []).append(r)
+            for aid, held in sorted(accounts.items()):
+                latest = max(held, key=lambda r: (r["block_number"], r["log_index"]))
+                account = AaveAccount(
+                    as_of.chain_id,
+                    pool,
+                    owner,
+                    aid,
+                    int(latest["emode"]),
+                    {
+                        r["asset"]: AccountReserveState(
+                            r["asset"],
+                            int(r["scaled_supply"]),
+                            int(r["scaled_variable_debt"]),
+                            int(r["stable_principal"]),
+                            int(r["stable_rate"]),
+                            int(r["stable_updated"]),
+                            bool(r["collateral"]),
+                        )
+                        for r in held
+                        if r["asset"]
+                    },
+                )
+                if not any(
+                    h.scaled_supply or h.scaled_variable_debt or h.stable_principal
+                    for h in account.reserves.values()
+                ):
+                    continue  # a closed account
+                value = value_account(account, reserves, rates, prices, emode, timestamp)
+                out.append(account_json(account, value, reserves, ref, int(latest["block_number"])))
+        return out
+
     def portfolio(self, owner: str, as_of: AsOf) -> dict[str, Any]:
         versions = self._versions(
             as_of,
@@ -158,12 +320,14 @@ class Queries:
         )
         held = [v for v in versions if v["owner"] == owner and not v["burned"]]
         positions = self._value(as_of, held)
-        total = sum(p["value_usd"] or 0.0 for p in positions)
+        lending = self.lending(owner, as_of)
+        total = sum(p["value_usd"] or 0.0 for p in positions) + sum(a["value_usd"] for a in lending)
         return {
             "address": owner,
             "as_of": as_of.json(),
             "total_usd": total,
             "positions": positions,
+            "lending": lending,
         }
 
     def positions(

@@ -25,6 +25,7 @@ log = structlog.get_logger("defimon.source")
 
 _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
+_LATEST_ROUND_DATA = "0xfeaf968c"  # latestRoundData()
 _HEADER_BATCH = 200
 
 
@@ -41,6 +42,7 @@ class Child:
     block: int
     address: str
     tokens: tuple[str, ...]  # ERC-20s whose metadata the flow needs because of it
+    kind: str = ""  # "feed" for a price feed, whose current answer is read on discovery
 
 
 def _word_address(word: str) -> str:
@@ -69,7 +71,7 @@ def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
                     Child(block, _word_address(data[66:130]), ()),
                 ]
         elif kind == "oracle" and topics[0] == ASSET_SOURCE_UPDATED and len(topics) == 3:
-            return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),))]
+            return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),), "feed")]
     except (KeyError, ValueError):
         return []  # malformed: the market stage dead-letters the log itself
     return []
@@ -91,6 +93,7 @@ class ChainReader:
         self.fixed += [feed for _token, feed in config.feeds]
         self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
+        self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
 
     @property
@@ -104,12 +107,13 @@ class ChainReader:
         raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.children)})
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
-        created = [
-            c
-            for item in raw
-            for c in children_of(item, self.parents)
-            if c.address not in self.children
-        ]
+        announced = [c for item in raw for c in children_of(item, self.parents)]
+        # A feed's answers before it was announced are not in the logs read from then on, so
+        # its current answer is read at the announcement block (also for a feed seen before).
+        for child in announced:
+            if child.kind == "feed":
+                self._read_feed(child)
+        created = [c for c in announced if c.address not in self.children]
         if created:
             new_children = sorted({c.address for c in created})
             self.children.update(new_children)
@@ -121,6 +125,28 @@ class ChainReader:
             raw += self.rpc.get_logs({**flt, "address": new_children})
             raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
         return raw, new_tokens - self._tokens_seen
+
+    def _read_feed(self, child: Child) -> None:
+        try:
+            out = self.rpc.call(
+                "eth_call", [{"to": child.address, "data": _LATEST_ROUND_DATA}, hex(child.block)]
+            )
+            words = [int(out[2 + 64 * i : 66 + 64 * i], 16) for i in range(5)]
+        except (RpcError, ValueError, TypeError) as exc:
+            log.warning("feed.unreadable", feed=child.address, error=str(exc))
+            return
+        answer = words[1] - (1 << 256) if words[1] >> 255 else words[1]
+        self._feed_answers.setdefault(child.block, {})[child.address] = (
+            answer,
+            words[0],
+            words[3],
+        )
+
+    def _take_feed_answers(self, batches: list[BlockBatch]) -> None:
+        for batch in batches:
+            found = self._feed_answers.pop(batch.header.number, None)
+            if found:
+                batch.feed_answers = found
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         """Every watched log in [start, end], as one BlockBatch per block that has logs.
@@ -159,13 +185,16 @@ class ChainReader:
             batches.append(BlockBatch(header, logs, head, live, checkpoint=n == end))
         if batches and tokens:
             batches[0].tokens = tokens
+        self._take_feed_answers(batches)
         return RangeRead(batches, len(raw))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
         raw, new_tokens = self._fetch({"blockHash": header.hash})
         logs = [self._to_log(item) for item in raw]
-        return BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
+        batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
+        self._take_feed_answers([batch])
+        return batch
 
     def _to_log(self, item: dict) -> RawLog:
         try:

@@ -59,11 +59,52 @@ class AsOfOut(BaseModel):
     block_time: str | None
 
 
+class LendingReserveOut(BaseModel):
+    asset: str
+    symbol: str
+    decimals: int
+    supplied: str = Field(description="Underlying units, accrued to the block")
+    debt: str = Field(description="Variable plus stable debt, accrued to the block")
+    collateral: bool
+    price: str = Field(description="Oracle price, base currency with 8 decimals")
+    price_usd: float
+    supplied_usd: float
+    debt_usd: float
+    liquidation_price: str | None = Field(
+        description="The price of this collateral at which the health factor reaches 1"
+    )
+    liquidation_price_usd: float | None
+
+
+class AccountOut(BaseModel):
+    id: str = Field(description="chain_id:pool:owner")
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    emode: int
+    total_collateral_base: str = Field(description="As getUserAccountData: 8-decimal USD")
+    total_debt_base: str
+    collateral_usd: float
+    debt_usd: float
+    value_usd: float = Field(description="Collateral minus debt")
+    avg_ltv: int
+    avg_liquidation_threshold: int
+    health_factor: str = Field(description="Wad (1e18 = 1.0); 2^256-1 without debt")
+    health_factor_float: float | None
+    reserves: list[LendingReserveOut]
+    updated_block: int | None
+    block_number: int
+    block_hash: str
+    block_time: str
+
+
 class PortfolioOut(BaseModel):
     address: str
     as_of: AsOfOut
     total_usd: float
     positions: list[PositionOut]
+    lending: list[AccountOut]
 
 
 class PositionsPage(BaseModel):

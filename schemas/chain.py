@@ -60,3 +60,5 @@ class BlockBatch:
     live: bool
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     checkpoint: bool = True
+    # feed -> (answer, round id, updatedAt) read with eth_call when a feed was announced here
+    feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)

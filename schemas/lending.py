@@ -6,9 +6,9 @@ is USD with 8 decimals (AaveOracle.BASE_CURRENCY_UNIT), the health factor a wad 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from schemas.positions import BlockRef, Immutable
 
@@ -88,24 +88,6 @@ class AaveAccount(Immutable):
     protocol = "aave_v3"
 
 
-class _Row(Protocol):
-    asset: str
-    decimals: int
-    price: int
-    collateral_enabled: bool
-    liquidation_threshold: int
-    a_token_balance: int
-    debt: int
-
-
-class _Data(Protocol):
-    total_collateral_base: int
-    total_debt_base: int
-    avg_ltv: int
-    avg_liquidation_threshold: int
-    health_factor: int
-
-
 @dataclass(frozen=True, slots=True)
 class ReserveValue(Immutable):
     asset: str
@@ -124,29 +106,6 @@ class AccountValue(Immutable):
     avg_liquidation_threshold: int
     health_factor: int  # wad; MAX_UINT256 without debt
     reserves: tuple[ReserveValue, ...]
-
-    @classmethod
-    def from_account_data(
-        cls, rows: Sequence[_Row], data: _Data, liquidation_prices: Mapping[str, int | None]
-    ) -> AccountValue:
-        return cls(
-            data.total_collateral_base,
-            data.total_debt_base,
-            data.avg_ltv,
-            data.avg_liquidation_threshold,
-            data.health_factor,
-            tuple(
-                ReserveValue(
-                    r.asset,
-                    r.a_token_balance,
-                    r.debt,
-                    r.price,
-                    r.collateral_enabled,
-                    liquidation_prices.get(r.asset),
-                )
-                for r in rows
-            ),
-        )
 
 
 def health_factor_float(hf: int) -> float | None:

@@ -26,6 +26,7 @@ from schemas.lending import (
     OraclePrice,
     ReserveInfo,
     ReserveRates,
+    ReserveValue,
 )
 from schemas.positions import BlockRef
 
@@ -115,6 +116,7 @@ class AaveMarket:
         block: BlockRef,
         token_info: dict[str, TokenInfo],
         route: dict[int, AaveShardInput],
+        feed_answers: dict[str, tuple[int, int, int]] | None = None,
     ) -> AaveMarketOutput:
         """Apply a block's Aave logs; fill `route` (shard -> input) with what each shard needs."""
         out = AaveMarketOutput()
@@ -250,6 +252,15 @@ class AaveMarket:
                     self.feed_assets.get(old, set()).discard(event.asset)
                 self.sources[event.asset] = event.source
                 self.feed_assets.setdefault(event.source, set()).add(event.asset)
+                # The feed's answer at this block, read when it was announced; its later
+                # AnswerUpdated logs in this block (if any) come after and win.
+                known = (feed_answers or {}).get(event.source)
+                if known is not None:
+                    answer, round_id, updated_at = known
+                    self.prices[event.asset] = OraclePrice(
+                        event.asset, answer, round_id, updated_at, event.source, block.number
+                    )
+                    changed_prices.add(event.asset)
             elif isinstance(event, ev.AnswerUpdated):
                 for feed_asset in sorted(self.feed_assets.get(log.address, ())):
                     self.prices[feed_asset] = OraclePrice(
@@ -383,12 +394,35 @@ def value_account(
                 debt=variable + stable,
             )
         )
+    # v3.0.2 eMode categories may name their own price source; none of the markets defimon
+    # deploys does, and reading it would need that source's feed (left for later).
     categories = {
         c: am.EModeCategory(i.ltv, i.liquidation_threshold, i.liquidation_bonus)
         for c, i in emode.items()
     }
     data = am.account_data(rows, user_emode=account.emode, emode_categories=categories)
-    return AccountValue.from_account_data(rows, data, prices)
+    return AccountValue(
+        data.total_collateral_base,
+        data.total_debt_base,
+        data.avg_ltv,
+        data.avg_liquidation_threshold,
+        data.health_factor,
+        tuple(
+            ReserveValue(
+                r.asset,
+                r.a_token_balance,
+                r.debt,
+                r.price,
+                r.collateral_enabled,
+                am.liquidation_price(
+                    rows, r.asset, user_emode=account.emode, emode_categories=categories
+                )
+                if r.collateral_enabled and r.a_token_balance and data.total_debt_base
+                else None,
+            )
+            for r in rows
+        ),
+    )
 
 
 def shard_step(

@@ -190,7 +190,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     anchors_changed = False
     if state.aave is not None:
         route: dict[int, AaveShardInput] = {}
-        out.aave = state.aave.step(batch.logs, block, state.tokens, route)
+        out.aave = state.aave.step(batch.logs, block, state.tokens, route, batch.feed_answers)
         out.aave_pool = state.aave.pool
         for oracle in out.aave.prices:
             usd = Fraction(oracle.answer, 10**8)
