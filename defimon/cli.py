@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
     from devnet.anvil import Anvil
     from devnet.deploy import deploy
-    from devnet.simulator import MarketSimulator
+    from devnet.main import DevnetSimulator
     from flows.source import ChainEndpoint
 
     # The devnet is a new chain every time, so last run's data describes a chain that is gone.
@@ -74,7 +74,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     try:
         deployment = deploy(anvil.rpc_url)
-        simulator = MarketSimulator(anvil.rpc_url, deployment, seed=args.seed)
+        # One thread drives both markets: anvil's unlocked accounts race on nonces otherwise.
+        simulator = DevnetSimulator(anvil.rpc_url, deployment, seed=args.seed)
         for _ in range(args.warmup):
             simulator.step()
         thread = threading.Thread(
@@ -87,7 +88,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         thread.start()
         config = deployment.to_chain_config()
         endpoint = ChainEndpoint(config, anvil.rpc_url, anvil.ws_url)
-        wallets = tuple(sorted(set(simulator.all_positions().values())))
+        wallets = tuple(simulator.wallets())
         runtime = Runtime(
             settings, [endpoint], suggested_wallets=wallets or tuple(deployment.wallets)
         )
@@ -97,7 +98,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  defimon {__version__} demo",
             f"  page:    {url}",
             f"  chain:   anvil {anvil.rpc_url} (chain id {config.chain_id})",
-            "  wallets with positions (type one into the page):",
+            "  wallets with Uniswap positions and Aave accounts (type one into the page):",
             *[f"    {w}" for w in wallets[:8]],
             "  Ctrl-C stops everything.",
             "",

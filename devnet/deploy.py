@@ -1,15 +1,16 @@
-"""Deploy tokens and the real Uniswap V3 (factory, pools, NPM, router) on a devnet."""
+"""Deploy tokens, the real Uniswap V3 (factory, pools, NPM, router) and Aave V3 on a devnet."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from typing import Any
 
 import orjson
 
+from devnet.aave import AaveDeployment, deploy_aave
 from devnet.contracts import (
     ERC20_APPROVE,
     ERC20_MINT,
@@ -24,14 +25,15 @@ from devnet.contracts import (
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
 from devnet.univ3math import sqrt_price_x96_from_price
-from schemas.chain_config import ChainConfig, UniswapV3Config
+from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 
 log = logging.getLogger("defimon.devnet")
 
 # NPM only calls its token descriptor from tokenURI, which nothing here uses
 TOKEN_DESCRIPTOR = "0x000000000000000000000000000000000000dead"
 
-# symbol -> (decimals, reference price in USD); WBTC = 20 WETH
+# symbol -> (decimals, reference price in USD); WBTC = 20 WETH. The Uniswap pools and the
+# Aave price feeds both start at these prices.
 TOKEN_SPECS: dict[str, tuple[int, Fraction]] = {
     "USDC": (6, Fraction(1)),
     "DAI": (18, Fraction(1)),
@@ -86,6 +88,7 @@ class Deployment:
     wallets: list[str]
     deployer: str
     start_block: int
+    aave: AaveDeployment | None = None  # None: deployed with aave=False
 
     def token_by_address(self, address: str) -> Token:
         for token in self.tokens.values():
@@ -110,6 +113,13 @@ class Deployment:
             usd_tokens=tuple(
                 self.tokens[symbol].address for symbol in USD_STABLECOINS if symbol in self.tokens
             ),
+            aave_v3=AaveV3Config(
+                pool=self.aave.pool,
+                pool_configurator=self.aave.pool_configurator,
+                oracle=self.aave.oracle,
+            )
+            if self.aave is not None
+            else None,
         )
 
     def to_json(self) -> str:
@@ -120,11 +130,16 @@ class Deployment:
         raw: dict[str, Any] = orjson.loads(text)
         raw["tokens"] = {symbol: Token(**token) for symbol, token in raw["tokens"].items()}
         raw["pools"] = [Pool(**pool) for pool in raw["pools"]]
+        if raw.get("aave") is not None:
+            raw["aave"] = AaveDeployment.from_dict(raw["aave"])
         return cls(**raw)
 
 
-def deploy(rpc_url: str) -> Deployment:
-    """Deploy everything from anvil account 0 and fund accounts 1..N-1 (takes ~0.2 s)."""
+def deploy(rpc_url: str, *, aave: bool = True) -> Deployment:
+    """Deploy everything from anvil account 0 and fund accounts 1..N-1.
+
+    Uniswap V3 takes ~0.1 s, then (with `aave`) the Aave V3 market ~0.2 s more.
+    """
     started = time.perf_counter()
     with RpcClient(rpc_url) as rpc:
         accounts = [account.lower() for account in rpc.call("eth_accounts")]
@@ -146,6 +161,10 @@ def deploy(rpc_url: str) -> Deployment:
         deployment.factory,
         deployment.start_block,
     )
+    if aave:
+        prices = {symbol: spec[1] for symbol, spec in TOKEN_SPECS.items()}
+        market = deploy_aave(rpc_url, deployment.tokens, deployer, wallets, prices)
+        deployment = replace(deployment, aave=market)
     return deployment
 
 

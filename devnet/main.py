@@ -1,4 +1,9 @@
-"""`defimon devnet`: anvil + the Uniswap V3 deployment + the market simulator, until stopped."""
+"""`defimon devnet`: anvil + the Uniswap V3 and Aave V3 deployment + the simulators, until stopped.
+
+`DevnetSimulator` drives both markets from one thread (Uniswap `MarketSimulator.step()`, then,
+when the deployment has Aave, `LendingSimulator.tick()`), so their transactions never race
+for the same wallets' nonces; `simulate()` runs it until a stop event is set.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,82 @@ from pathlib import Path
 
 from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
+from devnet.lending import SECONDS_PER_TICK, LendingSimulator
+from devnet.rpc import RpcError, RpcTransportError
 from devnet.simulator import MarketSimulator
 
 log = logging.getLogger("defimon.devnet")
+LENDING_SEED_OFFSET = 4  # the default seeds: market 7, lending 11
+
+
+class DevnetSimulator:
+    """The Uniswap market and (if deployed) the Aave market, stepped together."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        deployment: Deployment,
+        seed: int = 7,
+        seconds_per_step: int = SECONDS_PER_TICK,
+    ) -> None:
+        self.market = MarketSimulator(rpc_url, deployment, seed=seed)
+        self.lending = (
+            LendingSimulator(rpc_url, deployment, seed=seed + LENDING_SEED_OFFSET)
+            if deployment.aave is not None
+            else None
+        )
+        self.seconds_per_step = seconds_per_step
+
+    def close(self) -> None:
+        self.market.close()
+        if self.lending is not None:
+            self.lending.close()
+
+    def step(self) -> list[int]:
+        """A Uniswap round, then a lending round (actions, price drift, sometimes a shock,
+        `seconds_per_step` of chain time, liquidations); the blocks mined."""
+        blocks = self.market.step()
+        if self.lending is not None:
+            blocks += self.lending.tick(self.seconds_per_step)
+        return blocks
+
+    def wallets(self) -> list[str]:
+        """Wallets with a Uniswap position or an Aave account, for showing in the demo."""
+        wallets = set(self.market.all_positions().values())
+        if self.lending is not None:
+            wallets.update(self.lending.accounts())
+        return sorted(wallets)
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """step() every `interval` s until `stop` is set; RPC errors are logged, not raised."""
+        steps = 0
+        while not stop.is_set():
+            try:
+                self.step()
+                steps += 1
+            except RpcTransportError:
+                if stop.is_set():
+                    break  # the node went away because we are shutting down
+                raise
+            except RpcError as exc:
+                log.warning("simulator step failed: %s", exc)
+            stop.wait(interval)
+        log.info("simulators stopped after %d steps", steps)
+
+
+def simulate(
+    rpc_url: str,
+    deployment: Deployment,
+    stop: threading.Event,
+    interval: float = 0.5,
+    seed: int = 7,
+) -> None:
+    """Run both markets (DevnetSimulator) until `stop` is set; blocks, so start it in a thread."""
+    simulator = DevnetSimulator(rpc_url, deployment, seed=seed)
+    try:
+        simulator.run(stop, interval=interval)
+    finally:
+        simulator.close()
 
 
 def deployment_json_path(write_config: Path) -> Path:
@@ -27,7 +105,7 @@ def run_devnet(
     stop: threading.Event | None = None,
     on_ready: Callable[[Anvil, Deployment], None] | None = None,
 ) -> None:
-    """Start anvil, deploy, write the config, simulate a market until `stop` is set or Ctrl-C."""
+    """Start anvil, deploy, write the config, simulate the markets until `stop` is set or Ctrl-C."""
     stop = stop if stop is not None else threading.Event()
     with Anvil(port=port) as anvil:
         deployment = deploy(anvil.rpc_url)
@@ -38,9 +116,9 @@ def run_devnet(
             log.info("chain config written to %s", write_config)
         if on_ready is not None:
             on_ready(anvil, deployment)
-        simulator = MarketSimulator(anvil.rpc_url, deployment, seed=seed)
+        simulator = DevnetSimulator(anvil.rpc_url, deployment, seed=seed)
         log.info(
-            "devnet ready on %s (ws %s); simulating a market every %g s",
+            "devnet ready on %s (ws %s); simulating the markets every %g s",
             anvil.rpc_url,
             anvil.ws_url,
             interval,

@@ -8,14 +8,18 @@ lands in order) and mine them with one `evm_mine`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from devnet.rpc import RpcClient, RpcError
+from devnet.rpc import RpcClient, RpcError, RpcTransportError
+
+log = logging.getLogger("defimon.devnet")
 
 RECEIPT_TIMEOUT = 30.0
+GAS_MARGIN = 1.25  # over eth_estimateGas: state can change between the estimate and the block
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +89,27 @@ def wait_receipts(
         if time.monotonic() > deadline:
             raise TxFailed(f"{len(missing)} transactions not mined after {timeout:g} s")
         time.sleep(0.002)
+
+
+def send_estimated(
+    rpc: RpcClient, sender: str, to: str, data: str, what: str, gas_margin: float = GAS_MARGIN
+) -> dict[str, Any] | None:
+    """One transaction, mined by automine; its receipt, or None (and a log line) if it would revert.
+
+    Estimating first surfaces the revert reason instead of mining a failed transaction, and
+    gives the gas limit. A transaction that still reverts when mined is logged; its receipt
+    (status 0x0) is returned.
+    """
+    tx = {"from": sender, "to": to, "data": data}
+    try:
+        gas = int(rpc.call("eth_estimateGas", [tx]), 16)
+    except RpcTransportError:
+        raise
+    except RpcError as exc:
+        log.warning("%s skipped: %s", what, str(exc)[:200])
+        return None
+    tx["gas"] = hex(int(gas * gas_margin))
+    receipt = wait_receipts(rpc, [rpc.call("eth_sendTransaction", [tx])])[0]
+    if receipt["status"] != "0x1":
+        log.warning("%s reverted in block %d", what, int(receipt["blockNumber"], 16))
+    return receipt

@@ -133,8 +133,9 @@ class LiveServer:
         self.runtime = runtime
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.app = create_app(runtime)
         config = uvicorn.Config(
-            create_app(runtime),
+            self.app,
             host="127.0.0.1",
             port=port,
             log_config=None,

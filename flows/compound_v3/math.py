@@ -63,6 +63,8 @@ def _safe64(n: int) -> int:
 
 
 def _safe104(n: int) -> int:
+    # CometCore's principalValue* end in a bare uint104() cast, which would wrap silently; a
+    # value that large is unreachable (it exceeds any token supply), so flag it instead.
     if not 0 <= n <= UINT104_MAX:
         raise MathError(f"{n} does not fit in uint104 (InvalidUInt104)")
     return n

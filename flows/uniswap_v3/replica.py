@@ -69,7 +69,7 @@ class ReplicaError(ValueError):
     """
 
 
-class _Revert(Exception):
+class _Revert(MathError):
     """A `require` in the ported Solidity failed: the contract would have reverted."""
 
 
@@ -295,27 +295,14 @@ def get_next_sqrt_price_from_output(
 
 
 def compute_swap_step(
-    sqrt_ratio_current_x96: int,
-    sqrt_ratio_target_x96: int,
-    liquidity: int,
-    amount_remaining: int,
-    fee_pips: int,
-) -> tuple[int, int, int, int]:
-    """SwapMath.computeSwapStep -> (sqrtRatioNextX96, amountIn, amountOut, feeAmount).
-
-    Raises MathError where the contract would revert (so a swap that reverts never matches).
-    """
-    try:
-        return _compute_swap_step(
-            sqrt_ratio_current_x96, sqrt_ratio_target_x96, liquidity, amount_remaining, fee_pips
-        )
-    except _Revert as exc:
-        raise MathError(str(exc)) from exc
-
-
-def _compute_swap_step(
     current: int, target: int, liquidity: int, amount_remaining: int, fee_pips: int
 ) -> tuple[int, int, int, int]:
+    """SwapMath.computeSwapStep(sqrtRatioCurrentX96, sqrtRatioTargetX96, liquidity,
+    amountRemaining, feePips) -> (sqrtRatioNextX96, amountIn, amountOut, feeAmount).
+
+    amountRemaining > 0 is exact input, < 0 exact output; the direction is current >= target.
+    Raises MathError where the contract reverts.
+    """
     zero_for_one = current >= target
     exact_in = amount_remaining >= 0
     amount_in = amount_out = 0
@@ -572,6 +559,8 @@ class PoolReplica:
     ) -> tuple[int, int]:
         """The (amount0, amount1) a Mint (delta > 0) or Burn (delta < 0) of the range logs now:
         _modifyPosition's getAmount{0,1}Delta, rounded up for a mint, down for a burn."""
+        if not (tick_lower < tick_upper and tick_lower >= MIN_TICK and tick_upper <= MAX_TICK):
+            raise ReplicaError(f"invalid range [{tick_lower}, {tick_upper}] ('CT')")
         amount0, amount1 = _signed_amounts(
             self.sqrt_price_x96, self.tick, tick_lower, tick_upper, liquidity_delta
         )
@@ -801,7 +790,7 @@ class PoolReplica:
             new_liquidity = self.liquidity
             if liquidity_delta != 0 and tick_lower <= self.tick < tick_upper:
                 new_liquidity = add_delta(self.liquidity, liquidity_delta)
-        except (_Revert, MathError) as exc:
+        except MathError as exc:
             raise ReplicaError(f"{what}: {exc}") from exc
 
         # commit
@@ -865,7 +854,7 @@ class PoolReplica:
             sqrt_price_limit_x96 = MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
         try:
             result = self._simulate(zero_for_one, amount_specified, sqrt_price_limit_x96)
-        except (_Revert, MathError) as exc:
+        except MathError as exc:
             raise ReplicaError(f"swap reverts: {exc}") from exc
         assert result is not None  # only a run with a bound gives up
         self._commit_swap(zero_for_one, result)
@@ -963,7 +952,7 @@ class PoolReplica:
                     candidate.sqrt_price_limit_x96,
                     bound=event_sqrt_price_x96,
                 )
-            except (_Revert, MathError) as exc:
+            except MathError as exc:
                 tried.append(f"{candidate.kind}: reverts ({exc})")
                 continue
             if result is None:
@@ -1040,7 +1029,7 @@ class PoolReplica:
                 if zero_for_one
                 else price_next > sqrt_price_limit_x96
             )
-            price, amount_in, amount_out, fee_amount = _compute_swap_step(
+            price, amount_in, amount_out, fee_amount = compute_swap_step(
                 price,
                 sqrt_price_limit_x96 if beyond_limit else price_next,
                 liquidity,
