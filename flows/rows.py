@@ -312,7 +312,8 @@ def market_rows(out: MarketOutput) -> SinkBatch:
         ],
     }
     if out.aave is not None:
-        rows.update(_aave_market_rows(out, when, version))
+        for table, more in _aave_market_rows(out, when, version).items():
+            rows.setdefault(table, []).extend(more)
     return SinkBatch(
         b.chain_id, b.number, out.live, rows, expects_shards=tuple(sorted(out.shard_inputs))
     )

@@ -3,10 +3,14 @@
 Why: uncollected fees need `feeGrowthInside`, i.e. the pool's global fee growth and the
 `feeGrowthOutside` of both range ticks. None of that is in the logs. But every state change
 that moves it is: `Mint`/`Burn` (Tick.update), `Flash` (fee growth from flash fees),
-`SetFeeProtocol` (the protocol's share) and `Swap`, which does not say how it was specified
-(exact input or output, price limit) but determines it: replaying the swap loop of
-`UniswapV3Pool.swap` from the same state reproduces every step, and therefore every fee,
-exactly (see `PoolReplica.apply_swap`). So fees come out to the wei, without an `eth_call`.
+`SetFeeProtocol` (the protocol's share) and `Swap`. A Swap log does not say how the swap was
+called (exact input or output, which price limit), but replaying the swap loop of
+`UniswapV3Pool.swap` from the same state with a call that reproduces the log reproduces every
+step, and therefore every fee (see `PoolReplica.apply_swap`). So fees come out to the wei,
+without an `eth_call`.
+
+Apply a pool's logs from its `Initialize` on, in log order (a replica started mid-history
+needs a snapshot of the ticks, globals and the pool positions it will see burned or collected).
 
 Everything here is a line-by-line port of the Solidity, on Python ints, with the contracts'
 rounding and their wrapping arithmetic (the pool is Solidity 0.7.6: `+=` on a uint256 or

@@ -1,16 +1,22 @@
 """The pool replica against the real contracts: every pool's state and every position's
 uncollected fees, rebuilt from the logs alone, equal the chain's own answers at each block.
 
-A devnet market runs (swaps with price limits, LP mints, increases, decreases, collects,
-burns, transfers), plus what the simulator does not do: protocol fees switched on and changed
-(`setFeeProtocol`, collected with `collectProtocol`) and flash loans that pay the fee and
-sometimes a donation (through a tiny helper contract, below). After each block the test
-compares, by `eth_call` at that block:
+Three phases on one devnet, each block checked as it is mined:
+1. The seeded market (swaps with price limits, LP mints, increases, decreases, collects, burns,
+   transfers), plus what the simulator does not do: protocol fees switched on, changed and
+   collected (`setFeeProtocol`, `collectProtocol`), and flash loans that pay the fee and
+   sometimes a donation (through FlashDonor, below).
+2. Two NFTs in one range, where NPM.collect pays less than an NFT's tokensOwed (the pool
+   position rounds down at every poke), which the replica must predict.
+3. Swaps across a tick-bitmap word edge (a step boundary with no tick), exact input and exact
+   output, with and without price limits.
+
+At each block with logs the test compares, by `eth_call` at that block:
 - each pool: slot0 (price, tick, feeProtocol), liquidity, feeGrowthGlobal{0,1}X128,
-  protocolFees, `ticks(t)` of every initialised tick (and of every tick that was cleared),
-  the bitmap words, and `positions(key)` of every pool position the replica holds;
-- each position NFT: `positions(tokenId)` (liquidity, fee checkpoints, tokens owed) and a static
-  `collect(tokenId, owner, 2^128-1, 2^128-1)` from its owner, against the replica's answer.
+  protocolFees, `ticks(t)` of every tick ever initialised (cleared ones must read empty), the
+  bitmap words, and `positions(key)` of every pool position the replica ever held;
+- each position NFT: `positions(tokenId)` (range, liquidity, fee checkpoints, tokens owed) and
+  a static `collect(tokenId, owner, 2^128-1, 2^128-1)` from its owner.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from schemas.chain import RawLog
 from tests.conftest import Devnet
 from tests.support import minted_token_ids, rpc
 
-STEPS = 24  # simulator rounds: ~170 blocks
+STEPS = 32  # simulator rounds: ~230 blocks
 ZERO = "0x" + "0" * 40
 GAS_LIMIT = 3_000_000
 
@@ -396,7 +402,7 @@ class Checker:
             got = project(fn.decode(result))
             if got != expected:
                 mismatches.append(f"{what}: chain {got}, replica {expected}")
-            self.comparisons[fn.signature.split("(")[0]] += 1
+            self.comparisons[fn.signature] += 1
         assert not mismatches, f"block {block}: " + "; ".join(mismatches[:8])
         self.blocks += 1
 
@@ -480,11 +486,11 @@ def shared_range_rounding(
 
 def word_edge_swaps(
     devnet: Devnet, chain: Chain, replay: Replay, checker: Checker, addresses: list[str]
-) -> int:
+) -> None:
     """Swaps across an edge of a tick-bitmap word: exact input and output, with and without a
     price limit, one limit right on the edge. The pool ends a step at a word's edge even with
     no tick initialised there, and the split changes the fee rounding. (The simulator's
-    mean-reverting walk does not reach one.) Returns the swaps sent."""
+    mean-reverting walk does not reach one.)"""
     deployment = devnet.deployment
     pool = next(p for p in deployment.pools if p.tick_spacing == 1)  # words of 256 ticks
     replica = replay.replicas[pool.address]
@@ -522,7 +528,6 @@ def word_edge_swaps(
     assert (replica.sqrt_price_x96, replica.tick) == (get_sqrt_ratio_at_tick(edge), edge - 1)
     send(False, False, 2 * needed(False, edge + 10)[1], edge + 10)  # exact output to a limit
     send(True, False, needed(True, edge - 50)[1] * 3 // 4 + 11, None)  # and back down
-    return 6
 
 
 def test_replica_equals_the_pools_and_the_position_manager(devnet: Devnet) -> None:
@@ -606,10 +611,10 @@ def test_replica_equals_the_pools_and_the_position_manager(devnet: Devnet) -> No
         assert replay.events[name] > 0, f"no {name} in the run"
     assert any(r.protocol_fees0 or r.protocol_fees1 for r in replay.replicas.values())
     assert checker.blocks >= STEPS * 5
-    assert checker.comparisons["collect"] >= 200 and checker.fees_seen > 100
+    assert checker.comparisons[NPM_COLLECT.signature] >= 200 and checker.fees_seen > 100
     assert capped_blocks > 0  # NPM.collect paid less than the NFT's tokensOwed, as predicted
     print(
-        f"\\n{checker.blocks} blocks, {len(minted)} NFTs, comparisons {dict(checker.comparisons)},"
+        f"\n{checker.blocks} blocks, {len(minted)} NFTs, comparisons {dict(checker.comparisons)},"
         f" swap replays {dict(replay.kinds)}, events {dict(replay.events)},"
         f" collect capped by the pool position at {capped_blocks} blocks,"
         f" {time.monotonic() - started:.1f} s"
