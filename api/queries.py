@@ -15,6 +15,8 @@ from typing import Any
 
 from defimon.store import Store
 from flows.aave_v3.state import value_account
+from flows.uniswap_v3.math import fee_growth_inside
+from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
 from schemas.errors import InvalidInput, NotFound
 from schemas.lending import (
@@ -139,7 +141,8 @@ class Queries:
         tokens = sorted({t for v in versions for t in (v["token0"], v["token1"])})
         params = {"chain": as_of.chain_id, "block": as_of.number}
         pool_rows = self.store.rows(
-            "SELECT pool, sqrt_price_x96, tick, liquidity FROM defimon.pool_states FINAL "
+            "SELECT pool, sqrt_price_x96, tick, liquidity, fee_growth_global0_x128, "
+            "fee_growth_global1_x128 FROM defimon.pool_states FINAL "
             "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
             "AND block_number <= {block:UInt64} "
             "ORDER BY pool, block_number DESC LIMIT 1 BY pool",
@@ -152,14 +155,22 @@ class Queries:
             "ORDER BY token, block_number DESC LIMIT 1 BY token",
             {**params, "tokens": tokens},
         )
-        snapshots = {r[0]: PoolSnapshot(r[0], int(r[1]), int(r[2]), int(r[3])) for r in pool_rows}
+        snapshots = {
+            r[0]: PoolSnapshot(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+            for r in pool_rows
+        }
         prices = {r[0]: TokenPrice(r[0], float(r[1]), r[2], int(r[3])) for r in price_rows}
         ref = as_of.ref()
+        owed = self._uncollected(as_of, versions, snapshots)
         out = []
         for v in versions:
             pos = _position(v)
             value = value_position(
-                pos, snapshots.get(pos.pool), prices.get(pos.token0), prices.get(pos.token1)
+                pos,
+                snapshots.get(pos.pool),
+                prices.get(pos.token0),
+                prices.get(pos.token1),
+                owed.get(pos.position_id),
             )
             out.append(position_json(pos, value, ref, int(v["block_number"])))
         return out
@@ -310,6 +321,72 @@ class Queries:
                 value = value_account(account, reserves, rates, prices, emode, timestamp)
                 out.append(account_json(account, value, reserves, ref, int(latest["block_number"])))
         return out
+
+    def _uncollected(
+        self,
+        as_of: AsOf,
+        versions: Sequence[dict[str, Any]],
+        snapshots: dict[str, PoolSnapshot],
+    ) -> dict[str, tuple[int, int]]:
+        """What a static collect(max, max) returns at the block, per position: rebuilt from
+        the fee state the flow stored (the same arithmetic as the live replica)."""
+        pools = sorted({v["pool"] for v in versions})
+        ticks = sorted({t for v in versions for t in (v["tick_lower"], v["tick_upper"])})
+        params = {"chain": as_of.chain_id, "block": as_of.number, "pools": pools}
+        tick_rows = self.store.rows(
+            "SELECT pool, tick, initialized, fee_growth_outside0_x128, fee_growth_outside1_x128 "
+            "FROM defimon.pool_ticks FINAL WHERE chain_id = {chain:UInt64} "
+            "AND pool IN {pools:Array(String)} AND tick IN {ticks:Array(Int32)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, tick, block_number DESC LIMIT 1 BY pool, tick",
+            {**params, "ticks": ticks},
+        )
+        outside = {(r[0], int(r[1])): (int(r[3]), int(r[4])) for r in tick_rows if r[2]}
+        position_rows = self.store.rows(
+            "SELECT pool, owner, tick_lower, tick_upper, liquidity, fee_inside_last0, "
+            "fee_inside_last1, tokens_owed0, tokens_owed1 FROM defimon.pool_positions FINAL "
+            "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, owner, tick_lower, tick_upper, block_number DESC "
+            "LIMIT 1 BY pool, owner, tick_lower, tick_upper",
+            params,
+        )
+        pool_positions = {
+            (r[0], r[1], int(r[2]), int(r[3])): PoolPosition(*(int(x) for x in r[4:]))
+            for r in position_rows
+        }
+        owed: dict[str, tuple[int, int]] = {}
+        for v in versions:
+            snap = snapshots.get(v["pool"])
+            if snap is None:
+                continue
+            lower, upper = int(v["tick_lower"]), int(v["tick_upper"])
+            lo, up = (
+                outside.get((v["pool"], lower), (0, 0)),
+                outside.get((v["pool"], upper), (0, 0)),
+            )
+            inside = (
+                fee_growth_inside(
+                    snap.tick, lower, upper, lo[0], up[0], snap.fee_growth_global0_x128
+                ),
+                fee_growth_inside(
+                    snap.tick, lower, upper, lo[1], up[1], snap.fee_growth_global1_x128
+                ),
+            )
+            checkpoint = NpmPosition(
+                lower,
+                upper,
+                int(v["liquidity"]),
+                int(v["fee_inside_last0"]),
+                int(v["fee_inside_last1"]),
+                int(v["tokens_owed0"]),
+                int(v["tokens_owed1"]),
+            )
+            pool_position = pool_positions.get(
+                (v["pool"], v["position_manager"], lower, upper), EMPTY_POSITION
+            )
+            owed[v["position_id"]] = checkpoint.uncollected_with(inside, pool_position)
+        return owed
 
     def portfolio(self, owner: str, as_of: AsOf) -> dict[str, Any]:
         versions = self._versions(

@@ -56,6 +56,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "tick",
         "liquidity",
         "version",
+        "fee_growth_global0_x128",
+        "fee_growth_global1_x128",
     ),
     "defimon.token_prices": (
         "chain_id",
@@ -100,6 +102,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "collected1",
         "burned",
         "version",
+        "fee_inside_last0",
+        "fee_inside_last1",
+        "tokens_owed0",
+        "tokens_owed1",
     ),
     "defimon.dead_letters": (
         "chain_id",
@@ -118,6 +124,34 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 COLUMNS.update(
     {
+        "defimon.pool_ticks": (
+            "chain_id",
+            "pool",
+            "tick",
+            "block_number",
+            "block_hash",
+            "initialized",
+            "liquidity_gross",
+            "liquidity_net",
+            "fee_growth_outside0_x128",
+            "fee_growth_outside1_x128",
+            "version",
+        ),
+        "defimon.pool_positions": (
+            "chain_id",
+            "pool",
+            "owner",
+            "tick_lower",
+            "tick_upper",
+            "block_number",
+            "block_hash",
+            "liquidity",
+            "fee_inside_last0",
+            "fee_inside_last1",
+            "tokens_owed0",
+            "tokens_owed1",
+            "version",
+        ),
         "defimon.aave_reserves": (
             "chain_id",
             "pool",
@@ -287,8 +321,27 @@ def market_rows(out: MarketOutput) -> SinkBatch:
                 s.tick,
                 s.liquidity,
                 version,
+                s.fee_growth_global0_x128,
+                s.fee_growth_global1_x128,
             )
             for s in out.pool_snapshots
+        ],
+        "defimon.pool_ticks": [
+            (
+                b.chain_id,
+                pool,
+                tick,
+                b.number,
+                b.hash,
+                int(info is not None),
+                *(info if info is not None else (0, 0, 0, 0)),
+                version,
+            )
+            for pool, tick, info in out.ticks
+        ],
+        "defimon.pool_positions": [
+            (b.chain_id, pool, owner, lower, upper, b.number, b.hash, *position, version)
+            for pool, (owner, lower, upper), position in out.pool_positions
         ],
         "defimon.token_prices": [
             (b.chain_id, p.token, b.number, b.hash, when, p.usd, p.source, p.hops, version)
@@ -471,6 +524,10 @@ def shard_rows(out: ShardOutput) -> SinkBatch:
                 p.collected1,
                 int(p.burned),
                 version,
+                p.fee_inside_last0,
+                p.fee_inside_last1,
+                p.tokens_owed0,
+                p.tokens_owed1,
             )
         )
     accounts = []

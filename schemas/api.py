@@ -46,6 +46,11 @@ class PositionOut(BaseModel):
     hodl_usd: float | None = Field(description="Value of holding the net deposits instead")
     il_usd: float | None = Field(description="value_usd - hodl_usd, fees excluded")
     il_pct: float | None = Field(description="il_usd / hodl_usd")
+    uncollected0: str | None = Field(
+        description="What collect(max, max) pays now in token0: fees plus withdrawn principal"
+    )
+    uncollected1: str | None
+    uncollected_usd: float | None
     updated_block: int | None = Field(description="Block of the position's last own event")
     block_number: int = Field(description="The block these numbers are as of")
     block_hash: str

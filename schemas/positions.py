@@ -69,6 +69,11 @@ class UniswapPosition(Immutable):
     collected0: int = 0
     collected1: int = 0
     burned: bool = False
+    # The position manager's fee checkpoint (NonfungiblePositionManager.positions fields).
+    fee_inside_last0: int = 0
+    fee_inside_last1: int = 0
+    tokens_owed0: int = 0
+    tokens_owed1: int = 0
 
     protocol = PROTOCOL_UNISWAP_V3
 
@@ -81,6 +86,8 @@ class PoolSnapshot(Immutable):
     sqrt_price_x96: int
     tick: int
     liquidity: int
+    fee_growth_global0_x128: int = 0
+    fee_growth_global1_x128: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,10 @@ class PositionValue(Immutable):
     hodl_usd: float | None
     il_usd: float | None
     il_pct: float | None
+    # What a static collect(max, max) returns: fees plus withdrawn principal not yet collected.
+    uncollected0: int | None = None
+    uncollected1: int | None = None
+    uncollected_usd: float | None = None
 
 
 def _token(address: str, symbol: str, decimals: int) -> dict[str, Any]:
@@ -153,6 +164,9 @@ def position_json(
         "hodl_usd": value.hodl_usd,
         "il_usd": value.il_usd,
         "il_pct": value.il_pct,
+        "uncollected0": None if value.uncollected0 is None else str(value.uncollected0),
+        "uncollected1": None if value.uncollected1 is None else str(value.uncollected1),
+        "uncollected_usd": value.uncollected_usd,
         "updated_block": updated_block,
         "block_number": as_of.number,
         "block_hash": as_of.hash,

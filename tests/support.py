@@ -128,6 +128,22 @@ def minted_token_ids(url: str, npm: str) -> list[int]:
     return sorted(int(lg["topics"][3], 16) for lg in logs)
 
 
+def _collect_data(token_id: int, owner: str) -> str:
+    max128 = 2**128 - 1
+    return (
+        selector("collect((uint256,address,uint128,uint128))")
+        + encode(["(uint256,address,uint128,uint128)"], [(token_id, owner, max128, max128)]).hex()
+    )
+
+
+def collect_all(npm: Npm, token_id: int, owner: str, block: int) -> tuple[int, int]:
+    """What collect(max, max) pays the owner, simulated at the block."""
+    out = eth_call(npm.url, npm.address, _collect_data(token_id, owner), block, owner)
+    assert out is not None, f"collect({token_id}) reverted at {block}"
+    a0, a1 = decode(["uint256", "uint256"], bytes.fromhex(out[2:]))
+    return int(a0), int(a1)
+
+
 class LiveServer:
     def __init__(self, runtime: Runtime, port: int) -> None:
         self.runtime = runtime

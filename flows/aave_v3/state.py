@@ -14,6 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from flows.aave_v3 import events as ev
 from flows.aave_v3 import math as am
@@ -352,6 +353,20 @@ def apply_account_event(account: AaveAccount, e: AccountEvent) -> AaveAccount:
     return replace(account, reserves=reserves)
 
 
+@lru_cache(maxsize=4096)
+def normalized_indices(rate: ReserveRates, timestamp: int) -> tuple[int, int]:
+    """A reserve's normalized income and debt at a block time: the same for every account of
+    the reserve in that block, so a price update over 10,000 accounts computes them once."""
+    return (
+        am.normalized_income(
+            rate.liquidity_index, rate.liquidity_rate, rate.last_update, timestamp
+        ),
+        am.normalized_variable_debt(
+            rate.variable_borrow_index, rate.variable_borrow_rate, rate.last_update, timestamp
+        ),
+    )
+
+
 def value_account(
     account: AaveAccount,
     reserves: dict[str, ReserveInfo],
@@ -366,12 +381,7 @@ def value_account(
         info, rate, price = reserves.get(asset), rates.get(asset), prices.get(asset)
         if info is None or rate is None:
             continue
-        income = am.normalized_income(
-            rate.liquidity_index, rate.liquidity_rate, rate.last_update, timestamp
-        )
-        debt_index = am.normalized_variable_debt(
-            rate.variable_borrow_index, rate.variable_borrow_rate, rate.last_update, timestamp
-        )
+        income, debt_index = normalized_indices(rate, timestamp)
         supplied = am.a_token_balance(held.scaled_supply, income)
         variable = am.variable_debt_balance(held.scaled_variable_debt, debt_index)
         stable = (

@@ -490,6 +490,12 @@ class PoolReplica:
     # which candidate replayed the last swap: tried first next time (swaps of one pool tend to
     # come from the same router settings); never part of the state
     _last_kind: str = field(default="exact_input", compare=False, repr=False)
+    # Ticks and positions changed since the owner last drained them (`drain_changes`): what a
+    # temporal store needs to rebuild fee growth at any block. Never part of the state.
+    changed_ticks: set[int] = field(default_factory=set, compare=False, repr=False)
+    changed_positions: set[tuple[str, int, int]] = field(
+        default_factory=set, compare=False, repr=False
+    )
 
     # -- copying --------------------------------------------------------------------------
 
@@ -510,7 +516,14 @@ class PoolReplica:
             dict(self.bitmap),
             dict(self.positions),
             self._last_kind,
+            set(self.changed_ticks),
+            set(self.changed_positions),
         )
+
+    def drain_changes(self) -> tuple[set[int], set[tuple[str, int, int]]]:
+        ticks, positions = self.changed_ticks, self.changed_positions
+        self.changed_ticks, self.changed_positions = set(), set()
+        return ticks, positions
 
     def __copy__(self) -> PoolReplica:
         return self.copy()
@@ -798,6 +811,7 @@ class PoolReplica:
             raise ReplicaError(f"{what}: {exc}") from exc
 
         # commit
+        self.changed_ticks.update(new_ticks)
         for tick, info in new_ticks.items():
             if liquidity_delta < 0 and tick in flips:
                 del self.ticks[tick]  # Tick.clear: no position references the tick any more
@@ -839,6 +853,7 @@ class PoolReplica:
             self.bitmap.pop(word_pos, None)
 
     def _store_position(self, key: tuple[str, int, int], pos: PoolPosition) -> None:
+        self.changed_positions.add(key)
         if pos.liquidity == 0 and pos.tokens_owed0 == 0 and pos.tokens_owed1 == 0:
             self.positions.pop(key, None)
         else:
@@ -1077,6 +1092,7 @@ class PoolReplica:
 
     def _commit_swap(self, zero_for_one: bool, result: _SwapResult) -> None:
         for tick, g0, g1 in result.crossed:
+            self.changed_ticks.add(tick)
             info = self.ticks[tick]
             self.ticks[tick] = info._replace(
                 fee_growth_outside0_x128=(g0 - info.fee_growth_outside0_x128) % UINT256,
@@ -1251,8 +1267,15 @@ class NpmPosition(NamedTuple):
     def uncollected(self, replica: PoolReplica, npm: str) -> tuple[int, int]:
         """What `collect(tokenId, owner, 2^128-1, 2^128-1)` from the owner returns now
         (tokens owed, withdrawn principal included, plus fees accrued since the checkpoint)."""
-        inside0, inside1 = replica.fee_growth_inside(self.tick_lower, self.tick_upper)
-        pool_pos = replica.position(npm, self.tick_lower, self.tick_upper)
+        return self.uncollected_with(
+            replica.fee_growth_inside(self.tick_lower, self.tick_upper),
+            replica.position(npm, self.tick_lower, self.tick_upper),
+        )
+
+    def uncollected_with(self, inside: tuple[int, int], pool_pos: PoolPosition) -> tuple[int, int]:
+        """`uncollected` from stored state: the range's fee growth inside now and the
+        manager's pool position (what time travel reads back from the store)."""
+        inside0, inside1 = inside
         pool_owed0, pool_owed1 = pool_pos.tokens_owed0, pool_pos.tokens_owed1
         if self.liquidity > 0:
             # the poke accrues the pool's aggregate position (it has >= our liquidity)

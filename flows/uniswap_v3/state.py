@@ -20,6 +20,7 @@ import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from flows.aave_v3.state import (
     AaveMarket,
@@ -31,6 +32,16 @@ from flows.aave_v3.state import (
 )
 from flows.aave_v3.state import shard_step as aave_shard_step
 from flows.uniswap_v3 import events as ev
+from flows.uniswap_v3.math import MathError
+from flows.uniswap_v3.replica import (
+    NpmFeeTracker,
+    NpmPosition,
+    PoolPosition,
+    PoolReplica,
+    ReplicaError,
+    TickInfo,
+    decode_pool_extra,
+)
 from flows.uniswap_v3.valuation import route_prices, value_position
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.positions import (
@@ -73,8 +84,17 @@ class PoolState:
     tick: int = 0
     liquidity: int = 0
 
-    def snapshot(self, pool: str) -> PoolSnapshot:
-        return PoolSnapshot(pool, self.sqrt_price_x96, self.tick, self.liquidity)
+    def snapshot(self, pool: str, replica: PoolReplica | None = None) -> PoolSnapshot:
+        if replica is None:
+            return PoolSnapshot(pool, self.sqrt_price_x96, self.tick, self.liquidity)
+        return PoolSnapshot(
+            pool,
+            self.sqrt_price_x96,
+            self.tick,
+            self.liquidity,
+            replica.fee_growth_global0_x128,
+            replica.fee_growth_global1_x128,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +117,7 @@ class PositionEvent:
     amount1: int = 0
     owner: str = ""
     created: UniswapPosition | None = None
+    npm_fees: NpmPosition | None = None  # the manager's fee checkpoint after this event
 
 
 @dataclass(slots=True)
@@ -108,6 +129,8 @@ class ShardInput:
     events: list[PositionEvent] = field(default_factory=list)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    # position id -> what a static collect(max, max) returns now (fees and owed principal)
+    fees: dict[str, tuple[int, int]] = field(default_factory=dict)
     aave: AaveShardInput | None = None
 
 
@@ -125,6 +148,11 @@ class MarketOutput:
     shard_inputs: dict[int, ShardInput]
     aave: AaveMarketOutput | None = None
     aave_pool: str = ""
+    # fee state for time travel: (pool, tick, info or None if cleared), (pool, key, position)
+    ticks: list[tuple[str, int, TickInfo | None]] = field(default_factory=list)
+    pool_positions: list[tuple[str, tuple[str, int, int], PoolPosition]] = field(
+        default_factory=list
+    )
 
 
 @dataclass(slots=True)
@@ -147,6 +175,13 @@ class MarketState:
     active_shards: set[int] = field(default_factory=set)
     # Tokens with an on-chain oracle price (Aave's feeds): exact roots of price routing.
     anchors: dict[str, tuple[Fraction, TokenPrice]] = field(default_factory=dict)
+    # Exact fee state: a replica per pool, the manager's per-token checkpoints, which tokens
+    # live in which pool, and what changed since the last checkpoint block.
+    replicas: dict[str, PoolReplica] = field(default_factory=dict)
+    fee_tracker: NpmFeeTracker | None = None
+    pool_tokens: dict[str, set[int]] = field(default_factory=dict)
+    dirty_pools: set[str] = field(default_factory=set)
+    fee_dirty: set[int] = field(default_factory=set)
     aave: AaveMarket | None = None
     last_block: int = -1
 
@@ -172,6 +207,49 @@ class _PendingMint:
     tx_hash: str
     pool: str
     mint: ev.PoolMint
+
+
+def _track_fees(
+    state: MarketState,
+    pool: str,
+    token_id: int,
+    event: ev.IncreaseLiquidity | ev.DecreaseLiquidity | ev.Collect | ev.Transfer,
+    pending: _PendingMint | None,
+    out: MarketOutput,
+    log: RawLog,
+) -> NpmPosition | None:
+    """Apply a manager event to its fee checkpoints (after the pool logs before it)."""
+    if state.fee_tracker is None:
+        state.fee_tracker = NpmFeeTracker(state.position_manager)
+    tracker, replica = state.fee_tracker, state.replicas.get(pool)
+    if replica is None:
+        return None
+    try:
+        if isinstance(event, ev.IncreaseLiquidity):
+            if token_id in tracker.positions:
+                tracker.on_increase(replica, token_id, event.liquidity)
+            else:
+                assert pending is not None
+                tracker.on_mint(
+                    replica,
+                    token_id,
+                    pending.mint.tick_lower,
+                    pending.mint.tick_upper,
+                    event.liquidity,
+                )
+        elif isinstance(event, ev.DecreaseLiquidity):
+            tracker.on_decrease(replica, token_id, event.liquidity, event.amount0, event.amount1)
+        elif isinstance(event, ev.Collect):
+            tracker.on_collect(replica, token_id, event.amount0, event.amount1)
+        elif event.recipient == ZERO_ADDRESS:
+            tracker.on_burn(token_id)
+            return None
+        else:
+            return tracker.positions.get(token_id)
+    except (ReplicaError, MathError, AssertionError) as exc:
+        out.dead_letters.append(DeadLetter(log, f"fee tracking: {exc}"))
+        return None
+    return tracker.positions.get(token_id)
 
 
 def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
@@ -215,12 +293,24 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         if role is None:
             continue
         try:
-            event = ev.decode(role, log)
+            event: Any = ev.decode(role, log)
+            if event is None and role is ev.Role.POOL:
+                event = decode_pool_extra(log)  # flash, fee protocol, collects: fee state
         except ev.DecodeError as exc:
             out.dead_letters.append(DeadLetter(log, str(exc)))
             continue
         if event is None:
             continue
+        if role is ev.Role.POOL:
+            replica = state.replicas.get(log.address)
+            if replica is not None:
+                try:
+                    replica.apply(event)
+                except (ReplicaError, MathError) as exc:
+                    out.dead_letters.append(DeadLetter(log, f"fee replica: {exc}"))
+            state.dirty_pools.add(log.address)
+            if not isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
+                continue
         if isinstance(event, ev.PoolCreated):
             info = PoolInfo(
                 event.pool, event.token0, event.token1, event.fee, event.tick_spacing, block.number
@@ -228,6 +318,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             if event.pool not in state.pools:
                 state.pools[event.pool] = info
                 state.pool_states[event.pool] = PoolState()
+                state.replicas[event.pool] = PoolReplica(event.fee, event.tick_spacing)
                 state.token_pools.setdefault(event.token0, set()).add(event.pool)
                 state.token_pools.setdefault(event.token1, set()).add(event.pool)
                 out.new_pools.append(info)
@@ -282,6 +373,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
                 tick_upper=pending.mint.tick_upper,
             )
             state.position_pools[token_id] = pool
+            state.pool_tokens.setdefault(pool, set()).add(token_id)
             shard = shard_of(pid, state.shards)
             state.pool_shards.setdefault(pool, set()).add(shard)
             item = shard_input(shard)
@@ -300,10 +392,18 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             )
             continue
         item = shard_input(shard_of(pid, state.shards))
+        npm_fees = _track_fees(state, pool, token_id, event, pending, out, log)
         if isinstance(event, ev.IncreaseLiquidity | ev.DecreaseLiquidity):
             kind = "increase" if isinstance(event, ev.IncreaseLiquidity) else "decrease"
             pe = PositionEvent(
-                kind, pid, log.log_index, log.tx_hash, event.liquidity, event.amount0, event.amount1
+                kind,
+                pid,
+                log.log_index,
+                log.tx_hash,
+                event.liquidity,
+                event.amount0,
+                event.amount1,
+                npm_fees=npm_fees,
             )
         elif isinstance(event, ev.Collect):
             pe = PositionEvent(
@@ -315,16 +415,45 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
                 event.amount0,
                 event.amount1,
                 owner=event.recipient,
+                npm_fees=npm_fees,
             )
         else:
             kind = "burn" if event.recipient == ZERO_ADDRESS else "transfer"
             pe = PositionEvent(kind, pid, log.log_index, log.tx_hash, owner=event.recipient)
             if kind == "burn":
                 del state.position_pools[token_id]
+                state.pool_tokens.get(pool, set()).discard(token_id)
         item.events.append(pe)
         touched_pools.add(pool)
+        state.fee_dirty.add(token_id)
 
-    out.pool_snapshots = [state.pool_states[p].snapshot(p) for p in sorted(changed_pools)]
+    for pool in sorted(changed_pools | state.dirty_pools):
+        replica = state.replicas.get(pool)
+        if replica is None:
+            continue
+        ticks, keys = replica.drain_changes()
+        out.ticks += [(pool, t, replica.ticks.get(t)) for t in sorted(ticks)]
+        out.pool_positions += [
+            (pool, k, replica.position(*k)) for k in sorted(keys) if k[0] == state.position_manager
+        ]
+    if batch.checkpoint and state.fee_tracker is not None:
+        # Uncollected fees move with every swap in range: value them at checkpoints, for the
+        # positions of pools that changed since the last one and those with own events.
+        due = set(state.fee_dirty)
+        for pool in state.dirty_pools:
+            due |= state.pool_tokens.get(pool, set())
+        for token_id in sorted(due):
+            pool = state.position_pools.get(token_id)
+            if pool is None or token_id not in state.fee_tracker.positions:
+                continue
+            fees = state.fee_tracker.uncollected(state.replicas[pool], token_id)
+            pid = position_id(state.chain_id, state.position_manager, token_id)
+            shard_input(shard_of(pid, state.shards)).fees[pid] = fees
+        state.dirty_pools.clear()
+        state.fee_dirty.clear()
+    out.pool_snapshots = [
+        state.pool_states[p].snapshot(p, state.replicas.get(p)) for p in sorted(changed_pools)
+    ]
     changed_prices: list[TokenPrice] = []
     if changed_pools or out.new_pools or anchors_changed:
         prices = route_prices(
@@ -420,6 +549,7 @@ class ShardState:
     # Positions changed since they were last valued, and owners they had before a transfer.
     unvalued: set[str] = field(default_factory=set)
     previous_owner: dict[str, str] = field(default_factory=dict)
+    fees: dict[str, tuple[int, int]] = field(default_factory=dict)
     aave: AaveShard = field(default_factory=AaveShard)
 
 
@@ -474,10 +604,22 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
             if pe.kind == "transfer":
                 state.previous_owner.setdefault(pe.position_id, found.owner)
             pos = apply_event(found, pe)
+        if pe.npm_fees is not None:
+            fees = pe.npm_fees
+            pos = dataclasses.replace(
+                pos,
+                fee_inside_last0=fees.fee_growth_inside0_last_x128,
+                fee_inside_last1=fees.fee_growth_inside1_last_x128,
+                tokens_owed0=fees.tokens_owed0,
+                tokens_owed1=fees.tokens_owed1,
+            )
         state.positions[pe.position_id] = pos
         state.updated_block[pe.position_id] = block.number
         out.versions.append(PositionVersion(pos, block, pe.log_index, pe.tx_hash, pe.kind))
         touched.add(pe.position_id)
+    for pid, owed in item.fees.items():
+        state.fees[pid] = owed
+        touched.add(pid)
     for pool in item.pools:
         touched |= state.pool_positions.get(pool, set())
     for token in item.prices:
@@ -493,6 +635,7 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
             state.pools.get(pos.pool),
             state.prices.get(pos.token0),
             state.prices.get(pos.token1),
+            state.fees.get(pid),
         )
         out.updates.append(
             PositionUpdate(
@@ -514,6 +657,7 @@ def _forget(state: ShardState, pos: UniswapPosition) -> None:
     """A burned NFT can never change again; drop it so memory tracks live positions only."""
     pid = pos.position_id
     state.positions.pop(pid, None)
+    state.fees.pop(pid, None)
     state.updated_block.pop(pid, None)
     state.pool_positions.get(pos.pool, set()).discard(pid)
     for token in (pos.token0, pos.token1):

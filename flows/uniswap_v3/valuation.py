@@ -26,7 +26,9 @@ def value_position(
     pool: PoolSnapshot | None,
     price0: TokenPrice | None,
     price1: TokenPrice | None,
+    uncollected: tuple[int, int] | None = None,
 ) -> PositionValue:
+    """Amounts, range, USD value (principal plus what collect would pay) and fee-free IL."""
     if pool is None or pool.sqrt_price_x96 == 0:
         return PositionValue(0, 0, False, 0, None, None, None, None, None, None)
     amount0, amount1 = position_amounts(
@@ -35,10 +37,18 @@ def value_position(
     v0, v1 = usd(amount0, pos.decimals0, price0), usd(amount1, pos.decimals1, price1)
     h0 = usd(pos.deposited0 - pos.withdrawn0, pos.decimals0, price0)
     h1 = usd(pos.deposited1 - pos.withdrawn1, pos.decimals1, price1)
-    value = None if v0 is None or v1 is None else v0 + v1
+    principal = None if v0 is None or v1 is None else v0 + v1
     hodl = None if h0 is None or h1 is None else h0 + h1
-    il = None if value is None or hodl is None else value - hodl
+    il = None if principal is None or hodl is None else principal - hodl
     il_pct = il / hodl if il is not None and hodl else None
+    owed_usd = None
+    if uncollected is not None:
+        f0, f1 = (
+            usd(uncollected[0], pos.decimals0, price0),
+            usd(uncollected[1], pos.decimals1, price1),
+        )
+        owed_usd = None if f0 is None or f1 is None else f0 + f1
+    value = principal if principal is None or owed_usd is None else principal + owed_usd
     return PositionValue(
         amount0=amount0,
         amount1=amount1,
@@ -50,6 +60,9 @@ def value_position(
         hodl_usd=hodl,
         il_usd=il,
         il_pct=il_pct,
+        uncollected0=None if uncollected is None else uncollected[0],
+        uncollected1=None if uncollected is None else uncollected[1],
+        uncollected_usd=owed_usd,
     )
 
 

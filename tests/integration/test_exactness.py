@@ -11,7 +11,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.conftest import Devnet
-from tests.support import LiveServer, Npm, block_number, live_server, minted_token_ids
+from tests.support import (
+    LiveServer,
+    Npm,
+    block_number,
+    collect_all,
+    live_server,
+    minted_token_ids,
+)
 
 
 def check_block(server: LiveServer, net: Devnet, npm: Npm, block: int, max_token: int) -> int:
@@ -42,6 +49,10 @@ def check_block(server: LiveServer, net: Devnet, npm: Npm, block: int, max_token
             assert (int(p["amount0"]), int(p["amount1"])) == expected, (
                 f"token {token_id} at block {block}"
             )
+            # Uncollected fees (and withdrawn principal) equal a static collect, to the wei.
+            assert (int(p["uncollected0"]), int(p["uncollected1"])) == collect_all(
+                npm, token_id, owner, block
+            ), f"fees of token {token_id} at block {block}"
             assert p["block_number"] == block
             checked += 1
     return checked
