@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,9 +28,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def devnet_with_history(target_logs: int) -> tuple[Anvil, Deployment, int]:
+def devnet_with_history(target_logs: int, *, aave: bool = False) -> tuple[Anvil, Deployment, int]:
+    """A fresh devnet (Uniswap V3 and Aave V3) with `target_logs` logs of history; with `aave`,
+    the history mixes Aave actions and feed updates into the Uniswap swaps and positions."""
     anvil = Anvil().start()
-    deployment = deploy(anvil.rpc_url)
-    logs = generate_history(anvil.rpc_url, deployment, target_logs)
-    print(f"# devnet history: {logs} logs", file=sys.stderr, flush=True)
+    try:
+        started = time.perf_counter()
+        deployment = deploy(anvil.rpc_url)
+        logs = generate_history(anvil.rpc_url, deployment, target_logs, aave=aave)
+    except BaseException:
+        anvil.stop()
+        raise
+    kind = "Uniswap and Aave" if aave else "Uniswap"
+    print(
+        f"# devnet history ({kind}): {logs} logs in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return anvil, deployment, logs

@@ -469,10 +469,13 @@ def is_in_emode_category(user_emode: int, asset_emode: int) -> bool:
     return user_emode != 0 and asset_emode == user_emode
 
 
+_NO_EMODE_CATEGORY = EModeCategory(ltv=0, liquidation_threshold=0)
+
+
 def _emode_for(user_emode: int, emode_categories: Mapping[int, EModeCategory]) -> EModeCategory:
     if user_emode == 0:
         # GenericLogic only reads the category when the user is in one; zeros otherwise.
-        return EModeCategory(ltv=0, liquidation_threshold=0)
+        return _NO_EMODE_CATEGORY
     try:
         return emode_categories[user_emode]
     except KeyError:

@@ -367,6 +367,15 @@ def normalized_indices(rate: ReserveRates, timestamp: int) -> tuple[int, int]:
     )
 
 
+@lru_cache(maxsize=256)
+def _categories(emode: tuple[tuple[int, EModeInfo], ...]) -> dict[int, am.EModeCategory]:
+    # v3.0.2 eMode categories may name their own price source; none of the markets defimon
+    # deploys does, and reading it would need that source's feed (left for later).
+    return {
+        c: am.EModeCategory(i.ltv, i.liquidation_threshold, i.liquidation_bonus) for c, i in emode
+    }
+
+
 def value_account(
     account: AaveAccount,
     reserves: dict[str, ReserveInfo],
@@ -404,12 +413,7 @@ def value_account(
                 debt=variable + stable,
             )
         )
-    # v3.0.2 eMode categories may name their own price source; none of the markets defimon
-    # deploys does, and reading it would need that source's feed (left for later).
-    categories = {
-        c: am.EModeCategory(i.ltv, i.liquidation_threshold, i.liquidation_bonus)
-        for c, i in emode.items()
-    }
+    categories = _categories(tuple(sorted(emode.items())))
     data = am.account_data(rows, user_emode=account.emode, emode_categories=categories)
     return AccountValue(
         data.total_collateral_base,
