@@ -8,6 +8,7 @@ equal to what the chain computes, to the wei. References:
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 MIN_TICK = -887272
@@ -44,6 +45,9 @@ _TICK_FACTORS = (
 )
 
 
+_TWO_OVER_LN_1_0001 = 2 / math.log(1.0001)
+
+
 class MathError(ArithmeticError):
     """An input outside the domain the contracts accept (they would revert)."""
 
@@ -72,8 +76,18 @@ def get_tick_at_sqrt_ratio(sqrt_price_x96: int) -> int:
     """The greatest tick whose ratio is <= the price (TickMath.getTickAtSqrtRatio)."""
     if not MIN_SQRT_RATIO <= sqrt_price_x96 < MAX_SQRT_RATIO:
         raise MathError(f"sqrtPriceX96 {sqrt_price_x96} out of range")
-    # Exact integer search instead of the contract's log2 approximation: same answer
-    # by definition (the contract's result satisfies exactly this predicate).
+    # The contract's answer is, by definition, the greatest tick whose ratio is <= the price.
+    # A float logarithm lands within a tick or two of it; exact checks settle it.
+    guess = math.floor(math.log(sqrt_price_x96 / Q96) * _TWO_OVER_LN_1_0001)
+    guess = max(MIN_TICK, min(MAX_TICK - 1, guess))
+    for _ in range(4):
+        if get_sqrt_ratio_at_tick(guess) > sqrt_price_x96:
+            guess -= 1
+        elif guess < MAX_TICK and get_sqrt_ratio_at_tick(guess + 1) <= sqrt_price_x96:
+            guess += 1
+        else:
+            return guess
+    # Never reached in practice; an exact binary search keeps the function total.
     lo, hi = MIN_TICK, MAX_TICK
     while lo < hi:
         mid = (lo + hi + 1) // 2
