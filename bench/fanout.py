@@ -551,9 +551,10 @@ def run_bytewax(
     """Each process its own interpreter (`python -m bench.fanout --process I ...`)."""
     directory = Path(tempfile.mkdtemp(prefix="defimon-fanout-"))
     addresses = ",".join(f"localhost:{free_port()}" for _ in range(processes))
+    children: list[subprocess.Popen[bytes]] = []
     try:
-        children = [
-            subprocess.Popen(
+        for index in range(processes):
+            child = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -568,8 +569,7 @@ def run_bytewax(
                     f"--progress={directory}",
                 ]
             )
-            for index in range(processes)
-        ]
+            children.append(child)
         for child in children:
             if child.wait(timeout=900) != 0:
                 raise RuntimeError(f"a flow process exited with {child.returncode}")
