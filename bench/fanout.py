@@ -38,6 +38,7 @@ from eth_utils import keccak
 
 from bench.common import emit, percentile
 from defimon.logs import configure
+from defimon.runtime import tune_gc
 from defimon.settings import Settings
 from devnet.anvil import free_port
 from flows.aave_v3 import events as ev
@@ -610,6 +611,7 @@ def _flow_process(args: argparse.Namespace) -> None:
 
 
 def run(accounts: int, shards: int, repeats: int, *, bytewax: bool) -> None:
+    tune_gc()  # as the runtime does
     run_pure(accounts, shards, repeats)
     if bytewax:
         for processes, workers_per_process in ((1, 1), (1, 2), (2, 1)):
