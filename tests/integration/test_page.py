@@ -34,8 +34,8 @@ WAIT_MS = 20_000
 @pytest.fixture
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("no chromium on PATH")
+    # `make test` installs Debian's chromium; without it this test must fail, never skip.
+    assert chromium is not None, "no chromium on PATH: run `make test` (it installs chromium)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
