@@ -10,13 +10,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from eth_utils import keccak
-
+from flows.abi import DecodeError
+from flows.abi import address as _address
+from flows.abi import bounded as _bounded
+from flows.abi import signed as _signed
+from flows.abi import topic as _topic
+from flows.abi import topics as _topics
+from flows.abi import words as _words
 from schemas.chain import RawLog
 
-
-def _topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
+__all__ = ["DecodeError", "decode"]
 
 
 class AaveRole(Enum):
@@ -118,10 +121,6 @@ _IGNORED_SIGNATURES: dict[AaveRole, tuple[str, ...]] = {
 IGNORED: dict[AaveRole, frozenset[str]] = {
     role: frozenset(_topic(s) for s in sigs) for role, sigs in _IGNORED_SIGNATURES.items()
 }
-
-
-class DecodeError(ValueError):
-    """An Aave or feed log that cannot be read; it goes to the dead letters."""
 
 
 class ReserveDataUpdated(NamedTuple):
@@ -242,40 +241,6 @@ Event = (
     | StableDebtChanged
 )
 
-_SIGN_BIT = 1 << 255
-
-
-def _words(log: RawLog, count: int, *, at_least: bool = False) -> list[int]:
-    data = log.data
-    size = (len(data) - 2) // 2
-    if not data.startswith("0x") or (size < 32 * count if at_least else size != 32 * count):
-        raise DecodeError(f"data is {max(size, 0)} bytes, expected {32 * count}")
-    try:
-        return [int(data[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
-    except ValueError as exc:
-        raise DecodeError(f"data is not hex: {exc}") from exc
-
-
-def _topics(log: RawLog, count: int) -> list[int]:
-    if len(log.topics) != count:
-        raise DecodeError(f"{len(log.topics)} topics, expected {count}")
-    try:
-        return [int(t, 16) for t in log.topics[1:]]
-    except ValueError as exc:
-        raise DecodeError(f"topic is not hex: {exc}") from exc
-
-
-def _address(word: int) -> str:
-    if word >> 160:
-        raise DecodeError("address word has high bits set")
-    return f"0x{word:040x}"
-
-
-def _small(word: int, bits: int, what: str) -> int:
-    if word >> bits:
-        raise DecodeError(f"{what} does not fit in {bits} bits")
-    return word
-
 
 def decode(role: AaveRole, log: RawLog) -> Event | None:
     """The event in `log`; None for a known event defimon ignores; DecodeError if unreadable."""
@@ -320,7 +285,7 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
         if t0 == USER_EMODE_SET:
             (user,) = _topics(log, 2)
             (category,) = _words(log, 1)
-            return UserEModeSet(_address(user), _small(category, 8, "categoryId"))
+            return UserEModeSet(_address(user), _bounded(category, 8, "categoryId"))
         if t0 == LIQUIDATION_CALL:
             collateral, debt, user = _topics(log, 4)
             to_cover, seized, liquidator, receive = _words(log, 4)
@@ -361,23 +326,23 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
             ltv, lt, bonus = _words(log, 3)
             return CollateralConfigurationChanged(
                 _address(asset),
-                _small(ltv, 16, "ltv"),
-                _small(lt, 16, "liquidationThreshold"),
-                _small(bonus, 16, "liquidationBonus"),
+                _bounded(ltv, 16, "ltv"),
+                _bounded(lt, 16, "liquidationThreshold"),
+                _bounded(bonus, 16, "liquidationBonus"),
             )
         if t0 == EMODE_ASSET_CATEGORY_CHANGED:
             (asset,) = _topics(log, 2)
             _old, new = _words(log, 2)
-            return EModeAssetCategoryChanged(_address(asset), _small(new, 8, "categoryId"))
+            return EModeAssetCategoryChanged(_address(asset), _bounded(new, 8, "categoryId"))
         if t0 == EMODE_CATEGORY_ADDED:
             (category,) = _topics(log, 2)
             # The label is a dynamic string after the head; only the head words are needed.
             ltv, lt, bonus, oracle = _words(log, 4, at_least=True)
             return EModeCategoryAdded(
-                _small(category, 8, "categoryId"),
-                _small(ltv, 16, "ltv"),
-                _small(lt, 16, "liquidationThreshold"),
-                _small(bonus, 16, "liquidationBonus"),
+                _bounded(category, 8, "categoryId"),
+                _bounded(ltv, 16, "ltv"),
+                _bounded(lt, 16, "liquidationThreshold"),
+                _bounded(bonus, 16, "liquidationBonus"),
                 _address(oracle),
             )
     elif role is AaveRole.ORACLE:
@@ -387,8 +352,7 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
     elif role is AaveRole.FEED and t0 == ANSWER_UPDATED:
         current, round_id = _topics(log, 3)
         (updated_at,) = _words(log, 1)
-        answer = current - (1 << 256) if current & _SIGN_BIT else current
-        return AnswerUpdated(answer, round_id, updated_at)
+        return AnswerUpdated(_signed(current), round_id, updated_at)
     if t0 in IGNORED[role]:
         return None
     raise DecodeError(f"unknown topic {t0} for a {role.value}")

@@ -12,13 +12,17 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from eth_utils import keccak
-
+from flows.abi import DecodeError
+from flows.abi import address as _address
+from flows.abi import bounded as _bounded
+from flows.abi import int24 as _int24
+from flows.abi import signed as _signed
+from flows.abi import topic as _topic
+from flows.abi import topics as _topics
+from flows.abi import words as _words
 from schemas.chain import RawLog
 
-
-def _topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
+__all__ = ["DecodeError", "decode"]
 
 
 class Role(Enum):
@@ -60,10 +64,6 @@ IGNORED: dict[Role, frozenset[str]] = {
         }
     ),
 }
-
-
-class DecodeError(ValueError):
-    """A log from a watched address that cannot be read; it goes to the dead letters."""
 
 
 class PoolCreated(NamedTuple):
@@ -143,52 +143,6 @@ Event = (
     | Collect
     | Transfer
 )
-
-_SIGN_BIT = 1 << 255
-_TWO_256 = 1 << 256
-
-
-def _words(log: RawLog, count: int) -> list[int]:
-    data = log.data
-    if len(data) != 2 + 64 * count or not data.startswith("0x"):
-        raise DecodeError(f"data is {max(len(data) - 2, 0) // 2} bytes, expected {32 * count}")
-    try:
-        raw = bytes.fromhex(data[2:])
-    except ValueError as exc:
-        raise DecodeError(f"data is not hex: {exc}") from exc
-    return [int.from_bytes(raw[i : i + 32], "big") for i in range(0, 32 * count, 32)]
-
-
-def _topics(log: RawLog, count: int) -> list[int]:
-    if len(log.topics) != count:
-        raise DecodeError(f"{len(log.topics)} topics, expected {count}")
-    try:
-        return [int(t, 16) for t in log.topics[1:]]
-    except ValueError as exc:
-        raise DecodeError(f"topic is not hex: {exc}") from exc
-
-
-def _signed(word: int) -> int:
-    return word - _TWO_256 if word & _SIGN_BIT else word
-
-
-def _address(word: int) -> str:
-    if word >> 160:
-        raise DecodeError("address word has high bits set")
-    return f"0x{word:040x}"
-
-
-def _bounded(word: int, bits: int, what: str) -> int:
-    if word >> bits:
-        raise DecodeError(f"{what} does not fit in {bits} bits")
-    return word
-
-
-def _int24(word: int, what: str) -> int:
-    value = _signed(word)
-    if not -(1 << 23) <= value < (1 << 23):
-        raise DecodeError(f"{what} does not fit in int24")
-    return value
 
 
 def decode(role: Role, log: RawLog) -> Event | None:

@@ -33,8 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from eth_utils import keccak
-
+from flows.abi import address as _address
+from flows.abi import bounded as _bounded
+from flows.abi import int24 as _int24
+from flows.abi import topic as _topic
+from flows.abi import topics as _topics
+from flows.abi import words as _words
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.math import (
     MAX_SQRT_RATIO,
@@ -115,10 +119,6 @@ class CollectProtocol(NamedTuple):
     amount1: int
 
 
-def _topic(signature: str) -> str:
-    return "0x" + keccak(text=signature).hex()
-
-
 FLASH = _topic("Flash(address,address,uint256,uint256,uint256,uint256)")
 SET_FEE_PROTOCOL = _topic("SetFeeProtocol(uint8,uint8,uint8,uint8)")
 POOL_COLLECT = _topic("Collect(address,address,int24,int24,uint128,uint128)")
@@ -136,44 +136,6 @@ PoolEvent = (
 )
 
 
-def _data_words(log: RawLog, count: int) -> list[int]:
-    data = log.data
-    if len(data) != 2 + 64 * count or not data.startswith("0x"):
-        raise ev.DecodeError(f"data is {max(len(data) - 2, 0) // 2} bytes, expected {32 * count}")
-    try:
-        return [int(data[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
-    except ValueError as exc:
-        raise ev.DecodeError(f"data is not hex: {exc}") from exc
-
-
-def _topic_words(log: RawLog, count: int) -> list[int]:
-    if len(log.topics) != count:
-        raise ev.DecodeError(f"{len(log.topics)} topics, expected {count}")
-    try:
-        return [int(t, 16) for t in log.topics[1:]]
-    except ValueError as exc:
-        raise ev.DecodeError(f"topic is not hex: {exc}") from exc
-
-
-def _address(word: int) -> str:
-    if word >> 160:
-        raise ev.DecodeError("address word has high bits set")
-    return f"0x{word:040x}"
-
-
-def _uint(word: int, bits: int, what: str) -> int:
-    if word >> bits:
-        raise ev.DecodeError(f"{what} does not fit in {bits} bits")
-    return word
-
-
-def _int24(word: int, what: str) -> int:
-    value = word - UINT256 if word >> 255 else word
-    if not -(1 << 23) <= value < (1 << 23):
-        raise ev.DecodeError(f"{what} does not fit in int24")
-    return value
-
-
 def decode_pool_extra(log: RawLog) -> Flash | SetFeeProtocol | PoolCollect | CollectProtocol | None:
     """Flash, SetFeeProtocol, the pool's Collect and CollectProtocol; None for another topic.
 
@@ -183,32 +145,32 @@ def decode_pool_extra(log: RawLog) -> Flash | SetFeeProtocol | PoolCollect | Col
         raise ev.DecodeError("anonymous log (no topics)")
     topic0 = log.topics[0]
     if topic0 == FLASH:
-        sender, recipient = _topic_words(log, 3)
-        a0, a1, paid0, paid1 = _data_words(log, 4)
+        sender, recipient = _topics(log, 3)
+        a0, a1, paid0, paid1 = _words(log, 4)
         return Flash(_address(sender), _address(recipient), a0, a1, paid0, paid1)
     if topic0 == SET_FEE_PROTOCOL:
-        _topic_words(log, 1)
-        words = [_uint(w, 8, "feeProtocol") for w in _data_words(log, 4)]
+        _topics(log, 1)
+        words = [_bounded(w, 8, "feeProtocol") for w in _words(log, 4)]
         return SetFeeProtocol(*words)
     if topic0 == POOL_COLLECT:
-        owner, lower, upper = _topic_words(log, 4)
-        recipient, a0, a1 = _data_words(log, 3)
+        owner, lower, upper = _topics(log, 4)
+        recipient, a0, a1 = _words(log, 3)
         return PoolCollect(
             _address(owner),
             _address(recipient),
             _int24(lower, "tickLower"),
             _int24(upper, "tickUpper"),
-            _uint(a0, 128, "amount0"),
-            _uint(a1, 128, "amount1"),
+            _bounded(a0, 128, "amount0"),
+            _bounded(a1, 128, "amount1"),
         )
     if topic0 == COLLECT_PROTOCOL:
-        sender, recipient = _topic_words(log, 3)
-        a0, a1 = _data_words(log, 2)
+        sender, recipient = _topics(log, 3)
+        a0, a1 = _words(log, 2)
         return CollectProtocol(
             _address(sender),
             _address(recipient),
-            _uint(a0, 128, "amount0"),
-            _uint(a1, 128, "amount1"),
+            _bounded(a0, 128, "amount0"),
+            _bounded(a1, 128, "amount1"),
         )
     return None
 
