@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from defimon.store import Store
@@ -179,6 +179,15 @@ class Queries:
         if as_of.timestamp is not None:
             return as_of.timestamp
         return self._block_time(as_of.chain_id, as_of.number) if self._block_time else None
+
+    def time_of(self, chain_id: int, at: int | datetime | None) -> datetime | None:
+        """A point given as a block number or a time, as a time."""
+        if at is None or isinstance(at, datetime):
+            return at
+        ts = self.timestamp(self.resolve_at(chain_id, at, None))
+        if ts is None:
+            raise NotFound(f"the time of block {at} is not known")
+        return datetime.fromtimestamp(ts, UTC)
 
     def lending(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         """The owner's Aave accounts at the block, valued as getUserAccountData would."""
@@ -448,6 +457,45 @@ class Queries:
             "next_cursor": next_cursor,
         }
 
+    # Windows ---------------------------------------------------------------------------------
+
+    def subject_exists(self, chain_id: int, subject_id: str) -> bool:
+        found = self.store.scalar(
+            "SELECT (SELECT count() FROM defimon.position_versions "
+            "        WHERE chain_id = {chain:UInt64} AND position_id = {id:String}) + "
+            "       (SELECT count() FROM defimon.account_versions "
+            "        WHERE chain_id = {chain:UInt64} AND account_id = {id:String})",
+            {"chain": chain_id, "id": subject_id},
+        )
+        return bool(found)
+
+    def windows(
+        self,
+        chain_id: int,
+        subject_id: str,
+        window: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Closed windows of one position or account whose start lies in [start, end)."""
+        rows = self.store.dicts(
+            "SELECT * FROM defimon.position_windows FINAL "
+            "WHERE chain_id = {chain:UInt64} AND subject_id = {id:String} "
+            "AND window = {window:String} "
+            "AND window_start >= {start:DateTime('UTC')} AND window_start < {end:DateTime('UTC')} "
+            "ORDER BY window_start LIMIT {limit:UInt32}",
+            {
+                "chain": chain_id,
+                "id": subject_id,
+                "window": window,
+                "start": start or datetime.fromtimestamp(0, UTC),
+                "end": end or datetime(2106, 1, 1, tzinfo=UTC),
+                "limit": limit,
+            },
+        )
+        return [_window(r) for r in rows]
+
     def dead_letters(self, chain_id: int, limit: int = 100) -> list[dict[str, Any]]:
         return self.store.dicts(
             "SELECT block_number, log_index, tx_hash, address, topics, data, stage, reason "
@@ -455,6 +503,36 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+def _ohlc(row: dict[str, Any], prefix: str) -> dict[str, float | None]:
+    return {k: row[f"{prefix}_{k}"] for k in ("open", "high", "low", "close")}
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _window(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored window in the stream's wire format (flows.windows.window_json)."""
+    fees0, fees1 = row["fees_earned0"], row["fees_earned1"]
+    return {
+        "id": row["subject_id"],
+        "protocol": row["protocol"],
+        "chain_id": row["chain_id"],
+        "owner": row["owner"],
+        "window": row["window"],
+        "start": _iso(row["window_start"]),
+        "end": _iso(row["window_end"]),
+        "value_usd": _ohlc(row, "value"),
+        "il_usd": _ohlc(row, "il"),
+        "health_factor": _ohlc(row, "hf"),
+        "fees_earned0": None if fees0 is None else str(fees0),
+        "fees_earned1": None if fees1 is None else str(fees1),
+        "fees_earned_usd": row["fees_earned_usd"],
+        "close_block": row["close_block"],
+        "close_block_hash": row["close_block_hash"],
+    }
 
 
 def _position(row: dict[str, Any]) -> UniswapPosition:

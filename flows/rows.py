@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flows.uniswap_v3.state import MarketOutput, ShardOutput
+from flows.windows import WindowRow
 from schemas.chain import BlockBatch
 from schemas.positions import PROTOCOL_UNISWAP_V3
 
@@ -228,6 +229,33 @@ COLUMNS.update(
             "stable_rate",
             "stable_updated",
             "collateral",
+            "version",
+        ),
+        "defimon.position_windows": (
+            "chain_id",
+            "subject_id",
+            "protocol",
+            "owner",
+            "window",
+            "window_start",
+            "window_end",
+            "value_open",
+            "value_high",
+            "value_low",
+            "value_close",
+            "il_open",
+            "il_high",
+            "il_low",
+            "il_close",
+            "hf_open",
+            "hf_high",
+            "hf_low",
+            "hf_close",
+            "fees_earned0",
+            "fees_earned1",
+            "fees_earned_usd",
+            "close_block",
+            "close_block_hash",
             "version",
         ),
         "defimon.liquidations": (
@@ -558,10 +586,41 @@ def shard_rows(out: ShardOutput) -> SinkBatch:
                 version,
             )
         )
-    return SinkBatch(
-        b.chain_id,
-        b.number,
-        out.live,
-        {"defimon.position_versions": rows, "defimon.account_versions": accounts},
-        shard=out.shard,
+    tables: dict[str, list[Row]] = {
+        "defimon.position_versions": rows,
+        "defimon.account_versions": accounts,
+    }
+    if out.windows:
+        tables["defimon.position_windows"] = [_window_row(w, version) for w in out.windows]
+    return SinkBatch(b.chain_id, b.number, out.live, tables, shard=out.shard)
+
+
+def _window_row(w: WindowRow, version: int) -> Row:
+    s = w.subject
+    return (
+        s.chain_id,
+        s.subject_id,
+        s.protocol,
+        s.owner,
+        w.window,
+        _time(w.start),
+        _time(w.end),
+        w.value.open,
+        w.value.high,
+        w.value.low,
+        w.value.close,
+        w.il.open,
+        w.il.high,
+        w.il.low,
+        w.il.close,
+        w.health_factor.open,
+        w.health_factor.high,
+        w.health_factor.low,
+        w.health_factor.close,
+        w.fees0,
+        w.fees1,
+        w.fees_usd,
+        w.close_block.number,
+        w.close_block.hash,
+        version,
     )

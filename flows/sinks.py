@@ -20,6 +20,7 @@ from defimon.store import Store
 from flows.aave_v3.state import AccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
 from flows.uniswap_v3.state import PositionUpdate, ShardOutput
+from flows.windows import window_json
 from schemas.lending import account_json
 from schemas.positions import position_json
 from schemas.stream import BusEvent
@@ -136,6 +137,23 @@ def account_events(updates: Iterable[AccountUpdate]) -> list[BusEvent]:
     ]
 
 
+def window_events(item: ShardOutput) -> list[BusEvent]:
+    """A `window` event per window the block closed."""
+    now, b = time.time(), item.block
+    return [
+        BusEvent(
+            kind="window",
+            chain_id=b.chain_id,
+            block_number=b.number,
+            block_hash=b.hash,
+            data=window_json(w),
+            owners=(w.subject.owner,),
+            produced_at=now,
+        )
+        for w in item.windows
+    ]
+
+
 def bus_events(updates: Iterable[PositionUpdate]) -> list[BusEvent]:
     """A `position` event per position update (pure but for the wall-clock stamp)."""
     now = time.time()
@@ -188,6 +206,10 @@ class _BusPartition(StatelessSinkPartition[ShardOutput]):
                     self._bus.publish(bus_events(item.updates))
                 if item.account_updates:
                     self._bus.publish(account_events(item.account_updates))
+                # Windows closed during a backfill are history: the store has them, and
+                # the stream carries the live ones.
+                if item.windows:
+                    self._bus.publish(window_events(item))
             else:
                 for update in item.updates:
                     self._pending[update.position.position_id] = update

@@ -112,6 +112,38 @@ class PortfolioOut(BaseModel):
     lending: list[AccountOut]
 
 
+class OhlcOut(BaseModel):
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+
+
+class WindowOut(BaseModel):
+    id: str = Field(description="Position or lending account id")
+    protocol: str
+    chain_id: int
+    owner: str
+    window: str = Field(description="1m, 1h or 1d")
+    start: str = Field(description="Window start (inclusive), ISO-8601 UTC")
+    end: str = Field(description="Window end (exclusive), ISO-8601 UTC")
+    value_usd: OhlcOut
+    il_usd: OhlcOut = Field(description="Impermanent loss against holding (LP positions)")
+    health_factor: OhlcOut = Field(description="Lending accounts; null without debt")
+    fees_earned0: str | None = Field(description="LP fees earned in the window, raw token0")
+    fees_earned1: str | None = Field(description="LP fees earned in the window, raw token1")
+    fees_earned_usd: float | None = Field(description="At the window's closing prices")
+    close_block: int = Field(description="The last block of the window: what was observed")
+    close_block_hash: str
+
+
+class HistoryOut(BaseModel):
+    id: str
+    window: str
+    windows: list[WindowOut]
+    truncated: bool = Field(description="More windows match; narrow from/to or raise limit")
+
+
 class PositionsPage(BaseModel):
     as_of: AsOfOut
     positions: list[PositionOut]

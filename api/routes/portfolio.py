@@ -5,8 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.deps import AtParam, ChainParam, QueriesDep, RuntimeDep, address, chain_for, parse_at
-from schemas.api import ErrorOut, PortfolioOut, PositionsPage
-from schemas.errors import InvalidInput
+from flows.windows import WINDOW_SECONDS
+from schemas.api import ErrorOut, HistoryOut, PortfolioOut, PositionsPage
+from schemas.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/v1", tags=["positions"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -57,3 +58,46 @@ def positions(
         limit=limit,
         cursor=cursor,
     )
+
+
+@router.get("/positions/{position_id}/history", response_model=HistoryOut, responses=ERRORS)
+def history(
+    position_id: Annotated[
+        str,
+        Path(
+            description="A position id (chain_id:position_manager:token_id) or a lending "
+            "account id, as the portfolio gives them",
+            max_length=200,
+        ),
+    ],
+    queries: QueriesDep,
+    window: Annotated[str, Query(description="1m, 1h or 1d")] = "1h",
+    from_: Annotated[
+        str | None,
+        Query(alias="from", max_length=64, description="ISO-8601 time or block number"),
+    ] = None,
+    to: Annotated[
+        str | None, Query(max_length=64, description="ISO-8601 time or block number")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    """Closed windows of a position or lending account: open, high, low and close of its USD
+    value, IL and health factor, and the fees it earned, for windows starting in [from, to)."""
+    if window not in WINDOW_SECONDS:
+        raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
+    chain_text = position_id.split(":", 1)[0]
+    if not chain_text.isdigit():
+        raise InvalidInput(f"{position_id!r} is not a position or account id")
+    chain = int(chain_text)
+    start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput("from must be before to")
+    if not queries.subject_exists(chain, position_id):
+        raise NotFound(f"no position or account {position_id!r}")
+    rows = queries.windows(chain, position_id, window, start, end, limit + 1)
+    return {
+        "id": position_id,
+        "window": window,
+        "windows": rows[:limit],
+        "truncated": len(rows) > limit,
+    }

@@ -18,8 +18,10 @@ from functools import lru_cache
 
 from flows.aave_v3 import events as ev
 from flows.aave_v3 import math as am
+from flows.windows import Observation, Subject, WindowBook
 from schemas.chain import RawLog, TokenInfo
 from schemas.lending import (
+    BASE_UNIT,
     AaveAccount,
     AccountReserveState,
     AccountValue,
@@ -28,6 +30,7 @@ from schemas.lending import (
     ReserveInfo,
     ReserveRates,
     ReserveValue,
+    health_factor_float,
 )
 from schemas.positions import BlockRef
 
@@ -325,6 +328,8 @@ class AaveShard:
     emode: dict[int, EModeInfo] = field(default_factory=dict)
     asset_accounts: dict[str, set[str]] = field(default_factory=dict)
     unvalued: set[str] = field(default_factory=set)
+    # Accounts whose inputs changed since the last window boundary (flows.windows).
+    window_dirty: set[str] = field(default_factory=set)
 
 
 def apply_account_event(account: AaveAccount, e: AccountEvent) -> AaveAccount:
@@ -451,6 +456,7 @@ def shard_step(
     state.prices.update(item.prices)
     state.emode.update(item.emode)
     versions: list[AccountVersion] = []
+    changed: set[str] = set()
     for e in item.events:
         aid = account_id(chain_id, pool, e.user)
         account = state.accounts.get(aid) or AaveAccount(chain_id, pool, e.user, aid, 0, {})
@@ -460,11 +466,13 @@ def shard_step(
         if e.asset:
             state.asset_accounts.setdefault(e.asset, set()).add(aid)
         versions.append(AccountVersion(account, e.asset, block, e.log_index, e.tx_hash, e.kind))
-        state.unvalued.add(aid)
+        changed.add(aid)
     for asset in set(item.rates) | set(item.prices) | set(item.reserves):
-        state.unvalued |= state.asset_accounts.get(asset, set())
+        changed |= state.asset_accounts.get(asset, set())
     if item.emode:
-        state.unvalued |= {a for a, acc in state.accounts.items() if acc.emode}
+        changed |= {a for a, acc in state.accounts.items() if acc.emode}
+    state.unvalued |= changed
+    state.window_dirty |= changed
     updates: list[AccountUpdate] = []
     if not checkpoint:
         return versions, updates
@@ -479,3 +487,44 @@ def shard_step(
         )
     state.unvalued.clear()
     return versions, updates
+
+
+def holds_anything(account: AaveAccount) -> bool:
+    return any(
+        r.scaled_supply or r.scaled_variable_debt or r.stable_principal
+        for r in account.reserves.values()
+    )
+
+
+def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[str]:
+    """Observe, for the windows, every account that holds something, at the boundary's time.
+
+    Unlike an LP position, an account changes with time alone (interest), so every account
+    in the book is revalued, not only those whose inputs changed: a window's close is then
+    what `getUserAccountData` said at the window's last block. An account that holds nothing
+    leaves the book (closing its windows) and comes back with its next supply; one never seen
+    holding anything is not observed at all.
+    """
+    observed: set[str] = set()
+    in_book = {aid for aid in book.subjects if aid in state.accounts}
+    for aid in sorted(state.window_dirty | in_book):
+        account = state.accounts.get(aid)
+        if account is None:
+            continue
+        held = holds_anything(account)
+        if not held and aid not in book.subjects:
+            continue
+        value = value_account(
+            account, state.reserves, state.rates, state.prices, state.emode, timestamp
+        )
+        book.observe(
+            Subject(account.chain_id, aid, account.protocol, account.user),
+            Observation(
+                value_usd=(value.total_collateral_base - value.total_debt_base) / BASE_UNIT,
+                health_factor=health_factor_float(value.health_factor),
+                final=not held,
+            ),
+        )
+        observed.add(aid)
+    state.window_dirty.clear()
+    return observed

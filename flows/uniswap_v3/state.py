@@ -29,6 +29,7 @@ from flows.aave_v3.state import (
     AaveShardInput,
     AccountUpdate,
     AccountVersion,
+    observe_accounts,
 )
 from flows.aave_v3.state import shard_step as aave_shard_step
 from flows.uniswap_v3 import events as ev
@@ -43,6 +44,14 @@ from flows.uniswap_v3.replica import (
     decode_pool_extra,
 )
 from flows.uniswap_v3.valuation import route_prices, value_position
+from flows.windows import (
+    Observation,
+    Subject,
+    WindowBook,
+    WindowBoundary,
+    WindowRow,
+    crosses_boundary,
+)
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.positions import (
     BlockRef,
@@ -132,6 +141,9 @@ class ShardInput:
     # position id -> what a static collect(max, max) returns now (fees and owed principal)
     fees: dict[str, tuple[int, int]] = field(default_factory=dict)
     aave: AaveShardInput | None = None
+    # A minute ended before this block: observe as of the last block, with these fees.
+    boundary: WindowBoundary | None = None
+    boundary_fees: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -184,6 +196,9 @@ class MarketState:
     fee_dirty: set[int] = field(default_factory=set)
     aave: AaveMarket | None = None
     last_block: int = -1
+    # The last block with logs: window boundaries are crossed between such blocks only, so a
+    # backfill (which never sees empty blocks) and a live run cross the same ones.
+    window_block: BlockRef | None = None
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -264,6 +279,23 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     touched_pools: set[str] = set()
     pending: _PendingMint | None = None
 
+    def shard_input(shard: int) -> ShardInput:
+        item = out.shard_inputs.get(shard)
+        if item is None:
+            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard, batch.checkpoint)
+        return item
+
+    if batch.logs:
+        # Windows: a new minute began. Every shard observes its subjects as of the last block,
+        # before this block changes anything, so fees are settled first.
+        boundary = crosses_boundary(state.window_block, block.timestamp)
+        if boundary is not None:
+            for shard in state.active_shards:
+                shard_input(shard).boundary = boundary
+            for pid, fees in _settle_fees(state).items():
+                shard_input(shard_of(pid, state.shards)).boundary_fees[pid] = fees
+        state.window_block = block
+
     # Aave first: it depends on nothing here, and its oracle answers anchor the USD prices.
     anchors_changed = False
     if state.aave is not None:
@@ -278,15 +310,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             )
             anchors_changed = True
         for shard, aave_item in route.items():
-            out.shard_inputs[shard] = ShardInput(
-                block, batch.live, shard, batch.checkpoint, aave=aave_item
-            )
-
-    def shard_input(shard: int) -> ShardInput:
-        item = out.shard_inputs.get(shard)
-        if item is None:
-            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard, batch.checkpoint)
-        return item
+            shard_input(shard).aave = aave_item
 
     for log in batch.logs:
         role = state.role_of(log.address)
@@ -436,21 +460,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         out.pool_positions += [
             (pool, k, replica.position(*k)) for k in sorted(keys) if k[0] == state.position_manager
         ]
-    if batch.checkpoint and state.fee_tracker is not None:
-        # Uncollected fees move with every swap in range: value them at checkpoints, for the
-        # positions of pools that changed since the last one and those with own events.
-        due = set(state.fee_dirty)
-        for pool in state.dirty_pools:
-            due |= state.pool_tokens.get(pool, set())
-        for token_id in sorted(due):
-            pool = state.position_pools.get(token_id)
-            if pool is None or token_id not in state.fee_tracker.positions:
-                continue
-            fees = state.fee_tracker.uncollected(state.replicas[pool], token_id)
-            pid = position_id(state.chain_id, state.position_manager, token_id)
+    if batch.checkpoint:
+        for pid, fees in _settle_fees(state).items():
             shard_input(shard_of(pid, state.shards)).fees[pid] = fees
-        state.dirty_pools.clear()
-        state.fee_dirty.clear()
     out.pool_snapshots = [
         state.pool_states[p].snapshot(p, state.replicas.get(p)) for p in sorted(changed_pools)
     ]
@@ -503,6 +515,31 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     return state, out
 
 
+def _settle_fees(state: MarketState) -> dict[str, tuple[int, int]]:
+    """What a static collect returns now, for every position whose fees may have moved since
+    the last settlement: those in pools that changed and those with own events.
+
+    Uncollected fees move with every swap in range, so they are settled at checkpoints and
+    window boundaries only, not after every log.
+    """
+    settled: dict[str, tuple[int, int]] = {}
+    due = set(state.fee_dirty)
+    for dirty in state.dirty_pools:
+        due |= state.pool_tokens.get(dirty, set())
+    state.dirty_pools.clear()
+    state.fee_dirty.clear()
+    tracker = state.fee_tracker
+    if tracker is None:
+        return settled
+    for token_id in sorted(due):
+        pool = state.position_pools.get(token_id)
+        if pool is None or token_id not in tracker.positions:
+            continue
+        pid = position_id(state.chain_id, state.position_manager, token_id)
+        settled[pid] = tracker.uncollected(state.replicas[pool], token_id)
+    return settled
+
+
 # ---------------------------------------------------------------------------------------------
 # Stage 2: position shards
 
@@ -536,6 +573,7 @@ class ShardOutput:
     updates: list[PositionUpdate]
     account_versions: list[AccountVersion] = field(default_factory=list)
     account_updates: list[AccountUpdate] = field(default_factory=list)
+    windows: list[WindowRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -551,6 +589,9 @@ class ShardState:
     previous_owner: dict[str, str] = field(default_factory=dict)
     fees: dict[str, tuple[int, int]] = field(default_factory=dict)
     aave: AaveShard = field(default_factory=AaveShard)
+    # Positions whose inputs changed since the last window boundary, and the open windows.
+    window_dirty: set[str] = field(default_factory=set)
+    windows: WindowBook = field(default_factory=WindowBook)
 
 
 def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
@@ -584,13 +625,16 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
     state = state or ShardState()
     block = item.block
     out = ShardOutput(block, item.live, item.shard, [], [])
+    if item.boundary is not None:
+        # Before this block changes anything: the boundary observes the previous block's state.
+        out.windows = close_windows(state, item.boundary, item.boundary_fees)
     if item.aave is not None or (item.checkpoint and state.aave.unvalued):
         out.account_versions, out.account_updates = aave_shard_step(
             state.aave, item.aave or AaveShardInput(), block, item.checkpoint
         )
     state.pools.update(item.pools)
     state.prices.update(item.prices)
-    touched = state.unvalued
+    changed: set[str] = set()
     for pe in item.events:
         if pe.created is not None:
             pos = pe.created
@@ -616,49 +660,111 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
         state.positions[pe.position_id] = pos
         state.updated_block[pe.position_id] = block.number
         out.versions.append(PositionVersion(pos, block, pe.log_index, pe.tx_hash, pe.kind))
-        touched.add(pe.position_id)
+        changed.add(pe.position_id)
+        if pos.burned:
+            _unindex(state, pos)
     for pid, owed in item.fees.items():
         state.fees[pid] = owed
-        touched.add(pid)
+        changed.add(pid)
     for pool in item.pools:
-        touched |= state.pool_positions.get(pool, set())
+        changed |= state.pool_positions.get(pool, set())
     for token in item.prices:
-        touched |= state.token_positions.get(token, set())
+        changed |= state.token_positions.get(token, set())
+    state.unvalued |= changed
+    state.window_dirty |= changed
     if not item.checkpoint:
         # Backfill: the stream keeps only each position's latest state per batch anyway, so
         # value what changed once, at the batch's last block, not at every block.
         return state, out
-    for pid in sorted(touched):
+    burned = []
+    for pid in sorted(state.unvalued):
         pos = state.positions[pid]
-        value = value_position(
-            pos,
-            state.pools.get(pos.pool),
-            state.prices.get(pos.token0),
-            state.prices.get(pos.token1),
-            state.fees.get(pid),
-        )
         out.updates.append(
             PositionUpdate(
                 pos,
-                value,
+                _value(state, pos),
                 block,
                 state.previous_owner.get(pid),
                 state.updated_block.get(pid, block.number),
             )
         )
         if pos.burned:
-            _forget(state, pos)
-    touched.clear()
+            burned.append(pid)
+    state.unvalued.clear()
     state.previous_owner.clear()
+    for pid in burned:
+        _forget(state, pid)
     return state, out
 
 
-def _forget(state: ShardState, pos: UniswapPosition) -> None:
-    """A burned NFT can never change again; drop it so memory tracks live positions only."""
+def _value(state: ShardState, pos: UniswapPosition) -> PositionValue:
+    # A burned NFT owes nothing: the manager burns only cleared positions, and a fee figure
+    # settled before its last collect would be stale.
+    fees = (0, 0) if pos.burned else state.fees.get(pos.position_id)
+    return value_position(
+        pos,
+        state.pools.get(pos.pool),
+        state.prices.get(pos.token0),
+        state.prices.get(pos.token1),
+        fees,
+    )
+
+
+def close_windows(
+    state: ShardState, boundary: WindowBoundary, fees: dict[str, tuple[int, int]]
+) -> list[WindowRow]:
+    """Observe every changed position and account as of the boundary's last block, then
+    close the windows that ended."""
+    for pid, owed in fees.items():
+        state.fees[pid] = owed
+        state.unvalued.add(pid)
+        state.window_dirty.add(pid)
+    observed: set[str] = set()
+    burned = []
+    for pid in sorted(state.window_dirty):
+        pos = state.positions.get(pid)
+        if pos is None:
+            continue
+        value = _value(state, pos)
+        fees_now = (0, 0) if pos.burned else state.fees.get(pid)
+        state.windows.observe(
+            Subject(pos.chain_id, pid, pos.protocol, pos.owner),
+            Observation(
+                value_usd=value.value_usd,
+                il_usd=value.il_usd,
+                fees0=None if fees_now is None else pos.collected0 + fees_now[0] - pos.withdrawn0,
+                fees1=None if fees_now is None else pos.collected1 + fees_now[1] - pos.withdrawn1,
+                price0_usd=value.price0_usd,
+                price1_usd=value.price1_usd,
+                decimals0=pos.decimals0,
+                decimals1=pos.decimals1,
+                final=pos.burned,
+            ),
+        )
+        observed.add(pid)
+        if pos.burned:
+            burned.append(pid)
+    state.window_dirty.clear()
+    observed |= observe_accounts(state.aave, state.windows, boundary.last_block.timestamp)
+    rows = state.windows.close(boundary, observed)
+    for pid in burned:
+        _forget(state, pid)
+    return rows
+
+
+def _unindex(state: ShardState, pos: UniswapPosition) -> None:
+    """A burned NFT can never change again: stop routing pool and price changes to it."""
     pid = pos.position_id
-    state.positions.pop(pid, None)
     state.fees.pop(pid, None)
-    state.updated_block.pop(pid, None)
     state.pool_positions.get(pos.pool, set()).discard(pid)
     for token in (pos.token0, pos.token1):
         state.token_positions.get(token, set()).discard(pid)
+
+
+def _forget(state: ShardState, pid: str) -> None:
+    """Drop a burned position once both its last update and its last windows are out, so
+    memory tracks live positions only."""
+    if pid in state.unvalued or pid in state.window_dirty:
+        return
+    state.positions.pop(pid, None)
+    state.updated_block.pop(pid, None)
