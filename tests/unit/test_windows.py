@@ -131,12 +131,15 @@ def test_a_gap_closes_the_last_window_and_the_next_starts_at_the_new_minute() ->
 
 def test_fees_earned_are_the_growth_of_lifetime_fees_valued_at_the_close() -> None:
     book = WindowBook()
-    prices = {"price0_usd": 2.0, "price1_usd": 1.0, "decimals0": 18, "decimals1": 6}
-    book.observe(LP, Observation(value_usd=1.0, fees0=10**18, fees1=5 * 10**6, **prices))
+
+    def at(fees0: int, fees1: int) -> Observation:
+        return Observation(1.0, None, None, fees0, fees1, 2.0, 1.0, 18, 6)
+
+    book.observe(LP, at(10**18, 5 * 10**6))
     (first,) = by(book.close(boundary(1, T0 + 10, T0 + 60), {LP.subject_id}), "1m")
     # A subject's first window counts from zero: those fees were earned since it appeared.
     assert (first.fees0, first.fees1, first.fees_usd) == (10**18, 5 * 10**6, 7.0)
-    book.observe(LP, Observation(value_usd=1.0, fees0=3 * 10**18, fees1=5 * 10**6, **prices))
+    book.observe(LP, at(3 * 10**18, 5 * 10**6))
     (second,) = by(book.close(boundary(2, T0 + 70, T0 + 120), {LP.subject_id}), "1m")
     assert (second.fees0, second.fees1, second.fees_usd) == (2 * 10**18, 0, 4.0)
 
