@@ -10,6 +10,7 @@ from api.hub import Hub
 from api.queries import Queries, parse_at
 from defimon.runtime import Runtime
 from schemas.errors import InvalidInput
+from schemas.filters import Filter
 from schemas.hexutil import normalize_address
 
 
@@ -46,6 +47,42 @@ ChainParam = Annotated[
 ]
 
 
+def get_filter(
+    protocol: Annotated[
+        list[str] | None, Query(description="uniswap_v3, aave_v3 (repeatable: any of)")
+    ] = None,
+    chain_id: Annotated[list[str] | None, Query(description="Chain ids (repeatable)")] = None,
+    owner: Annotated[list[str] | None, Query(description="Wallets (repeatable)")] = None,
+    pool: Annotated[list[str] | None, Query(description="Uniswap pools (repeatable)")] = None,
+    token: Annotated[
+        list[str] | None, Query(description="Holding this token: LP side or reserve")
+    ] = None,
+    min_value_usd: Annotated[str | None, Query(max_length=40)] = None,
+    max_value_usd: Annotated[str | None, Query(max_length=40)] = None,
+    min_health_factor: Annotated[
+        str | None, Query(max_length=40, description="Lending accounts; no debt is infinite")
+    ] = None,
+    max_health_factor: Annotated[str | None, Query(max_length=40)] = None,
+    min_il_usd: Annotated[
+        str | None, Query(max_length=40, description="IL against holding, USD (negative: loss)")
+    ] = None,
+    max_il_usd: Annotated[str | None, Query(max_length=40)] = None,
+    min_il_pct: Annotated[str | None, Query(max_length=40)] = None,
+    max_il_pct: Annotated[str | None, Query(max_length=40)] = None,
+    min_debt_usd: Annotated[str | None, Query(max_length=40)] = None,
+    max_debt_usd: Annotated[str | None, Query(max_length=40)] = None,
+    in_range: Annotated[
+        str | None, Query(max_length=8, description="true or false (LP positions)")
+    ] = None,
+) -> Filter:
+    """The filter grammar (schemas.filters) from query parameters."""
+    given = {k: v for k, v in locals().items() if v is not None}
+    return Filter.parse({k: v if isinstance(v, list) else [v] for k, v in given.items()})
+
+
+FilterDep = Annotated[Filter, Depends(get_filter)]
+
+
 def chain_for(runtime: Runtime, chain_id: int | None) -> int:
     chains = [e.config.chain_id for e in runtime.endpoints]
     if chain_id is None:
@@ -67,6 +104,7 @@ def address(value: str, what: str = "address") -> str:
 __all__ = [
     "AtParam",
     "ChainParam",
+    "FilterDep",
     "HubDep",
     "QueriesDep",
     "RuntimeDep",

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from defimon.metrics import METRICS
+from schemas.filters import Filter
 from schemas.stream import BusEvent
 
 LAGGED = object()  # the client was too slow and is dropped
@@ -26,10 +27,15 @@ RESET = object()  # the client's resume point is too old to replay
 class Subscriber:
     owners: frozenset[str] | None  # None: every event
     queue: asyncio.Queue[tuple[int, BusEvent] | object]
+    # The rest of the filter grammar, evaluated on the event's data. Owners are matched on
+    # the event's routing owners instead: a transfer concerns the sender too.
+    filter: Filter | None = None
     id: int = field(default_factory=itertools.count(1).__next__)
 
     def wants(self, event: BusEvent) -> bool:
-        return self.owners is None or any(o in self.owners for o in event.owners)
+        if self.owners is not None and not any(o in self.owners for o in event.owners):
+            return False
+        return self.filter is None or self.filter.matches(event.data)
 
 
 class Hub:
@@ -89,6 +95,7 @@ class Hub:
         owners: Iterable[str] | None,
         last_id: int | None = None,
         after_block: int | None = None,
+        flt: Filter | None = None,
     ) -> Subscriber:
         """A new subscriber, with the recent events it missed already queued.
 
@@ -100,6 +107,7 @@ class Hub:
         sub = Subscriber(
             frozenset(owners) if owners is not None else None,
             asyncio.Queue(maxsize=self.queue_size),
+            flt,
         )
         if self._gap(last_id, after_block):
             sub.queue.put_nowait(RESET)

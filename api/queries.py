@@ -8,10 +8,13 @@ Every query binds its values server-side ({name:Type}); nothing is pasted into S
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from defimon.store import Store
 from flows.aave_v3.state import value_account
@@ -19,6 +22,8 @@ from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
 from schemas.errors import InvalidInput, NotFound
+from schemas.filters import Filter
+from schemas.filters import numeric_field as _numeric
 from schemas.lending import (
     AaveAccount,
     AccountReserveState,
@@ -191,12 +196,28 @@ class Queries:
 
     def lending(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         """The owner's Aave accounts at the block, valued as getUserAccountData would."""
-        params = {"chain": as_of.chain_id, "block": as_of.number, "owner": owner}
+        return self.accounts(as_of, [owner])
+
+    def accounts(
+        self, as_of: AsOf, owners: Sequence[str] | None, tokens: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Aave accounts at the block (of these owners; holding any of these assets)."""
+        params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number}
+        where = ""
+        if owners is not None:
+            where += " AND owner IN {owners:Array(String)}"
+            params["owners"] = list(owners)
+        if tokens is not None:
+            where += (
+                " AND account_id IN (SELECT account_id FROM defimon.account_versions "
+                "WHERE chain_id = {chain:UInt64} AND asset IN {tokens:Array(String)})"
+            )
+            params["tokens"] = list(tokens)
         rows = self.store.dicts(
-            "SELECT account_id, pool, asset, emode, scaled_supply, scaled_variable_debt, "
+            "SELECT account_id, pool, owner, asset, emode, scaled_supply, scaled_variable_debt, "
             "stable_principal, stable_rate, stable_updated, collateral, block_number, log_index "
             "FROM defimon.account_versions FINAL "
-            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String} "
+            f"WHERE chain_id = {{chain:UInt64}} {where} "
             "AND block_number <= {block:UInt64} "
             "ORDER BY account_id, asset, block_number DESC, log_index DESC "
             "LIMIT 1 BY account_id, asset",
@@ -305,7 +326,7 @@ class Queries:
                 account = AaveAccount(
                     as_of.chain_id,
                     pool,
-                    owner,
+                    latest["owner"],
                     aid,
                     int(latest["emode"]),
                     {
@@ -416,45 +437,62 @@ class Queries:
             "lending": lending,
         }
 
+    def subjects(self, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
+        """Every open position and lending account at the block that the filter matches,
+        valued. Structural conditions narrow the SQL; the filter itself decides."""
+        if flt.chain_id and as_of.chain_id not in flt.chain_id:
+            return []
+        owners = sorted(flt.owner) or None
+        tokens = sorted(flt.token) or None
+        found: list[dict[str, Any]] = []
+        if not flt.protocol or "uniswap_v3" in flt.protocol:
+            extra, params = "", dict[str, Any]()
+            if owners is not None:
+                extra += (
+                    " AND position_id IN (SELECT position_id FROM defimon.position_versions "
+                    "WHERE chain_id = {chain:UInt64} AND owner IN {owners:Array(String)})"
+                )
+                params["owners"] = owners
+            if flt.pool:
+                extra += " AND pool IN {pools:Array(String)}"
+                params["pools"] = sorted(flt.pool)
+            if tokens is not None:
+                extra += (
+                    " AND (token0 IN {tokens:Array(String)} OR token1 IN {tokens:Array(String)})"
+                )
+                params["tokens"] = tokens
+            versions = self._versions(as_of, extra, params)
+            # Burned and transferred-away positions drop out after the latest version is known.
+            held = [v for v in versions if not v["burned"] and (not owners or v["owner"] in owners)]
+            found += self._value(as_of, held)
+        if (not flt.protocol or "aave_v3" in flt.protocol) and not flt.pool:
+            found += self.accounts(as_of, owners, tokens)
+        return [s for s in found if flt.matches(s)]
+
     def positions(
         self,
         as_of: AsOf,
+        flt: Filter,
         *,
-        owner: str | None,
-        protocol: str | None,
-        pool: str | None,
+        sort: str,
+        descending: bool,
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
-        extra, params = "", dict[str, Any]()
+        """One page of `subjects`, ordered by `sort` (then id), after the cursor."""
+        if sort not in SORTS:
+            raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
+        rows = [(_sort_key(s, sort, descending), s) for s in self.subjects(as_of, flt)]
+        rows.sort(key=lambda r: r[0])
         if cursor is not None:
-            extra += " AND position_id > {cursor:String}"
-            params["cursor"] = cursor
-        if owner is not None:
-            extra += (
-                " AND position_id IN (SELECT position_id FROM defimon.position_versions "
-                "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})"
-            )
-            params["owner"] = owner
-        if pool is not None:
-            extra += " AND pool = {pool:String}"
-            params["pool"] = pool
-        if protocol is not None and protocol != "uniswap_v3":
-            return {"as_of": as_of.json(), "positions": [], "next_cursor": None}
-        # Burned and transferred-away positions are filtered after picking the latest version.
-        outer = "burned = 0" + (" AND owner = {owner:String}" if owner is not None else "")
-        sql = (
-            f"SELECT * FROM ({_LATEST_VERSIONS.replace('{extra}', extra)}) WHERE {outer} "
-            "ORDER BY position_id LIMIT {limit:UInt32}"
-        )
-        page = self.store.dicts(
-            sql, {"chain": as_of.chain_id, "block": as_of.number, "limit": limit, **params}
-        )
-        next_cursor = page[-1]["position_id"] if len(page) >= limit else None
+            after = _decode_cursor(cursor, sort, descending)
+            rows = [r for r in rows if r[0] > after]
+        page = rows[:limit]
+        more = len(rows) > limit
         return {
             "as_of": as_of.json(),
-            "positions": self._value(as_of, page),
-            "next_cursor": next_cursor,
+            "positions": [s for _, s in page],
+            "next_cursor": _encode_cursor(page[-1][0], sort, descending) if more else None,
         }
 
     # Windows ---------------------------------------------------------------------------------
@@ -503,6 +541,37 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+SORTS = ("id", "value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
+SortKey = tuple[int, float, str]
+
+
+def _sort_key(subject: dict[str, Any], sort: str, descending: bool) -> SortKey:
+    """Missing values sort last either way; ties break by id, ascending."""
+    if sort == "id":
+        return (0, 0.0, subject["id"])
+    value = _numeric(subject, sort)
+    if value is None:
+        return (1, 0.0, subject["id"])
+    return (0, -value if descending else value, subject["id"])
+
+
+def _encode_cursor(key: SortKey, sort: str, descending: bool) -> str:
+    raw = orjson.dumps([sort, descending, key[0], key[1], key[2]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str, descending: bool) -> SortKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        c_sort, c_desc, missing, value, sid = orjson.loads(raw)
+        key = (int(missing), float(value), str(sid))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidInput("cursor is not a next_cursor this API gave") from None
+    if (c_sort, c_desc) != (sort, descending):
+        raise InvalidInput("cursor belongs to another sort or order; start without it")
+    return key
 
 
 def _ohlc(row: dict[str, Any], prefix: str) -> dict[str, float | None]:

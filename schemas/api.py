@@ -144,9 +144,22 @@ class HistoryOut(BaseModel):
     truncated: bool = Field(description="More windows match; narrow from/to or raise limit")
 
 
+class GroupOut(BaseModel):
+    key: dict[str, str | int | None] = Field(description="The group's value per dimension")
+    metrics: dict[str, float | int | None] = Field(description="Metric name -> value")
+
+
+class AggregateOut(BaseModel):
+    as_of: AsOfOut
+    group_by: list[str]
+    groups: list[GroupOut]
+
+
 class PositionsPage(BaseModel):
     as_of: AsOfOut
-    positions: list[PositionOut]
+    positions: list[PositionOut | AccountOut] = Field(
+        description="LP positions (protocol uniswap_v3) and lending accounts (aave_v3)"
+    )
     next_cursor: str | None = Field(description="Pass as cursor= for the next page")
 
 

@@ -4,10 +4,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import AtParam, ChainParam, QueriesDep, RuntimeDep, address, chain_for, parse_at
+from api.aggregate import aggregate as aggregate_subjects
+from api.aggregate import parse_group_by, parse_metrics
+from api.deps import (
+    AtParam,
+    ChainParam,
+    FilterDep,
+    QueriesDep,
+    RuntimeDep,
+    address,
+    chain_for,
+    parse_at,
+)
 from flows.windows import WINDOW_SECONDS
-from schemas.api import ErrorOut, HistoryOut, PortfolioOut, PositionsPage
+from schemas.api import AggregateOut, ErrorOut, HistoryOut, PortfolioOut, PositionsPage
 from schemas.errors import InvalidInput, NotFound
+from schemas.filters import Filter
 
 router = APIRouter(prefix="/v1", tags=["positions"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -35,29 +47,62 @@ def portfolio(
 def positions(
     runtime: RuntimeDep,
     queries: QueriesDep,
-    owner: Annotated[str | None, Query(max_length=64)] = None,
-    protocol: Annotated[str | None, Query(max_length=32, description="uniswap_v3")] = None,
-    pool: Annotated[str | None, Query(max_length=64)] = None,
+    flt: FilterDep,
+    sort: Annotated[
+        str, Query(description="id, value_usd, health_factor, il_usd, il_pct or debt_usd")
+    ] = "id",
+    order: Annotated[str, Query(description="asc or desc")] = "asc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="next_cursor of the previous page")
+        str | None, Query(max_length=400, description="next_cursor of the previous page")
     ] = None,
     at: AtParam = None,
-    chain_id: ChainParam = None,
 ) -> dict[str, Any]:
-    """Open positions, filtered, ordered by id, one page at a time."""
-    if protocol is not None and protocol not in ("uniswap_v3",):
-        raise InvalidInput(f"unknown protocol {protocol!r}; known: uniswap_v3")
-    chain = chain_for(runtime, chain_id)
+    """Open LP positions and lending accounts matching the filter, valued, sorted, one page
+    at a time. Subjects without the sort field come last."""
+    if order not in ("asc", "desc"):
+        raise InvalidInput(f"order={order!r} is not asc or desc")
+    chain = chain_for(runtime, single_chain(flt))
     as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
     return queries.positions(
-        as_of,
-        owner=address(owner, "owner") if owner is not None else None,
-        protocol=protocol,
-        pool=address(pool, "pool") if pool is not None else None,
-        limit=limit,
-        cursor=cursor,
+        as_of, flt, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
     )
+
+
+@router.get("/aggregate", response_model=AggregateOut, responses=ERRORS)
+def aggregate(
+    runtime: RuntimeDep,
+    queries: QueriesDep,
+    flt: FilterDep,
+    group_by: Annotated[
+        str | None,
+        Query(max_length=100, description="Comma-separated: protocol, chain, token, pool, owner"),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        Query(
+            max_length=1000,
+            description="Comma-separated: count, sum(f), avg(f), min(f), max(f), quantile(q,f) "
+            "for f in value_usd, il_usd, il_pct, debt_usd, health_factor, uncollected_usd",
+        ),
+    ] = None,
+    at: AtParam = None,
+) -> dict[str, Any]:
+    """Positions and accounts matching the filter, grouped and aggregated at one block."""
+    dims, wanted = parse_group_by(group_by), parse_metrics(metrics)
+    chain = chain_for(runtime, single_chain(flt))
+    as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
+    return {
+        "as_of": as_of.json(),
+        "group_by": list(dims),
+        "groups": aggregate_subjects(queries.subjects(as_of, flt), dims, wanted),
+    }
+
+
+def single_chain(flt: Filter) -> int | None:
+    if len(flt.chain_id) > 1:
+        raise InvalidInput("one chain_id at a time here; ask each chain separately")
+    return next(iter(flt.chain_id), None)
 
 
 @router.get("/positions/{position_id}/history", response_model=HistoryOut, responses=ERRORS)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -7,10 +8,11 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import HubDep, RuntimeDep, address
+from api.deps import FilterDep, HubDep, RuntimeDep
 from api.hub import LAGGED, RESET, Hub
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
+from schemas.filters import Filter
 from schemas.stream import BusEvent
 
 router = APIRouter(prefix="/v1", tags=["stream"])
@@ -21,11 +23,13 @@ def _event(seq: int, event: BusEvent) -> ServerSentEvent:
 
 
 async def _events(
-    hub: Hub, owners: list[str] | None, last_id: int | None, after_block: int | None
+    hub: Hub, flt: Filter, last_id: int | None, after_block: int | None
 ) -> AsyncIterator[ServerSentEvent]:
     # Subscribing here, not in the route, ties the subscription to the generator's life: a
     # client that leaves before the first byte cannot leave a subscriber behind.
-    sub = hub.subscribe(owners, last_id, after_block)
+    owners = flt.owner or None
+    rest = dataclasses.replace(flt, owner=frozenset())
+    sub = hub.subscribe(owners, last_id, after_block, None if rest == Filter() else rest)
     try:
         # `retry` tells EventSource how soon to reconnect after a drop.
         yield ServerSentEvent(
@@ -61,9 +65,7 @@ async def _events(
 async def stream(
     runtime: RuntimeDep,
     hub: HubDep,
-    owner: Annotated[
-        list[str] | None, Query(description="Only events about these wallets (repeatable)")
-    ] = None,
+    flt: FilterDep,
     after_block: Annotated[
         int | None,
         Query(
@@ -74,21 +76,23 @@ async def stream(
     ] = None,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> EventSourceResponse:
-    """Live `position` events (a position's new state, valued, with its block) as SSE.
+    """Live events as SSE, filtered on the server with the filter grammar of /v1/positions.
 
-    Events: `hello` (first), `position`, `reset` (the resume point is too old to replay:
-    reload the snapshot), `lagged` (the client was too slow and is dropped; reconnect).
-    Each `position` has an `id`; reconnecting with `Last-Event-ID` replays what was missed.
-    Comment lines are heartbeats.
+    Events: `hello` (first); `position` (an LP position's new state, valued) and `account`
+    (a lending account's), each with its block; `window` (a closed 1m/1h/1d window);
+    `reset` (the resume point is too old to replay: reload the snapshot); `lagged` (the
+    client was too slow and is dropped; reconnect). Data events have ordered ids, and
+    reconnecting with `Last-Event-ID` replays exactly what was missed. Comment lines are
+    heartbeats. Value, IL, health-factor and range bounds apply to `position` and `account`
+    events; a `window` event passes only the protocol, chain and owner conditions.
     """
-    owners = [address(o, "owner") for o in owner] if owner else None
     last_id: int | None = None
     if last_event_id:
         if not last_event_id.isdigit():
             raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
         last_id = int(last_event_id)
     return EventSourceResponse(
-        _events(hub, owners, last_id, after_block),
+        _events(hub, flt, last_id, after_block),
         ping=runtime.settings.sse_ping_seconds,
         send_timeout=30,
         headers={"Cache-Control": "no-store"},
