@@ -9,6 +9,7 @@ Every query binds its values server-side ({name:Type}); nothing is pasted into S
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -16,8 +17,9 @@ from typing import Any
 
 import orjson
 
+from api.diff import Change, lending_change, lp_change, summarize
 from defimon.store import Store
-from flows.aave_v3.state import value_account
+from flows.aave_v3.state import holds_anything, value_account
 from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
@@ -25,8 +27,10 @@ from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
 from schemas.lending import (
+    BASE_UNIT,
     AaveAccount,
     AccountReserveState,
+    AccountValue,
     EModeInfo,
     OraclePrice,
     ReserveInfo,
@@ -54,6 +58,22 @@ WHERE chain_id = {{chain:UInt64}} AND block_number <= {{block:UInt64}} {{extra}}
 ORDER BY position_id, block_number DESC, log_index DESC
 LIMIT 1 BY position_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class AaveMarketView:
+    """An Aave pool as of one block: enough to value any account state at that block."""
+
+    block: BlockRef
+    reserves: dict[str, ReserveInfo]
+    rates: dict[str, ReserveRates]
+    emode: dict[int, EModeInfo]
+    prices: dict[str, OraclePrice]
+
+    def value(self, account: AaveAccount) -> AccountValue:
+        return value_account(
+            account, self.reserves, self.rates, self.prices, self.emode, self.block.timestamp
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +221,23 @@ class Queries:
     def accounts(
         self, as_of: AsOf, owners: Sequence[str] | None, tokens: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Aave accounts at the block (of these owners; holding any of these assets)."""
+        """Aave accounts at the block (of these owners; holding any of these assets), valued
+        as getUserAccountData would."""
+        held = self.aave_accounts(as_of, owners, tokens)
+        if not held:
+            return []
+        markets = self.aave_markets(as_of, sorted({a.pool for a, _ in held}))
+        out = []
+        for account, updated in held:
+            market = markets[account.pool]
+            value = market.value(account)
+            out.append(account_json(account, value, market.reserves, market.block, updated))
+        return out
+
+    def aave_accounts(
+        self, as_of: AsOf, owners: Sequence[str] | None, tokens: Sequence[str] | None = None
+    ) -> list[tuple[AaveAccount, int]]:
+        """Open Aave accounts at the block, with the block of their latest version."""
         params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number}
         where = ""
         if owners is not None:
@@ -223,13 +259,42 @@ class Queries:
             "LIMIT 1 BY account_id, asset",
             params,
         )
-        if not rows:
-            return []
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            grouped.setdefault(r["account_id"], []).append(r)
+        out = []
+        for aid, versions in sorted(grouped.items()):
+            latest = max(versions, key=lambda r: (r["block_number"], r["log_index"]))
+            account = AaveAccount(
+                as_of.chain_id,
+                latest["pool"],
+                latest["owner"],
+                aid,
+                int(latest["emode"]),
+                {
+                    r["asset"]: AccountReserveState(
+                        r["asset"],
+                        int(r["scaled_supply"]),
+                        int(r["scaled_variable_debt"]),
+                        int(r["stable_principal"]),
+                        int(r["stable_rate"]),
+                        int(r["stable_updated"]),
+                        bool(r["collateral"]),
+                    )
+                    for r in versions
+                    if r["asset"]
+                },
+            )
+            if holds_anything(account):  # else a closed account
+                out.append((account, int(latest["block_number"])))
+        return out
+
+    def aave_markets(self, as_of: AsOf, pools: Sequence[str]) -> dict[str, AaveMarketView]:
+        """Each Aave pool's reserves, rates, eMode categories and oracle prices at the block."""
         timestamp = self.timestamp(as_of)
         if timestamp is None:
             raise NotFound(f"block {as_of.number}'s time is unknown (not stored, node unreachable)")
-        pools = sorted({r["pool"] for r in rows})
-        by_pool = {"chain": as_of.chain_id, "block": as_of.number, "pools": pools}
+        by_pool = {"chain": as_of.chain_id, "block": as_of.number, "pools": list(pools)}
         reserve_rows = self.store.dicts(
             "SELECT * EXCEPT (version, is_deleted) FROM defimon.aave_reserves FINAL "
             "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
@@ -275,7 +340,7 @@ class Queries:
             if as_of.timestamp is not None
             else BlockRef(as_of.chain_id, as_of.number, as_of.hash or "", timestamp)
         )
-        out = []
+        markets = {}
         for pool in pools:
             reserves = {
                 r["asset"]: ReserveInfo(
@@ -317,40 +382,9 @@ class Queries:
                 for e in emode_rows
                 if e["pool"] == pool
             }
-            accounts: dict[str, list[dict[str, Any]]] = {}
-            for r in rows:
-                if r["pool"] == pool:
-                    accounts.setdefault(r["account_id"], []).append(r)
-            for aid, held in sorted(accounts.items()):
-                latest = max(held, key=lambda r: (r["block_number"], r["log_index"]))
-                account = AaveAccount(
-                    as_of.chain_id,
-                    pool,
-                    latest["owner"],
-                    aid,
-                    int(latest["emode"]),
-                    {
-                        r["asset"]: AccountReserveState(
-                            r["asset"],
-                            int(r["scaled_supply"]),
-                            int(r["scaled_variable_debt"]),
-                            int(r["stable_principal"]),
-                            int(r["stable_rate"]),
-                            int(r["stable_updated"]),
-                            bool(r["collateral"]),
-                        )
-                        for r in held
-                        if r["asset"]
-                    },
-                )
-                if not any(
-                    h.scaled_supply or h.scaled_variable_debt or h.stable_principal
-                    for h in account.reserves.values()
-                ):
-                    continue  # a closed account
-                value = value_account(account, reserves, rates, prices, emode, timestamp)
-                out.append(account_json(account, value, reserves, ref, int(latest["block_number"])))
-        return out
+            pool_prices = {a: p for a, p in prices.items() if a in reserves}
+            markets[pool] = AaveMarketView(ref, reserves, rates, emode, pool_prices)
+        return markets
 
     def _uncollected(
         self,
@@ -436,6 +470,49 @@ class Queries:
             "positions": positions,
             "lending": lending,
         }
+
+    def diff(self, owner: str, start: AsOf, end: AsOf) -> dict[str, Any]:
+        """How the wallet's value changed from `start` to `end`, and why (api.diff)."""
+        changes: list[Change] = []
+        owned = (
+            "AND position_id IN (SELECT position_id FROM defimon.position_versions "
+            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})"
+        )
+        lp0 = {
+            p["id"]: p for p in self._value(start, self._versions(start, owned, {"owner": owner}))
+        }
+        lp1 = {p["id"]: p for p in self._value(end, self._versions(end, owned, {"owner": owner}))}
+        for pid in sorted(set(lp0) | set(lp1)):
+            p0, p1 = lp0.get(pid), lp1.get(pid)
+            held0 = p0 is not None and p0["owner"] == owner and not p0["burned"]
+            held1 = p1 is not None and p1["owner"] == owner
+            if not (held0 or held1):
+                continue
+            # Changed hands: held at one end only, and not because it was minted in between.
+            transferred = held0 != held1 and (held0 or p0 is not None)
+            changes.append(lp_change(p0 if held0 else None, p1 if held1 else None, transferred))
+
+        acc0 = {a.account_id: a for a, _ in self.aave_accounts(start, [owner])}
+        acc1 = {a.account_id: a for a, _ in self.aave_accounts(end, [owner])}
+        pools = sorted({a.pool for a in (*acc0.values(), *acc1.values())})
+        if pools:
+            m0, m1 = self.aave_markets(start, pools), self.aave_markets(end, pools)
+            for aid in sorted(set(acc0) | set(acc1)):
+                before, after = acc0.get(aid), acc1.get(aid)
+                pool = (before or after).pool  # type: ignore[union-attr]
+                later, earlier = m1[pool], m0[pool]
+                at_later_rates = dataclasses.replace(later, prices=earlier.prices)
+                changes.append(
+                    lending_change(
+                        aid,
+                        "aave_v3",
+                        _net_usd(earlier, before),
+                        _net_usd(later, after),
+                        _net_usd(at_later_rates, before),
+                        _net_usd(later, before),
+                    )
+                )
+        return {"address": owner, "from": start.json(), "to": end.json(), **summarize(changes)}
 
     def subjects(self, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
         """Every open position and lending account at the block that the filter matches,
@@ -541,6 +618,13 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+def _net_usd(market: AaveMarketView, account: AaveAccount | None) -> float:
+    if account is None:
+        return 0.0
+    value = market.value(account)
+    return (value.total_collateral_base - value.total_debt_base) / BASE_UNIT
 
 
 SORTS = ("id", "value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")

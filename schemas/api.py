@@ -144,6 +144,32 @@ class HistoryOut(BaseModel):
     truncated: bool = Field(description="More windows match; narrow from/to or raise limit")
 
 
+class ChangeParts(BaseModel):
+    price: float = Field(description="Market moves (for LPs, impermanent loss included)")
+    interest: float = Field(description="Lending interest earned (+) or owed (-)")
+    fees: float = Field(description="LP fees earned")
+    actions: float = Field(description="The owner's own deposits, withdrawals, transfers")
+
+
+class SubjectChangeOut(ChangeParts):
+    id: str
+    protocol: str
+    value_from: float
+    value_to: float
+    change: float
+
+
+class DiffOut(BaseModel):
+    address: str
+    from_: AsOfOut = Field(alias="from")
+    to: AsOfOut
+    value_from: float
+    value_to: float
+    change: float
+    explained: ChangeParts = Field(description="Sums exactly to `change`")
+    subjects: list[SubjectChangeOut]
+
+
 class GroupOut(BaseModel):
     key: dict[str, str | int | None] = Field(description="The group's value per dimension")
     metrics: dict[str, float | int | None] = Field(description="Metric name -> value")

@@ -17,7 +17,7 @@ from api.deps import (
     parse_at,
 )
 from flows.windows import WINDOW_SECONDS
-from schemas.api import AggregateOut, ErrorOut, HistoryOut, PortfolioOut, PositionsPage
+from schemas.api import AggregateOut, DiffOut, ErrorOut, HistoryOut, PortfolioOut, PositionsPage
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 
@@ -41,6 +41,32 @@ def portfolio(
     chain = chain_for(runtime, chain_id)
     as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
     return queries.portfolio(owner, as_of)
+
+
+@router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)
+def portfolio_diff(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    runtime: RuntimeDep,
+    queries: QueriesDep,
+    from_: Annotated[
+        str, Query(alias="from", max_length=64, description="Block number or ISO-8601 time")
+    ],
+    to: Annotated[
+        str | None,
+        Query(max_length=64, description="Block number or ISO-8601 time; default: the head"),
+    ] = None,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """How the wallet's value changed between two points, and why: price moves, interest,
+    fees and the owner's own actions, each in USD; they sum to the change."""
+    owner = address(wallet, "wallet")
+    chain = chain_for(runtime, chain_id)
+    head = runtime.status.chain(chain).processed
+    start = queries.resolve_at(chain, parse_at(from_), head)
+    end = queries.resolve_at(chain, parse_at(to), head)
+    if start.number > end.number:
+        raise InvalidInput("from is after to")
+    return queries.diff(owner, start, end)
 
 
 @router.get("/positions", response_model=PositionsPage, responses=ERRORS)

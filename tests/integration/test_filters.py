@@ -70,13 +70,15 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
         ]
         for reader in readers:
             reader.start()
+        start_block = block_number(devnet.rpc_url)
         try:
             for _ in range(3):
                 devnet.simulator.step()
                 lending.tick()
             lending.shock("WETH", -10)
             devnet.simulator.step()
-            server.wait_processed(chain_id, block_number(devnet.rpc_url))
+            end_block = block_number(devnet.rpc_url)
+            server.wait_processed(chain_id, end_block)
             # The stream is behind the store by a hop through the event loop.
             deadline = threading.Event()
             deadline.wait(1.0)
@@ -124,5 +126,22 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
                 sum(p["value_usd"] for p in members), rel=1e-12
             )
         assert sum(g["metrics"]["count"] for g in groups) == len(listed_now)
+        # The diff over the scenario: its parts sum to the change in the portfolio's value.
+        owners = {e["owner"] for e in unfiltered}
+        for owner in sorted(owners)[:6]:
+            diff = server.get(
+                f"/v1/portfolio/{owner}/diff", **{"from": str(start_block), "to": str(end_block)}
+            ).json()
+            parts = diff["explained"]
+            assert sum(parts.values()) == pytest.approx(diff["change"], abs=1e-6)
+            total = {
+                at: server.get(f"/v1/portfolio/{owner}", at=str(at)).json()["total_usd"]
+                for at in (start_block, end_block)
+            }
+            assert diff["value_from"] == pytest.approx(total[start_block], abs=1e-6)
+            assert diff["value_to"] == pytest.approx(total[end_block], abs=1e-6)
+            for subject in diff["subjects"]:
+                if subject["protocol"] == "uniswap_v3":
+                    assert subject["fees"] >= 0 and subject["interest"] == 0
         bad = server.get("/v1/positions", min_health_factor="x")
         assert bad.status_code == 400 and "not a number" in bad.json()["detail"]

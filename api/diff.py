@@ -1,0 +1,133 @@
+"""Why a portfolio's value changed between two blocks (pure): price moves, interest, fees and
+the owner's own actions, each in USD, summing exactly to the change.
+
+LP positions (values from `position_json` at both ends):
+- fees: growth of the position's lifetime fees (collected + owed by a static collect -
+  principal withdrawn), in token units, valued at the later prices;
+- actions: tokens the owner put in (deposits) minus what they took out (collects), valued at
+  the later prices; a position that changed hands counts wholly as an action;
+- price: the rest, which is the market's doing (including impermanent loss).
+
+Lending accounts (by counterfactual: the earlier account state valued at the later block):
+- interest: the earlier balances at the later indices and time, prices held at the earlier
+  oracle answers, minus the earlier value;
+- price: the earlier balances at the later indices, later prices minus earlier prices;
+- actions: the rest (supplies, withdrawals, borrows, repayments, liquidations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str
+    protocol: str
+    value_from: float
+    value_to: float
+    price: float = 0.0
+    interest: float = 0.0
+    fees: float = 0.0
+    actions: float = 0.0
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "protocol": self.protocol,
+            "value_from": self.value_from,
+            "value_to": self.value_to,
+            "change": self.value_to - self.value_from,
+            "price": self.price,
+            "interest": self.interest,
+            "fees": self.fees,
+            "actions": self.actions,
+        }
+
+
+def _usd(amount: int, decimals: int, price: float | None) -> float:
+    return 0.0 if price is None else amount * price / 10**decimals
+
+
+def _lifetime_fees(p: Mapping[str, Any] | None, side: int) -> int:
+    if p is None:
+        return 0
+    owed = p.get(f"uncollected{side}")
+    return int(p[f"collected{side}"]) + int(owed or 0) - int(p[f"withdrawn{side}"])
+
+
+def lp_change(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, transferred: bool
+) -> Change:
+    """One LP position; `before`/`after` are None where the wallet did not hold it."""
+    ref = after or before
+    assert ref is not None
+    v0 = (before or {}).get("value_usd") or 0.0
+    v1 = (after or {}).get("value_usd") or 0.0
+    if transferred:
+        return Change(ref["id"], ref["protocol"], v0, v1, actions=v1 - v0)
+    prices = (ref.get("price0_usd"), ref.get("price1_usd"))
+    decimals = (ref["token0"]["decimals"], ref["token1"]["decimals"])
+    fees = actions = 0.0
+    for side in (0, 1):
+        price, dec = prices[side], decimals[side]
+        fees += _usd(_lifetime_fees(after, side) - _lifetime_fees(before, side), dec, price)
+        put_in = int((after or {}).get(f"deposited{side}", 0)) - int(
+            (before or {}).get(f"deposited{side}", 0)
+        )
+        taken = int((after or {}).get(f"collected{side}", 0)) - int(
+            (before or {}).get(f"collected{side}", 0)
+        )
+        actions += _usd(put_in - taken, dec, price)
+    return Change(
+        ref["id"],
+        ref["protocol"],
+        v0,
+        v1,
+        price=v1 - v0 - fees - actions,
+        fees=fees,
+        actions=actions,
+    )
+
+
+def lending_change(
+    account_id: str,
+    protocol: str,
+    value_from: float,
+    value_to: float,
+    earlier_at_later_rates: float,
+    earlier_at_later_block: float,
+) -> Change:
+    """One lending account, from its values: earlier state at the earlier block, at the later
+    block's indices and time with the earlier prices, and wholly at the later block."""
+    interest = earlier_at_later_rates - value_from
+    price = earlier_at_later_block - earlier_at_later_rates
+    return Change(
+        account_id,
+        protocol,
+        value_from,
+        value_to,
+        price=price,
+        interest=interest,
+        actions=value_to - earlier_at_later_block,
+    )
+
+
+def summarize(changes: list[Change]) -> dict[str, Any]:
+    total = dict.fromkeys(("price", "interest", "fees", "actions"), 0.0)
+    for c in changes:
+        total["price"] += c.price
+        total["interest"] += c.interest
+        total["fees"] += c.fees
+        total["actions"] += c.actions
+    value_from = sum(c.value_from for c in changes)
+    value_to = sum(c.value_to for c in changes)
+    return {
+        "value_from": value_from,
+        "value_to": value_to,
+        "change": value_to - value_from,
+        "explained": total,
+        "subjects": [c.json() for c in sorted(changes, key=lambda c: c.id)],
+    }
