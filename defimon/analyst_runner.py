@@ -26,7 +26,7 @@ from defimon.analyst_sql import (
     parse_ast,
 )
 from defimon.store import Store
-from schemas.errors import InvalidInput, QueryFailed
+from schemas.errors import InvalidInput, QueryFailed, StoreError
 
 MEDIA_TYPES = {
     "json": "application/json",
@@ -47,6 +47,7 @@ class AnalystSql:
 
     def __init__(self, store: Store, limits: SqlLimits) -> None:
         self.limits = limits
+        self._base = store
         self._store = store.read_only(limits.clickhouse_settings())
         # One handle: the driver serializes calls on it anyway; the lock makes a check and its
         # run one unit, so a slow query never interleaves with another's parse.
@@ -101,4 +102,17 @@ class AnalystSql:
         try:
             return call()
         except QueryFailed as exc:
+            self._renew()
             raise classify_failure(exc.code, str(exc), self.limits) from exc
+        except StoreError:
+            self._renew()
+            raise
+
+    def _renew(self) -> None:
+        """A fresh handle after a failure: a chDB handle whose query failed mid-stream can hand
+        the rest of that stream to the next query (seen with CSV output)."""
+        stale = self._store
+        try:
+            self._store = self._base.read_only(self.limits.clickhouse_settings())
+        finally:
+            stale.close()

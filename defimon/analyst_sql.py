@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -379,7 +380,10 @@ def trim_error(message: str, limit: int = 600) -> str:
     text = _VERSION.sub("", text.strip())
     text = _PREFIX.sub("", text)
     text = _REPEATED_NAME.sub(r"\1", text)
+    names = re.findall(r"\(([A-Z][A-Z0-9_]+)\)", text)
     text = _SCOPE.sub("", text).strip()
+    if names and f"({names[-1]})" not in text:
+        text = f"{text} ({names[-1]})"  # the scope went, the error's name stays
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -435,12 +439,29 @@ def json_result(
     rows_read: int | None,
     elapsed_ms: float,
 ) -> dict[str, Any]:
+    # Some chDB versions hand back naive datetimes for zoned columns: put the zone back.
+    zones = [_zone(t) for t in types]
     return {
         "columns": [{"name": n, "type": t} for n, t in zip(names, types, strict=True)],
-        "rows": [[json_value(v) for v in row] for row in rows],
+        "rows": [
+            [
+                json_value(
+                    v.replace(tzinfo=ZoneInfo(z))
+                    if z and isinstance(v, dt.datetime) and v.tzinfo is None
+                    else v
+                )
+                for v, z in zip(row, zones, strict=True)
+            ]
+            for row in rows
+        ],
         "rows_read": rows_read,
         "elapsed_ms": round(elapsed_ms, 3),
     }
+
+
+def _zone(ch_type: str) -> str | None:
+    found = re.search(r"DateTime(?:64)?\((?:\d+,\s*)?'([^']+)'\)", ch_type)
+    return found.group(1) if found else None
 
 
 _WRAPPER = re.compile(r"^(Nullable|LowCardinality)\((.*)\)$")
