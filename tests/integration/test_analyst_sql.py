@@ -33,12 +33,6 @@ from flows.source import ChainEndpoint
 from tests.support import LiveServer, block_number, live_server
 
 ROOT = Path(__file__).resolve().parents[2]
-LIMITS = {
-    "sql_max_execution_seconds": 2.0,
-    "sql_max_rows_to_read": 5_000_000,
-    "sql_max_result_rows": 1000,
-    "sql_max_memory_bytes": 256 * 2**20,
-}
 
 
 @dataclass
@@ -66,7 +60,14 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Indexed]:
         with live_server(data_dir, [endpoint]) as filling:
             filling.wait_processed(deployment.chain_id, head)
         # The same store, served without the flow: nothing writes while the battery runs.
-        runtime = Runtime(Settings(data_dir=data_dir, **LIMITS), [endpoint])
+        settings = Settings(
+            data_dir=data_dir,
+            sql_max_execution_seconds=2.0,
+            sql_max_rows_to_read=5_000_000,
+            sql_max_result_rows=1000,
+            sql_max_memory_bytes=256 * 2**20,
+        )
+        runtime = Runtime(settings, [endpoint])
         server = LiveServer(runtime, free_port(), start_flow=False).start()
         try:
             yield Indexed(server, data_dir, head)
