@@ -65,12 +65,15 @@ def held_by_another_process(settings: Settings) -> bool:
     status = settings.data_dir / "chdb" / "status"
     if settings.clickhouse_url is not None or not status.exists():
         return False
-    with status.open("rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with status.open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False  # unreadable: opening the store will say what is wrong
     return False
 
 
