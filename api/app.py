@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.hub import Hub
 from api.queries import Queries
-from api.routes import health, portfolio, stream
+from api.routes import health, portfolio, sql, stream
 from defimon import __version__
+from defimon.analyst_runner import AnalystSql
+from defimon.analyst_sql import SqlLimits, SqlTimeout
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
 from flows.rpc import RpcClient
@@ -55,6 +57,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
         await asyncio.to_thread(runtime.stop)
         # chDB binds one data path per process until every handle is closed.
         app.state.queries.store.close()
+        app.state.analyst.close()
 
     app = FastAPI(
         title="defimon",
@@ -64,11 +67,16 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
+    app.state.analyst = AnalystSql(runtime.store, SqlLimits.from_settings(runtime.settings))
     app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(SqlTimeout)
+    async def _sql_timeout(_: Request, exc: SqlTimeout) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=408)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -88,6 +96,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(portfolio.router)
     app.include_router(stream.router)
+    app.include_router(sql.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

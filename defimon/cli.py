@@ -1,4 +1,4 @@
-"""The `defimon` command: demo, run, devnet."""
+"""The `defimon` command: demo, run, devnet, sql."""
 
 from __future__ import annotations
 
@@ -123,6 +123,12 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from defimon import sql_cli
+
+    return sql_cli.main(settings, args.sql, args.format, args.api)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="defimon", description=__doc__)
     parser.add_argument("--version", action="version", version=f"defimon {__version__}")
@@ -163,6 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--seed", type=int, default=7)
     devnet.add_argument("--interval", type=float, default=0.5)
     devnet.set_defaults(func=cmd_devnet)
+
+    sql = sub.add_parser(
+        "sql",
+        help="run one read-only SQL statement on the store and print the result",
+        description="Opens the store directly; if a running defimon holds it (chDB allows one "
+        "process per data directory), asks that process's API instead.",
+    )
+    sql.add_argument("sql", help='e.g. "SELECT count() FROM defimon.position_versions FINAL"')
+    sql.add_argument(
+        "--format",
+        choices=["table", "csv", "json", "arrow", "parquet"],
+        default="table",
+        help="table (default) prints aligned text; arrow and parquet write bytes to stdout",
+    )
+    sql.add_argument(
+        "--api",
+        default=None,
+        help="ask this running defimon (e.g. http://127.0.0.1:8000) instead of opening the store",
+    )
+    sql.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    sql.add_argument("--port", type=int, default=None, help="the API's port if the store is busy")
+    sql.add_argument("--host", default=None, help="the API's host if the store is busy")
+    sql.set_defaults(func=cmd_sql)
     return parser
 
 

@@ -29,3 +29,10 @@ class Settings(BaseSettings):
     ready_lag_blocks: int = Field(2, ge=0, description="/readyz tolerates this much head lag")
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"
+    # Analyst SQL (POST /v1/sql, `defimon sql`): every query runs read-only under these limits.
+    sql_max_execution_seconds: float = Field(30.0, gt=0, description="wall-clock limit per query")
+    sql_max_rows_to_read: int = Field(500_000_000, ge=1, description="rows a query may scan")
+    sql_max_bytes_to_read: int = Field(20 * 2**30, ge=1, description="bytes a query may scan")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="rows a query may return")
+    sql_max_result_bytes: int = Field(256 * 2**20, ge=1, description="bytes a query may return")
+    sql_max_memory_bytes: int = Field(2 * 2**30, ge=2**20, description="memory per query")

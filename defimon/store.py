@@ -18,19 +18,30 @@ from urllib.parse import urlparse
 
 import structlog
 
-from schemas.errors import ConfigError, StoreError
+from schemas.errors import ConfigError, QueryFailed, StoreError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 log = structlog.get_logger("defimon.store")
 
 _migrate_lock = threading.Lock()
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_ERROR_CODE = re.compile(r"\bCode:\s*(\d+)")
 
 
 class Store:
-    def __init__(self, client: Any, *, url: str | None, data_dir: Path | None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        url: str | None,
+        data_dir: Path | None,
+        query_settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self._client = client
         self.url = url
         self.data_dir = data_dir
+        # Settings sent with every query (a ClickHouse server has no per-handle session here).
+        self._query_settings = dict(query_settings) if query_settings else None
 
     @property
     def backend(self) -> str:
@@ -71,6 +82,61 @@ class Store:
     def another(self) -> Store:
         """A second handle on the same store (for another thread)."""
         return Store.connect(self.url, self.data_dir)
+
+    def read_only(self, limits: Mapping[str, int | float | str]) -> Store:
+        """A new handle that can only read, under `limits` (ClickHouse settings), for analyst SQL.
+
+        chDB: the settings are SET on the handle's own session, `readonly = 1` last, so nothing
+        sent later on this handle can change them (readonly=1 refuses SET and SETTINGS).
+        A ClickHouse server: they travel with every query, readonly last for the same reason.
+        """
+        settings: dict[str, int | float | str] = {**limits, "readonly": 1}
+        for name, value in settings.items():
+            # Names and values come from code and Settings, never from a caller; check anyway
+            # because they are spliced into SET statements.
+            if not _SETTING_NAME.match(name) or not isinstance(value, int | float | str):
+                raise ConfigError(f"bad ClickHouse setting {name}={value!r}")
+            if isinstance(value, str) and not _SETTING_NAME.match(value):
+                raise ConfigError(f"bad ClickHouse setting {name}={value!r}")
+        if self.url:
+            fresh = Store.connect(self.url, self.data_dir)
+            return Store(
+                fresh._client, url=self.url, data_dir=self.data_dir, query_settings=settings
+            )
+        handle = self.another()
+        try:
+            for name, value in settings.items():
+                literal = f"'{value}'" if isinstance(value, str) else repr(value)
+                handle.command(f"SET {name} = {literal}")
+        except Exception:
+            handle.close()
+            raise
+        return handle
+
+    def typed(
+        self, sql: str, parameters: Mapping[str, Any] | None = None
+    ) -> tuple[list[str], list[str], list[tuple[Any, ...]], int | None]:
+        """Run one query: column names, ClickHouse type names, rows, rows read (if reported)."""
+        try:
+            result = self._client.query(sql, parameters=parameters, settings=self._query_settings)
+        except Exception as exc:
+            raise _query_error(exc) from exc
+        types = [t.name for t in result.column_types]
+        read = (result.summary or {}).get("read_rows")
+        return (
+            list(result.column_names),
+            types,
+            list(result.result_rows),
+            int(read) if read is not None else None,
+        )
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        """Run one query and return the engine's own output in a ClickHouse format."""
+        try:
+            body: bytes = self._client.raw_query(sql, fmt=fmt, settings=self._query_settings)
+        except Exception as exc:
+            raise _query_error(exc) from exc
+        return body
 
     def migrate(self) -> None:
         """Apply sql/*.sql in order; every statement there is idempotent."""
@@ -128,6 +194,15 @@ class Store:
             self._client.close()
         except Exception:  # closing is best effort; nothing useful to do with a failure
             pass
+
+
+def _query_error(exc: Exception) -> StoreError:
+    """ClickHouse's own refusals (they carry a code) apart from a store that is unreachable."""
+    text = str(exc)
+    found = _ERROR_CODE.search(text)
+    if found:
+        return QueryFailed(text, code=int(found.group(1)))
+    return StoreError(text)
 
 
 def split_statements(text: str) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -214,3 +216,32 @@ class MetaOut(BaseModel):
     store: str
     chains: list[ChainStatusOut]
     suggested_wallets: list[str]
+
+
+class SqlIn(BaseModel):
+    sql: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="One read-only statement: SELECT, WITH … SELECT, DESCRIBE, SHOW or EXPLAIN",
+        examples=["SELECT pool, symbol0, symbol1 FROM defimon.position_versions FINAL LIMIT 5"],
+    )
+    format: Literal["json", "csv", "arrow", "parquet"] = Field(
+        "json",
+        description="json (this model), csv (text/csv with a header), arrow "
+        "(application/vnd.apache.arrow.stream) or parquet (application/vnd.apache.parquet)",
+    )
+
+
+class SqlColumnOut(BaseModel):
+    name: str
+    type: str = Field(description="The ClickHouse type, e.g. UInt256")
+
+
+class SqlResultOut(BaseModel):
+    columns: list[SqlColumnOut]
+    rows: list[list[Any]] = Field(
+        description="Row-major values; integers beyond 2^53 and decimals as strings, "
+        "times as ISO-8601"
+    )
+    rows_read: int | None = Field(description="Rows ClickHouse read to answer, when reported")
+    elapsed_ms: float

@@ -40,3 +40,12 @@ class RangeTooLarge(RpcError):
 
 class StoreError(DefimonError):
     """The ClickHouse store failed."""
+
+
+class QueryFailed(StoreError):
+    """ClickHouse refused or stopped a query (syntax, unknown table, a limit); `code` is its
+    error code."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code

@@ -145,11 +145,11 @@ def collect_all(npm: Npm, token_id: int, owner: str, block: int) -> tuple[int, i
 
 
 class LiveServer:
-    def __init__(self, runtime: Runtime, port: int) -> None:
+    def __init__(self, runtime: Runtime, port: int, *, start_flow: bool = True) -> None:
         self.runtime = runtime
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.app = create_app(runtime)
+        self.app = create_app(runtime, start_flow=start_flow)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
