@@ -22,6 +22,7 @@ from defimon.analyst_sql import SqlLimits, SqlTimeout
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
 from flows.rpc import RpcClient
+from schemas.api import ErrorOut
 from schemas.errors import InvalidInput, NotFound, RpcError, StoreError
 
 STATIC = Path(__file__).parent / "static"
@@ -64,6 +65,9 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
         version=__version__,
         description="Real-time DeFi positions, exact to the wei, block by block.",
         lifespan=lifespan,
+        # Validation errors are answered as one sentence (see _validation below), not as
+        # FastAPI's list of error objects: document that shape for every route.
+        responses={422: {"model": ErrorOut, "description": "A parameter is malformed"}},
     )
     app.state.runtime = runtime
     app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))

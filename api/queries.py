@@ -700,7 +700,7 @@ def parse_at(value: str | None) -> int | datetime | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -108,7 +108,7 @@ class Filter:
         values["protocol"] = frozenset(protocols)
         chains = set()
         for text in _strings(params, "chain_id"):
-            if not text.isdigit() or not 0 < int(text) < 2**63:
+            if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
                 raise InvalidInput(f"chain_id {text!r} is not a chain id")
             chains.add(int(text))
         values["chain_id"] = frozenset(chains)

@@ -157,7 +157,7 @@ def history(
     if window not in WINDOW_SECONDS:
         raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
     chain_text = position_id.split(":", 1)[0]
-    if not chain_text.isdigit():
+    if not (chain_text.isascii() and chain_text.isdigit()):
         raise InvalidInput(f"{position_id!r} is not a position or account id")
     chain = int(chain_text)
     start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))

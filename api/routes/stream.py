@@ -88,7 +88,7 @@ async def stream(
     """
     last_id: int | None = None
     if last_event_id:
-        if not last_event_id.isdigit():
+        if not (last_event_id.isascii() and last_event_id.isdigit()):
             raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
         last_id = int(last_event_id)
     return EventSourceResponse(
