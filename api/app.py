@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -19,11 +20,20 @@ from api.routes import health, portfolio, sql, stream
 from defimon import __version__
 from defimon.analyst_runner import AnalystSql
 from defimon.analyst_sql import SqlLimits, SqlTimeout
+from defimon.keys import KeyFile, RateLimiter
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
 from flows.rpc import RpcClient
 from schemas.api import ErrorOut
-from schemas.errors import InvalidInput, NotFound, RpcError, StoreError
+from schemas.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RpcError,
+    StoreError,
+    Unauthorized,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -73,6 +83,8 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
     app.state.analyst = AnalystSql(runtime.store, SqlLimits.from_settings(runtime.settings))
     app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
+    app.state.keys = KeyFile(runtime.settings.keys_path)
+    app.state.limiter = RateLimiter()
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
@@ -81,6 +93,21 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     @app.exception_handler(SqlTimeout)
     async def _sql_timeout(_: Request, exc: SqlTimeout) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=408)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        retry = str(max(1, math.ceil(exc.retry_after)))
+        return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": retry})
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 
 from api.hub import Hub
 from api.queries import Queries, parse_at
+from defimon.keys import KeyFile
 from defimon.runtime import Runtime
-from schemas.errors import InvalidInput
+from schemas.api import ErrorOut
+from schemas.errors import Forbidden, InvalidInput, RateLimited, Unauthorized
 from schemas.filters import Filter
 from schemas.hexutil import normalize_address
 
@@ -83,6 +86,48 @@ def get_filter(
 FilterDep = Annotated[Filter, Depends(get_filter)]
 
 
+def require(scope: str) -> Callable[..., None]:
+    """A dependency: the request's API key must have `scope` and be within its rate limit.
+
+    With no key configured the server listens on loopback only and lets every request in.
+    EventSource cannot send headers, so the key may also come as `?api_key=`.
+    """
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> None:
+        keys: KeyFile = request.app.state.keys
+        if not keys.configured:
+            return
+        token = x_api_key or request.query_params.get("api_key")
+        if authorization and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        if not token:
+            raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+        key = keys.find(token)
+        if key is None:
+            raise Unauthorized("unknown API key")
+        if scope not in key.scopes:
+            raise Forbidden(f"this key lacks the {scope!r} scope")
+        wait = request.app.state.limiter.take(key)
+        if wait is not None:
+            raise RateLimited(
+                f"key {key.id} is over {key.rate_per_minute} requests a minute",
+                retry_after=wait,
+            )
+
+    return check
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No API key, or an unknown one"},
+    403: {"model": ErrorOut, "description": "The key lacks this route's scope"},
+    429: {"model": ErrorOut, "description": "Over the key's rate limit; see Retry-After"},
+}
+
+
 def chain_for(runtime: Runtime, chain_id: int | None) -> int:
     chains = [e.config.chain_id for e in runtime.endpoints]
     if chain_id is None:
@@ -102,6 +147,7 @@ def address(value: str, what: str = "address") -> str:
 
 
 __all__ = [
+    "AUTH_ERRORS",
     "AtParam",
     "ChainParam",
     "FilterDep",
@@ -111,4 +157,5 @@ __all__ = [
     "address",
     "chain_for",
     "parse_at",
+    "require",
 ]

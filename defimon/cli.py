@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from defimon import __version__
+from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
     from defimon.runtime import Runtime
 
 log = structlog.get_logger("defimon.cli")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _serve(runtime: Runtime) -> None:
@@ -31,15 +33,31 @@ def _serve(runtime: Runtime) -> None:
     from api.app import create_app
 
     app = create_app(runtime)
+    host = bind_host(runtime.settings.host, KeyFile(runtime.settings.keys_path).configured)
     config = uvicorn.Config(
         app,
-        host=runtime.settings.host,
+        host=host,
         port=runtime.settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run()
+
+
+def bind_host(requested: str, keys_configured: bool) -> str:
+    """Without an API key the API is open, so it listens on loopback only, and says so."""
+    if keys_configured:
+        return requested
+    if requested not in LOOPBACK:
+        log.warning(
+            "api.loopback_only",
+            asked=requested,
+            reason="no API key configured; create one with `defimon keys create`",
+        )
+        return "127.0.0.1"
+    log.info("api.open_to_this_machine", reason="no API key configured", host=requested)
+    return requested
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,6 +141,31 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    keys = KeyFile(settings.keys_path)
+    if args.action == "create":
+        scopes = parse_scopes(args.scopes)
+        token = keys.create(args.name, scopes, args.rate_per_minute)
+        key = keys.find(token)
+        assert key is not None
+        print(token)
+        print(
+            f"key {key.id} ({', '.join(scopes)}, {key.rate_per_minute}/min) stored hashed in "
+            f"{settings.keys_path}; this is the only time it is shown",
+            file=sys.stderr,
+        )
+    elif args.action == "list":
+        for k in keys.all():
+            joined = ",".join(k.scopes)
+            print(f"{k.id}  {k.name or '-':20}  {joined:18}  {k.rate_per_minute}/min  {k.created}")
+    else:
+        if not keys.revoke(args.id):
+            print(f"no key {args.id!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.id}")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from defimon import sql_cli
 
@@ -169,6 +212,24 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--seed", type=int, default=7)
     devnet.add_argument("--interval", type=float, default=0.5)
     devnet.set_defaults(func=cmd_devnet)
+
+    keys = sub.add_parser(
+        "keys",
+        help="API keys: create (printed once, stored hashed), list, revoke",
+        description="With no key, the API listens on loopback only. Keys go to "
+        "<data dir>/api_keys.json (or $DEFIMON_API_KEYS_FILE); a running server picks up changes.",
+    )
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (only this once)")
+    create.add_argument("--scopes", default="read", help="comma-separated: read, sql, alerts")
+    create.add_argument("--name", default="", help="what the key is for")
+    create.add_argument("--rate-per-minute", type=int, default=600, help="requests a minute")
+    listing = keys_sub.add_parser("list", help="the keys (ids, scopes, limits; never the keys)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    for p in (create, listing, revoke):
+        p.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    keys.set_defaults(func=cmd_keys)
 
     sql = sub.add_parser(
         "sql",

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
         None, description="http://user:pass@host:8123 for a ClickHouse server; chDB if unset"
     )
     host: str = "127.0.0.1"
+    api_keys_file: Path | None = Field(
+        None, description="hashed API keys (defimon keys); default <data_dir>/api_keys.json"
+    )
     port: int = 8000
     shards: int = Field(8, ge=1, le=4096, description="position shards per chain")
     epoch_seconds: float = Field(
@@ -36,3 +39,7 @@ class Settings(BaseSettings):
     sql_max_result_rows: int = Field(100_000, ge=1, description="rows a query may return")
     sql_max_result_bytes: int = Field(256 * 2**20, ge=1, description="bytes a query may return")
     sql_max_memory_bytes: int = Field(2 * 2**30, ge=2**20, description="memory per query")
+
+    @property
+    def keys_path(self) -> Path:
+        return self.api_keys_file or self.data_dir / "api_keys.json"

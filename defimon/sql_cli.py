@@ -9,6 +9,7 @@ the statement goes to that process's API at http://HOST:PORT from the settings.
 from __future__ import annotations
 
 import fcntl
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -26,8 +27,13 @@ class SqlCliError(DefimonError):
 
 def via_api(api: str, sql: str, fmt: str, timeout: float) -> bytes:
     try:
+        # A server with API keys wants one with the `sql` scope: from $DEFIMON_API_KEY.
+        key = os.environ.get("DEFIMON_API_KEY")
         response = httpx.post(
-            api.rstrip("/") + "/v1/sql", json={"sql": sql, "format": fmt}, timeout=timeout
+            api.rstrip("/") + "/v1/sql",
+            json={"sql": sql, "format": fmt},
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"} if key else None,
         )
     except httpx.HTTPError as exc:
         raise SqlCliError(f"no defimon API answered at {api}: {exc}") from exc

@@ -49,3 +49,19 @@ class QueryFailed(StoreError):
     def __init__(self, message: str, *, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Unauthorized(DefimonError):
+    """No API key, or one this server does not know (401)."""
+
+
+class Forbidden(DefimonError):
+    """The API key lacks the scope the route needs (403)."""
+
+
+class RateLimited(DefimonError):
+    """The API key made too many requests; retry after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

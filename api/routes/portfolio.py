@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from api.aggregate import aggregate as aggregate_subjects
 from api.aggregate import parse_group_by, parse_metrics
 from api.deps import (
+    AUTH_ERRORS,
     AtParam,
     ChainParam,
     FilterDep,
@@ -15,13 +16,19 @@ from api.deps import (
     address,
     chain_for,
     parse_at,
+    require,
 )
 from flows.windows import WINDOW_SECONDS
 from schemas.api import AggregateOut, DiffOut, ErrorOut, HistoryOut, PortfolioOut, PositionsPage
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 
-router = APIRouter(prefix="/v1", tags=["positions"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["positions"],
+    dependencies=[Depends(require("read"))],
+    responses=AUTH_ERRORS,
+)
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "Malformed input"},
     404: {"model": ErrorOut, "description": "Block or time not indexed"},

@@ -7,10 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from api.deps import AUTH_ERRORS, require
 from defimon.analyst_runner import MEDIA_TYPES, AnalystSql
 from schemas.api import ErrorOut, SqlIn, SqlResultOut
 
-router = APIRouter(prefix="/v1", tags=["sql"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["sql"],
+    dependencies=[Depends(require("sql"))],
+    responses=AUTH_ERRORS,
+)
 
 
 def get_analyst(request: Request) -> AnalystSql:

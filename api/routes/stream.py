@@ -5,17 +5,22 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import FilterDep, HubDep, RuntimeDep
+from api.deps import AUTH_ERRORS, FilterDep, HubDep, RuntimeDep, require
 from api.hub import LAGGED, RESET, Hub
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 from schemas.filters import Filter
 from schemas.stream import BusEvent
 
-router = APIRouter(prefix="/v1", tags=["stream"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["stream"],
+    dependencies=[Depends(require("read"))],
+    responses=AUTH_ERRORS,
+)
 
 
 def _event(seq: int, event: BusEvent) -> ServerSentEvent:
