@@ -37,6 +37,10 @@ class CometReader:
         self.comets = tuple(comets)
         self._token_infos = token_infos
         self.configs: dict[str, CometConfig] = {}
+        # Accounts whose every collateral balance was read once; the others get that read
+        # when first seen (they may hold collateral from before the start block).
+        self._seen: set[tuple[str, str]] = set()
+        self._warned: set[str] = set()
 
     def read(self, batches: list[BlockBatch]) -> None:
         """Fill `batch.comet` for every batch with comet logs or at a checkpoint."""
@@ -106,12 +110,17 @@ class CometReader:
                 reads.config = self.configs[comet] = self._read_config(comet, batch)
             except (RpcError, rd.DecodeError) as exc:
                 # Not deployed yet at this block, or not a comet: try again at the next one.
-                log.warning("comet.config_unreadable", comet=comet, error=str(exc))
+                if comet not in self._warned:  # once: it is tried at every checkpoint
+                    self._warned.add(comet)
+                    log.warning("comet.config_unreadable", comet=comet, error=str(exc))
                 if comet not in self.configs:
                     return None
                 reads.errors.append(f"configuration: {exc}")
         config = self.configs[comet]
         accounts, pairs = ev.touched(decoded)
+        for a in accounts:
+            if (comet, a) not in self._seen:
+                pairs |= {(a, info.asset) for info in config.assets}
         users, collateral = sorted(accounts), sorted(pairs)
         feeds = config.feeds()
         datas = [
@@ -137,6 +146,7 @@ class CometReader:
             found = take(f"userBasic({a})", rd.decode_user_basic)
             if found is not None:
                 reads.users[a] = found
+                self._seen.add((comet, a))
         for a, asset in collateral:
             balance = take(f"userCollateral({a}, {asset})", rd.decode_user_collateral)
             if balance is not None:

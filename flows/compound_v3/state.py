@@ -297,6 +297,25 @@ class CometMarket:
                 continue
             for event in decoded or ():
                 self._apply(log, event, batch.comet.get(log.address), block, out)
+        # An account first seen here had its every collateral read, not only what the block
+        # moved (it may hold some from before the start block): a version for each of those.
+        first: dict[str, CometAccountVersion] = {}
+        moved: set[tuple[str, str]] = set()
+        for v in out.versions:
+            first.setdefault(v.account.account_id, v)
+            moved.add((v.account.account_id, v.asset))
+        for comet, reads in sorted(batch.comet.items()):
+            for (user, asset), balance in sorted(reads.collateral.items()):
+                aid = comet_account_id(self.chain_id, comet, user)
+                seen = first.get(aid)
+                if seen is None or not balance or (aid, asset) in moved:
+                    continue
+                out.versions.append(
+                    replace(
+                        seen, account=self.accounts[aid], asset=asset,
+                        event="collateral_read", amount=0, counterparty="",
+                    )
+                )  # fmt: skip
         # 3. Valuation at checkpoints, accrued to the block's own time.
         for comet in changed_comets:
             self.unvalued |= self.comet_accounts.get(comet, set())

@@ -20,6 +20,7 @@ from flows.compound_v3 import math as cm
 from flows.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
 from flows.rows import COLUMNS, market_rows
 from flows.uniswap_v3.state import MarketState, market_step
+from schemas.api import AccountOut
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import (
     MAX_UINT256,
@@ -454,3 +455,28 @@ def test_comet_account_json_has_the_lending_shape() -> None:
     )
     assert collateral["liquidation_price"] == "176470588236"
     assert data["value_usd"] == 5_000.0  # $20,000 of WETH less $15,000 of debt
+    # The HTTP response model carries every field, as the portfolio serves it.
+    assert AccountOut.model_validate(data).model_dump() == data
+
+
+def test_collateral_held_from_before_the_start_block_is_versioned_when_first_seen() -> None:
+    # Dave supplied WETH before the flow's start block; his first event here is a base
+    # supply, and the reader read all his collateral balances with it.
+    dave = "0x" + "da" * 20
+    supply = comet_log(
+        1, 0, "Supply(address,address,uint256)", [indexed(dave), indexed(dave)], ["uint256"], [5]
+    )
+    reads = CometReads(
+        config=config(),
+        totals=totals(5, 0, ts(1)),
+        users={dave: CometUserBasic(5, 0, 0, 0b1)},
+        collateral={(dave, WETH): 3 * E18},
+        prices=prices(2_000 * USD),
+    )
+    _, [out] = run([batch(1, [supply], reads)])
+    assert [(v.event, v.asset, v.log_index, v.account.collateral) for v in out.versions] == [
+        ("supply", "", 0, {WETH: 3 * E18}),
+        ("collateral_read", WETH, 0, {WETH: 3 * E18}),
+    ]
+    [update] = out.updates
+    assert update.value.collateral_value == 6_000 * USD
