@@ -408,13 +408,16 @@ class CometMarket:
                 event.amount,
                 event.counterparty,
             )
+        if reads is None:
+            out.dead.append((log, "the comet answered no reads at this block (not a comet?)"))
+            return
         missing = []
-        if reads is None or user not in reads.users:
+        if user not in reads.users:
             missing.append(f"userBasic({user})")
-        if asset and (reads is None or (user, asset) not in reads.collateral):
+        if asset and (user, asset) not in reads.collateral:
             missing.append(f"userCollateral({user}, {asset})")
         if missing:
-            why = "; ".join(reads.errors[:3]) if reads is not None and reads.errors else "none"
+            why = "; ".join(reads.errors[:3]) if reads.errors else "none"
             out.dead.append(
                 (log, f"no {' and '.join(missing)} read at this block (read errors: {why})")
             )
