@@ -118,6 +118,9 @@ class CometReader:
                 reads.errors.append(f"configuration: {exc}")
         config = self.configs[comet]
         accounts, pairs = ev.touched(decoded)
+        # The comet's own collateral (sold by buyCollateral) is reserves, not an account.
+        accounts.discard(comet)
+        pairs = {(a, asset) for a, asset in pairs if a != comet}
         for a in accounts:
             if (comet, a) not in self._seen:
                 pairs |= {(a, info.asset) for info in config.assets}

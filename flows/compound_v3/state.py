@@ -408,6 +408,10 @@ class CometMarket:
                 event.amount,
                 event.counterparty,
             )
+        if user == comet:
+            # The protocol's own collateral (absorbed, then sold: some builds' buyCollateral
+            # emits WithdrawCollateral from the comet itself) is reserves, not an account.
+            return
         if reads is None:
             out.dead.append((log, "the comet answered no reads at this block (not a comet?)"))
             return

@@ -480,3 +480,13 @@ def test_collateral_held_from_before_the_start_block_is_versioned_when_first_see
     ]
     [update] = out.updates
     assert update.value.collateral_value == 6_000 * USD
+
+
+def test_the_comets_own_collateral_is_not_an_account() -> None:
+    # Builds whose buyCollateral calls withdrawCollateral(address(this), recipient, ...).
+    sale = comet_log(
+        1, 0, "WithdrawCollateral(address,address,address,uint256)",
+        [indexed(COMET), indexed(CAROL), indexed(WETH)], ["uint256"], [E18],
+    )  # fmt: skip
+    _, [out] = run([batch(1, [sale], CometReads(config=config(), totals=totals(0, 0, ts(1))))])
+    assert out.versions == [] and out.dead == [] and out.updates == []
