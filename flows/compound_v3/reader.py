@@ -21,7 +21,7 @@ from flows.compound_v3 import reads as rd
 from flows.rpc import RpcClient
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.comet import CometConfig, CometReads
-from schemas.errors import RpcError
+from schemas.errors import RpcError, RpcTransportError
 
 log = structlog.get_logger("defimon.comet")
 
@@ -65,14 +65,20 @@ class CometReader:
         calls = [("eth_call", [{"to": comet, "data": d}, block]) for d in datas]
         if not calls:
             return []
+        # A node out of reach raises (RpcTransportError): the source retries the whole range,
+        # so a network fault never turns into a missing read.
         try:
             return self.rpc.batch(calls)
+        except RpcTransportError:
+            raise
         except RpcError:
             # One reverting call fails the whole batch on some nodes: one by one then.
             out: list[Any] = []
             for method, params in calls:
                 try:
                     out.append(self.rpc.call(method, params))
+                except RpcTransportError:
+                    raise
                 except RpcError as exc:
                     out.append(exc)
             return out
@@ -108,6 +114,8 @@ class CometReader:
         if comet not in self.configs or upgraded:
             try:
                 reads.config = self.configs[comet] = self._read_config(comet, batch)
+            except RpcTransportError:
+                raise
             except (RpcError, rd.DecodeError) as exc:
                 # Not deployed yet at this block, or not a comet: try again at the next one.
                 if comet not in self._warned:  # once: it is tried at every checkpoint
