@@ -20,9 +20,17 @@ import orjson
 from api.diff import Change, lending_change, lp_change, summarize
 from defimon.store import Store
 from flows.aave_v3.state import holds_anything, value_account
+from flows.compound_v3.state import value_comet_account
 from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
+from schemas.comet import (
+    CometAccount,
+    CometAssetInfo,
+    CometConfig,
+    CometTotalsBasic,
+    comet_account_json,
+)
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
@@ -386,6 +394,148 @@ class Queries:
             markets[pool] = AaveMarketView(ref, reserves, rates, emode, pool_prices)
         return markets
 
+    def comet_lending(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
+        """The owner's Compound V3 accounts at the block: principal and collateral from their
+        latest versions, the comet's configuration, stored totals and prices then, accrued
+        to the block's time with the flow's own function."""
+        params = {"chain": as_of.chain_id, "block": as_of.number, "owner": owner}
+        rows = self.store.dicts(
+            "SELECT account_id, comet, asset, principal, assets_in, collateral, block_number, "
+            "log_index FROM defimon.comet_account_versions FINAL "
+            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY account_id, asset, block_number DESC, log_index DESC "
+            "LIMIT 1 BY account_id, asset",
+            params,
+        )
+        if not rows:
+            return []
+        timestamp = self.timestamp(as_of)
+        if timestamp is None:
+            raise NotFound(f"block {as_of.number}'s time is unknown (not stored, node unreachable)")
+        by_comet = {
+            "chain": as_of.chain_id,
+            "block": as_of.number,
+            "comets": sorted({r["comet"] for r in rows}),
+        }
+        latest_by_comet = (
+            "WHERE chain_id = {chain:UInt64} AND comet IN {comets:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+        )
+        config_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted) FROM defimon.comet_configs FINAL "
+            + latest_by_comet
+            + "ORDER BY comet, block_number DESC LIMIT 1 BY comet",
+            by_comet,
+        )
+        asset_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted) FROM defimon.comet_assets FINAL "
+            + latest_by_comet
+            + "ORDER BY comet, asset_offset, block_number DESC LIMIT 1 BY comet, asset_offset",
+            by_comet,
+        )
+        totals_rows = self.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.comet_totals FINAL "
+            + latest_by_comet
+            + "ORDER BY comet, block_number DESC LIMIT 1 BY comet",
+            by_comet,
+        )
+        price_rows = self.store.dicts(
+            "SELECT comet, feed, price FROM defimon.comet_prices FINAL "
+            + latest_by_comet
+            + "ORDER BY comet, feed, block_number DESC LIMIT 1 BY comet, feed",
+            by_comet,
+        )
+        configs = {}
+        for c in config_rows:
+            assets = tuple(
+                CometAssetInfo(
+                    int(a["asset_offset"]),
+                    a["asset"],
+                    a["price_feed"],
+                    int(a["scale"]),
+                    int(a["borrow_collateral_factor"]),
+                    int(a["liquidate_collateral_factor"]),
+                    int(a["liquidation_factor"]),
+                    int(a["supply_cap"]),
+                    a["symbol"],
+                )
+                # The assets written with that configuration (an upgrade rewrites them all).
+                for a in asset_rows
+                if a["comet"] == c["comet"] and a["block_number"] == c["block_number"]
+            )
+            configs[c["comet"]] = CometConfig(
+                comet=c["comet"],
+                base_token=c["base_token"],
+                base_token_price_feed=c["base_token_price_feed"],
+                base_scale=int(c["base_scale"]),
+                supply_kink=int(c["supply_kink"]),
+                supply_per_second_interest_rate_base=int(c["supply_per_second_interest_rate_base"]),
+                supply_per_second_interest_rate_slope_low=int(
+                    c["supply_per_second_interest_rate_slope_low"]
+                ),
+                supply_per_second_interest_rate_slope_high=int(
+                    c["supply_per_second_interest_rate_slope_high"]
+                ),
+                borrow_kink=int(c["borrow_kink"]),
+                borrow_per_second_interest_rate_base=int(c["borrow_per_second_interest_rate_base"]),
+                borrow_per_second_interest_rate_slope_low=int(
+                    c["borrow_per_second_interest_rate_slope_low"]
+                ),
+                borrow_per_second_interest_rate_slope_high=int(
+                    c["borrow_per_second_interest_rate_slope_high"]
+                ),
+                store_front_price_factor=int(c["store_front_price_factor"]),
+                base_borrow_min=int(c["base_borrow_min"]),
+                assets=assets,
+                base_symbol=c["base_symbol"],
+            )
+        totals = {
+            t["comet"]: CometTotalsBasic(
+                int(t["base_supply_index"]),
+                int(t["base_borrow_index"]),
+                int(t["tracking_supply_index"]),
+                int(t["tracking_borrow_index"]),
+                int(t["total_supply_base"]),
+                int(t["total_borrow_base"]),
+                int(t["last_accrual_time"]),
+                int(t["pause_flags"]),
+            )
+            for t in totals_rows
+        }
+        prices: dict[str, dict[str, int]] = {}
+        for p in price_rows:
+            prices.setdefault(p["comet"], {})[p["feed"]] = int(p["price"])
+        ref = (
+            as_of.ref()
+            if as_of.timestamp is not None
+            else BlockRef(as_of.chain_id, as_of.number, as_of.hash or "", timestamp)
+        )
+        accounts: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            accounts.setdefault(r["account_id"], []).append(r)
+        out = []
+        for aid, held in sorted(accounts.items()):
+            latest = max(held, key=lambda r: (r["block_number"], r["log_index"]))
+            comet = latest["comet"]
+            config, total = configs.get(comet), totals.get(comet)
+            if config is None or total is None:
+                continue  # not readable at that block: nothing exact to say
+            account = CometAccount(
+                as_of.chain_id,
+                comet,
+                owner,
+                aid,
+                int(latest["principal"]),
+                int(latest["assets_in"]),
+                {r["asset"]: int(r["collateral"]) for r in held if r["asset"] and r["collateral"]},
+            )
+            if not account.is_open:
+                continue  # a closed account
+            value = value_comet_account(account, config, total, prices.get(comet, {}), timestamp)
+            out.append(comet_account_json(account, value, config, ref, int(latest["block_number"])))
+        return out
+
     def _uncollected(
         self,
         as_of: AsOf,
@@ -461,7 +611,7 @@ class Queries:
         )
         held = [v for v in versions if v["owner"] == owner and not v["burned"]]
         positions = self._value(as_of, held)
-        lending = self.lending(owner, as_of)
+        lending = self.lending(owner, as_of) + self.comet_lending(owner, as_of)
         total = sum(p["value_usd"] or 0.0 for p in positions) + sum(a["value_usd"] for a in lending)
         return {
             "address": owner,

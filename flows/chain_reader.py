@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED
+from flows.compound_v3.reader import CometReader
 from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
@@ -91,6 +92,11 @@ class ChainReader:
             self.parents[aave.oracle] = "oracle"
             self.fixed += [aave.pool, aave.pool_configurator, aave.oracle]
         self.fixed += [feed for _token, feed in config.feeds]
+        # Comets: their logs, and their state read with eth_call at the blocks that need it.
+        self.comet: CometReader | None = None
+        if config.compound_v3 is not None and config.compound_v3.comets:
+            self.fixed += list(config.compound_v3.comets)
+            self.comet = CometReader(rpc, config.compound_v3.comets, self.token_infos)
         self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
         self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
@@ -186,6 +192,8 @@ class ChainReader:
         if batches and tokens:
             batches[0].tokens = tokens
         self._take_feed_answers(batches)
+        if self.comet is not None:
+            self.comet.read(batches)
         return RangeRead(batches, len(raw))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
@@ -194,6 +202,8 @@ class ChainReader:
         logs = [self._to_log(item) for item in raw]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
+        if self.comet is not None:
+            self.comet.read([batch])
         return batch
 
     def _to_log(self, item: dict) -> RawLog:

@@ -21,8 +21,9 @@ from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
+from flows.compound_v3.state import CometMarket
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import STORE_PARTITION, BusSink, StoreSink
+from flows.sinks import STORE_PARTITION, BusSink, CometBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -52,6 +53,8 @@ def market_mapper(
                     cfg.aave_v3.oracle,
                     shards,
                 )
+            if cfg.compound_v3 is not None and cfg.compound_v3.comets:
+                state.comet = CometMarket(cfg.chain_id, cfg.compound_v3.comets)
         state, out = market_step(state, batch)
         chain = str(batch.header.chain_id)
         METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))
@@ -106,4 +109,6 @@ def build_flow(
         StoreSink(open_store, status),
     )
     op.output("bus", positions, BusSink(bus))
+    if any(e.config.compound_v3 is not None for e in endpoints):
+        op.output("comet_bus", market, CometBusSink(bus))
     return flow

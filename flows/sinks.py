@@ -18,8 +18,9 @@ from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AccountUpdate
+from flows.compound_v3.state import CometAccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
-from flows.uniswap_v3.state import PositionUpdate, ShardOutput
+from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
 from flows.windows import window_json
 from schemas.lending import account_json
 from schemas.positions import position_json
@@ -228,3 +229,60 @@ class BusSink(DynamicSink[ShardOutput]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _BusPartition:
         return _BusPartition(self._bus)
+
+
+def comet_account_events(updates: Iterable[CometAccountUpdate]) -> list[BusEvent]:
+    """An `account` event per Compound V3 account update (the lending account shape)."""
+    now = time.time()
+    return [
+        BusEvent(
+            kind="account",
+            chain_id=u.block.chain_id,
+            block_number=u.block.number,
+            block_hash=u.block.hash,
+            data=u.json(),
+            owners=(u.account.user,),
+            produced_at=now,
+        )
+        for u in updates
+    ]
+
+
+class _CometBusPartition(StatelessSinkPartition[MarketOutput]):
+    """Compound V3 accounts are valued on the market stage; published like the shards' (live
+    at once, backfill coalesced to each account's latest state)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._pending: dict[str, CometAccountUpdate] = {}
+        self._last_publish = time.monotonic()
+
+    def _publish_pending(self) -> None:
+        if self._pending:
+            self._bus.publish(comet_account_events(self._pending.values()))
+            self._pending.clear()
+        self._last_publish = time.monotonic()
+
+    def write_batch(self, items: list[MarketOutput]) -> None:
+        for item in items:
+            updates = item.comet.updates if item.comet is not None else []
+            if item.live:
+                self._publish_pending()
+                if updates:
+                    self._bus.publish(comet_account_events(updates))
+            else:
+                for update in updates:
+                    self._pending[update.account.account_id] = update
+        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
+            self._publish_pending()
+
+    def close(self) -> None:
+        self._publish_pending()
+
+
+class CometBusSink(DynamicSink[MarketOutput]):
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CometBusPartition:
+        return _CometBusPartition(self._bus)

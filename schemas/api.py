@@ -84,7 +84,7 @@ class LendingReserveOut(BaseModel):
 
 
 class AccountOut(BaseModel):
-    id: str = Field(description="chain_id:pool:owner")
+    id: str = Field(description="chain_id:pool:owner (pool: the Aave pool or the comet)")
     protocol: str
     chain_id: int
     pool: str
@@ -104,6 +104,16 @@ class AccountOut(BaseModel):
     block_number: int
     block_hash: str
     block_time: str
+    # Compound V3 only (None for Aave).
+    base_principal: str | None = Field(
+        None, description="Comet: the signed base principal (userBasic), as a decimal string"
+    )
+    is_liquidatable: bool | None = Field(
+        None, description="Comet: isLiquidatable at the block (stored indices)"
+    )
+    absorbable: bool | None = Field(
+        None, description="Comet: the same test after accrual to the block time (absorb's)"
+    )
 
 
 class PortfolioOut(BaseModel):

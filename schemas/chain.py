@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from schemas.comet import CometReads
+
 
 class RawLog(NamedTuple):
     """One log as the node returned it; hex fields are lower-case 0x strings.
@@ -62,3 +64,5 @@ class BlockBatch:
     checkpoint: bool = True
     # feed -> (answer, round id, updatedAt) read with eth_call when a feed was announced here
     feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # comet -> what the reader read from it with eth_call at this block (Compound V3)
+    comet: dict[str, CometReads] = field(default_factory=dict)

@@ -165,4 +165,8 @@ def account_json(
         "block_number": as_of.number,
         "block_hash": as_of.hash,
         "block_time": as_of.time_iso(),
+        # Compound V3's own fields (schemas/comet.py); the wire shape is the same for both.
+        "base_principal": None,
+        "is_liquidatable": None,
+        "absorbable": None,
     }

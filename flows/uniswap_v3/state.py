@@ -32,6 +32,7 @@ from flows.aave_v3.state import (
     observe_accounts,
 )
 from flows.aave_v3.state import shard_step as aave_shard_step
+from flows.compound_v3.state import CometMarket, CometOutput
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.math import MathError
 from flows.uniswap_v3.replica import (
@@ -160,6 +161,7 @@ class MarketOutput:
     shard_inputs: dict[int, ShardInput]
     aave: AaveMarketOutput | None = None
     aave_pool: str = ""
+    comet: CometOutput | None = None
     # fee state for time travel: (pool, tick, info or None if cleared), (pool, key, position)
     ticks: list[tuple[str, int, TickInfo | None]] = field(default_factory=list)
     pool_positions: list[tuple[str, tuple[str, int, int], PoolPosition]] = field(
@@ -195,6 +197,7 @@ class MarketState:
     dirty_pools: set[str] = field(default_factory=set)
     fee_dirty: set[int] = field(default_factory=set)
     aave: AaveMarket | None = None
+    comet: CometMarket | None = None
     last_block: int = -1
     # The last block with logs: window boundaries are crossed between such blocks only, so a
     # backfill (which never sees empty blocks) and a live run cross the same ones.
@@ -311,6 +314,11 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             anchors_changed = True
         for shard, aave_item in route.items():
             shard_input(shard).aave = aave_item
+
+    # Compound V3: on this stage, from what the reader read at the block (not sharded).
+    if state.comet is not None:
+        out.comet = state.comet.step(batch, block, state.tokens)
+        out.dead_letters += [DeadLetter(lg, why, "compound_v3") for lg, why in out.comet.dead]
 
     for log in batch.logs:
         role = state.role_of(log.address)

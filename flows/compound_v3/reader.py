@@ -1,0 +1,176 @@
+"""Read Comet's state with eth_call at the blocks the flow needs it (I/O only).
+
+Comet emits no event when interest accrues, and its base amounts are present values, so the
+principal an event leaves depends on the index at that instant. Rather than re-deriving it, the
+reader asks the comet, at the end of each block where it emitted logs (and at checkpoint
+blocks): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
+block touched, and `getPrice(feed)` for every feed it uses. Its configuration is read when it is
+first seen and again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
+pure fold (flows/compound_v3/state.py) turns them into account versions and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import structlog
+
+from flows.compound_v3 import events as ev
+from flows.compound_v3 import reads as rd
+from flows.rpc import RpcClient
+from schemas.chain import BlockBatch, TokenInfo
+from schemas.comet import CometConfig, CometReads
+from schemas.errors import RpcError, RpcTransportError
+
+log = structlog.get_logger("defimon.comet")
+
+
+class CometReader:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        comets: Sequence[str],
+        token_infos: Callable[[Iterable[str]], dict[str, TokenInfo]],
+    ) -> None:
+        self.rpc = rpc
+        self.comets = tuple(comets)
+        self._token_infos = token_infos
+        self.configs: dict[str, CometConfig] = {}
+        # Accounts whose every collateral balance was read once; the others get that read
+        # when first seen (they may hold collateral from before the start block).
+        self._seen: set[tuple[str, str]] = set()
+        self._warned: set[str] = set()
+
+    def read(self, batches: list[BlockBatch]) -> None:
+        """Fill `batch.comet` for every batch with comet logs or at a checkpoint."""
+        for batch in batches:
+            by_comet: dict[str, list[Any]] = {}
+            for lg in batch.logs:
+                if lg.address in self.comets:
+                    by_comet.setdefault(lg.address, []).append(lg)
+            for comet in self.comets:
+                logs = by_comet.get(comet, [])
+                if logs or batch.checkpoint:
+                    reads = self._read_block(comet, batch, logs)
+                    if reads is not None:
+                        batch.comet[comet] = reads
+
+    def _block(self, batch: BlockBatch) -> dict[str, str] | str:
+        # By hash (EIP-1898) where known: a reorg cannot answer for another block.
+        return {"blockHash": batch.header.hash} if batch.header.hash else hex(batch.header.number)
+
+    def _calls(self, comet: str, datas: list[str], block: object) -> list[Any]:
+        """eth_call each data at the block; an answer that failed is an RpcError instance."""
+        calls = [("eth_call", [{"to": comet, "data": d}, block]) for d in datas]
+        if not calls:
+            return []
+        # A node out of reach raises (RpcTransportError): the source retries the whole range,
+        # so a network fault never turns into a missing read.
+        try:
+            return self.rpc.batch(calls)
+        except RpcTransportError:
+            raise
+        except RpcError:
+            # One reverting call fails the whole batch on some nodes: one by one then.
+            out: list[Any] = []
+            for method, params in calls:
+                try:
+                    out.append(self.rpc.call(method, params))
+                except RpcTransportError:
+                    raise
+                except RpcError as exc:
+                    out.append(exc)
+            return out
+
+    def _read_config(self, comet: str, batch: BlockBatch) -> CometConfig:
+        block = self._block(batch)
+        first = self._calls(comet, [*rd.CONFIG_SELECTORS, rd.NUM_ASSETS], block)
+        for result in first:
+            if isinstance(result, RpcError):
+                raise result
+        count = rd.decode_num_assets(first[-1])
+        infos = self._calls(comet, [rd.asset_info_data(i) for i in range(count)], block)
+        assets = []
+        for result in infos:
+            if isinstance(result, RpcError):
+                raise result
+            assets.append(rd.decode_asset_info(result))
+        config = rd.decode_config(comet, first[:-1], assets)
+        # Symbols for the wire format; the fold names the assets from the flow's token table.
+        batch.tokens.update(self._token_infos([config.base_token, *(a.asset for a in assets)]))
+        return config
+
+    def _read_block(self, comet: str, batch: BlockBatch, logs: list[Any]) -> CometReads | None:
+        reads = CometReads()
+        block = self._block(batch)
+        decoded: list[ev.Event] = []
+        for lg in logs:
+            try:
+                decoded += ev.decode(lg) or []
+            except ev.DecodeError:
+                continue  # the fold dead-letters it with the reason
+        upgraded = any(isinstance(e, ev.Upgraded) for e in decoded)
+        if comet not in self.configs or upgraded:
+            try:
+                reads.config = self.configs[comet] = self._read_config(comet, batch)
+            except RpcTransportError:
+                raise
+            except (RpcError, rd.DecodeError) as exc:
+                # Not deployed yet at this block, or not a comet: try again at the next one.
+                if comet not in self._warned:  # once: it is tried at every checkpoint
+                    self._warned.add(comet)
+                    log.warning("comet.config_unreadable", comet=comet, error=str(exc))
+                if comet not in self.configs:
+                    return None
+                reads.errors.append(f"configuration: {exc}")
+        config = self.configs[comet]
+        accounts, pairs = ev.touched(decoded)
+        # The comet's own collateral (sold by buyCollateral) is reserves, not an account.
+        accounts.discard(comet)
+        pairs = {(a, asset) for a, asset in pairs if a != comet}
+        for a in accounts:
+            if (comet, a) not in self._seen:
+                pairs |= {(a, info.asset) for info in config.assets}
+        users, collateral = sorted(accounts), sorted(pairs)
+        feeds = config.feeds()
+        datas = [
+            rd.TOTALS_BASIC,
+            *(rd.user_basic_data(a) for a in users),
+            *(rd.user_collateral_data(a, asset) for a, asset in collateral),
+            *(rd.get_price_data(f) for f in feeds),
+        ]
+        results = iter(self._calls(comet, datas, block))
+
+        def take(what: str, decoder: Callable[[object], Any]) -> Any:
+            result = next(results)
+            try:
+                if isinstance(result, RpcError):
+                    raise result
+                return decoder(result)
+            except (RpcError, rd.DecodeError) as exc:
+                reads.errors.append(f"{what}: {exc}")
+                return None
+
+        reads.totals = take("totalsBasic()", rd.decode_totals_basic)
+        for a in users:
+            found = take(f"userBasic({a})", rd.decode_user_basic)
+            if found is not None:
+                reads.users[a] = found
+                self._seen.add((comet, a))
+        for a, asset in collateral:
+            balance = take(f"userCollateral({a}, {asset})", rd.decode_user_collateral)
+            if balance is not None:
+                reads.collateral[(a, asset)] = balance
+        for feed in feeds:
+            price = take(f"getPrice({feed})", rd.decode_price)
+            if price is not None:
+                reads.prices[feed] = price
+        if reads.errors:
+            log.warning(
+                "comet.reads_failed",
+                comet=comet,
+                block=batch.header.number,
+                errors=reads.errors[:5],
+            )
+        return reads
