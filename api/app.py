@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.alerts.engine import AlertEngine
+from api.alerts.store import AlertStore
 from api.hub import Hub
 from api.queries import Queries
-from api.routes import health, portfolio, stream
+from api.routes import alerts, health, portfolio, stream
 from defimon import __version__
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
@@ -48,13 +50,17 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         runtime.bus.attach(loop, app.state.hub.publish)
+        runtime.bus.attach(loop, app.state.alerts.on_events)
+        await app.state.alerts.start()
         if start_flow:
             runtime.start_flow()
         yield
+        await app.state.alerts.stop()
         # Runtime.stop joins the flow thread; keep the loop free while it flushes.
         await asyncio.to_thread(runtime.stop)
         # chDB binds one data path per process until every handle is closed.
         app.state.queries.store.close()
+        app.state.alerts.store.close()
 
     app = FastAPI(
         title="defimon",
@@ -65,6 +71,9 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.state.runtime = runtime
     app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
     app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
+    app.state.alerts = AlertEngine(
+        AlertStore(runtime.store.another()), app.state.hub, app.state.queries, runtime
+    )
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
@@ -88,6 +97,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(portfolio.router)
     app.include_router(stream.router)
+    app.include_router(alerts.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -22,7 +22,7 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import STORE_PARTITION, BusSink, StoreSink
+from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -106,4 +106,5 @@ def build_flow(
         StoreSink(open_store, status),
     )
     op.output("bus", positions, BusSink(bus))
+    op.output("market_bus", market, MarketBusSink(bus))
     return flow
