@@ -36,8 +36,9 @@ class Settings(BaseSettings):
         86_400.0, gt=0, description="give up delivering an alert this long after it fired"
     )
     alert_webhook_timeout: float = Field(10.0, gt=0)
+    # A replayed block costs about what /v1/positions?at= does (50-75 ms on the devnet).
     alert_backtest_max_blocks: int = Field(
-        2000, ge=1, description="indexed blocks one backtest may replay"
+        1000, ge=1, description="indexed blocks one backtest may replay"
     )
     smtp_host: str | None = Field(None, description="SMTP server for email alerts")
     smtp_port: int = Field(25, ge=1, le=65535)

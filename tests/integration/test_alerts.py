@@ -358,3 +358,61 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
         smtp.stop()
         if receiver is not None:
             receiver.stop()
+
+
+def test_deliveries_and_rule_states_survive_a_restart(devnet: Devnet, tmp_path: Path) -> None:
+    """Alerts fired while the receiver is down reach it after the API restarts, once each;
+    conditions that already fired do not fire again after the restart."""
+    lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=3)
+    lending.tick()
+    chain_id = devnet.deployment.chain_id
+    hook_port = free_port()
+    settings = {"alert_retry_base_seconds": 0.2, "alert_retry_cap_seconds": 0.5}
+    with live_server(tmp_path, [devnet.endpoint()], **settings) as server:
+        server.wait_processed(chain_id, block_number(devnet.rpc_url))
+        rule = create(
+            server,
+            {
+                "name": "any debt",
+                "kind": "health_factor_below",
+                "filter": {"protocol": "aave_v3", "min_debt_usd": "1"},
+                "threshold": 1e9,  # every borrower is below: all fire at once
+                "delivery": {
+                    "webhook_url": f"http://127.0.0.1:{hook_port}/",
+                    "webhook_secret": SECRET,
+                },
+            },
+        )
+        wait_for(
+            "failed attempts",
+            # Alerts to one receiver go in order: the first is retried, the rest wait.
+            lambda: any(
+                d["status"] == "failed"
+                for a in alerts_of(server, rule["id"])
+                for d in a["deliveries"]
+            ),
+        )
+        before = alerts_of(server, rule["id"])
+        assert before, "borrowers should fire"
+    receiver = Receiver(hook_port, refuse=0).start()
+    try:
+        with live_server(tmp_path, [devnet.endpoint()], **settings) as server:
+            wait_for("resumed deliveries", lambda: len(receiver.accepted) >= len(before))
+            lending.tick()  # borrowers change: still below, still disarmed
+            server.wait_processed(chain_id, block_number(devnet.rpc_url))
+            after = alerts_of(server, rule["id"])
+            ids = Counter(orjson.loads(body)["id"] for body, _ in receiver.accepted)
+            assert ids == Counter({a["id"]: 1 for a in before})
+            new = {a["id"] for a in after} - {a["id"] for a in before}
+            assert all(
+                a["subject_id"] not in {b["subject_id"] for b in before}
+                for a in after
+                if a["id"] in new
+            ), "a subject that fired must not fire again while still below"
+            assert all(
+                any(d["status"] == "delivered" for d in a["deliveries"])
+                for a in after
+                if a["id"] not in new
+            )
+    finally:
+        receiver.stop()
