@@ -14,9 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.alerts.engine import AlertEngine
+from api.alerts.store import AlertStore
 from api.hub import Hub
 from api.queries import Queries
-from api.routes import health, portfolio, sql, stream
+from api.routes import alerts, health, portfolio, sql, stream
 from defimon import __version__
 from defimon.analyst_runner import AnalystSql
 from defimon.analyst_sql import SqlLimits, SqlTimeout
@@ -61,14 +63,18 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         runtime.bus.attach(loop, app.state.hub.publish)
+        runtime.bus.attach(loop, app.state.alerts.on_events)
+        await app.state.alerts.start()
         if start_flow:
             runtime.start_flow()
         yield
+        await app.state.alerts.stop()
         # Runtime.stop joins the flow thread; keep the loop free while it flushes.
         await asyncio.to_thread(runtime.stop)
         # chDB binds one data path per process until every handle is closed.
         app.state.queries.store.close()
         app.state.analyst.close()
+        app.state.alerts.store.close()
 
     app = FastAPI(
         title="defimon",
@@ -85,6 +91,9 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
     app.state.keys = KeyFile(runtime.settings.keys_path)
     app.state.limiter = RateLimiter()
+    app.state.alerts = AlertEngine(
+        AlertStore(runtime.store.another()), app.state.hub, app.state.queries, runtime
+    )
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_: Request, exc: InvalidInput) -> JSONResponse:
@@ -128,6 +137,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.include_router(portfolio.router)
     app.include_router(stream.router)
     app.include_router(sql.router)
+    app.include_router(alerts.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -25,7 +25,7 @@ from httpx_sse import connect_sse
 
 from bench.common import emit, percentile
 from devnet.anvil import Anvil, free_port
-from devnet.deploy import deploy
+from devnet.deploy import Deployment, deploy
 from devnet.simulator import MarketSimulator
 
 
@@ -45,6 +45,57 @@ def _reader(url: str, arrivals: queue.Queue[tuple[int, float]], stop: threading.
             raise
 
 
+def serve(
+    anvil: Anvil, deployment: Deployment, data_dir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`defimon run` on the devnet in its own process (as a user runs it), once ready."""
+    config = data_dir / "chain.toml"
+    config.write_text(deployment.to_chain_config().to_toml())
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "defimon.cli",
+            "--log-level",
+            "warning",
+            "run",
+            "--rpc",
+            anvil.rpc_url,
+            "--ws",
+            anvil.ws_url,
+            "--chain-config",
+            str(config),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir / "data"),
+        ],
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            stop_server(server)
+            raise RuntimeError("defimon did not become ready")
+        time.sleep(0.1)
+
+
+def stop_server(server: subprocess.Popen[bytes] | None) -> None:
+    if server is not None and server.poll() is None:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
 def run(blocks: int, warmup_steps: int) -> None:
     anvil = Anvil().start()
     data_dir = Path(tempfile.mkdtemp(prefix="defimon-bench-"))
@@ -55,41 +106,7 @@ def run(blocks: int, warmup_steps: int) -> None:
         simulator = MarketSimulator(anvil.rpc_url, deployment, seed=3)
         for _ in range(warmup_steps):
             simulator.step()
-        config = data_dir / "chain.toml"
-        config.write_text(deployment.to_chain_config().to_toml())
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "defimon.cli",
-                "--log-level",
-                "warning",
-                "run",
-                "--rpc",
-                anvil.rpc_url,
-                "--ws",
-                anvil.ws_url,
-                "--chain-config",
-                str(config),
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir / "data"),
-            ],
-            start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("defimon did not become ready")
-            time.sleep(0.1)
+        server, base = serve(anvil, deployment, data_dir)
 
         pool = deployment.pools[0]
         owners = sorted({o for t, o in simulator.all_positions().items()})
@@ -132,12 +149,7 @@ def run(blocks: int, warmup_steps: int) -> None:
         emit("block_to_sse_latency_p99", percentile(latencies, 99), "ms", **common)
     finally:
         stop.set()
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGINT)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         anvil.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 

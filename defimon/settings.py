@@ -32,6 +32,25 @@ class Settings(BaseSettings):
     ready_lag_blocks: int = Field(2, ge=0, description="/readyz tolerates this much head lag")
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"
+    # Alerts (api/alerts): delivery retries, webhooks, backtests and the SMTP server for email.
+    alert_retry_base_seconds: float = Field(1.0, gt=0, description="first retry delay")
+    alert_retry_cap_seconds: float = Field(300.0, gt=0, description="longest retry delay")
+    alert_max_age_seconds: float = Field(
+        86_400.0, gt=0, description="give up delivering an alert this long after it fired"
+    )
+    alert_webhook_timeout: float = Field(10.0, gt=0)
+    # A replayed block costs about what /v1/positions?at= does (50-75 ms on the devnet).
+    alert_backtest_max_blocks: int = Field(
+        1000, ge=1, description="indexed blocks one backtest may replay"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for email alerts")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "defimon@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(10.0, gt=0)
+
     # Analyst SQL (POST /v1/sql, `defimon sql`): every query runs read-only under these limits.
     sql_max_execution_seconds: float = Field(30.0, gt=0, description="wall-clock limit per query")
     sql_max_rows_to_read: int = Field(500_000_000, ge=1, description="rows a query may scan")

@@ -23,7 +23,7 @@ from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.compound_v3.state import CometMarket
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import STORE_PARTITION, BusSink, CometBusSink, StoreSink
+from flows.sinks import STORE_PARTITION, BusSink, CometBusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -111,4 +111,5 @@ def build_flow(
     op.output("bus", positions, BusSink(bus))
     if any(e.config.compound_v3 is not None for e in endpoints):
         op.output("comet_bus", market, CometBusSink(bus))
+    op.output("market_bus", market, MarketBusSink(bus))
     return flow

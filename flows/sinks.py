@@ -17,12 +17,13 @@ from defimon.bus import Bus
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
-from flows.aave_v3.state import AccountUpdate
+from flows.aave_v3.state import AccountUpdate, account_id
 from flows.compound_v3.state import CometAccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
 from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
 from flows.windows import window_json
 from schemas.lending import account_json
+from schemas.liquidations import liquidation_json
 from schemas.positions import position_json
 from schemas.stream import BusEvent
 
@@ -286,3 +287,60 @@ class CometBusSink(DynamicSink[MarketOutput]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CometBusPartition:
         return _CometBusPartition(self._bus)
+
+
+def liquidation_events(out: MarketOutput) -> list[BusEvent]:
+    """A `liquidation` event per Aave LiquidationCall of the block (for liquidation alerts)."""
+    if out.aave is None or not out.aave.liquidations:
+        return []
+    now, b = time.time(), out.block
+    return [
+        BusEvent(
+            kind="liquidation",
+            chain_id=b.chain_id,
+            block_number=b.number,
+            block_hash=b.hash,
+            data=liquidation_json(
+                account_id=account_id(b.chain_id, out.aave_pool, e.user),
+                chain_id=b.chain_id,
+                pool=out.aave_pool,
+                block_number=b.number,
+                block_hash=b.hash,
+                block_time=b.timestamp,
+                tx_hash=lg.tx_hash,
+                log_index=lg.log_index,
+                user=e.user,
+                collateral_asset=e.collateral_asset,
+                debt_asset=e.debt_asset,
+                debt_to_cover=e.debt_to_cover,
+                liquidated_collateral=e.liquidated_collateral,
+                liquidator=e.liquidator,
+                receive_a_token=e.receive_a_token,
+            ),
+            owners=(e.user,),
+            produced_at=now,
+        )
+        for lg, e in out.aave.liquidations
+    ]
+
+
+class _MarketBusPartition(StatelessSinkPartition[MarketOutput]):
+    """Liquidations of live blocks; those of a backfill are history (the store has them)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def write_batch(self, items: list[MarketOutput]) -> None:
+        for item in items:
+            if item.live:
+                events = liquidation_events(item)
+                if events:
+                    self._bus.publish(events)
+
+
+class MarketBusSink(DynamicSink[MarketOutput]):
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MarketBusPartition:
+        return _MarketBusPartition(self._bus)

@@ -85,11 +85,13 @@ async def stream(
 
     Events: `hello` (first); `position` (an LP position's new state, valued) and `account`
     (a lending account's), each with its block; `window` (a closed 1m/1h/1d window);
+    `liquidation` (an Aave LiquidationCall); `alert` (an alert rule fired, see /v1/alerts);
     `reset` (the resume point is too old to replay: reload the snapshot); `lagged` (the
     client was too slow and is dropped; reconnect). Data events have ordered ids, and
     reconnecting with `Last-Event-ID` replays exactly what was missed. Comment lines are
     heartbeats. Value, IL, health-factor and range bounds apply to `position` and `account`
-    events; a `window` event passes only the protocol, chain and owner conditions.
+    events; `window`, `liquidation` and `alert` events pass only the protocol, chain and owner
+    conditions.
     """
     last_id: int | None = None
     if last_event_id:

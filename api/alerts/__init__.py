@@ -1,0 +1,1 @@
+"""Alerts: rules over the filter grammar, the live engine, delivery and backtests."""

@@ -1,0 +1,324 @@
+"""The live alert engine, in the API's event loop beside the hub.
+
+It listens to the bus like the hub does and keeps the latest wire JSON of every open position
+and lending account (seeded from the store at start-up and when a rule is created, then kept
+current by `position` and `account` events). Each event is evaluated by every enabled rule
+whose filter matches it, with the pure evaluator (api/alerts/rules.py); liquidation rules take
+`liquidation` events; allocation-drift rules evaluate a wallet once the events of a block have
+settled (a block's events arrive in several batches, one per shard).
+
+Fired alerts go through one writer task, in order: stored (ClickHouse), then published to the
+hub as `alert` events (so `/v1/stream` carries them, with their block), then queued for
+delivery. Rule states (armed, last fired) are stored on every change, so a restart does not
+fire again for a condition that already fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from api.alerts.delivery import Deliverer, Job
+from api.alerts.rules import (
+    SUBJECT_KINDS,
+    Fired,
+    Rule,
+    Sample,
+    SubjectState,
+    step,
+    wallet_sample,
+)
+from api.alerts.store import AlertStore
+from api.hub import Hub
+from api.queries import Queries
+from defimon.runtime import Runtime
+from schemas.errors import NotFound, StoreError
+from schemas.filters import Filter
+from schemas.stream import BusEvent
+
+log = structlog.get_logger("defimon.alerts")
+
+WALLET_SETTLE_SECONDS = 0.25  # let the other shards' events of the block arrive
+
+Transition = tuple[str, str, SubjectState]
+
+
+def _closed(data: dict[str, Any]) -> bool:
+    """A subject that left `/v1/positions`: a burned position, an emptied account."""
+    if data.get("burned"):
+        return True
+    if "reserves" in data:
+        return not any(
+            r.get("supplied") not in ("0", None) or r.get("debt") not in ("0", None)
+            for r in data["reserves"]
+        )
+    return False
+
+
+class AlertEngine:
+    def __init__(self, store: AlertStore, hub: Hub, queries: Queries, runtime: Runtime) -> None:
+        self.store = store
+        self.hub = hub
+        self.queries = queries
+        self.runtime = runtime
+        self.deliverer = Deliverer(store, runtime.settings)
+        self.rules: dict[str, Rule] = {}
+        self.states: dict[str, dict[str, SubjectState]] = {}
+        self.subjects: dict[str, dict[str, Any]] = {}
+        self._by_owner: dict[tuple[int, str], set[str]] = {}
+        self._wallets: dict[tuple[int, str], None] = {}
+        self._flush: asyncio.TimerHandle | None = None
+        self._out: asyncio.Queue[tuple[list[Fired], list[Transition]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.fired = 0
+
+    # Life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+        rules = await asyncio.to_thread(self.store.rules)
+        states = await asyncio.to_thread(self.store.states)
+        self.rules = {r.id: r for r in rules}
+        self.states = {r.id: states.get(r.id, {}) for r in rules}
+        await self._seed(Filter(), list(self.rules.values()))
+        await self._resume_deliveries()
+
+    async def stop(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+        await self._out.join()
+        if self._writer is not None:
+            self._writer.cancel()
+        await self.deliverer.close()
+
+    async def _seed(self, flt: Filter, rules: list[Rule]) -> None:
+        """Merge the store's subjects at the head into the cache; evaluate `rules` on them."""
+        found: list[dict[str, Any]] = []
+        for endpoint in self.runtime.endpoints:
+            chain = endpoint.config.chain_id
+            processed = self.runtime.status.chain(chain).processed
+            try:
+                as_of = await asyncio.to_thread(self.queries.resolve_at, chain, None, processed)
+                found += await asyncio.to_thread(self.queries.subjects, as_of, flt)
+            except NotFound:
+                continue  # nothing indexed yet: the events will bring the subjects
+        fresh = [d for d in found if self._remember(d)]
+        self._evaluate(fresh, rules)
+
+    async def _resume_deliveries(self) -> None:
+        max_age = self.runtime.settings.alert_max_age_seconds
+        since = datetime.now(UTC) - timedelta(seconds=max_age)
+        payloads = await asyncio.to_thread(self.store.alert_payloads, since)
+        if not payloads:
+            return
+        progress = await asyncio.to_thread(
+            self.store.delivery_progress, [p["id"] for p, _ in payloads]
+        )
+        resumed = 0
+        for payload, fired_at in payloads:
+            rule = self.rules.get(payload["rule_id"])
+            if rule is None:
+                continue
+            for job in self._jobs(rule, payload, fired_at):
+                attempts, done = progress.get((job.alert_id, job.channel), (0, False))
+                if not done:
+                    job.attempts = attempts
+                    self.deliverer.enqueue(job)
+                    resumed += 1
+        if resumed:
+            log.info("alerts.deliveries_resumed", count=resumed)
+
+    # Rules -----------------------------------------------------------------------------------
+
+    async def add_rule(self, rule: Rule) -> None:
+        await asyncio.to_thread(self.store.save_rule, rule)
+        self.rules[rule.id] = rule
+        self.states[rule.id] = {}
+        # The rule's whole scope as of now, from the store: what /v1/positions lists.
+        await self._seed(rule.filter, [])
+        self._evaluate([d for d in self.subjects.values() if rule.filter.matches(d)], [rule])
+
+    async def delete_rule(self, rule: Rule) -> None:
+        await asyncio.to_thread(self.store.save_rule, rule, deleted=True)
+        self.rules.pop(rule.id, None)
+        self.states.pop(rule.id, None)
+
+    def scope(self, rule: Rule) -> list[dict[str, Any]]:
+        """The subjects the rule evaluates now (their latest state)."""
+        return [d for _, d in sorted(self.subjects.items()) if rule.filter.matches(d)]
+
+    # Events ----------------------------------------------------------------------------------
+
+    def on_events(self, events: Sequence[BusEvent]) -> None:
+        """Bus listener (in the event loop)."""
+        changed: list[dict[str, Any]] = []
+        liquidations: list[dict[str, Any]] = []
+        for event in events:
+            if event.kind in ("position", "account"):
+                if self._remember(event.data):
+                    changed.append(event.data)
+            elif event.kind == "liquidation":
+                liquidations.append(event.data)
+        active = [r for r in self.rules.values() if r.enabled]
+        self._evaluate(changed, active, settle=True)
+        if not any(r.kind == "allocation_drift" for r in active):
+            self._wallets.clear()
+        fired: list[Fired] = []
+        transitions: list[Transition] = []
+        for rule in active:
+            if rule.kind != "liquidation":
+                continue
+            for data in liquidations:
+                if rule.filter.matches(data):
+                    self._step(rule, Sample.of(data), fired, transitions)
+        self._emit(fired, transitions)
+
+    def _remember(self, data: dict[str, Any]) -> bool:
+        """Keep the subject's latest state; False if `data` is older than what is kept."""
+        sid = data["id"]
+        held = self.subjects.get(sid)
+        if held is not None and int(held["block_number"]) > int(data["block_number"]):
+            return False  # a replayed or coalesced older state
+        if held is not None:
+            self._by_owner.get((held["chain_id"], held["owner"]), set()).discard(sid)
+            if held["owner"] != data["owner"]:
+                self._wallets[(held["chain_id"], held["owner"])] = None
+        if _closed(data):
+            self.subjects.pop(sid, None)
+            for states in self.states.values():
+                states.pop(sid, None)
+            self._wallets[(data["chain_id"], data["owner"])] = None
+            return False
+        self.subjects[sid] = data
+        self._by_owner.setdefault((data["chain_id"], data["owner"]), set()).add(sid)
+        return True
+
+    def _evaluate(
+        self, changed: Iterable[dict[str, Any]], rules: list[Rule], *, settle: bool = False
+    ) -> None:
+        """Evaluate `rules` on changed subjects; drift rules on their wallets, at once or
+        (`settle`) once the rest of the block's events have arrived."""
+        fired: list[Fired] = []
+        transitions: list[Transition] = []
+        per_subject = [r for r in rules if r.kind in SUBJECT_KINDS]
+        drift = [r for r in rules if r.kind == "allocation_drift"]
+        wallets: dict[tuple[int, str], None] = {}
+        for data in changed:
+            sample: Sample | None = None
+            for rule in per_subject:
+                if rule.filter.matches(data):
+                    sample = sample or Sample.of(data)
+                    self._step(rule, sample, fired, transitions)
+            wallets[(data["chain_id"], data["owner"])] = None
+        self._emit(fired, transitions)
+        if not drift:
+            return
+        if settle:
+            self._wallets.update(wallets)
+            self._schedule_wallets()
+        else:
+            self._evaluate_wallets(wallets, drift)
+
+    def _schedule_wallets(self) -> None:
+        if self._flush is None and self._wallets:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_later(WALLET_SETTLE_SECONDS, self._flush_wallets)
+
+    def _flush_wallets(self) -> None:
+        self._flush = None
+        wallets, self._wallets = self._wallets, {}
+        drift = [r for r in self.rules.values() if r.enabled and r.kind == "allocation_drift"]
+        self._evaluate_wallets(wallets, drift)
+
+    def _evaluate_wallets(self, wallets: Iterable[tuple[int, str]], rules: list[Rule]) -> None:
+        fired: list[Fired] = []
+        transitions: list[Transition] = []
+        for chain, owner in wallets:
+            held = [self.subjects[s] for s in sorted(self._by_owner.get((chain, owner), ()))]
+            for rule in rules:
+                sample = wallet_sample(chain, owner, [d for d in held if rule.filter.matches(d)])
+                if sample is not None:
+                    self._step(rule, sample, fired, transitions)
+        self._emit(fired, transitions)
+
+    def _step(
+        self, rule: Rule, sample: Sample, fired: list[Fired], transitions: list[Transition]
+    ) -> None:
+        states = self.states.setdefault(rule.id, {})
+        before = states.get(sample.subject_id)
+        after, out = step(rule, before, sample)
+        states[sample.subject_id] = after
+        was = before or SubjectState()
+        if (was.armed, was.last_fired) != (after.armed, after.last_fired):
+            transitions.append((rule.id, sample.subject_id, after))
+        fired += out
+
+    def _emit(self, fired: list[Fired], transitions: list[Transition]) -> None:
+        if fired or transitions:
+            self._out.put_nowait((fired, transitions))
+
+    async def _write(self) -> None:
+        while True:
+            fired, transitions = await self._out.get()
+            try:
+                await self._deliver(fired, transitions)
+            except Exception as exc:  # keep the engine alive; the log says what was lost
+                log.error("alerts.write_failed", error=str(exc), alerts=len(fired))
+            finally:
+                self._out.task_done()
+
+    async def _deliver(self, fired: list[Fired], transitions: list[Transition]) -> None:
+        try:
+            await asyncio.to_thread(self.store.save_alerts, fired)
+            await asyncio.to_thread(self.store.save_states, transitions)
+        except StoreError as exc:
+            # Still tell the stream and the receivers: an alert not stored beats a lost one.
+            log.error("alerts.store_failed", error=str(exc))
+        now = datetime.now(UTC)
+        events = []
+        for f in fired:
+            self.fired += 1
+            rule = self.rules.get(f.rule_id)
+            payload = f.json()
+            owner = payload.get("owner")
+            if rule is None or rule.delivery.stream:
+                s = f.sample
+                events.append(
+                    BusEvent(
+                        kind="alert",
+                        chain_id=s.chain_id,
+                        block_number=s.block_number,
+                        block_hash=s.block_hash,
+                        data=payload,
+                        owners=(owner,) if owner else (),
+                    )
+                )
+            if rule is not None:
+                for job in self._jobs(rule, payload, now):
+                    self.deliverer.enqueue(job)
+        if events:
+            self.hub.publish(events)
+
+    @staticmethod
+    def _jobs(rule: Rule, payload: dict[str, Any], fired_at: datetime) -> list[Job]:
+        d, jobs = rule.delivery, []
+        created = fired_at.timestamp()
+        if d.webhook_url:
+            jobs.append(
+                Job(
+                    payload["id"],
+                    rule.id,
+                    "webhook",
+                    d.webhook_url,
+                    payload,
+                    d.webhook_secret,
+                    created=created,
+                )
+            )
+        if d.email:
+            jobs.append(Job(payload["id"], rule.id, "email", d.email, payload, created=created))
+        return jobs
