@@ -65,6 +65,15 @@ class Runtime:
             init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
         return RecoveryConfig(str(self.recovery_dir))
 
+    def confirmed(self, chain_id: int, block: int) -> bool:
+        """Whether a block is at least the chain's finality depth below the head seen."""
+        depth = next(
+            (e.config.finality_depth for e in self.endpoints if e.config.chain_id == chain_id),
+            0,
+        )
+        head = self.status.chain(chain_id).head
+        return head >= 0 and block <= head - depth
+
     def start_flow(self) -> None:
         flow = build_flow(
             self.endpoints,

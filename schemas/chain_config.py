@@ -5,6 +5,7 @@ It is a small TOML file::
     chain_id = 31337
     name = "devnet"            # optional
     start_block = 0            # optional: where a fresh backfill starts
+    finality_depth = 64        # optional: blocks after which a block counts as confirmed
 
     [uniswap_v3]
     factory = "0x..."
@@ -58,6 +59,7 @@ class ChainConfig:
     uniswap_v3: UniswapV3Config
     name: str = ""
     start_block: int = 0
+    finality_depth: int = 64
     usd_tokens: tuple[str, ...] = field(default_factory=tuple)
     # token -> Chainlink-style aggregator, for tokens whose feed no protocol oracle announces
     feeds: tuple[tuple[str, str], ...] = field(default_factory=tuple)
@@ -82,8 +84,11 @@ class ChainConfig:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"chain config is invalid: {exc}") from exc
         start_block = int(raw.get("start_block", 0))
-        if chain_id <= 0 or start_block < 0:
-            raise ConfigError("chain_id must be positive and start_block not negative")
+        finality_depth = int(raw.get("finality_depth", 64))
+        if chain_id <= 0 or start_block < 0 or finality_depth < 0:
+            raise ConfigError(
+                "chain_id must be positive, start_block and finality_depth not negative"
+            )
         try:
             pricing = raw.get("pricing", {})
             usd = tuple(normalize_address(a) for a in pricing.get("usd_tokens", []))
@@ -114,6 +119,7 @@ class ChainConfig:
             uniswap_v3=uniswap,
             name=str(raw.get("name", "")),
             start_block=start_block,
+            finality_depth=finality_depth,
             usd_tokens=usd,
             feeds=feeds,
             aave_v3=aave,
@@ -136,6 +142,7 @@ class ChainConfig:
         if self.name:
             lines.append(f'name = "{self.name}"')
         lines.append(f"start_block = {self.start_block}")
+        lines.append(f"finality_depth = {self.finality_depth}")
         lines += [
             "",
             "[uniswap_v3]",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class BusEvent:
@@ -22,3 +24,13 @@ class BusEvent:
     owners: tuple[str, ...] = field(default_factory=tuple)
     # Wall-clock seconds when the flow produced it, for latency metrics.
     produced_at: float = 0.0
+    # `data` as JSON, serialised once however many clients receive it.
+    _json: list[str] = field(default_factory=list, compare=False, repr=False)
+
+    def json_text(self, confirmed: bool) -> str:
+        """`data` as JSON, with whether the block is confirmed (final) as of now."""
+        if not self._json:
+            self._json.append(orjson.dumps(self.data).decode())
+        text = self._json[0]
+        flag = '"confirmed":true}' if confirmed else '"confirmed":false}'
+        return "{" + flag if text == "{}" else text[:-1] + "," + flag

@@ -10,6 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import AUTH_ERRORS, FilterDep, HubDep, RuntimeDep, require
 from api.hub import LAGGED, RESET, Hub
+from defimon.runtime import Runtime
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 from schemas.filters import Filter
@@ -23,12 +24,16 @@ router = APIRouter(
 )
 
 
-def _event(seq: int, event: BusEvent) -> ServerSentEvent:
-    return ServerSentEvent(data=orjson.dumps(event.data).decode(), event=event.kind, id=str(seq))
+def _event(seq: int, event: BusEvent, runtime: Runtime) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=event.json_text(runtime.confirmed(event.chain_id, event.block_number)),
+        event=event.kind,
+        id=str(seq),
+    )
 
 
 async def _events(
-    hub: Hub, flt: Filter, last_id: int | None, after_block: int | None
+    hub: Hub, runtime: Runtime, flt: Filter, last_id: int | None, after_block: int | None
 ) -> AsyncIterator[ServerSentEvent]:
     # Subscribing here, not in the route, ties the subscription to the generator's life: a
     # client that leaves before the first byte cannot leave a subscriber behind.
@@ -55,7 +60,8 @@ async def _events(
                 )
                 continue
             assert isinstance(item, tuple)
-            yield _event(*item)
+            seq, event = item
+            yield _event(seq, event, runtime)
     finally:
         hub.unsubscribe(sub)
 
@@ -89,9 +95,10 @@ async def stream(
     `reset` (the resume point is too old to replay: reload the snapshot); `lagged` (the
     client was too slow and is dropped; reconnect). Data events have ordered ids, and
     reconnecting with `Last-Event-ID` replays exactly what was missed. Comment lines are
-    heartbeats. Value, IL, health-factor and range bounds apply to `position` and `account`
-    events; `window`, `liquidation` and `alert` events pass only the protocol, chain and owner
-    conditions.
+    heartbeats. Every data event carries `block_number`, `block_hash` and `confirmed` (the
+    block is at least the chain's `finality_depth` below the head). Value, IL, health-factor
+    and range bounds apply to `position` and `account` events; `window`, `liquidation` and
+    `alert` events pass only the protocol, chain and owner conditions.
     """
     last_id: int | None = None
     if last_event_id:
@@ -99,7 +106,7 @@ async def stream(
             raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
         last_id = int(last_event_id)
     return EventSourceResponse(
-        _events(hub, flt, last_id, after_block),
+        _events(hub, runtime, flt, last_id, after_block),
         ping=runtime.settings.sse_ping_seconds,
         send_timeout=30,
         headers={"Cache-Control": "no-store"},

@@ -87,6 +87,8 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
 
         key = lambda e: (e["id"], e["block_number"])  # noqa: E731
         assert filtered, "the filter should match some live updates"
+        # The devnet's finality depth is the default 64: live blocks are not confirmed yet.
+        assert all(e["confirmed"] is False for e in unfiltered)
         assert len(filtered) < len(unfiltered), "and not all of them"
         assert sorted(map(key, filtered)) == sorted(key(e) for e in unfiltered if flt.matches(e))
 

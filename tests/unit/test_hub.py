@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from api.hub import LAGGED, RESET, Hub, Subscriber
 from schemas.stream import BusEvent
 
@@ -190,3 +192,10 @@ async def test_a_resume_point_older_than_the_ring_gets_reset_not_a_silent_gap() 
     assert drain(sub) == [RESET]
     hub.publish([event(21, ALICE)])
     assert ids(drain(sub)) == [21]
+
+
+def test_event_json_is_serialised_once_and_says_whether_the_block_is_confirmed() -> None:
+    event = BusEvent("position", 1, 5, "0xab", {"id": "x", "value_usd": 1.5})
+    assert orjson.loads(event.json_text(False)) == {"id": "x", "value_usd": 1.5, "confirmed": False}
+    assert orjson.loads(event.json_text(True))["confirmed"] is True
+    assert orjson.loads(BusEvent("block", 1, 5, "0xab", {}).json_text(True)) == {"confirmed": True}
