@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED
+from flows.balance_reader import BalanceTracker, TrackedRead
 from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
@@ -78,7 +79,14 @@ def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
 
 
 class ChainReader:
-    def __init__(self, rpc: RpcClient, config: ChainConfig, children: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        config: ChainConfig,
+        children: Iterable[str] = (),
+        wallets: Iterable[str] = (),
+        tokens: Iterable[str] = (),
+    ) -> None:
         self.rpc = rpc
         self.config = config
         self.chain_id = config.chain_id
@@ -95,6 +103,9 @@ class ChainReader:
         self._tokens_seen: set[str] = set()
         self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
+        # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
+        self.balances = BalanceTracker(rpc, config, wallets, tokens)
+        self._announced: list[Child] = []
 
     @property
     def pools(self) -> set[str]:  # the source's cursor still calls them pools
@@ -108,6 +119,7 @@ class ChainReader:
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
         announced = [c for item in raw for c in children_of(item, self.parents)]
+        self._announced = announced
         # A feed's answers before it was announced are not in the logs read from then on, so
         # its current answer is read at the announcement block (also for a feed seen before).
         for child in announced:
@@ -153,7 +165,9 @@ class ChainReader:
 
         The last block of the range is always emitted, logs or not, so progress reaches it.
         """
-        raw, new_tokens = self._fetch({"fromBlock": hex(start), "toBlock": hex(end)})
+        flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
+        raw, new_tokens = self._fetch(flt)
+        tracked = self._track_balances(raw, flt, start)
         by_block: dict[int, list[RawLog]] = {}
         stamps: dict[int, int] = {}
         for item in raw:
@@ -165,9 +179,7 @@ class ChainReader:
                 if isinstance(stamp, str):
                     stamps[lg.block_number] = int(stamp, 16)
             logs_of_block.append(lg)
-        numbers = sorted(by_block)
-        if not numbers or numbers[-1] != end:
-            numbers.append(end)
+        numbers = sorted(by_block.keys() | tracked.openings.keys() | {end})
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
         to_read = [n for n in numbers if n not in stamps or n == end]
@@ -186,15 +198,32 @@ class ChainReader:
         if batches and tokens:
             batches[0].tokens = tokens
         self._take_feed_answers(batches)
+        for batch in batches:
+            batch.balances = tracked.openings.get(batch.header.number, {})
+        self.balances.commit(tracked)
         return RangeRead(batches, len(raw))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
-        raw, new_tokens = self._fetch({"blockHash": header.hash})
+        flt: dict[str, object] = {"blockHash": header.hash}
+        raw, new_tokens = self._fetch(flt)
+        tracked = self._track_balances(raw, flt, header.number)
         logs = [self._to_log(item) for item in raw]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
+        batch.balances = tracked.openings.get(header.number, {})
+        self.balances.commit(tracked)
         return batch
+
+    def _track_balances(self, raw: list[dict], flt: dict[str, object], start: int) -> TrackedRead:
+        """Add the tracked wallets' Transfer logs to `raw` (in order); openings by block."""
+        tokens = [(t, c.block) for c in self._announced for t in c.tokens]
+        watched = set(self.fixed) | self.children
+        tracked = self.balances.read(raw, tokens, watched, flt, start)
+        if tracked.logs:
+            raw += tracked.logs
+            raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
+        return tracked
 
     def _to_log(self, item: dict) -> RawLog:
         try:

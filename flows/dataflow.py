@@ -5,6 +5,7 @@
                                             └─ to_shards               │
                                                └─ uniswap_v3_positions ┼─ shard_rows
                                                                        └─ bus
+    (market ─ bus_balances: ERC-20 balance events of tracked wallets)
 Step ids are part of the recovery store's keys: renaming one orphans its saved state.
 """
 
@@ -22,7 +23,7 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import STORE_PARTITION, BusSink, StoreSink
+from flows.sinks import STORE_PARTITION, BalanceBusSink, BusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -106,4 +107,5 @@ def build_flow(
         StoreSink(open_store, status),
     )
     op.output("bus", positions, BusSink(bus))
+    op.output("bus_balances", market, BalanceBusSink(bus))
     return flow

@@ -19,7 +19,8 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
-from flows.uniswap_v3.state import PositionUpdate, ShardOutput
+from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
+from schemas.balances import balance_json
 from schemas.lending import account_json
 from schemas.positions import position_json
 from schemas.stream import BusEvent
@@ -206,3 +207,73 @@ class BusSink(DynamicSink[ShardOutput]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _BusPartition:
         return _BusPartition(self._bus)
+
+
+def balance_events(out: MarketOutput) -> list[BusEvent]:
+    """A `balance` event per changed ERC-20 balance of a tracked wallet."""
+    now, b = time.time(), out.block
+    return [
+        BusEvent(
+            kind="balance",
+            chain_id=b.chain_id,
+            block_number=b.number,
+            block_hash=b.hash,
+            data=balance_json(
+                b.chain_id,
+                c.wallet,
+                c.token,
+                c.balance,
+                c.price,
+                c.price_block,
+                c.value_usd,
+                b,
+                b.number,
+            ),
+            owners=(c.wallet,),
+            produced_at=now,
+        )
+        for c in out.balances
+    ]
+
+
+class _BalanceBusPartition(StatelessSinkPartition[MarketOutput]):
+    """Like the position partition: live blocks at once, backfill coalesced to each
+    (chain, wallet, token)'s latest balance."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._pending: dict[tuple[int, str, str], BusEvent] = {}
+        self._last_publish = time.monotonic()
+
+    def _publish_pending(self) -> None:
+        if self._pending:
+            self._bus.publish(list(self._pending.values()))
+            self._pending.clear()
+        self._last_publish = time.monotonic()
+
+    def write_batch(self, items: list[MarketOutput]) -> None:
+        for item in items:
+            if not item.balances:
+                continue
+            events = balance_events(item)
+            if item.live:
+                self._publish_pending()
+                self._bus.publish(events)
+            else:
+                for event in events:
+                    key = (event.chain_id, event.data["wallet"], event.data["token"])
+                    self._pending.pop(key, None)  # re-insert: publish in block order
+                    self._pending[key] = event
+        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
+            self._publish_pending()
+
+    def close(self) -> None:
+        self._publish_pending()
+
+
+class BalanceBusSink(DynamicSink[MarketOutput]):
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BalanceBusPartition:
+        return _BalanceBusPartition(self._bus)

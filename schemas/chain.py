@@ -62,3 +62,6 @@ class BlockBatch:
     checkpoint: bool = True
     # feed -> (answer, round id, updatedAt) read with eth_call when a feed was announced here
     feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
+    # became tracked; its Transfer logs up to this block are already in it.
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)

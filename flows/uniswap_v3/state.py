@@ -31,6 +31,8 @@ from flows.aave_v3.state import (
     AccountVersion,
 )
 from flows.aave_v3.state import shard_step as aave_shard_step
+from flows.erc20.book import STAGE as ERC20_STAGE
+from flows.erc20.book import BalanceBook, BalanceChange, balance_step
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.math import MathError
 from flows.uniswap_v3.replica import (
@@ -153,6 +155,7 @@ class MarketOutput:
     pool_positions: list[tuple[str, tuple[str, int, int], PoolPosition]] = field(
         default_factory=list
     )
+    balances: list[BalanceChange] = field(default_factory=list)  # ERC-20, tracked wallets
 
 
 @dataclass(slots=True)
@@ -184,6 +187,7 @@ class MarketState:
     fee_dirty: set[int] = field(default_factory=set)
     aave: AaveMarket | None = None
     last_block: int = -1
+    balances: BalanceBook = field(default_factory=BalanceBook)
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -473,6 +477,10 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
         state.prices = prices
     out.prices = changed_prices
+    # ERC-20 balances of tracked wallets; here, not with Aave, to price them at this block.
+    erc20 = balance_step(state.balances, batch, state.tokens, state.prices, changed_prices)
+    out.balances = erc20.changes
+    out.dead_letters += [DeadLetter(lg, reason, ERC20_STAGE) for lg, reason in erc20.dead]
 
     # Fan-out: changed pools to the shards that hold positions in them, changed prices to the
     # shards that hold positions in any pool of that token, and the full current view of every
