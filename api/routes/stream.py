@@ -74,9 +74,11 @@ async def stream(
     ] = None,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> EventSourceResponse:
-    """Live `position` events (a position's new state, valued, with its block) as SSE.
+    """Live `position`, `account` and `balance` events (the new state, valued, with its block)
+    as SSE.
 
-    Events: `hello` (first), `position`, `reset` (the resume point is too old to replay:
+    Events: `hello` (first), `position`, `account`, `balance` (a tracked wallet's ERC-20
+    balance changed), `reset` (the resume point is too old to replay:
     reload the snapshot), `lagged` (the client was too slow and is dropped; reconnect).
     Each `position` has an `id`; reconnecting with `Last-Event-ID` replays what was missed.
     Comment lines are heartbeats.
