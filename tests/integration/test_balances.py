@@ -160,8 +160,8 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         assert late_since > late_funded and int(late_opening["amount"]) > 0
 
         # Time travel: every tracked (wallet, token) at every block from its tracking on.
-        since = {w: tracked_since(devnet, w) for w in d.wallets}
-        since = {w: b for w, b in since.items() if b is not None}
+        first = {w: tracked_since(devnet, w) for w in d.wallets}
+        since = {w: b for w, b in first.items() if b is not None}
         since[WATCHED] = d.start_block
         since[LATE] = late_since
         assert len(since) >= 5
