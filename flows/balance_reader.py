@@ -156,15 +156,22 @@ class BalanceTracker:
         """Transfer logs of `tokens` from or to `wallets`, each once."""
         if not wallets or not tokens:
             return []
-        addresses, ordered = sorted(tokens), sorted(wallets)
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        for i in range(0, len(ordered), WALLETS_PER_QUERY):
-            chunk = [_padded(w) for w in ordered[i : i + WALLETS_PER_QUERY]]
-            for topics in ([TRANSFER, chunk], [TRANSFER, None, chunk]):
-                for item in self.rpc.get_logs({**flt, "address": addresses, "topics": topics}):
-                    # A transfer between two tracked wallets comes back from both queries.
-                    found[(str(item.get("blockNumber")), str(item.get("logIndex")))] = item
-        return list(found.values())
+        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
+        senders = set(ordered)
+        chunks = [
+            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
+        ]
+        found: list[dict[str, Any]] = []
+        for chunk in chunks:
+            found += self.rpc.get_logs({**flt, "address": addresses, "topics": [TRANSFER, chunk]})
+        for chunk in chunks:
+            for item in self.rpc.get_logs(
+                {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]}
+            ):
+                # A transfer between two tracked wallets came with the senders already.
+                if str(item["topics"][1]).lower() not in senders:
+                    found.append(item)
+        return found
 
     def balances_of(self, pairs: Sequence[tuple[str, str, int]]) -> list[int]:
         """balanceOf(wallet) of each (wallet, token, block), at that block, batched."""

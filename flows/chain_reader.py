@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
 _LATEST_ROUND_DATA = "0xfeaf968c"  # latestRoundData()
 _HEADER_BATCH = 200
+_LOG_INDEX = itemgetter(3)  # RawLog.log_index
 
 
 @dataclass(slots=True)
@@ -179,6 +181,7 @@ class ChainReader:
                 if isinstance(stamp, str):
                     stamps[lg.block_number] = int(stamp, 16)
             logs_of_block.append(lg)
+        self._add_transfers(tracked.logs, by_block, stamps)
         numbers = sorted(by_block.keys() | tracked.openings.keys() | {end})
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
@@ -201,14 +204,16 @@ class ChainReader:
         for batch in batches:
             batch.balances = tracked.openings.get(batch.header.number, {})
         self.balances.commit(tracked)
-        return RangeRead(batches, len(raw))
+        return RangeRead(batches, len(raw) + len(tracked.logs))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
         flt: dict[str, object] = {"blockHash": header.hash}
         raw, new_tokens = self._fetch(flt)
         tracked = self._track_balances(raw, flt, header.number)
-        logs = [self._to_log(item) for item in raw]
+        by_block = {header.number: [self._to_log(item) for item in raw]}
+        self._add_transfers(tracked.logs, by_block, {})
+        logs = by_block[header.number]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
         batch.balances = tracked.openings.get(header.number, {})
@@ -216,14 +221,28 @@ class ChainReader:
         return batch
 
     def _track_balances(self, raw: list[dict], flt: dict[str, object], start: int) -> TrackedRead:
-        """Add the tracked wallets' Transfer logs to `raw` (in order); openings by block."""
+        """The tracked wallets' Transfer logs and opening balances for these watched logs."""
         tokens = [(t, c.block) for c in self._announced for t in c.tokens]
         watched = set(self.fixed) | self.children
-        tracked = self.balances.read(raw, tokens, watched, flt, start)
-        if tracked.logs:
-            raw += tracked.logs
-            raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
-        return tracked
+        return self.balances.read(raw, tokens, watched, flt, start)
+
+    def _add_transfers(
+        self, raw: list[dict], by_block: dict[int, list[RawLog]], stamps: dict[int, int]
+    ) -> None:
+        """Merge Transfer logs into their blocks, in log-index order."""
+        touched: set[int] = set()
+        for item in raw:
+            lg = self._to_log(item)
+            number = lg.block_number
+            if number not in by_block:
+                by_block[number] = []
+                stamp = item.get("blockTimestamp")
+                if isinstance(stamp, str):
+                    stamps[number] = int(stamp, 16)
+            by_block[number].append(lg)
+            touched.add(number)
+        for number in touched:
+            by_block[number].sort(key=_LOG_INDEX)
 
     def _to_log(self, item: dict) -> RawLog:
         try:

@@ -378,6 +378,7 @@ def market_rows(out: MarketOutput) -> SinkBatch:
     rows["defimon.token_balances"] = [
         (b.chain_id, c.wallet, c.token.address, b.number, b.hash, when, c.balance, version)
         for c in out.balances
+        if c.moved
     ]
     if out.aave is not None:
         for table, more in _aave_market_rows(out, when, version).items():

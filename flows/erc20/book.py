@@ -27,6 +27,8 @@ class BalanceChange:
     balance: int
     price: TokenPrice | None
     price_block: int | None  # the block the price was last set at
+    # False: only the price moved (a revaluation for the stream; nothing new to store)
+    moved: bool = True
 
     @property
     def value_usd(self) -> float | None:
@@ -45,6 +47,8 @@ class BalanceBook:
     # one lookup of the log's address)
     balances: dict[str, dict[str, int]] = field(default_factory=dict)
     price_blocks: dict[str, int] = field(default_factory=dict)
+    # Tokens whose price changed since the last checkpoint block: their holders are revalued.
+    repriced: set[str] = field(default_factory=set)
 
     def balance(self, wallet: str, token: str) -> int | None:
         """None: the pair is not tracked."""
@@ -75,6 +79,8 @@ def balance_step(
     openings, block_number = batch.balances, batch.header.number
     for price in changed_prices:
         book.price_blocks[price.token] = block_number
+        if price.token in book.balances:
+            book.repriced.add(price.token)
     if not book.balances and not openings:
         return out
     before: dict[tuple[str, str], int] = {}
@@ -119,6 +125,19 @@ def balance_step(
         out.changes.append(
             BalanceChange(wallet, info, balance, prices.get(token), book.price_blocks.get(token))
         )
+    if batch.checkpoint and book.repriced:
+        # Like positions, balances are worth what their token is worth now: a checkpoint
+        # revalues every non-zero holding of a token whose price moved.
+        emitted = {(c.wallet, c.token.address) for c in out.changes}
+        for token in sorted(book.repriced):
+            info = tokens.get(token) or TokenInfo(token, "???", 18)
+            now, price_block = prices.get(token), book.price_blocks.get(token)
+            for wallet, balance in sorted(book.balances[token].items()):
+                if balance and (wallet, token) not in emitted:
+                    out.changes.append(
+                        BalanceChange(wallet, info, balance, now, price_block, moved=False)
+                    )
+        book.repriced.clear()
     return out
 
 

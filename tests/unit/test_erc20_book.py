@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flows.erc20.book import BalanceBook, balance_step, balance_value
-from flows.erc20.events import TRANSFER
+from flows.erc20.events import TRANSFER, DecodeError, decode_transfer
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.positions import TokenPrice
 
@@ -129,3 +131,26 @@ def test_price_block_follows_price_changes() -> None:
 def test_value_is_exact_for_large_balances() -> None:
     assert balance_value(10**40 + 1, 18, TokenPrice(TOKEN, 1.0, "usd", 0)) == 1e22
     assert balance_value(5, 0, None) is None
+
+
+def test_a_price_change_revalues_holders_at_the_next_checkpoint() -> None:
+    book = opened((ALICE, 100), (BOB, 0))
+    cheaper = TokenPrice(TOKEN, 1.5, "usd", 0)
+    quiet = batch(2, [])
+    quiet.checkpoint = False  # backfill, mid-range: nothing yet
+    assert balance_step(book, quiet, INFO, {TOKEN: cheaper}, [cheaper]).changes == []
+    out = balance_step(book, batch(3, [transfer(CAROL, BOB, 7)]), INFO, {TOKEN: cheaper})
+    by_wallet = {c.wallet: c for c in out.changes}
+    assert by_wallet[BOB].moved and by_wallet[BOB].balance == 7
+    assert not by_wallet[ALICE].moved and by_wallet[ALICE].balance == 100
+    assert by_wallet[ALICE].value_usd == 100 / 10**6 * 1.5 and by_wallet[ALICE].price_block == 2
+    assert balance_step(book, batch(4, []), INFO, {TOKEN: cheaper}).changes == []
+
+
+def test_the_fast_decoder_agrees_with_the_generic_one_and_gives_reasons() -> None:
+    assert decode_transfer(transfer(ALICE, BOB, 7)) == (ALICE, BOB, 7)
+    bad_topic = transfer(ALICE, BOB, 7)._replace(topics=(TRANSFER, "0x" + "f" * 64, BOB))
+    not_hex = transfer(ALICE, BOB, 7)._replace(data="0x" + "z" * 64)
+    for log, reason in ((bad_topic, "high bits"), (not_hex, "not hex")):
+        with pytest.raises(DecodeError, match=reason):
+            decode_transfer(log)
