@@ -227,7 +227,7 @@ def balance_events(out: MarketOutput) -> list[BusEvent]:
                 c.price_block,
                 c.value_usd,
                 b,
-                b.number,
+                c.updated_block,
             ),
             owners=(c.wallet,),
             produced_at=now,

@@ -27,6 +27,7 @@ class BalanceChange:
     balance: int
     price: TokenPrice | None
     price_block: int | None  # the block the price was last set at
+    updated_block: int  # the block the balance last changed at
     # False: only the price moved (a revaluation for the stream; nothing new to store)
     moved: bool = True
 
@@ -49,6 +50,7 @@ class BalanceBook:
     price_blocks: dict[str, int] = field(default_factory=dict)
     # Tokens whose price changed since the last checkpoint block: their holders are revalued.
     repriced: set[str] = field(default_factory=set)
+    changed_at: dict[tuple[str, str], int] = field(default_factory=dict)  # (wallet, token)
 
     def balance(self, wallet: str, token: str) -> int | None:
         """None: the pair is not tracked."""
@@ -123,8 +125,11 @@ def balance_step(
             continue
         info = tokens.get(token) or TokenInfo(token, "???", 18)
         out.changes.append(
-            BalanceChange(wallet, info, balance, prices.get(token), book.price_blocks.get(token))
+            BalanceChange(
+                wallet, info, balance, prices.get(token), book.price_blocks.get(token), block_number
+            )
         )
+        book.changed_at[(wallet, token)] = block_number
     if batch.checkpoint and book.repriced:
         # Like positions, balances are worth what their token is worth now: a checkpoint
         # revalues every non-zero holding of a token whose price moved.
@@ -135,7 +140,15 @@ def balance_step(
             for wallet, balance in sorted(book.balances[token].items()):
                 if balance and (wallet, token) not in emitted:
                     out.changes.append(
-                        BalanceChange(wallet, info, balance, now, price_block, moved=False)
+                        BalanceChange(
+                            wallet,
+                            info,
+                            balance,
+                            now,
+                            price_block,
+                            book.changed_at.get((wallet, token), block_number),
+                            moved=False,
+                        )
                     )
         book.repriced.clear()
     return out

@@ -154,6 +154,18 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
                 devnet.rpc_url, [(event["wallet"], event["token"])], event["block_number"]
             )
             assert int(event["amount"]) == sum(expected.values()), event
+        # ... and what time travel says at that block, price and all.
+        queries: Queries = server.app.state.queries
+        revalued = 0
+        for event in live:
+            as_of = queries.resolve_at(chain_id, event["block_number"], head)
+            at_block = {b["token"]: b for b in queries.balances(event["wallet"], as_of)}
+            if event["amount"] == "0":
+                assert event["token"] not in at_block
+            else:
+                assert at_block[event["token"]] == event
+            revalued += event["updated_block"] < event["block_number"]
+        assert revalued > 0, "a price move should revalue balances"
         (late_opening,) = [
             e for e in live if e["wallet"] == LATE and e["block_number"] == late_since
         ][:1]
@@ -166,7 +178,6 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         since[LATE] = late_since
         assert len(since) >= 5
         tokens = sorted(t.address for t in d.tokens.values())
-        queries: Queries = server.app.state.queries
         compared, nonzero = 0, 0
         for block in range(d.start_block, head + 1):
             wallets = sorted(w for w, b in since.items() if b <= block)

@@ -144,6 +144,7 @@ def test_a_price_change_revalues_holders_at_the_next_checkpoint() -> None:
     assert by_wallet[BOB].moved and by_wallet[BOB].balance == 7
     assert not by_wallet[ALICE].moved and by_wallet[ALICE].balance == 100
     assert by_wallet[ALICE].value_usd == 100 / 10**6 * 1.5 and by_wallet[ALICE].price_block == 2
+    assert by_wallet[ALICE].updated_block == 1 and by_wallet[BOB].updated_block == 3
     assert balance_step(book, batch(4, []), INFO, {TOKEN: cheaper}).changes == []
 
 
