@@ -21,9 +21,12 @@ from api.diff import Change, lending_change, lp_change, summarize
 from defimon.store import Store
 from flows.aave_v3.state import holds_anything, value_account
 from flows.compound_v3.state import value_comet_account
+from flows.erc20.book import balance_value
 from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
+from schemas.balances import balance_json
+from schemas.chain import TokenInfo
 from schemas.comet import (
     CometAccount,
     CometAssetInfo,
@@ -612,13 +615,17 @@ class Queries:
         held = [v for v in versions if v["owner"] == owner and not v["burned"]]
         positions = self._value(as_of, held)
         lending = self.lending(owner, as_of) + self.comet_lending(owner, as_of)
+        balances = self.balances(owner, as_of)
+        balances_usd = sum(b["value_usd"] or 0.0 for b in balances)
         total = sum(p["value_usd"] or 0.0 for p in positions) + sum(a["value_usd"] for a in lending)
         return {
             "address": owner,
             "as_of": as_of.json(),
-            "total_usd": total,
+            "total_usd": total + balances_usd,
+            "balances_usd": balances_usd,
             "positions": positions,
             "lending": lending,
+            "balances": balances,
         }
 
     def diff(self, owner: str, start: AsOf, end: AsOf) -> dict[str, Any]:
@@ -695,6 +702,51 @@ class Queries:
         if (not flt.protocol or "aave_v3" in flt.protocol) and not flt.pool:
             found += self.accounts(as_of, owners, tokens)
         return [s for s in found if flt.matches(s)]
+
+    def balances(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
+        """The wallet's non-zero ERC-20 balances at the block, priced as of that block."""
+        params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number, "owner": owner}
+        rows = self.store.rows(
+            "SELECT token, balance, block_number FROM defimon.token_balances FINAL "
+            "WHERE chain_id = {chain:UInt64} AND wallet = {owner:String} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY token, block_number DESC LIMIT 1 BY token",
+            params,
+        )
+        held = [(r[0], int(r[1]), int(r[2])) for r in rows if int(r[1])]
+        if not held:
+            return []
+        params["tokens"] = [token for token, _balance, _block in held]
+        meta = {
+            r[0]: TokenInfo(r[0], r[1], int(r[2]))
+            for r in self.store.rows(
+                "SELECT address, symbol, decimals FROM defimon.tokens FINAL "
+                "WHERE chain_id = {chain:UInt64} AND address IN {tokens:Array(String)}",
+                params,
+            )
+        }
+        prices = {
+            r[0]: (TokenPrice(r[0], float(r[1]), r[2], int(r[3])), int(r[4]))
+            for r in self.store.rows(
+                "SELECT token, price_usd, source, hops, block_number FROM defimon.token_prices "
+                "FINAL WHERE chain_id = {chain:UInt64} AND token IN {tokens:Array(String)} "
+                "AND block_number <= {block:UInt64} "
+                "ORDER BY token, block_number DESC LIMIT 1 BY token",
+                params,
+            )
+        }
+        ref = as_of.ref()
+        out = []
+        for token, balance, updated in held:
+            info = meta.get(token) or TokenInfo(token, "???", 18)
+            price, price_block = prices.get(token, (None, None))
+            value = balance_value(balance, info.decimals, price)
+            out.append(
+                balance_json(
+                    as_of.chain_id, owner, info, balance, price, price_block, value, ref, updated
+                )
+            )
+        return out
 
     def positions(
         self,

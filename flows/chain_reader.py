@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import structlog
 
 from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED
+from flows.balance_reader import BalanceTracker, TrackedRead
 from flows.compound_v3.reader import CometReader
 from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
@@ -28,6 +30,7 @@ _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
 _LATEST_ROUND_DATA = "0xfeaf968c"  # latestRoundData()
 _HEADER_BATCH = 200
+_LOG_INDEX = itemgetter(3)  # RawLog.log_index
 
 
 @dataclass(slots=True)
@@ -79,7 +82,14 @@ def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
 
 
 class ChainReader:
-    def __init__(self, rpc: RpcClient, config: ChainConfig, children: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        config: ChainConfig,
+        children: Iterable[str] = (),
+        wallets: Iterable[str] = (),
+        tokens: Iterable[str] = (),
+    ) -> None:
         self.rpc = rpc
         self.config = config
         self.chain_id = config.chain_id
@@ -101,6 +111,9 @@ class ChainReader:
         self._tokens_seen: set[str] = set()
         self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
+        # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
+        self.balances = BalanceTracker(rpc, config, wallets, tokens)
+        self._announced: list[Child] = []
 
     @property
     def pools(self) -> set[str]:  # the source's cursor still calls them pools
@@ -114,6 +127,7 @@ class ChainReader:
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
         announced = [c for item in raw for c in children_of(item, self.parents)]
+        self._announced = announced
         # A feed's answers before it was announced are not in the logs read from then on, so
         # its current answer is read at the announcement block (also for a feed seen before).
         for child in announced:
@@ -159,7 +173,9 @@ class ChainReader:
 
         The last block of the range is always emitted, logs or not, so progress reaches it.
         """
-        raw, new_tokens = self._fetch({"fromBlock": hex(start), "toBlock": hex(end)})
+        flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
+        raw, new_tokens = self._fetch(flt)
+        tracked = self._track_balances(raw, flt, start)
         by_block: dict[int, list[RawLog]] = {}
         stamps: dict[int, int] = {}
         for item in raw:
@@ -171,9 +187,8 @@ class ChainReader:
                 if isinstance(stamp, str):
                     stamps[lg.block_number] = int(stamp, 16)
             logs_of_block.append(lg)
-        numbers = sorted(by_block)
-        if not numbers or numbers[-1] != end:
-            numbers.append(end)
+        self._add_transfers(tracked.logs, by_block, stamps)
+        numbers = sorted(by_block.keys() | tracked.openings.keys() | {end})
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
         to_read = [n for n in numbers if n not in stamps or n == end]
@@ -192,19 +207,52 @@ class ChainReader:
         if batches and tokens:
             batches[0].tokens = tokens
         self._take_feed_answers(batches)
+        for batch in batches:
+            batch.balances = tracked.openings.get(batch.header.number, {})
+        self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read(batches)
-        return RangeRead(batches, len(raw))
+        return RangeRead(batches, len(raw) + len(tracked.logs))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
-        raw, new_tokens = self._fetch({"blockHash": header.hash})
-        logs = [self._to_log(item) for item in raw]
+        flt: dict[str, object] = {"blockHash": header.hash}
+        raw, new_tokens = self._fetch(flt)
+        tracked = self._track_balances(raw, flt, header.number)
+        by_block = {header.number: [self._to_log(item) for item in raw]}
+        self._add_transfers(tracked.logs, by_block, {})
+        logs = by_block[header.number]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
+        batch.balances = tracked.openings.get(header.number, {})
+        self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read([batch])
         return batch
+
+    def _track_balances(self, raw: list[dict], flt: dict[str, object], start: int) -> TrackedRead:
+        """The tracked wallets' Transfer logs and opening balances for these watched logs."""
+        tokens = [(t, c.block) for c in self._announced for t in c.tokens]
+        watched = set(self.fixed) | self.children
+        return self.balances.read(raw, tokens, watched, flt, start)
+
+    def _add_transfers(
+        self, raw: list[dict], by_block: dict[int, list[RawLog]], stamps: dict[int, int]
+    ) -> None:
+        """Merge Transfer logs into their blocks, in log-index order."""
+        touched: set[int] = set()
+        for item in raw:
+            lg = self._to_log(item)
+            number = lg.block_number
+            if number not in by_block:
+                by_block[number] = []
+                stamp = item.get("blockTimestamp")
+                if isinstance(stamp, str):
+                    stamps[number] = int(stamp, 16)
+            by_block[number].append(lg)
+            touched.add(number)
+        for number in touched:
+            by_block[number].sort(key=_LOG_INDEX)
 
     def _to_log(self, item: dict) -> RawLog:
         try:

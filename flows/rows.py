@@ -381,6 +381,16 @@ COLUMNS.update(
         ),
     }
 )
+COLUMNS["defimon.token_balances"] = (
+    "chain_id",
+    "wallet",
+    "token",
+    "block_number",
+    "block_hash",
+    "block_time",
+    "balance",
+    "version",
+)
 
 Row = tuple[Any, ...]
 
@@ -496,6 +506,11 @@ def market_rows(out: MarketOutput) -> SinkBatch:
             for d in out.dead_letters
         ],
     }
+    rows["defimon.token_balances"] = [
+        (b.chain_id, c.wallet, c.token.address, b.number, b.hash, when, c.balance, version)
+        for c in out.balances
+        if c.moved
+    ]
     if out.aave is not None:
         for table, more in _aave_market_rows(out, when, version).items():
             rows.setdefault(table, []).extend(more)

@@ -22,6 +22,7 @@ from flows.compound_v3.state import CometAccountUpdate
 from flows.rows import COLUMNS, Row, SinkBatch
 from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
 from flows.windows import window_json
+from schemas.balances import balance_json
 from schemas.lending import account_json
 from schemas.liquidations import liquidation_json
 from schemas.positions import position_json
@@ -344,3 +345,73 @@ class MarketBusSink(DynamicSink[MarketOutput]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _MarketBusPartition:
         return _MarketBusPartition(self._bus)
+
+
+def balance_events(out: MarketOutput) -> list[BusEvent]:
+    """A `balance` event per changed ERC-20 balance of a tracked wallet."""
+    now, b = time.time(), out.block
+    return [
+        BusEvent(
+            kind="balance",
+            chain_id=b.chain_id,
+            block_number=b.number,
+            block_hash=b.hash,
+            data=balance_json(
+                b.chain_id,
+                c.wallet,
+                c.token,
+                c.balance,
+                c.price,
+                c.price_block,
+                c.value_usd,
+                b,
+                c.updated_block,
+            ),
+            owners=(c.wallet,),
+            produced_at=now,
+        )
+        for c in out.balances
+    ]
+
+
+class _BalanceBusPartition(StatelessSinkPartition[MarketOutput]):
+    """Like the position partition: live blocks at once, backfill coalesced to each
+    (chain, wallet, token)'s latest balance."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._pending: dict[tuple[int, str, str], BusEvent] = {}
+        self._last_publish = time.monotonic()
+
+    def _publish_pending(self) -> None:
+        if self._pending:
+            self._bus.publish(list(self._pending.values()))
+            self._pending.clear()
+        self._last_publish = time.monotonic()
+
+    def write_batch(self, items: list[MarketOutput]) -> None:
+        for item in items:
+            if not item.balances:
+                continue
+            events = balance_events(item)
+            if item.live:
+                self._publish_pending()
+                self._bus.publish(events)
+            else:
+                for event in events:
+                    key = (event.chain_id, event.data["wallet"], event.data["token"])
+                    self._pending.pop(key, None)  # re-insert: publish in block order
+                    self._pending[key] = event
+        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
+            self._publish_pending()
+
+    def close(self) -> None:
+        self._publish_pending()
+
+
+class BalanceBusSink(DynamicSink[MarketOutput]):
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BalanceBusPartition:
+        return _BalanceBusPartition(self._bus)

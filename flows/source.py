@@ -8,7 +8,8 @@ node's serving overlaps with the dataflow's processing:
 - live: one block at a time, by hash, on every new head (WebSocket `newHeads` when a ws URL is
   given, HTTP polling otherwise).
 
-The snapshot is the cursor (next block, last hash, the pools known), so a restart resumes.
+The snapshot is the cursor (next block, last hash, the pools known, the wallets and tokens whose
+balances are tracked), so a restart resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from schemas.errors import RangeTooLarge, RpcError
 
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
+# batches, next block, last hash, (tracked wallets, tracked tokens) after them
+_Item = tuple[list[BlockBatch], int, str | None, tuple[tuple[str, ...], tuple[str, ...]]]
 
 TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
@@ -46,6 +49,10 @@ class SourceCursor:
     next_block: int
     last_hash: str | None
     pools: tuple[str, ...]
+    # As of next_block (not the reader's read-ahead): a wallet in here has its opening
+    # balances in the state, so a restart must not read them again nor forget them.
+    wallets: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +84,15 @@ class _Reader(threading.Thread):
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
         self.rpc = RpcClient(endpoint.rpc_url)
-        self.reader = ChainReader(self.rpc, endpoint.config, cursor.pools)
+        self.reader = ChainReader(
+            self.rpc, endpoint.config, cursor.pools, cursor.wallets, cursor.tokens
+        )
         self.next_block = cursor.next_block
         self.last_hash = cursor.last_hash
         self.status = status
         self.stop = stop
         self.poll_interval = poll_interval
-        self.out: queue.Queue[tuple[list[BlockBatch], int, str | None]] = queue.Queue(maxsize=8)
+        self.out: queue.Queue[_Item] = queue.Queue(maxsize=8)
         self.error: BaseException | None = None
         self.live = False
         self.chain_id = endpoint.config.chain_id
@@ -114,7 +123,8 @@ class _Reader(threading.Thread):
         last = batches[-1].header.hash if batches else self.last_hash
         while not self.stop.is_set():
             try:
-                self.out.put((batches, next_block, last), timeout=0.1)
+                tracked = self.reader.balances.snapshot
+                self.out.put((batches, next_block, last, tracked), timeout=0.1)
                 self.next_block, self.last_hash = next_block, last
                 return
             except queue.Full:
@@ -298,14 +308,16 @@ class ChainPartition(StatefulSourcePartition[BlockBatch, SourceCursor]):
         if self._stop.is_set():
             raise StopIteration()
         try:
-            batches, next_block, last_hash = self._reader.out.get_nowait()
+            batches, next_block, last_hash, tracked = self._reader.out.get_nowait()
         except queue.Empty:
             if self._reader.error is not None:
                 raise self._reader.error from None
             if not self._reader.is_alive() and self._reader.out.empty():
                 raise StopIteration() from None
             return []
-        self._cursor = SourceCursor(next_block, last_hash, tuple(sorted(self._reader.reader.pools)))
+        self._cursor = SourceCursor(
+            next_block, last_hash, tuple(sorted(self._reader.reader.pools)), *tracked
+        )
         return batches
 
     def next_awake(self) -> datetime | None:

@@ -116,12 +116,31 @@ class AccountOut(BaseModel):
     )
 
 
+class BalanceOut(BaseModel):
+    chain_id: int
+    wallet: str
+    token: str = Field(description="The ERC-20's address")
+    symbol: str
+    decimals: int
+    amount: str = Field(description="Raw balanceOf, as a decimal string")
+    price_usd: float | None = Field(description="USD per whole token at the block")
+    value_usd: float | None
+    price_source: str | None = Field(description="A feed, the pool of the last hop, or usd")
+    price_block: int | None = Field(description="The block the price was set at")
+    updated_block: int | None = Field(description="The block the balance last changed at")
+    block_number: int = Field(description="The block these numbers are as of")
+    block_hash: str
+    block_time: str
+
+
 class PortfolioOut(BaseModel):
     address: str
     as_of: AsOfOut
-    total_usd: float
+    total_usd: float = Field(description="Positions plus lending plus token balances")
+    balances_usd: float = Field(description="The token balances' part of the total")
     positions: list[PositionOut]
     lending: list[AccountOut]
+    balances: list[BalanceOut] = Field(description="ERC-20 balances (zeros omitted)")
 
 
 class OhlcOut(BaseModel):

@@ -66,3 +66,6 @@ class BlockBatch:
     feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     # comet -> what the reader read from it with eth_call at this block (Compound V3)
     comet: dict[str, CometReads] = field(default_factory=dict)
+    # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
+    # became tracked; its Transfer logs up to this block are already in it.
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)

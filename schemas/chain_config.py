@@ -22,6 +22,10 @@ It is a small TOML file::
 
     [compound_v3]              # optional
     comets = ["0x..."]
+
+    [wallets]                  # optional
+    watch = ["0x..."]          # wallets whose ERC-20 balances are tracked from the start, besides
+                               # the position owners and Aave users the flow discovers itself
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ChainConfig:
     feeds: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     aave_v3: AaveV3Config | None = None
     compound_v3: CompoundV3Config | None = None
+    watch_wallets: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def label(self) -> str:
@@ -110,6 +115,9 @@ class ChainConfig:
             if "compound_v3" in raw:
                 comets = raw["compound_v3"].get("comets", [])
                 compound = CompoundV3Config(tuple(normalize_address(c) for c in comets))
+            watch = tuple(
+                sorted({normalize_address(w) for w in raw.get("wallets", {}).get("watch", [])})
+            )
         except KeyError as exc:
             raise ConfigError(f"chain config is missing {exc.args[0]!r}") from exc
         except (AttributeError, TypeError, ValueError) as exc:
@@ -124,6 +132,7 @@ class ChainConfig:
             feeds=feeds,
             aave_v3=aave,
             compound_v3=compound,
+            watch_wallets=watch,
         )
 
     @classmethod
@@ -169,4 +178,7 @@ class ChainConfig:
         if self.compound_v3:
             comets = ", ".join(f'"{c}"' for c in self.compound_v3.comets)
             lines += ["", "[compound_v3]", f"comets = [{comets}]"]
+        if self.watch_wallets:
+            watch = ", ".join(f'"{w}"' for w in self.watch_wallets)
+            lines += ["", "[wallets]", f"watch = [{watch}]"]
         return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ class BusEvent:
     sender and the recipient), so the hub can route it without parsing `data`.
     """
 
-    kind: str  # position | block
+    kind: str  # position | account | balance
     chain_id: int
     block_number: int
     block_hash: str

@@ -43,7 +43,8 @@ def portfolio(
     at: AtParam = None,
     chain_id: ChainParam = None,
 ) -> dict[str, Any]:
-    """A wallet's positions, valued, with the total, as of the head or `at`."""
+    """A wallet's positions, lending accounts and non-zero token balances, valued, with the
+    totals, as of the head or `at`."""
     owner = address(wallet, "wallet")
     chain = chain_for(runtime, chain_id)
     as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)

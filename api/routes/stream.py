@@ -89,8 +89,9 @@ async def stream(
 ) -> EventSourceResponse:
     """Live events as SSE, filtered on the server with the filter grammar of /v1/positions.
 
-    Events: `hello` (first); `position` (an LP position's new state, valued) and `account`
-    (a lending account's), each with its block; `window` (a closed 1m/1h/1d window);
+    Events: `hello` (first); `position` (an LP position's new state, valued), `account`
+    (a lending account's) and `balance` (a tracked wallet's ERC-20 balance), each with its
+    block; `window` (a closed 1m/1h/1d window);
     `liquidation` (an Aave LiquidationCall); `alert` (an alert rule fired, see /v1/alerts);
     `reset` (the resume point is too old to replay: reload the snapshot); `lagged` (the
     client was too slow and is dropped; reconnect). Data events have ordered ids, and

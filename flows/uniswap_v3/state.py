@@ -33,6 +33,8 @@ from flows.aave_v3.state import (
 )
 from flows.aave_v3.state import shard_step as aave_shard_step
 from flows.compound_v3.state import CometMarket, CometOutput
+from flows.erc20.book import STAGE as ERC20_STAGE
+from flows.erc20.book import BalanceBook, BalanceChange, balance_step
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.math import MathError
 from flows.uniswap_v3.replica import (
@@ -167,6 +169,7 @@ class MarketOutput:
     pool_positions: list[tuple[str, tuple[str, int, int], PoolPosition]] = field(
         default_factory=list
     )
+    balances: list[BalanceChange] = field(default_factory=list)  # ERC-20, tracked wallets
 
 
 @dataclass(slots=True)
@@ -202,6 +205,7 @@ class MarketState:
     # The last block with logs: window boundaries are crossed between such blocks only, so a
     # backfill (which never sees empty blocks) and a live run cross the same ones.
     window_block: BlockRef | None = None
+    balances: BalanceBook = field(default_factory=BalanceBook)
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -493,6 +497,10 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
         state.prices = prices
     out.prices = changed_prices
+    # ERC-20 balances of tracked wallets; here, not with Aave, to price them at this block.
+    erc20 = balance_step(state.balances, batch, state.tokens, state.prices, changed_prices)
+    out.balances = erc20.changes
+    out.dead_letters += [DeadLetter(lg, reason, ERC20_STAGE) for lg, reason in erc20.dead]
 
     # Fan-out: changed pools to the shards that hold positions in them, changed prices to the
     # shards that hold positions in any pool of that token, and the full current view of every

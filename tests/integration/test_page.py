@@ -59,6 +59,13 @@ def units(raw: str, decimals: int) -> str:
     return f"{whole:,}" + ("." + str(fraction).zfill(decimals)[:6] if decimals else "")
 
 
+def exact(raw: str, decimals: int) -> str:
+    """The token table's amount format: every digit, trailing zeros dropped."""
+    whole, fraction = divmod(int(raw), 10**decimals)
+    digits = str(fraction).zfill(decimals).rstrip("0") if decimals else ""
+    return f"{whole:,}" + ("." + digits if digits else "")
+
+
 def amounts_text(p: dict[str, Any]) -> str:
     return (
         f"{units(p['amount0'], p['token0']['decimals'])} {p['token0']['symbol']}\n"
@@ -120,6 +127,12 @@ def test_a_swap_updates_the_row_live_without_a_reload(
     assert cell(page, pid, "block") == str(head)
     assert cell(page, pid, "amounts") == amounts_text(target)
     assert page.inner_text("#asof") == str(head)
+    tokens = page.eval_on_selector_all(
+        "#token-rows tr[data-token]",
+        "rows => rows.map(r => [r.dataset.token, r.querySelector('td.amount').textContent])",
+    )
+    held = [[b["token"], exact(b["amount"], b["decimals"])] for b in before["balances"]]
+    assert held and sorted(tokens) == sorted(held), "the token table != the portfolio"
     first_value, first_amounts = cell(page, pid, "value"), cell(page, pid, "amounts")
     page.evaluate("window.__marker = 1")
     navigations_before, loads_before = list(navigations), len(loads)

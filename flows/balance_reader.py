@@ -1,0 +1,214 @@
+"""Reading what ERC-20 balances need from a node (I/O only; the fold is flows/erc20/book.py).
+
+Tracked wallets are the owners of position NFTs (the position manager's `Transfer` to), the
+Aave users (the Pool's `Supply`/`Borrow` on behalf of, aToken and debt-token `Mint` on behalf
+of, aToken `BalanceTransfer` to) and the config's `[wallets] watch` list. Tracked tokens are
+the tokens the flow knows: Uniswap pool tokens and Aave reserve assets (aTokens and debt
+tokens are lending positions already, so never balances here).
+
+For every range, a tracked token's `Transfer` logs are read filtered by topic to the tracked
+wallets (sender in the list, then recipient in the list), never all of a token's transfers.
+When a wallet or a token becomes tracked at block d, `balanceOf` is read at d for each new
+(wallet, token) pair and delivered with block d as its opening balance; the fold ignores that
+pair's transfers up to d, which the opening balance already counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from flows.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_MINT, SUPPLY
+from flows.erc20.events import TRANSFER
+from flows.rpc import RpcClient
+from schemas.chain_config import ChainConfig
+from schemas.errors import RpcError, RpcTransportError
+
+log = structlog.get_logger("defimon.source")
+
+_BALANCE_OF = "0x70a08231"  # balanceOf(address)
+WALLETS_PER_QUERY = 500  # topic lists per eth_getLogs; providers cap request sizes
+CALLS_PER_BATCH = 500
+ZERO_ADDRESS = "0x" + "0" * 40
+
+# topic0 -> the address whose log names a wallet in topic 2 ("" = any watched address)
+_WALLET_TOPICS = {SCALED_MINT: "", STABLE_MINT: "", BALANCE_TRANSFER: ""}
+
+
+def _topic_address(topic: str) -> str:
+    return "0x" + topic[-40:].lower()
+
+
+def _padded(wallet: str) -> str:
+    return "0x" + wallet[2:].rjust(64, "0")
+
+
+@dataclass(slots=True)
+class TrackedRead:
+    """What one range added: not applied to the tracker until `commit` (a failed range is
+    read again, and must discover the same wallets again)."""
+
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    openings: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
+    wallets: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)
+
+
+class BalanceTracker:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        config: ChainConfig,
+        wallets: Iterable[str] = (),
+        tokens: Iterable[str] = (),
+    ) -> None:
+        self.rpc = rpc
+        self.wallets: set[str] = set(wallets)
+        self.tokens: set[str] = set(tokens)
+        self.wallet_topics = dict(_WALLET_TOPICS)
+        self.wallet_topics[TRANSFER] = config.uniswap_v3.position_manager
+        if config.aave_v3 is not None:
+            self.wallet_topics[SUPPLY] = self.wallet_topics[BORROW] = config.aave_v3.pool
+        # The watch list (and the config's priced tokens) start at the first block read.
+        self._pending_wallets = set(config.watch_wallets) - self.wallets - {ZERO_ADDRESS}
+        self._pending_tokens = {token for token, _feed in config.feeds} - self.tokens
+        self.snapshot = self._snapshot()
+
+    def _snapshot(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return tuple(sorted(self.wallets)), tuple(sorted(self.tokens))
+
+    def discover_wallets(self, raw: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Wallets first named in these logs, with the first block that names them."""
+        found: dict[str, int] = {}
+        topics_of = self.wallet_topics
+        for item in raw:
+            topics = item.get("topics")
+            if not topics:
+                continue
+            emitter = topics_of.get(topics[0])
+            if emitter is None or len(topics) < 3:
+                continue
+            if emitter and item.get("address", "").lower() != emitter:
+                continue
+            if topics[0] == TRANSFER and len(topics) != 4:
+                continue  # the manager's ERC-721 Transfer has the token id as topic 3
+            wallet = _topic_address(topics[2])
+            if wallet == ZERO_ADDRESS or wallet in self.wallets:
+                continue
+            block = int(item["blockNumber"], 16)
+            if block < found.get(wallet, block + 1):
+                found[wallet] = block
+        return found
+
+    def read(
+        self,
+        raw: Sequence[dict[str, Any]],
+        tokens: Iterable[tuple[str, int]],
+        excluded: set[str],
+        flt: dict[str, object],
+        start: int,
+    ) -> TrackedRead:
+        """Transfers and opening balances for one range (or block) starting at `start`.
+
+        `tokens` are the (token, block) the range's parents announced; `excluded` the watched
+        contracts (aTokens and debt tokens among them), which are never balances here.
+        """
+        new_wallets = self.discover_wallets(raw)
+        for wallet in self._pending_wallets:
+            new_wallets[wallet] = start
+        new_tokens: dict[str, int] = dict.fromkeys(self._pending_tokens, start)
+        for token, block in tokens:
+            if token not in self.tokens and token not in excluded:
+                new_tokens[token] = min(block, new_tokens.get(token, block))
+        for token in excluded & new_tokens.keys():
+            del new_tokens[token]
+        out = TrackedRead(wallets=set(new_wallets), tokens=set(new_tokens))
+        pairs: list[tuple[str, str, int]] = []
+        for wallet, since in new_wallets.items():
+            for token in self.tokens:
+                pairs.append((wallet, token, since))
+            for token, token_since in new_tokens.items():
+                pairs.append((wallet, token, max(since, token_since)))
+        for wallet in self.wallets:
+            for token, token_since in new_tokens.items():
+                pairs.append((wallet, token, token_since))
+        for (wallet, token, block), balance in zip(pairs, self.balances_of(pairs), strict=True):
+            out.openings.setdefault(block, {})[(wallet, token)] = balance
+        out.logs = self.transfers(
+            flt, self.wallets | out.wallets, (self.tokens | out.tokens) - excluded
+        )
+        return out
+
+    def commit(self, read: TrackedRead) -> None:
+        if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:
+            self.wallets |= read.wallets
+            self.tokens |= read.tokens
+            self._pending_wallets.clear()
+            self._pending_tokens.clear()
+            self.snapshot = self._snapshot()
+
+    def transfers(
+        self, flt: dict[str, object], wallets: set[str], tokens: set[str]
+    ) -> list[dict[str, Any]]:
+        """Transfer logs of `tokens` from or to `wallets`, each once."""
+        if not wallets or not tokens:
+            return []
+        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
+        senders = set(ordered)
+        chunks = [
+            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
+        ]
+        found: list[dict[str, Any]] = []
+        for chunk in chunks:
+            found += self.rpc.get_logs({**flt, "address": addresses, "topics": [TRANSFER, chunk]})
+        for chunk in chunks:
+            for item in self.rpc.get_logs(
+                {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]}
+            ):
+                # A transfer between two tracked wallets came with the senders already.
+                if str(item["topics"][1]).lower() not in senders:
+                    found.append(item)
+        return found
+
+    def balances_of(self, pairs: Sequence[tuple[str, str, int]]) -> list[int]:
+        """balanceOf(wallet) of each (wallet, token, block), at that block, batched."""
+        out: list[int] = []
+        for i in range(0, len(pairs), CALLS_PER_BATCH):
+            calls = [
+                ("eth_call", [{"to": token, "data": _BALANCE_OF + _padded(wallet)[2:]}, hex(block)])
+                for wallet, token, block in pairs[i : i + CALLS_PER_BATCH]
+            ]
+            try:
+                results = self.rpc.batch(calls)
+            except RpcTransportError:
+                raise
+            except RpcError:
+                # One reverting call fails the whole batch on some nodes: one by one then.
+                results = []
+                for method, params in calls:
+                    try:
+                        results.append(self.rpc.call(method, params))
+                    except RpcTransportError:
+                        raise
+                    except RpcError:
+                        results.append(None)
+            for (wallet, token, block), result in zip(
+                pairs[i : i + CALLS_PER_BATCH], results, strict=True
+            ):
+                out.append(_balance(result, wallet, token, block))
+        return out
+
+
+def _balance(result: object, wallet: str, token: str, block: int) -> int:
+    if isinstance(result, str) and len(result) >= 66:
+        try:
+            return int(result[2:66], 16)
+        except ValueError:
+            pass
+    # Not an ERC-20 balance (a reverting or odd token): start from zero, its transfers still
+    # apply, and a shortfall shows up as a dead letter.
+    log.warning("balance.unreadable", wallet=wallet, token=token, block=block)
+    return 0
