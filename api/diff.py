@@ -1,6 +1,9 @@
 """Why a portfolio's value changed between two blocks (pure): price moves, interest, fees and
 the owner's own actions, each in USD, summing exactly to the change.
 
+Token balances: the earlier amount repriced at the later price is `price`; the rest
+(transfers in and out) is `actions`.
+
 LP positions (values from `position_json` at both ends):
 - fees: growth of the position's lifetime fees (collected + owed by a static collect -
   principal withdrawn), in token units, valued at the later prices;
@@ -113,6 +116,21 @@ def lending_change(
         interest=interest,
         actions=value_to - earlier_at_later_block,
     )
+
+
+def balance_change(
+    subject_id: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> Change:
+    """One token balance (`balance_json` at both ends): the earlier amount's repricing is the
+    market's doing; the rest (transfers in and out) is the owner's."""
+    v0 = (before or {}).get("value_usd") or 0.0
+    v1 = (after or {}).get("value_usd") or 0.0
+    price = 0.0
+    if before is not None and after is not None:
+        p0, p1 = before.get("price_usd"), after.get("price_usd")
+        if p0 is not None and p1 is not None:
+            price = _usd(int(before["amount"]), int(before["decimals"]), p1 - p0)
+    return Change(subject_id, "erc20", v0, v1, price=price, actions=v1 - v0 - price)
 
 
 def summarize(changes: list[Change]) -> dict[str, Any]:

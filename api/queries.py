@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from api.diff import Change, lending_change, lp_change, summarize
+from api.diff import Change, balance_change, lending_change, lp_change, summarize
 from defimon.store import Store
 from flows.aave_v3.state import holds_anything, value_account
 from flows.compound_v3.state import value_comet_account
@@ -669,6 +669,12 @@ class Queries:
                         _net_usd(later, before),
                     )
                 )
+        b0 = {b["token"]: b for b in self.balances(owner, start)}
+        b1 = {b["token"]: b for b in self.balances(owner, end)}
+        for token in sorted(set(b0) | set(b1)):
+            changes.append(
+                balance_change(f"{start.chain_id}:{owner}:{token}", b0.get(token), b1.get(token))
+            )
         return {"address": owner, "from": start.json(), "to": end.json(), **summarize(changes)}
 
     def subjects(self, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
@@ -785,6 +791,44 @@ class Queries:
             {"chain": chain_id, "id": subject_id},
         )
         return bool(found)
+
+    def wallet_history(
+        self,
+        chain_id: int,
+        owner: str,
+        window: str,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The wallet's value per closed window: the sum over the positions and accounts it
+        held then (each window row names its subject's owner at the close)."""
+        rows = self.store.rows(
+            "SELECT window_start, window_end, sum(value_open), sum(value_close), count() "
+            "FROM defimon.position_windows FINAL "
+            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String} "
+            "AND window = {window:String} "
+            "AND window_start >= {start:DateTime('UTC')} AND window_start < {end:DateTime('UTC')} "
+            "GROUP BY window_start, window_end ORDER BY window_start LIMIT {limit:UInt32}",
+            {
+                "chain": chain_id,
+                "owner": owner,
+                "window": window,
+                "start": start or datetime.fromtimestamp(0, UTC),
+                "end": end or datetime(2106, 1, 1, tzinfo=UTC),
+                "limit": limit,
+            },
+        )
+        return [
+            {
+                "start": _iso(r[0]),
+                "end": _iso(r[1]),
+                "value_open_usd": r[2],
+                "value_close_usd": r[3],
+                "subjects": int(r[4]),
+            }
+            for r in rows
+        ]
 
     def windows(
         self,

@@ -168,6 +168,21 @@ class WindowOut(BaseModel):
     close_block_hash: str
 
 
+class WalletWindowOut(BaseModel):
+    start: str
+    end: str
+    value_open_usd: float | None = Field(description="Sum over the wallet's subjects")
+    value_close_usd: float | None
+    subjects: int = Field(description="Positions and accounts the sum covers")
+
+
+class WalletHistoryOut(BaseModel):
+    address: str
+    window: str
+    windows: list[WalletWindowOut]
+    truncated: bool
+
+
 class HistoryOut(BaseModel):
     id: str
     window: str
@@ -223,6 +238,7 @@ class PositionsPage(BaseModel):
 class ChainStatusOut(BaseModel):
     chain_id: int
     name: str
+    first_block: int | None = Field(None, description="The first indexed block")
     head: int | None
     processed: int | None
     lag_blocks: int | None

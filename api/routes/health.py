@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import RuntimeDep
+from api.deps import QueriesDep, RuntimeDep
 from defimon import __version__
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
@@ -59,11 +59,15 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/v1/meta", response_model=MetaOut)
-def meta(runtime: RuntimeDep) -> MetaOut:
+def meta(runtime: RuntimeDep, queries: QueriesDep) -> MetaOut:
     """What this server indexes, where each chain stands, and wallets worth a look."""
+    chains = chain_statuses(runtime)
+    for chain in chains:
+        indexed = queries.indexed_range(chain.chain_id)
+        chain.first_block = indexed[0] if indexed else None
     return MetaOut(
         version=__version__,
         store=runtime.store.backend,
-        chains=chain_statuses(runtime),
+        chains=chains,
         suggested_wallets=list(runtime.suggested_wallets),
     )

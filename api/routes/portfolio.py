@@ -19,7 +19,15 @@ from api.deps import (
     require,
 )
 from flows.windows import WINDOW_SECONDS
-from schemas.api import AggregateOut, DiffOut, ErrorOut, HistoryOut, PortfolioOut, PositionsPage
+from schemas.api import (
+    AggregateOut,
+    DiffOut,
+    ErrorOut,
+    HistoryOut,
+    PortfolioOut,
+    PositionsPage,
+    WalletHistoryOut,
+)
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 
@@ -75,6 +83,40 @@ def portfolio_diff(
     if start.number > end.number:
         raise InvalidInput("from is after to")
     return queries.diff(owner, start, end)
+
+
+@router.get("/portfolio/{wallet}/history", response_model=WalletHistoryOut, responses=ERRORS)
+def portfolio_history(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    runtime: RuntimeDep,
+    queries: QueriesDep,
+    window: Annotated[str, Query(description="1m, 1h or 1d")] = "1m",
+    from_: Annotated[
+        str | None,
+        Query(alias="from", max_length=64, description="ISO-8601 time or block number"),
+    ] = None,
+    to: Annotated[
+        str | None, Query(max_length=64, description="ISO-8601 time or block number")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1440,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """The wallet's value per closed window (the sum of its positions' and accounts' window
+    opens and closes): what the page's chart draws."""
+    owner = address(wallet, "wallet")
+    if window not in WINDOW_SECONDS:
+        raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
+    chain = chain_for(runtime, chain_id)
+    start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput("from must be before to")
+    rows = queries.wallet_history(chain, owner, window, start, end, limit + 1)
+    return {
+        "address": owner,
+        "window": window,
+        "windows": rows[:limit],
+        "truncated": len(rows) > limit,
+    }
 
 
 @router.get("/positions", response_model=PositionsPage, responses=ERRORS)
