@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.conftest import Devnet
-from tests.support import LiveServer, block_number, live_server
+from tests.support import LiveServer, block_number, live_server, rpc
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -207,3 +208,73 @@ def test_switching_wallets_shows_only_the_last_one_and_bad_input_is_explained(
     shown = page.eval_on_selector_all("#rows tr[data-id]", "rows => rows.map(r => r.dataset.id)")
     assert sorted(shown) == sorted(by_owner[last]), f"rows of {first} leaked into {last}'s table"
     assert page.inner_text("#error") == ""
+
+
+def test_time_slider_value_chart_and_a_live_alert(
+    devnet: Devnet, server: LiveServer, browser: Browser
+) -> None:
+    pool = next(
+        p for p in devnet.deployment.pools if devnet.deployment.pool_label(p) == "WETH/USDC 0.05%"
+    )
+    listed = server.get("/v1/positions", pool=pool.address, limit=1000).json()["positions"]
+    target = next(p for p in listed if p["in_range"] and int(p["liquidity"]) > 0)
+    wallet = target["owner"]
+    # Let chain time pass between swaps so that 1-minute windows close: the chart's points.
+    for _ in range(3):
+        rpc(devnet.rpc_url, "evm_increaseTime", [75])
+        devnet.simulator.swap(pool)
+    head = block_number(devnet.rpc_url)
+    server.wait_processed(devnet.deployment.chain_id, head)
+    history = server.get(f"/v1/portfolio/{wallet}/history", window="1m").json()["windows"]
+    assert len(history) >= 2, "closed windows for the chart"
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/?wallet={wallet}", wait_until="load")
+    page.wait_for_selector("#dot.live", timeout=WAIT_MS)
+    page.wait_for_function(
+        "(n) => Number(document.getElementById('line').dataset.count) >= n",
+        arg=len(history),
+        timeout=WAIT_MS,
+    )
+    assert page.get_attribute("#line", "points"), "the chart draws a line"
+
+    # The slider: a past block shows the portfolio as time travel answers it, stream paused.
+    past = head - 4
+    page.wait_for_function("!document.getElementById('slider').disabled", timeout=WAIT_MS)
+    page.evaluate(
+        "(b) => { const s = document.getElementById('slider'); s.value = b;"
+        " s.dispatchEvent(new Event('input')); }",
+        past,
+    )
+    page.wait_for_function(
+        "(b) => document.getElementById('asof').textContent === String(b)",
+        arg=past,
+        timeout=WAIT_MS,
+    )
+    assert page.inner_text("#travel-label") == f"as of block {past}"
+    at_past = server.get(f"/v1/portfolio/{wallet}", at=str(past)).json()
+    shown = page.eval_on_selector_all("#rows tr[data-id]", "rows => rows.map(r => r.dataset.id)")
+    assert sorted(shown) == sorted(p["id"] for p in at_past["positions"])
+    page.click("#live")
+    page.wait_for_selector("#dot.live", timeout=WAIT_MS)
+    assert page.inner_text("#travel-label") == "live"
+
+    # An alert rule on this wallet's positions fires on the next swap and shows up live.
+    rule = httpx.post(
+        f"{server.url}/v1/alerts/rules",
+        json={
+            "name": "any IL",
+            "kind": "il_above",
+            "measure": "usd",
+            "threshold": 1e-9,
+            "filter": {"owner": wallet},
+        },
+        timeout=30,
+    )
+    assert rule.status_code in (200, 201), rule.text
+    devnet.simulator.swap(pool)
+    page.wait_for_selector("#alerts li", timeout=WAIT_MS)
+    assert "any IL" in page.inner_text("#alerts")
+    assert errors == [], f"the page logged errors: {errors}"
