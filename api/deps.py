@@ -99,14 +99,14 @@ def require(scope: str) -> Callable[..., None]:
         x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> None:
         keys: KeyFile = request.app.state.keys
-        if not keys.configured:
-            return
         token = x_api_key or request.query_params.get("api_key")
         if authorization and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
+        enforced, key = keys.lookup(token)
+        if not enforced:
+            return
         if not token:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-        key = keys.find(token)
         if key is None:
             raise Unauthorized("unknown API key")
         if scope not in key.scopes:

@@ -37,6 +37,7 @@ from schemas.comet import (
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
+from schemas.hexutil import decimal_uint
 from schemas.lending import (
     BASE_UNIT,
     AaveAccount,
@@ -605,13 +606,13 @@ class Queries:
             owed[v["position_id"]] = checkpoint.uncollected_with(inside, pool_position)
         return owed
 
+    def _ever_owned(self, as_of: AsOf, owner: str) -> list[dict[str, Any]]:
+        """The latest version at the block of every position the owner ever held (the latest
+        may be another owner's, or burned: callers decide)."""
+        return self._versions(as_of, _EVER_OWNED, {"owners": [owner]})
+
     def portfolio(self, owner: str, as_of: AsOf) -> dict[str, Any]:
-        versions = self._versions(
-            as_of,
-            "AND position_id IN (SELECT position_id FROM defimon.position_versions "
-            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})",
-            {"owner": owner},
-        )
+        versions = self._ever_owned(as_of, owner)
         held = [v for v in versions if v["owner"] == owner and not v["burned"]]
         positions = self._value(as_of, held)
         lending = self.lending(owner, as_of) + self.comet_lending(owner, as_of)
@@ -631,14 +632,8 @@ class Queries:
     def diff(self, owner: str, start: AsOf, end: AsOf) -> dict[str, Any]:
         """How the wallet's value changed from `start` to `end`, and why (api.diff)."""
         changes: list[Change] = []
-        owned = (
-            "AND position_id IN (SELECT position_id FROM defimon.position_versions "
-            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String})"
-        )
-        lp0 = {
-            p["id"]: p for p in self._value(start, self._versions(start, owned, {"owner": owner}))
-        }
-        lp1 = {p["id"]: p for p in self._value(end, self._versions(end, owned, {"owner": owner}))}
+        lp0 = {p["id"]: p for p in self._value(start, self._ever_owned(start, owner))}
+        lp1 = {p["id"]: p for p in self._value(end, self._ever_owned(end, owner))}
         for pid in sorted(set(lp0) | set(lp1)):
             p0, p1 = lp0.get(pid), lp1.get(pid)
             held0 = p0 is not None and p0["owner"] == owner and not p0["burned"]
@@ -696,10 +691,7 @@ class Queries:
         if not flt.protocol or "uniswap_v3" in flt.protocol:
             extra, params = "", dict[str, Any]()
             if owners is not None:
-                extra += (
-                    " AND position_id IN (SELECT position_id FROM defimon.position_versions "
-                    "WHERE chain_id = {chain:UInt64} AND owner IN {owners:Array(String)})"
-                )
+                extra += _EVER_OWNED
                 params["owners"] = owners
             if flt.pool:
                 extra += " AND pool IN {pools:Array(String)}"
@@ -822,8 +814,8 @@ class Queries:
                 "chain": chain_id,
                 "owner": owner,
                 "window": window,
-                "start": start or datetime.fromtimestamp(0, UTC),
-                "end": end or datetime(2106, 1, 1, tzinfo=UTC),
+                "start": start or EPOCH,
+                "end": end or NEVER,
                 "limit": limit,
             },
         )
@@ -858,8 +850,8 @@ class Queries:
                 "chain": chain_id,
                 "id": subject_id,
                 "window": window,
-                "start": start or datetime.fromtimestamp(0, UTC),
-                "end": end or datetime(2106, 1, 1, tzinfo=UTC),
+                "start": start or EPOCH,
+                "end": end or NEVER,
                 "limit": limit,
             },
         )
@@ -880,6 +872,16 @@ def _net_usd(market: AaveMarketView, account: AaveAccount | None) -> float:
     value = market.value(account)
     return (value.total_collateral_base - value.total_debt_base) / BASE_UNIT
 
+
+# Positions any of {owners} ever held (narrows _LATEST_VERSIONS by owner).
+_EVER_OWNED = (
+    " AND position_id IN (SELECT position_id FROM defimon.position_versions "
+    "WHERE chain_id = {chain:UInt64} AND owner IN {owners:Array(String)})"
+)
+
+# Open ends of a time range, within what DateTime('UTC') holds.
+EPOCH = datetime.fromtimestamp(0, UTC)
+NEVER = datetime(2106, 1, 1, tzinfo=UTC)
 
 SORTS = ("id", "value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
 SortKey = tuple[int, float, str]
@@ -954,8 +956,9 @@ def parse_at(value: str | None) -> int | datetime | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if text.isascii() and text.isdigit():
-        return int(text)
+    number = decimal_uint(text)
+    if number is not None:
+        return number
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

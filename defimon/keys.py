@@ -68,14 +68,17 @@ class KeyFile:
     def configured(self) -> bool:
         """Keys are enforced once the file exists, even with every key revoked: revoking the
         last key must lock the API, not open it."""
-        with self._lock:
-            self._reload()
-            return self._stamp is not None
+        return self.lookup(None)[0]
 
     def find(self, token: str) -> ApiKey | None:
+        return self.lookup(token)[1]
+
+    def lookup(self, token: str | None) -> tuple[bool, ApiKey | None]:
+        """(whether keys are enforced, the token's key): one look at the file per request."""
         with self._lock:
             self._reload()
-            return self._by_hash.get(hash_key(token))
+            key = self._by_hash.get(hash_key(token)) if token else None
+            return self._stamp is not None, key
 
     def create(self, name: str, scopes: tuple[str, ...], rate_per_minute: int) -> str:
         """Store a new key and return the token: the only time it is ever shown."""

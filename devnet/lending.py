@@ -44,7 +44,8 @@ from devnet.contracts import (
     USER_EMODE_SET_TOPIC,
 )
 from devnet.deploy import TOKEN_SPECS, Deployment
-from devnet.rpc import RpcClient, RpcError, RpcTransportError
+from devnet.loop import run_every
+from devnet.rpc import RpcClient
 from devnet.txs import send_estimated
 
 log = logging.getLogger("defimon.devnet")
@@ -284,19 +285,7 @@ class LendingSimulator:
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """tick() every `interval` s until `stop` is set; RPC errors are logged, not raised."""
-        ticks = 0
-        while not stop.is_set():
-            try:
-                self.tick()
-                ticks += 1
-            except RpcTransportError:
-                if stop.is_set():
-                    break  # the node went away because we are shutting down
-                raise
-            except RpcError as exc:
-                log.warning("lending simulator tick failed: %s", exc)
-            stop.wait(interval)
-        log.info("lending simulator stopped after %d ticks", ticks)
+        run_every(self.tick, stop, interval, "lending simulator")
 
     # -- actions --------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
 from devnet.lending import SECONDS_PER_TICK, LendingSimulator
-from devnet.rpc import RpcError, RpcTransportError
+from devnet.loop import run_every
 from devnet.simulator import MarketSimulator
 
 log = logging.getLogger("defimon.devnet")
@@ -62,19 +62,7 @@ class DevnetSimulator:
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """step() every `interval` s until `stop` is set; RPC errors are logged, not raised."""
-        steps = 0
-        while not stop.is_set():
-            try:
-                self.step()
-                steps += 1
-            except RpcTransportError:
-                if stop.is_set():
-                    break  # the node went away because we are shutting down
-                raise
-            except RpcError as exc:
-                log.warning("simulator step failed: %s", exc)
-            stop.wait(interval)
-        log.info("simulators stopped after %d steps", steps)
+        run_every(self.step, stop, interval, "simulators")
 
 
 def simulate(

@@ -34,6 +34,7 @@ from devnet.contracts import (
     ZERO_TOPIC,
 )
 from devnet.deploy import TOKEN_SPECS, Deployment, Pool
+from devnet.loop import run_every
 from devnet.rpc import RpcClient, RpcError, RpcTransportError
 from devnet.txs import wait_receipts
 from devnet.univ3math import MAX_TICK, MIN_TICK, floor_tick, sqrt_ratio_at_tick
@@ -128,19 +129,7 @@ class MarketSimulator:
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """step() every `interval` s until `stop` is set; RPC errors are logged, not raised."""
-        steps = 0
-        while not stop.is_set():
-            try:
-                self.step()
-                steps += 1
-            except RpcTransportError:
-                if stop.is_set():
-                    break  # the node went away because we are shutting down
-                raise
-            except RpcError as exc:
-                log.warning("simulator step failed: %s", exc)
-            stop.wait(interval)
-        log.info("simulator stopped after %d steps", steps)
+        run_every(self.step, stop, interval, "market simulator")
 
     def positions_of(self, wallet: str) -> list[int]:
         wallet = wallet.lower()

@@ -5,7 +5,7 @@
                                             └─ to_shards               │
                                                └─ uniswap_v3_positions ┼─ shard_rows
                                                                        └─ bus
-    (market ─ bus_balances: ERC-20 balance events of tracked wallets)
+    (market ─ market_bus: Compound V3 accounts, ERC-20 balances, live Aave liquidations)
 Step ids are part of the recovery store's keys: renaming one orphans its saved state.
 """
 
@@ -24,14 +24,7 @@ from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.compound_v3.state import CometMarket
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.sinks import (
-    STORE_PARTITION,
-    BalanceBusSink,
-    BusSink,
-    CometBusSink,
-    MarketBusSink,
-    StoreSink,
-)
+from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
 from schemas.chain import BlockBatch
@@ -117,8 +110,5 @@ def build_flow(
         StoreSink(open_store, status),
     )
     op.output("bus", positions, BusSink(bus))
-    if any(e.config.compound_v3 is not None for e in endpoints):
-        op.output("comet_bus", market, CometBusSink(bus))
     op.output("market_bus", market, MarketBusSink(bus))
-    op.output("bus_balances", market, BalanceBusSink(bus))
     return flow

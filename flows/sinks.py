@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from bytewax.outputs import (
@@ -17,15 +19,18 @@ from defimon.bus import Bus
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from defimon.store import Store
+from flows.aave_v3.events import LiquidationCall
 from flows.aave_v3.state import AccountUpdate, account_id
 from flows.compound_v3.state import CometAccountUpdate
+from flows.erc20.book import BalanceChange
 from flows.rows import COLUMNS, Row, SinkBatch
 from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
-from flows.windows import window_json
+from flows.windows import WindowRow, window_json
 from schemas.balances import balance_json
+from schemas.chain import RawLog
 from schemas.lending import account_json
 from schemas.liquidations import liquidation_json
-from schemas.positions import position_json
+from schemas.positions import BlockRef, position_json
 from schemas.stream import BusEvent
 
 log = structlog.get_logger("defimon.sink")
@@ -34,6 +39,13 @@ FLUSH_ROWS = 250_000
 FLUSH_SECONDS = 2.0
 STORE_PARTITION = "store"
 BACKFILL_PUBLISH_SECONDS = 3.0
+
+
+class _StageOutput(Protocol):
+    live: bool
+
+
+X = TypeVar("X", bound=_StageOutput)
 
 
 class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
@@ -123,101 +135,137 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         return _StorePartition(self._open_store(), self._status)
 
 
+# Bus events. Each builder makes one event; the partitions below decide when it is built.
+
+
+def _event(kind: str, block: BlockRef, data: dict[str, Any], owners: tuple[str, ...]) -> BusEvent:
+    return BusEvent(kind, block.chain_id, block.number, block.hash, data, owners, time.time())
+
+
+def position_event(u: PositionUpdate) -> BusEvent:
+    # A transferred position concerns both its new and its previous owner.
+    owners = (
+        (u.position.owner,) if u.previous_owner is None else (u.position.owner, u.previous_owner)
+    )
+    return _event(
+        "position", u.block, position_json(u.position, u.value, u.block, u.updated_block), owners
+    )
+
+
+def account_event(u: AccountUpdate) -> BusEvent:
+    data = account_json(u.account, u.value, u.reserves, u.block, u.updated_block)
+    return _event("account", u.block, data, (u.account.user,))
+
+
+def comet_account_event(u: CometAccountUpdate) -> BusEvent:
+    """Compound V3 accounts go out in the lending account shape."""
+    return _event("account", u.block, u.json(), (u.account.user,))
+
+
+def window_event(w: WindowRow, block: BlockRef) -> BusEvent:
+    return _event("window", block, window_json(w), (w.subject.owner,))
+
+
+def balance_event(c: BalanceChange, b: BlockRef) -> BusEvent:
+    data = balance_json(
+        b.chain_id,
+        c.wallet,
+        c.token,
+        c.balance,
+        c.price,
+        c.price_block,
+        c.value_usd,
+        b,
+        c.updated_block,
+    )
+    return _event("balance", b, data, (c.wallet,))
+
+
+def liquidation_event(out: MarketOutput, lg: RawLog, e: LiquidationCall) -> BusEvent:
+    b = out.block
+    data = liquidation_json(
+        account_id=account_id(b.chain_id, out.aave_pool, e.user),
+        chain_id=b.chain_id,
+        pool=out.aave_pool,
+        block_number=b.number,
+        block_hash=b.hash,
+        block_time=b.timestamp,
+        tx_hash=lg.tx_hash,
+        log_index=lg.log_index,
+        user=e.user,
+        collateral_asset=e.collateral_asset,
+        debt_asset=e.debt_asset,
+        debt_to_cover=e.debt_to_cover,
+        liquidated_collateral=e.liquidated_collateral,
+        liquidator=e.liquidator,
+        receive_a_token=e.receive_a_token,
+    )
+    return _event("liquidation", b, data, (e.user,))
+
+
 def account_events(updates: Iterable[AccountUpdate]) -> list[BusEvent]:
     """An `account` event per lending account update."""
-    now = time.time()
-    return [
-        BusEvent(
-            kind="account",
-            chain_id=u.block.chain_id,
-            block_number=u.block.number,
-            block_hash=u.block.hash,
-            data=account_json(u.account, u.value, u.reserves, u.block, u.updated_block),
-            owners=(u.account.user,),
-            produced_at=now,
-        )
-        for u in updates
-    ]
+    return [account_event(u) for u in updates]
 
 
-def window_events(item: ShardOutput) -> list[BusEvent]:
-    """A `window` event per window the block closed."""
-    now, b = time.time(), item.block
-    return [
-        BusEvent(
-            kind="window",
-            chain_id=b.chain_id,
-            block_number=b.number,
-            block_hash=b.hash,
-            data=window_json(w),
-            owners=(w.subject.owner,),
-            produced_at=now,
-        )
-        for w in item.windows
-    ]
+# What a stage output has for the bus: (coalescing key, event builder). A key says the event
+# is a subject's latest state, which a backfill may coalesce; None says it happened once and
+# belongs to live blocks only (a backfill's windows and liquidations are history: the store
+# has them).
+BusEntry = tuple[Hashable | None, Callable[[], BusEvent]]
 
 
-def bus_events(updates: Iterable[PositionUpdate]) -> list[BusEvent]:
-    """A `position` event per position update (pure but for the wall-clock stamp)."""
-    now = time.time()
-    events = []
-    for u in updates:
-        owners = (
-            (u.position.owner,)
-            if u.previous_owner is None
-            else (u.position.owner, u.previous_owner)
-        )
-        events.append(
-            BusEvent(
-                kind="position",
-                chain_id=u.block.chain_id,
-                block_number=u.block.number,
-                block_hash=u.block.hash,
-                data=position_json(u.position, u.value, u.block, u.updated_block),
-                owners=owners,
-                produced_at=now,
-            )
-        )
-    return events
+def shard_entries(item: ShardOutput) -> Iterator[BusEntry]:
+    for u in item.updates:
+        yield u.position.position_id, partial(position_event, u)
+    for a in item.account_updates:
+        yield a.account.account_id, partial(account_event, a)
+    for w in item.windows:
+        yield None, partial(window_event, w, item.block)
 
 
-class _BusPartition(StatelessSinkPartition[ShardOutput]):
+def market_entries(item: MarketOutput) -> Iterator[BusEntry]:
+    if item.comet is not None:
+        for u in item.comet.updates:
+            yield u.account.account_id, partial(comet_account_event, u)
+    for c in item.balances:
+        yield (item.block.chain_id, c.wallet, c.token), partial(balance_event, c, item.block)
+    if item.aave is not None:
+        for lg, e in item.aave.liquidations:
+            yield None, partial(liquidation_event, item, lg, e)
+
+
+class _BusPartition(StatelessSinkPartition[X]):
     """Live blocks are published as they come. Backfill is coalesced: subscribers only need
-    each position's latest state, so it is published at most every BACKFILL_PUBLISH_SECONDS
-    (and before the first live block, to keep the order)."""
+    each subject's latest state, so it is published at most every BACKFILL_PUBLISH_SECONDS
+    (and before the first live block, to keep the order), and its events are built only
+    then: superseded states never become JSON."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, entries: Callable[[X], Iterable[BusEntry]]) -> None:
         self._bus = bus
-        self._pending: dict[str, PositionUpdate] = {}
-        self._pending_accounts: dict[str, AccountUpdate] = {}
+        self._entries = entries
+        self._pending: dict[Hashable, Callable[[], BusEvent]] = {}
         self._last_publish = time.monotonic()
 
     def _publish_pending(self) -> None:
         if self._pending:
-            self._bus.publish(bus_events(self._pending.values()))
+            self._bus.publish([make() for make in self._pending.values()])
             self._pending.clear()
-        if self._pending_accounts:
-            self._bus.publish(account_events(self._pending_accounts.values()))
-            self._pending_accounts.clear()
         self._last_publish = time.monotonic()
 
-    def write_batch(self, items: list[ShardOutput]) -> None:
+    def write_batch(self, items: list[X]) -> None:
         for item in items:
+            entries = self._entries(item)
             if item.live:
                 self._publish_pending()
-                if item.updates:
-                    self._bus.publish(bus_events(item.updates))
-                if item.account_updates:
-                    self._bus.publish(account_events(item.account_updates))
-                # Windows closed during a backfill are history: the store has them, and
-                # the stream carries the live ones.
-                if item.windows:
-                    self._bus.publish(window_events(item))
-            else:
-                for update in item.updates:
-                    self._pending[update.position.position_id] = update
-                for account in item.account_updates:
-                    self._pending_accounts[account.account.account_id] = account
+                events = [make() for _, make in entries]
+                if events:
+                    self._bus.publish(events)
+                continue
+            for key, make in entries:
+                if key is not None:
+                    self._pending.pop(key, None)  # re-insert: publish in block order
+                    self._pending[key] = make
         if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
             self._publish_pending()
 
@@ -226,192 +274,24 @@ class _BusPartition(StatelessSinkPartition[ShardOutput]):
 
 
 class BusSink(DynamicSink[ShardOutput]):
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BusPartition:
-        return _BusPartition(self._bus)
-
-
-def comet_account_events(updates: Iterable[CometAccountUpdate]) -> list[BusEvent]:
-    """An `account` event per Compound V3 account update (the lending account shape)."""
-    now = time.time()
-    return [
-        BusEvent(
-            kind="account",
-            chain_id=u.block.chain_id,
-            block_number=u.block.number,
-            block_hash=u.block.hash,
-            data=u.json(),
-            owners=(u.account.user,),
-            produced_at=now,
-        )
-        for u in updates
-    ]
-
-
-class _CometBusPartition(StatelessSinkPartition[MarketOutput]):
-    """Compound V3 accounts are valued on the market stage; published like the shards' (live
-    at once, backfill coalesced to each account's latest state)."""
-
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-        self._pending: dict[str, CometAccountUpdate] = {}
-        self._last_publish = time.monotonic()
-
-    def _publish_pending(self) -> None:
-        if self._pending:
-            self._bus.publish(comet_account_events(self._pending.values()))
-            self._pending.clear()
-        self._last_publish = time.monotonic()
-
-    def write_batch(self, items: list[MarketOutput]) -> None:
-        for item in items:
-            updates = item.comet.updates if item.comet is not None else []
-            if item.live:
-                self._publish_pending()
-                if updates:
-                    self._bus.publish(comet_account_events(updates))
-            else:
-                for update in updates:
-                    self._pending[update.account.account_id] = update
-        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
-            self._publish_pending()
-
-    def close(self) -> None:
-        self._publish_pending()
-
-
-class CometBusSink(DynamicSink[MarketOutput]):
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CometBusPartition:
-        return _CometBusPartition(self._bus)
-
-
-def liquidation_events(out: MarketOutput) -> list[BusEvent]:
-    """A `liquidation` event per Aave LiquidationCall of the block (for liquidation alerts)."""
-    if out.aave is None or not out.aave.liquidations:
-        return []
-    now, b = time.time(), out.block
-    return [
-        BusEvent(
-            kind="liquidation",
-            chain_id=b.chain_id,
-            block_number=b.number,
-            block_hash=b.hash,
-            data=liquidation_json(
-                account_id=account_id(b.chain_id, out.aave_pool, e.user),
-                chain_id=b.chain_id,
-                pool=out.aave_pool,
-                block_number=b.number,
-                block_hash=b.hash,
-                block_time=b.timestamp,
-                tx_hash=lg.tx_hash,
-                log_index=lg.log_index,
-                user=e.user,
-                collateral_asset=e.collateral_asset,
-                debt_asset=e.debt_asset,
-                debt_to_cover=e.debt_to_cover,
-                liquidated_collateral=e.liquidated_collateral,
-                liquidator=e.liquidator,
-                receive_a_token=e.receive_a_token,
-            ),
-            owners=(e.user,),
-            produced_at=now,
-        )
-        for lg, e in out.aave.liquidations
-    ]
-
-
-class _MarketBusPartition(StatelessSinkPartition[MarketOutput]):
-    """Liquidations of live blocks; those of a backfill are history (the store has them)."""
+    """The position shards' updates and closed windows."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
-    def write_batch(self, items: list[MarketOutput]) -> None:
-        for item in items:
-            if item.live:
-                events = liquidation_events(item)
-                if events:
-                    self._bus.publish(events)
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> _BusPartition[ShardOutput]:
+        return _BusPartition(self._bus, shard_entries)
 
 
 class MarketBusSink(DynamicSink[MarketOutput]):
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MarketBusPartition:
-        return _MarketBusPartition(self._bus)
-
-
-def balance_events(out: MarketOutput) -> list[BusEvent]:
-    """A `balance` event per changed ERC-20 balance of a tracked wallet."""
-    now, b = time.time(), out.block
-    return [
-        BusEvent(
-            kind="balance",
-            chain_id=b.chain_id,
-            block_number=b.number,
-            block_hash=b.hash,
-            data=balance_json(
-                b.chain_id,
-                c.wallet,
-                c.token,
-                c.balance,
-                c.price,
-                c.price_block,
-                c.value_usd,
-                b,
-                c.updated_block,
-            ),
-            owners=(c.wallet,),
-            produced_at=now,
-        )
-        for c in out.balances
-    ]
-
-
-class _BalanceBusPartition(StatelessSinkPartition[MarketOutput]):
-    """Like the position partition: live blocks at once, backfill coalesced to each
-    (chain, wallet, token)'s latest balance."""
+    """The market stage's: Compound V3 accounts, ERC-20 balances and Aave liquidations."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        self._pending: dict[tuple[int, str, str], BusEvent] = {}
-        self._last_publish = time.monotonic()
 
-    def _publish_pending(self) -> None:
-        if self._pending:
-            self._bus.publish(list(self._pending.values()))
-            self._pending.clear()
-        self._last_publish = time.monotonic()
-
-    def write_batch(self, items: list[MarketOutput]) -> None:
-        for item in items:
-            if not item.balances:
-                continue
-            events = balance_events(item)
-            if item.live:
-                self._publish_pending()
-                self._bus.publish(events)
-            else:
-                for event in events:
-                    key = (event.chain_id, event.data["wallet"], event.data["token"])
-                    self._pending.pop(key, None)  # re-insert: publish in block order
-                    self._pending[key] = event
-        if time.monotonic() - self._last_publish >= BACKFILL_PUBLISH_SECONDS:
-            self._publish_pending()
-
-    def close(self) -> None:
-        self._publish_pending()
-
-
-class BalanceBusSink(DynamicSink[MarketOutput]):
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _BalanceBusPartition:
-        return _BalanceBusPartition(self._bus)
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> _BusPartition[MarketOutput]:
+        return _BusPartition(self._bus, market_entries)

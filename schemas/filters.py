@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from schemas.errors import InvalidInput
-from schemas.hexutil import normalize_address
+from schemas.hexutil import decimal_uint, normalize_address
 
 PROTOCOLS = ("uniswap_v3", "aave_v3", "compound_v3", "erc20")
 NUMERIC = ("value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
@@ -108,9 +108,10 @@ class Filter:
         values["protocol"] = frozenset(protocols)
         chains = set()
         for text in _strings(params, "chain_id"):
-            if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 2**63:
+            chain = decimal_uint(text)
+            if chain is None or not 0 < chain < 2**63:
                 raise InvalidInput(f"chain_id {text!r} is not a chain id")
-            chains.add(int(text))
+            chains.add(chain)
         values["chain_id"] = frozenset(chains)
         for name in ("owner", "pool", "token"):
             values[name] = frozenset(_address(v, name) for v in _strings(params, name))

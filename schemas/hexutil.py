@@ -37,3 +37,9 @@ def to_int(value: str | int) -> int:
 def topic_to_address(topic: str) -> str:
     """An indexed address topic (32 bytes) to a 0x address."""
     return "0x" + topic[-40:].lower()
+
+
+def decimal_uint(text: str) -> int | None:
+    """A non-negative decimal integer written in ASCII digits, else None. (`str.isdigit`
+    alone accepts digits like '²' that `int` refuses.)"""
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 from eth_abi import decode, encode
 from eth_utils import keccak
+from httpx_sse import connect_sse
 
 from api.app import create_app
 from defimon.runtime import Runtime
@@ -200,3 +201,27 @@ def live_server(
         yield server
     finally:
         server.stop()
+
+
+def collect_events(
+    url: str,
+    kinds: tuple[str, ...],
+    into: list[dict[str, Any]],
+    stop: threading.Event,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """Read an SSE stream (in a thread) until `stop`, keeping the data of events of `kinds`.
+    A connection lost after `stop` is the end of the test, not an error."""
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
+            connect_sse(client, "GET", url, params=params) as source,
+        ):
+            for event in source.iter_sse():
+                if stop.is_set():
+                    return
+                if event.event in kinds:
+                    into.append(event.json())
+    except httpx.HTTPError:
+        if not stop.is_set():
+            raise

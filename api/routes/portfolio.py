@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -18,6 +19,7 @@ from api.deps import (
     parse_at,
     require,
 )
+from api.queries import Queries
 from flows.windows import WINDOW_SECONDS
 from schemas.api import (
     AggregateOut,
@@ -30,6 +32,7 @@ from schemas.api import (
 )
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
+from schemas.hexutil import decimal_uint
 
 router = APIRouter(
     prefix="/v1",
@@ -104,12 +107,8 @@ def portfolio_history(
     """The wallet's value per closed window (the sum of its positions' and accounts' window
     opens and closes): what the page's chart draws."""
     owner = address(wallet, "wallet")
-    if window not in WINDOW_SECONDS:
-        raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
     chain = chain_for(runtime, chain_id)
-    start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))
-    if start is not None and end is not None and start >= end:
-        raise InvalidInput("from must be before to")
+    start, end = window_span(queries, chain, window, from_, to)
     rows = queries.wallet_history(chain, owner, window, start, end, limit + 1)
     return {
         "address": owner,
@@ -175,6 +174,18 @@ def aggregate(
     }
 
 
+def window_span(
+    queries: Queries, chain: int, window: str, from_: str | None, to: str | None
+) -> tuple[datetime | None, datetime | None]:
+    """A history request's window length checked, and its bounds as times."""
+    if window not in WINDOW_SECONDS:
+        raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
+    start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput("from must be before to")
+    return start, end
+
+
 def single_chain(flt: Filter) -> int | None:
     if len(flt.chain_id) > 1:
         raise InvalidInput("one chain_id at a time here; ask each chain separately")
@@ -204,15 +215,10 @@ def history(
 ) -> dict[str, Any]:
     """Closed windows of a position or lending account: open, high, low and close of its USD
     value, IL and health factor, and the fees it earned, for windows starting in [from, to)."""
-    if window not in WINDOW_SECONDS:
-        raise InvalidInput(f"window={window!r} is not one of {', '.join(WINDOW_SECONDS)}")
-    chain_text = position_id.split(":", 1)[0]
-    if not (chain_text.isascii() and chain_text.isdigit()):
+    chain = decimal_uint(position_id.split(":", 1)[0])
+    if chain is None:
         raise InvalidInput(f"{position_id!r} is not a position or account id")
-    chain = int(chain_text)
-    start, end = (queries.time_of(chain, parse_at(v)) for v in (from_, to))
-    if start is not None and end is not None and start >= end:
-        raise InvalidInput("from must be before to")
+    start, end = window_span(queries, chain, window, from_, to)
     if not queries.subject_exists(chain, position_id):
         raise NotFound(f"no position or account {position_id!r}")
     rows = queries.windows(chain, position_id, window, start, end, limit + 1)

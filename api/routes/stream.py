@@ -14,6 +14,7 @@ from defimon.runtime import Runtime
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 from schemas.filters import Filter
+from schemas.hexutil import decimal_uint
 from schemas.stream import BusEvent
 
 router = APIRouter(
@@ -103,9 +104,9 @@ async def stream(
     """
     last_id: int | None = None
     if last_event_id:
-        if not (last_event_id.isascii() and last_event_id.isdigit()):
+        last_id = decimal_uint(last_event_id)
+        if last_id is None:
             raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
-        last_id = int(last_event_id)
     return EventSourceResponse(
         _events(hub, runtime, flt, last_id, after_block),
         ping=runtime.settings.sse_ping_seconds,

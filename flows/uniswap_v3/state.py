@@ -713,16 +713,19 @@ def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, 
     return state, out
 
 
-def _value(state: ShardState, pos: UniswapPosition) -> PositionValue:
+def _owed(state: ShardState, pos: UniswapPosition) -> tuple[int, int] | None:
     # A burned NFT owes nothing: the manager burns only cleared positions, and a fee figure
     # settled before its last collect would be stale.
-    fees = (0, 0) if pos.burned else state.fees.get(pos.position_id)
+    return (0, 0) if pos.burned else state.fees.get(pos.position_id)
+
+
+def _value(state: ShardState, pos: UniswapPosition) -> PositionValue:
     return value_position(
         pos,
         state.pools.get(pos.pool),
         state.prices.get(pos.token0),
         state.prices.get(pos.token1),
-        fees,
+        _owed(state, pos),
     )
 
 
@@ -742,7 +745,7 @@ def close_windows(
         if pos is None:
             continue
         value = _value(state, pos)
-        fees_now = (0, 0) if pos.burned else state.fees.get(pid)
+        fees_now = _owed(state, pos)
         state.windows.observe(
             Subject(pos.chain_id, pid, pos.protocol, pos.owner),
             Observation(

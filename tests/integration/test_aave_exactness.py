@@ -15,15 +15,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_abi import decode, encode
-from httpx_sse import connect_sse
 
 from api.queries import Queries
 from devnet.lending import LendingSimulator
 from flows.aave_v3 import events as aave_events
 from tests.conftest import Devnet
-from tests.support import block_number, eth_call, live_server, rpc, selector
+from tests.support import block_number, collect_events, eth_call, live_server, rpc, selector
 
 WAD = 10**18
 
@@ -66,22 +64,6 @@ def first_supply_block(devnet: Devnet) -> int:
     return min(int(lg["blockNumber"], 16) for lg in logs)
 
 
-def collect_accounts(url: str, into: list[dict[str, Any]], stop: threading.Event) -> None:
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-            connect_sse(client, "GET", url) as source,
-        ):
-            for event in source.iter_sse():
-                if stop.is_set():
-                    return
-                if event.event == "account":
-                    into.append(event.json())
-    except httpx.HTTPError:
-        if not stop.is_set():
-            raise
-
-
 def test_accounts_equal_get_user_account_data_live_and_at_every_block(
     devnet: Devnet, tmp_path: Path
 ) -> None:
@@ -93,7 +75,9 @@ def test_accounts_equal_get_user_account_data_live_and_at_every_block(
         live: list[dict[str, Any]] = []
         stop = threading.Event()
         reader = threading.Thread(
-            target=collect_accounts, args=(f"{server.url}/v1/stream", live, stop), daemon=True
+            target=collect_events,
+            args=(f"{server.url}/v1/stream", ("account",), live, stop),
+            daemon=True,
         )
         reader.start()
         try:

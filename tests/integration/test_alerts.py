@@ -20,12 +20,11 @@ from typing import Any
 import httpx
 import orjson
 from aiosmtpd.controller import Controller
-from httpx_sse import connect_sse
 
 from devnet.anvil import free_port
 from devnet.lending import LendingSimulator
 from tests.conftest import Devnet
-from tests.support import LiveServer, block_number, live_server
+from tests.support import LiveServer, block_number, collect_events, live_server
 
 SECRET = "test-secret-0123456789"
 SHOCK = -35.0
@@ -73,22 +72,6 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(envelope.content)
         return "250 OK"
-
-
-def collect_alerts(url: str, into: list[dict[str, Any]], stop: threading.Event) -> None:
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-            connect_sse(client, "GET", url) as source,
-        ):
-            for event in source.iter_sse():
-                if stop.is_set():
-                    return
-                if event.event == "alert":
-                    into.append(event.json())
-    except httpx.HTTPError:
-        if not stop.is_set():
-            raise
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
@@ -226,8 +209,8 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
             streamed: list[dict[str, Any]] = []
             stop = threading.Event()
             reader = threading.Thread(
-                target=collect_alerts,
-                args=(f"{server.url}/v1/stream", streamed, stop),
+                target=collect_events,
+                args=(f"{server.url}/v1/stream", ("alert",), streamed, stop),
                 daemon=True,
             )
             reader.start()

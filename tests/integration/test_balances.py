@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from api.queries import Queries
 from devnet.contracts import ERC20_MINT, NPM_TRANSFER_FROM
@@ -29,7 +28,7 @@ from flows.aave_v3.events import BORROW, SUPPLY
 from flows.erc20.events import TRANSFER
 from flows.source import ChainEndpoint
 from tests.conftest import Devnet
-from tests.support import block_number, live_server, rpc, selector
+from tests.support import block_number, collect_events, live_server, rpc, selector
 
 WATCHED = "0x" + "5e" * 20  # on the config's watch list from the start
 LATE = "0x" + "7a" * 20  # holds tokens long before it becomes tracked
@@ -77,22 +76,6 @@ def tracked_since(devnet: Devnet, wallet: str) -> int | None:
     return min((b for b in found if b is not None), default=None)
 
 
-def collect(url: str, into: list[dict[str, Any]], stop: threading.Event) -> None:
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-            connect_sse(client, "GET", url) as source,
-        ):
-            for event in source.iter_sse():
-                if stop.is_set():
-                    return
-                if event.event == "balance":
-                    into.append(event.json())
-    except httpx.HTTPError:
-        if not stop.is_set():
-            raise
-
-
 def fund(client: RpcClient, devnet: Devnet, wallet: str, symbols: list[str], scale: int) -> int:
     block = 0
     for symbol in symbols:
@@ -120,7 +103,9 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         live: list[dict[str, Any]] = []
         stop = threading.Event()
         reader = threading.Thread(
-            target=collect, args=(f"{server.url}/v1/stream", live, stop), daemon=True
+            target=collect_events,
+            args=(f"{server.url}/v1/stream", ("balance",), live, stop),
+            daemon=True,
         )
         reader.start()
         try:

@@ -12,32 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from httpx_sse import connect_sse
 
 from devnet.lending import LendingSimulator
 from schemas.filters import Filter
 from tests.conftest import Devnet
-from tests.support import block_number, live_server
-
-
-def collect(
-    url: str, params: dict[str, Any], into: list[dict[str, Any]], stop: threading.Event
-) -> None:
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-            connect_sse(client, "GET", url, params=params) as source,
-        ):
-            for event in source.iter_sse():
-                if stop.is_set():
-                    return
-                if event.event in ("position", "account"):
-                    into.append(event.json())
-    except httpx.HTTPError:
-        if not stop.is_set():
-            raise
+from tests.support import block_number, collect_events, live_server
 
 
 def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) -> None:
@@ -62,7 +42,11 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
         filtered: list[dict[str, Any]] = []
         stop = threading.Event()
         readers = [
-            threading.Thread(target=collect, args=(url, p, into, stop), daemon=True)
+            threading.Thread(
+                target=collect_events,
+                args=(url, ("position", "account"), into, stop, p),
+                daemon=True,
+            )
             for url, p, into in (
                 (f"{server.url}/v1/stream", {}, unfiltered),
                 (f"{server.url}/v1/stream", params, filtered),

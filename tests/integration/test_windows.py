@@ -13,15 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
-from httpx_sse import connect_sse
-
 from defimon.store import Store
 from devnet.lending import LendingSimulator
 from schemas.lending import BASE_UNIT, health_factor_float
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
-from tests.support import block_number, live_server
+from tests.support import block_number, collect_events, live_server
 
 ROWS = (
     "SELECT * EXCEPT version FROM defimon.position_windows FINAL "
@@ -33,22 +30,6 @@ def stored_windows(store: Store) -> list[dict[str, Any]]:
     return store.dicts(ROWS)
 
 
-def collect_windows(url: str, into: list[dict[str, Any]], stop: threading.Event) -> None:
-    try:
-        with (
-            httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
-            connect_sse(client, "GET", url) as source,
-        ):
-            for event in source.iter_sse():
-                if stop.is_set():
-                    return
-                if event.event == "window":
-                    into.append(event.json())
-    except httpx.HTTPError:
-        if not stop.is_set():
-            raise
-
-
 def test_windows_replay_row_for_row(devnet: Devnet, tmp_path: Path) -> None:
     lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=5)
     lending.tick()
@@ -58,8 +39,8 @@ def test_windows_replay_row_for_row(devnet: Devnet, tmp_path: Path) -> None:
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         stop = threading.Event()
         reader = threading.Thread(
-            target=collect_windows,
-            args=(f"{server.url}/v1/stream", live_events, stop),
+            target=collect_events,
+            args=(f"{server.url}/v1/stream", ("window",), live_events, stop),
             daemon=True,
         )
         reader.start()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from defimon.bus import InProcessBus
 from flows.compound_v3.state import CometMarket
-from flows.sinks import CometBusSink
+from flows.sinks import MarketBusSink
 from flows.uniswap_v3.state import MarketOutput, MarketState, market_step
 from schemas.stream import BusEvent
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, worked_example
@@ -33,7 +33,7 @@ def test_live_updates_are_published_as_account_events_for_their_owner() -> None:
         got.extend(events)
 
     bus.attach(loop, listener)
-    sink = CometBusSink(bus).build("comet_bus", 0, 1)
+    sink = MarketBusSink(bus).build("market_bus", 0, 1)
     outs = outputs(live=True)
     sink.write_batch(outs)
     loop.run_until_complete(asyncio.sleep(0))
@@ -53,7 +53,7 @@ def test_backfill_is_coalesced_to_each_accounts_latest_state() -> None:
         got.extend(events)
 
     bus.attach(loop, listener)
-    sink = CometBusSink(bus).build("comet_bus", 0, 1)
+    sink = MarketBusSink(bus).build("market_bus", 0, 1)
     outs = outputs(live=False)
     sink.write_batch(outs)
     sink.close()
