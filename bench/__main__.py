@@ -3,22 +3,34 @@
 In order: backfill (Uniswap history), backfill (mixed Uniswap and Aave history), block-to-SSE
 latency, the fan-out of one price update to 10,000 lending accounts, portfolio and time-travel
 latency with 100,000 positions stored, and SSE delivery to 2,000 concurrent clients.
+
+Each runs in a process of its own, so none inherits another's heap, threads or garbage: the
+numbers are what that benchmark alone would print.
 """
 
 from __future__ import annotations
 
-from bench import api_latency, backfill, fanout, latency, sse_fanout
-from defimon.logs import configure
+import subprocess
+import sys
+
+RUNS: tuple[tuple[str, ...], ...] = (
+    ("bench.backfill",),
+    ("bench.backfill", "--aave"),
+    ("bench.latency",),
+    ("bench.fanout", "--bytewax"),
+    ("bench.api_latency",),
+    ("bench.sse_fanout",),
+)
 
 
 def main() -> None:
-    configure("warning")
-    backfill.run(backfill.DEFAULT_LOGS, None, None)
-    backfill.run(backfill.DEFAULT_MIXED_LOGS, None, None, aave=True)
-    latency.run(blocks=500, warmup_steps=15)
-    fanout.run(fanout.ACCOUNTS, fanout.SHARDS, fanout.REPEATS, bytewax=True)
-    api_latency.run()
-    sse_fanout.run()
+    failed = []
+    for module, *args in RUNS:
+        done = subprocess.run([sys.executable, "-m", module, *args], check=False)
+        if done.returncode != 0:
+            failed.append(" ".join((module, *args)))
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import devnet_with_history, emit, percentile
+from defimon.logs import configure
 from defimon.runtime import Runtime
 from defimon.settings import Settings
 from devnet.anvil import free_port
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=TARGET_POSITIONS)
     parser.add_argument("--requests", type=int, default=REQUESTS)
     args = parser.parse_args()
+    configure("warning")
     run(args.positions, args.requests)
 
 

@@ -24,6 +24,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from bench.common import emit, percentile
+from defimon.logs import configure
 from devnet.anvil import Anvil, free_port
 from devnet.deploy import Deployment, deploy
 from devnet.simulator import MarketSimulator
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=500)
     parser.add_argument("--warmup-steps", type=int, default=15)
     args = parser.parse_args()
+    configure("warning")
     run(args.blocks, args.warmup_steps)
 
 

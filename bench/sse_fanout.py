@@ -22,6 +22,7 @@ import orjson
 
 from bench.common import emit, percentile
 from bench.latency import serve, stop_server
+from defimon.logs import configure
 from devnet.anvil import Anvil
 from devnet.deploy import deploy
 from devnet.simulator import MarketSimulator
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--blocks", type=int, default=BLOCKS)
     args = parser.parse_args()
+    configure("warning")
     run(args.clients, args.blocks)
 
 
