@@ -19,6 +19,7 @@ from defimon.metrics import METRICS
 from schemas.filters import Filter
 from schemas.stream import BusEvent
 
+BROADCAST_KINDS = frozenset({"reorg"})
 LAGGED = object()  # the client was too slow and is dropped
 RESET = object()  # the client's resume point is too old to replay
 
@@ -33,6 +34,8 @@ class Subscriber:
     id: int = field(default_factory=itertools.count(1).__next__)
 
     def wants(self, event: BusEvent) -> bool:
+        if event.kind in BROADCAST_KINDS:
+            return True  # a reorg concerns every view: what it showed may be retracted
         if self.owners is not None and not any(o in self.owners for o in event.owners):
             return False
         return self.filter is None or self.filter.matches(event.data)

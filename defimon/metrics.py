@@ -22,6 +22,9 @@ class Metrics:
     sse_events_sent: Counter
     sse_dropped_clients: Counter
     bus_lag_seconds: Histogram
+    reorgs: Counter
+    reorg_depth: Histogram
+    head_stalls: Counter
 
 
 def _build() -> Metrics:
@@ -57,6 +60,22 @@ def _build() -> Metrics:
             "defimon_bus_lag_seconds",
             "From the flow producing an event to the hub receiving it",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        ),
+        reorgs=Counter(
+            "defimon_reorgs", "Chain reorganisations rolled back", ["chain_id"], registry=r
+        ),
+        reorg_depth=Histogram(
+            "defimon_reorg_depth_blocks",
+            "Blocks retracted per reorganisation",
+            ["chain_id"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        ),
+        head_stalls=Counter(
+            "defimon_head_stalls",
+            "Times the head stopped moving for longer than head_timeout_seconds",
+            ["chain_id"],
             registry=r,
         ),
     )

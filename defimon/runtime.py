@@ -21,6 +21,7 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.dataflow import build_flow
 from flows.source import ChainEndpoint
+from schemas.errors import DefimonError
 
 log = structlog.get_logger("defimon.runtime")
 
@@ -33,6 +34,19 @@ def tune_gc() -> None:
     first threshold makes young collections rarer without letting garbage pile up, because the
     flow creates little cyclic garbage (measured: about +30% backfill, fewer 100 ms pauses)."""
     gc.set_threshold(50_000, 20, 100)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """Bytewax wraps an operator's exception in its own; the first of ours in the chain says
+    what went wrong (e.g. ReorgTooDeep), else the innermost."""
+    seen: BaseException | None = exc
+    innermost = exc
+    while seen is not None:
+        if isinstance(seen, DefimonError):
+            return seen
+        innermost = seen
+        seen = seen.__cause__ or seen.__context__
+    return innermost
 
 
 class Runtime:
@@ -97,8 +111,9 @@ class Runtime:
                 )
                 log.info("flow.stopped")
             except BaseException as exc:  # the API keeps serving and reports it at /healthz
-                self.status.error = f"{type(exc).__name__}: {exc}"
-                log.error("flow.failed", error=self.status.error)
+                cause = root_cause(exc)
+                self.status.error = f"{type(cause).__name__}: {cause}"
+                log.error("flow.failed", error=self.status.error, raised_as=type(exc).__name__)
             finally:
                 self.status.running = False
 

@@ -33,6 +33,7 @@ class FlowStatus:
         self._lock = threading.Lock()
         self.running = False
         self.error: str | None = None
+        self.reorgs = 0
 
     def chain(self, chain_id: int) -> ChainProgress:
         with self._lock:
@@ -69,6 +70,16 @@ class FlowStatus:
             else:
                 waiting.discard(shard)
             self._advance(progress)
+
+    def rewound(self, chain_id: int, fork_block: int) -> None:
+        """A reorg retracted blocks from `fork_block` on: they are processed again."""
+        progress = self.chain(chain_id)
+        with self._lock:
+            for table in (progress.pending, progress.shards_done):
+                for block in [b for b in table if b >= fork_block]:
+                    del table[block]
+            progress.processed = min(progress.processed, fork_block - 1)
+            self.reorgs += 1
 
     @staticmethod
     def _advance(progress: ChainProgress) -> None:

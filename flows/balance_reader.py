@@ -137,10 +137,15 @@ class BalanceTracker:
                 pairs.append((wallet, token, token_since))
         for (wallet, token, block), balance in zip(pairs, self.balances_of(pairs), strict=True):
             out.openings.setdefault(block, {})[(wallet, token)] = balance
-        out.logs = self.transfers(
-            flt, self.wallets | out.wallets, (self.tokens | out.tokens) - excluded
-        )
+        tracked_tokens = (self.tokens | out.tokens) - excluded
+        logs = self.transfers(flt, self.wallets | out.wallets, tracked_tokens)
+        out.logs = _tracked_only(logs, new_wallets, new_tokens, self.wallets, self.tokens)
         return out
+
+    def restore(self, snapshot: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+        """Back to what was tracked after an earlier block (a reorg rolled the state back)."""
+        self.wallets, self.tokens = set(snapshot[0]), set(snapshot[1])
+        self.snapshot = snapshot
 
     def commit(self, read: TrackedRead) -> None:
         if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:
@@ -200,6 +205,38 @@ class BalanceTracker:
             ):
                 out.append(_balance(result, wallet, token, block))
         return out
+
+
+def _tracked_only(
+    logs: list[dict[str, Any]],
+    new_wallets: dict[str, int],
+    new_tokens: dict[str, int],
+    wallets: set[str],
+    tokens: set[str],
+) -> list[dict[str, Any]]:
+    """The transfers that move a tracked balance: a pair becomes tracked at its opening block
+    (whose balance already includes that block's transfers), so a range read that found a new
+    wallet or token mid-range drops the transfers before it. The stored logs then do not
+    depend on where the ranges fell (a live run and a backfill store the same)."""
+    if not new_wallets and not new_tokens:
+        return logs
+    kept = []
+    for item in logs:
+        block = int(item["blockNumber"], 16)
+        token = str(item["address"]).lower()
+        token_since = new_tokens.get(token, -1 if token in tokens else None)
+        if token_since is None:
+            continue
+        topics = item["topics"]
+        if len(topics) < 3:
+            continue  # malformed; the market stage dead-letters what it cannot decode
+        for topic in (topics[1], topics[2]):
+            wallet = _topic_address(str(topic))
+            since = new_wallets.get(wallet, -1 if wallet in wallets else None)
+            if since is not None and block > max(since, token_since):
+                kept.append(item)
+                break
+    return kept
 
 
 def _balance(result: object, wallet: str, token: str, block: int) -> int:

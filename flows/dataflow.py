@@ -6,6 +6,9 @@
                                                └─ uniswap_v3_positions ┼─ shard_rows
                                                                        └─ bus
     (market ─ market_bus: Compound V3 accounts, ERC-20 balances, live Aave liquidations)
+The source may emit a Rewind (a reorg) between blocks: chain_rows turns it into the retraction of
+the orphaned rows, both stateful stages roll back (flows/rewind.py), and the store sink announces
+it on the bus once every path has delivered it and the orphaned rows are retracted.
 Step ids are part of the recovery store's keys: renaming one orphans its saved state.
 """
 
@@ -23,11 +26,19 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.compound_v3.state import CometMarket
+from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
-from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
-from schemas.chain import BlockBatch
+from flows.uniswap_v3.state import (
+    MarketOutput,
+    MarketState,
+    ShardInput,
+    ShardOutput,
+    market_step,
+    shard_step,
+)
+from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 
 DEFAULT_SHARDS = 8
@@ -67,9 +78,25 @@ def market_mapper(
     return step
 
 
-def to_shards(out: MarketOutput) -> list[tuple[str, ShardInput]]:
-    chain = out.block.chain_id
-    return [(f"{chain}:{shard}", item) for shard, item in sorted(out.shard_inputs.items())]
+def shards_of(
+    shards: int,
+) -> Callable[[MarketOutput | Rewind], list[tuple[str, ShardInput | Rewind]]]:
+    def to_shards(out: MarketOutput | Rewind) -> list[tuple[str, ShardInput | Rewind]]:
+        if isinstance(out, Rewind):
+            # Every shard of the chain rolls back (one that has nothing to undo ignores it).
+            return [(f"{out.chain_id}:{shard}", out) for shard in range(shards)]
+        chain = out.block.chain_id
+        return [(f"{chain}:{shard}", item) for shard, item in sorted(out.shard_inputs.items())]
+
+    return to_shards
+
+
+def _market_output(item: MarketOutput | Rewind) -> MarketOutput | None:
+    return None if isinstance(item, Rewind) else item
+
+
+def _shard_output(item: ShardOutput | Rewind) -> ShardOutput | None:
+    return None if isinstance(item, Rewind) else item
 
 
 def build_flow(
@@ -87,28 +114,39 @@ def build_flow(
     blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, poll_interval))
     raw = op.map("chain_rows", blocks, chain_rows)
 
-    by_chain = op.key_on("by_chain", blocks, lambda b: str(b.header.chain_id))
+    by_chain = op.key_on("by_chain", blocks, lambda b: str(b.chain_id))
+    # Both stateful stages keep undo information for unfinalised blocks: a Rewind from the
+    # source rolls the market back, then (through to_shards) every shard.
+    market_step_undoable = rewindable(
+        market_mapper(configs, shards), lambda b: b.header.number, lambda b: b.final_block
+    )
     market = op.map(
         "market_out",
-        op.stateful_map("uniswap_v3_market", by_chain, market_mapper(configs, shards)),
+        op.stateful_map("uniswap_v3_market", by_chain, market_step_undoable),
         lambda kv: kv[1],
     )
     market_store = op.map("market_rows", market, market_rows)
 
-    shard_inputs = op.flat_map("to_shards", market, to_shards)
-    positions = op.map(
+    shard_inputs = op.flat_map("to_shards", market, shards_of(shards))
+    shard_step_undoable = rewindable(shard_step, lambda i: i.block.number, lambda i: i.final_block)
+    positions_all = op.map(
         "positions_out",
-        op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step),
+        op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step_undoable),
         lambda kv: kv[1],
     )
-    position_store = op.map("shard_rows", positions, shard_rows)
+    position_store = op.map("shard_rows", positions_all, shard_rows)
+    positions = op.filter_map("positions_done", positions_all, _shard_output)
 
     rows = op.merge("rows", raw, market_store, position_store)
     op.output(
         "store",
         op.key_on("to_store", rows, lambda _: STORE_PARTITION),
-        StoreSink(open_store, status),
+        # A reorg's Rewind reaches the store by every path: the chain rows, the market
+        # rows and each shard's rows.
+        StoreSink(open_store, status, bus, rewind_paths=2 + shards),
     )
     op.output("bus", positions, BusSink(bus))
-    op.output("market_bus", market, MarketBusSink(bus))
+    op.output(
+        "market_bus", op.filter_map("market_done", market, _market_output), MarketBusSink(bus)
+    )
     return flow

@@ -10,7 +10,7 @@ from typing import Any
 from flows.compound_v3.state import CometOutput
 from flows.uniswap_v3.state import MarketOutput, ShardOutput
 from flows.windows import WindowRow
-from schemas.chain import BlockBatch
+from schemas.chain import BlockBatch, Rewind
 from schemas.positions import PROTOCOL_UNISWAP_V3, BlockRef
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -394,6 +394,44 @@ COLUMNS["defimon.token_balances"] = (
 
 Row = tuple[Any, ...]
 
+# Tables whose rows belong to one block, with the columns naming it. A reorg retracts the rows
+# of the orphaned blocks: the same key again with is_deleted = 1 and a newer version, so FINAL
+# (every query reads with it) no longer sees them, and a canonical block that later comes back
+# under the same hash is written with a newer version still and shows again.
+# pools and tokens are metadata keyed without a block; an orphaned pool stays listed, unused.
+_BLOCK_OF: dict[str, tuple[str, str]] = {
+    "defimon.blocks": ("number", "hash"),
+    "defimon.position_windows": ("close_block", "close_block_hash"),
+}
+RETRACTABLE: dict[str, tuple[str, str]] = {
+    table: _BLOCK_OF.get(table, ("block_number", "block_hash"))
+    for table in COLUMNS
+    if table not in ("defimon.pools", "defimon.tokens")
+}
+
+
+def retraction_statements(rewind: Rewind, version: int) -> list[tuple[str, dict[str, Any]]]:
+    """Parameterised statements that retract a reorg's orphaned rows, table by table."""
+    params = {
+        "chain": rewind.chain_id,
+        "fork": rewind.fork_block,
+        "hashes": sorted({h for _, h in rewind.orphaned}),
+        "version": version,
+    }
+    out = []
+    for table, (number, block_hash) in RETRACTABLE.items():
+        # Identifiers come from COLUMNS (code), never from input; values are parameters.
+        kept = [c for c in COLUMNS[table] if c != "version"]
+        columns = ", ".join([*kept, "version", "is_deleted"])
+        sql = (
+            f"INSERT INTO {table} ({columns}) "
+            f"SELECT {', '.join(kept)}, {{version:UInt64}}, 1 FROM {table} FINAL "
+            f"WHERE chain_id = {{chain:UInt64}} AND {number} >= {{fork:UInt64}} "
+            f"AND {block_hash} IN {{hashes:Array(String)}}"
+        )
+        out.append((sql, params))
+    return out
+
 
 @dataclass(slots=True)
 class SinkBatch:
@@ -408,6 +446,7 @@ class SinkBatch:
     # the market and all its shards are in (defimon.status).
     expects_shards: tuple[int, ...] | None = None
     shard: int | None = None
+    rewind: Rewind | None = None  # a reorg passed this path: see rewind_marker
 
 
 def _time(ts: int) -> datetime:
@@ -419,7 +458,16 @@ def _version() -> int:
     return time.time_ns()
 
 
-def chain_rows(batch: BlockBatch) -> SinkBatch:
+def rewind_marker(item: Rewind) -> SinkBatch:
+    """What each path to the store sends when a Rewind passes: the sink retracts once every
+    path has (each path is in order, so by then every orphaned row has reached it)."""
+    return SinkBatch(item.chain_id, item.fork_block - 1, True, {}, rewind=item)
+
+
+def chain_rows(item: BlockBatch | Rewind) -> SinkBatch:
+    if isinstance(item, Rewind):
+        return rewind_marker(item)
+    batch = item
     h = batch.header
     when, version = _time(h.timestamp), _version()
     # RawLog's fields are raw_logs' leading columns, in order: a row is the log plus two.
@@ -431,7 +479,9 @@ def chain_rows(batch: BlockBatch) -> SinkBatch:
     )
 
 
-def market_rows(out: MarketOutput) -> SinkBatch:
+def market_rows(out: MarketOutput | Rewind) -> SinkBatch:
+    if isinstance(out, Rewind):
+        return rewind_marker(out)
     b = out.block
     when, version = _time(b.timestamp), _version()
     rows: dict[str, list[Row]] = {
@@ -635,7 +685,9 @@ def _aave_market_rows(out: MarketOutput, when: datetime, version: int) -> dict[s
     }
 
 
-def shard_rows(out: ShardOutput) -> SinkBatch:
+def shard_rows(out: ShardOutput | Rewind) -> SinkBatch:
+    if isinstance(out, Rewind):
+        return rewind_marker(out)
     b = out.block
     when, version = _time(b.timestamp), _version()
     rows = []

@@ -23,11 +23,11 @@ from flows.aave_v3.events import LiquidationCall
 from flows.aave_v3.state import AccountUpdate, account_id
 from flows.compound_v3.state import CometAccountUpdate
 from flows.erc20.book import BalanceChange
-from flows.rows import COLUMNS, Row, SinkBatch
+from flows.rows import COLUMNS, Row, SinkBatch, retraction_statements
 from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
 from flows.windows import WindowRow, window_json
 from schemas.balances import balance_json
-from schemas.chain import RawLog
+from schemas.chain import RawLog, Rewind
 from schemas.lending import account_json
 from schemas.liquidations import liquidation_json
 from schemas.positions import BlockRef, position_json
@@ -42,7 +42,8 @@ BACKFILL_PUBLISH_SECONDS = 3.0
 
 
 class _StageOutput(Protocol):
-    live: bool
+    @property
+    def live(self) -> bool: ...
 
 
 X = TypeVar("X", bound=_StageOutput)
@@ -58,9 +59,12 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
     never lose them.
     """
 
-    def __init__(self, store: Store, status: FlowStatus) -> None:
+    def __init__(self, store: Store, status: FlowStatus, rewind_paths: int, bus: Bus) -> None:
         self._store = store
         self._status = status
+        self._rewind_paths = rewind_paths
+        self._rewinds_seen: dict[Rewind, int] = {}
+        self._bus = bus
         self._buffer: dict[str, list[Row]] = {}
         self._buffered = 0
         self._first_at: float | None = None
@@ -69,6 +73,16 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
     def write_batch(self, values: list[SinkBatch]) -> None:
         live = False
         for item in values:
+            if item.rewind is not None:
+                r = item.rewind
+                seen = self._rewinds_seen[r] = self._rewinds_seen.get(r, 0) + 1
+                if seen == self._rewind_paths:
+                    del self._rewinds_seen[r]
+                    # Every orphaned row is here now, some still buffered: store them first,
+                    # so the retraction (a newer version of each) covers them too.
+                    self.flush()
+                    self._retract(r)
+                continue
             for table, rows in item.rows.items():
                 if rows:
                     self._buffer.setdefault(table, []).extend(rows)
@@ -108,6 +122,23 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
         for progress in self._status.chains():
             METRICS.processed_block.labels(chain_id=str(progress.chain_id)).set(progress.processed)
 
+    def _retract(self, rewind: Rewind) -> None:
+        started = time.monotonic()
+        version = time.time_ns()
+        for sql, params in retraction_statements(rewind, version):
+            self._store.command(sql, params)
+        self._status.rewound(rewind.chain_id, rewind.fork_block)
+        log.warning(
+            "reorg.retracted",
+            chain_id=rewind.chain_id,
+            fork_block=rewind.fork_block,
+            blocks=len(rewind.orphaned),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        # Announced once the store no longer shows the orphaned blocks, so a client that
+        # reloads on it reads the canonical chain.
+        self._bus.publish([reorg_event(rewind)])
+
     def snapshot(self) -> None:
         self.flush()
 
@@ -121,9 +152,13 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
     nothing that matters for correctness (every table dedups by its natural key), so more
     partitions can be added for a ClickHouse server without changing the rows."""
 
-    def __init__(self, open_store: Callable[[], Store], status: FlowStatus) -> None:
+    def __init__(
+        self, open_store: Callable[[], Store], status: FlowStatus, bus: Bus, rewind_paths: int = 1
+    ) -> None:
         self._open_store = open_store
         self._status = status
+        self._bus = bus
+        self._rewind_paths = rewind_paths
 
     def list_parts(self) -> list[str]:
         return [STORE_PARTITION]
@@ -132,7 +167,7 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
-        return _StorePartition(self._open_store(), self._status)
+        return _StorePartition(self._open_store(), self._status, self._rewind_paths, self._bus)
 
 
 # Bus events. Each builder makes one event; the partitions below decide when it is built.
@@ -222,6 +257,19 @@ def shard_entries(item: ShardOutput) -> Iterator[BusEntry]:
         yield a.account.account_id, partial(account_event, a)
     for w in item.windows:
         yield None, partial(window_event, w, item.block)
+
+
+def reorg_event(r: Rewind) -> BusEvent:
+    """Names the retracted blocks; every subscriber gets it (no owners: see api/hub.py)."""
+    data = {
+        "chain_id": r.chain_id,
+        "retracted_from": r.fork_block,
+        "retracted_to": r.old_head,
+        "depth": r.depth,
+        "orphaned": [{"number": n, "hash": h} for n, h in r.orphaned],
+        "new_head": r.new_head,
+    }
+    return BusEvent("reorg", r.chain_id, r.fork_block - 1, "", data, (), time.time())
 
 
 def market_entries(item: MarketOutput) -> Iterator[BusEntry]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -28,17 +29,19 @@ from typing import Any, TypeVar
 import structlog
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
-from schemas.chain import BlockBatch, BlockHeader
+from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
 from schemas.chain_config import ChainConfig
-from schemas.errors import RangeTooLarge, RpcError
+from schemas.errors import RangeTooLarge, ReorgTooDeep, RpcError
 
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
-# batches, next block, last hash, (tracked wallets, tracked tokens) after them
-_Item = tuple[list[BlockBatch], int, str | None, tuple[tuple[str, ...], tuple[str, ...]]]
+Tracked = tuple[tuple[str, ...], tuple[str, ...]]  # (wallets, tokens) whose balances are tracked
+# items, next block, last hash, tracked after them, recent hashes after them
+_Item = tuple[list[SourceItem], int, str | None, Tracked, tuple[tuple[int, str], ...]]
 
 TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
@@ -53,6 +56,9 @@ class SourceCursor:
     # balances in the state, so a restart must not read them again nor forget them.
     wallets: tuple[str, ...] = ()
     tokens: tuple[str, ...] = ()
+    # (number, hash) of the unfinalised blocks emitted: what a reorg is detected against,
+    # also one that happened while the process was down.
+    recent: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,8 @@ class _Reader(threading.Thread):
         status: FlowStatus,
         stop: threading.Event,
         poll_interval: float,
+        recheck_seconds: float = 2.0,
+        head_timeout: float = 120.0,
     ) -> None:
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
@@ -96,10 +104,21 @@ class _Reader(threading.Thread):
         self.error: BaseException | None = None
         self.live = False
         self.chain_id = endpoint.config.chain_id
+        self.depth = endpoint.config.finality_depth
+        self.recent: dict[int, str] = dict(cursor.recent)
+        # tracked wallets and tokens after each recent block, to restore on a rewind
+        self.tracked_at: dict[int, Tracked] = {
+            cursor.next_block - 1: (cursor.wallets, cursor.tokens)
+        }
+        self.head = -1
+        self.recheck_seconds = recheck_seconds
+        self.head_timeout = head_timeout
+        self._last_check = time.monotonic()
 
     def run(self) -> None:
         try:
             self._check_chain()
+            self._retrying(self._check_recent)  # a reorg while we were down
             self._backfill()
             self.live = True
             if self.endpoint.ws_url:
@@ -119,16 +138,38 @@ class _Reader(threading.Thread):
                 f"{self.endpoint.rpc_url} serves chain {actual}, the config says {self.chain_id}"
             )
 
-    def _put(self, batches: list[BlockBatch], next_block: int) -> None:
-        last = batches[-1].header.hash if batches else self.last_hash
+    def _put(self, items: Sequence[SourceItem], next_block: int) -> None:
+        last = self.last_hash
+        for item in items:
+            if isinstance(item, BlockBatch):
+                h = item.header
+                last = h.hash
+                self.head = max(self.head, item.head)
+                item.final_block = item.head - self.depth
+                if h.number > self.head - self.depth:
+                    self.recent[h.number] = h.hash
+        tracked = self.reader.balances.snapshot
+        if items and isinstance(items[-1], BlockBatch):
+            # Exact per block when live (one block per put); per range in backfill.
+            self.tracked_at[items[-1].header.number] = tracked
+        self._prune_recent()
+        recent = tuple(sorted(self.recent.items()))
         while not self.stop.is_set():
             try:
-                tracked = self.reader.balances.snapshot
-                self.out.put((batches, next_block, last, tracked), timeout=0.1)
+                self.out.put((list(items), next_block, last, tracked, recent), timeout=0.1)
                 self.next_block, self.last_hash = next_block, last
                 return
             except queue.Full:
                 continue
+
+    def _prune_recent(self) -> None:
+        # Keep the blocks a reorg may still replace, plus the newest final one as the anchor
+        # a fork is found against (and the tracked set as of it).
+        floor = self.head - self.depth
+        for table in (self.recent, self.tracked_at):
+            anchor = max((n for n in table if n <= floor), default=None)
+            for n in [n for n in table if n < floor and n != anchor]:
+                del table[n]
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         delay = 0.2
@@ -152,6 +193,7 @@ class _Reader(threading.Thread):
                 head = self._retrying(self.rpc.block_number)
                 self.status.saw_head(self.chain_id, head)
                 if self.next_block > head:
+                    self._retrying(partial(self._anchor, head))
                     log.info(
                         "backfill.done",
                         chain_id=self.chain_id,
@@ -160,6 +202,8 @@ class _Reader(threading.Thread):
                     )
                     return
             self.status.saw_head(self.chain_id, head)
+            if self.recent and time.monotonic() - self._last_check >= self.recheck_seconds:
+                self._retrying(self._check_recent)  # near the head: blocks may still change
             end = min(self.next_block + span - 1, head)
             caught_up = end == head
             try:
@@ -197,38 +241,129 @@ class _Reader(threading.Thread):
                 last_report = now
 
     def _emit_up_to(self, header: BlockHeader) -> None:
-        """Emit every block from next_block to `header`, each whole, in order."""
+        """Emit every block from next_block to `header`, each whole, in order; first roll back
+        whatever `header` shows was reorganised away, then read the canonical blocks."""
+        while self._emit_once(header):
+            header = self._retrying(lambda: self.reader.header_by_number(self.rpc.block_number()))
+
+    def _emit_once(self, header: BlockHeader) -> bool:
+        """True if it rolled back instead (the canonical blocks are still to be read)."""
+        self.status.saw_head(self.chain_id, header.number)
+        self.head = max(self.head, header.number)
         if header.number < self.next_block:
-            log.warning(
-                "head.went_back",
-                chain_id=self.chain_id,
-                number=header.number,
-                expected=self.next_block,
-                note="reorg handling arrives with the production issue; block skipped",
-            )
-            return
-        headers = [header]
-        if header.number > self.next_block:
-            missing = list(range(self.next_block, header.number))
-            known = self._retrying(lambda: self.reader.headers(missing))
-            headers = [known[n] for n in missing] + [header]
+            # The same height again or lower: a duplicate notification, a lagging node, or a
+            # replacement branch (anvil_reorg, evm_revert). Only a changed hash says which.
+            known = self.recent.get(header.number)
+            if known is not None and known != header.hash:
+                self._rewind(header.number)
+                return True
+            return False
+        missing = list(range(self.next_block, header.number))
+        known_headers = self._retrying(lambda: self.reader.headers(missing)) if missing else {}
+        headers = [known_headers[n] for n in missing] + [header]
+        if self.last_hash and headers[0].parent_hash != self.last_hash:
+            self._rewind(headers[0].number - 1)
+            return True
+        for previous, h in itertools.pairwise(headers):
+            if h.parent_hash != previous.hash:
+                return False  # the chain moved while we read: the next head starts again
         for h in headers:
-            if self.last_hash and h.number == self.next_block and h.parent_hash != self.last_hash:
-                log.warning("head.parent_mismatch", chain_id=self.chain_id, number=h.number)
-            self.status.saw_head(self.chain_id, header.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
             self._put([batch], h.number + 1)
+        return False
+
+    def _anchor(self, head: int) -> None:
+        """Backfill kept the hashes of blocks with logs only; a fork below all of them would
+        look too deep. Keep the hash of the newest final block too."""
+        number = min(max(head - self.depth, 0), self.next_block - 1)
+        if number < 0 or any(n <= number for n in self.recent):
+            return
+        self.recent[number] = self.reader.header_by_number(number).hash
+
+    def _check_recent(self) -> bool:
+        """The periodic check: does the node still have our newest block? A reorg to a branch
+        of the same height sends no new height, and no node sends `removed` logs for it. Also
+        run on start, for a reorg that happened while the process was down. True if it rolled
+        back (the caller reads the canonical blocks)."""
+        self._last_check = time.monotonic()
+        if not self.recent:
+            return False
+        head = self.rpc.block_number()
+        below = [n for n in self.recent if n <= min(max(self.recent), head)]
+        if not below:  # every block we hold is above the node's head now
+            self._rewind(min(self.recent))
+            return True
+        number = max(below)
+        if self.reader.header_by_number(number).hash != self.recent[number]:
+            self._rewind(number)
+            return True
+        return False
+
+    def _check_and_catch_up(self) -> None:
+        if self._check_recent():
+            self._emit_up_to(self.reader.header_by_number(self.rpc.block_number()))
+
+    def _rewind(self, changed: int) -> None:
+        """Block `changed` (or one before it) is no longer ours: find the last block both
+        branches share, roll every stage back to it, and continue from the block after."""
+        head = self.rpc.block_number()
+        numbers = sorted((n for n in self.recent if n <= min(head, changed)), reverse=True)
+        canonical = self._retrying(lambda: self.reader.headers(numbers)) if numbers else {}
+        ancestor = next((n for n in numbers if canonical[n].hash == self.recent[n]), None)
+        if ancestor is None:
+            oldest = min(self.recent) if self.recent else self.next_block
+            METRICS.reorgs.labels(chain_id=str(self.chain_id)).inc()
+            raise ReorgTooDeep(self.chain_id, oldest, oldest)
+        orphaned = tuple(sorted((n, h) for n, h in self.recent.items() if n > ancestor))
+        old_head = self.next_block - 1
+        rewind = Rewind(self.chain_id, ancestor + 1, orphaned, old_head, head)
+        for n in [n for n in self.recent if n > ancestor]:
+            del self.recent[n]
+        restore = max((n for n in self.tracked_at if n <= ancestor), default=None)
+        for n in [n for n in self.tracked_at if n > ancestor]:
+            del self.tracked_at[n]
+        if restore is not None:
+            self.reader.balances.restore(self.tracked_at[restore])
+        log.warning(
+            "reorg.detected",
+            chain_id=self.chain_id,
+            fork_block=rewind.fork_block,
+            depth=rewind.depth,
+            old_head=old_head,
+            new_head=head,
+        )
+        METRICS.reorgs.labels(chain_id=str(self.chain_id)).inc()
+        METRICS.reorg_depth.labels(chain_id=str(self.chain_id)).observe(rewind.depth)
+        self.last_hash = self.recent[ancestor]
+        self._put([rewind], ancestor + 1)
 
     def _follow_polling(self) -> None:
+        last_move = time.monotonic()
         while not self.stop.is_set():
             try:
                 head = self.rpc.block_number()
                 if head >= self.next_block:
                     self._emit_up_to(self.reader.header_by_number(head))
+                    last_move = time.monotonic()
                     continue
+                if time.monotonic() - self._last_check >= self.recheck_seconds:
+                    self._check_and_catch_up()
+                if time.monotonic() - last_move >= self.head_timeout:
+                    self._stalled()
+                    last_move = time.monotonic()
             except RpcError as exc:
                 log.warning("head.poll_failed", chain_id=self.chain_id, error=str(exc))
             self.stop.wait(self.poll_interval)
+
+    def _stalled(self) -> None:
+        METRICS.head_stalls.labels(chain_id=str(self.chain_id)).inc()
+        log.warning(
+            "head.stalled",
+            chain_id=self.chain_id,
+            seconds=self.head_timeout,
+            head=self.head,
+            note="no new block; reconnecting (check the node or provider)",
+        )
 
     async def _follow_ws(self, ws_url: str) -> None:
         from web3 import AsyncWeb3, WebSocketProvider
@@ -239,13 +374,14 @@ class _Reader(threading.Thread):
             try:
                 async with AsyncWeb3(WebSocketProvider(ws_url)) as w3:
                     await w3.eth.subscribe("newHeads")
-                    # Heads that arrived while (re)connecting.
+                    # Heads that arrived while (re)connecting, and any reorg meanwhile.
                     head = self.rpc.block_number()
-                    if head >= self.next_block:
-                        self._emit_up_to(self.reader.header_by_number(head))
+                    await asyncio.to_thread(self._emit_up_to, self.reader.header_by_number(head))
                     await self._consume_heads(aiter(w3.socket.process_subscriptions()))
             except _Stopped:
                 return
+            except _HeadStalled:
+                self._stalled()
             except (OSError, TimeoutError, RpcError, Web3Exception, WebSocketException) as exc:
                 # A dropped socket: reconnect (the gap is read on reconnect). Anything else is
                 # a bug and stops the flow visibly.
@@ -256,15 +392,23 @@ class _Reader(threading.Thread):
 
     async def _consume_heads(self, messages: AsyncIterator[Any]) -> None:
         waiting: asyncio.Future[Any] | None = None
+        last_head = time.monotonic()
         try:
             while not self.stop.is_set():
                 # Wait in short slices (without cancelling the read, which would end the
-                # subscription's generator) so a stop is noticed when no block comes.
+                # subscription's generator) so a stop is noticed when no block comes, the
+                # recent blocks are re-checked, and a head that stops moving is noticed.
                 if waiting is None:
                     waiting = asyncio.ensure_future(anext(messages))
                 done, _ = await asyncio.wait({waiting}, timeout=0.25)
                 if not done:
+                    now = time.monotonic()
+                    if now - self._last_check >= self.recheck_seconds:
+                        await asyncio.to_thread(self._check_and_catch_up)
+                    if now - last_head >= self.head_timeout:
+                        raise _HeadStalled()
                     continue
+                last_head = time.monotonic()
                 message, waiting = waiting.result(), None
                 raw = message["result"]
                 header = self.reader.header_from_json(
@@ -297,28 +441,37 @@ class _Stopped(Exception):
     pass
 
 
-class ChainPartition(StatefulSourcePartition[BlockBatch, SourceCursor]):
+class _HeadStalled(Exception):
+    """No new head for head_timeout seconds: the subscription is reconnected."""
+
+
+class ChainPartition(StatefulSourcePartition[SourceItem, SourceCursor]):
     def __init__(self, reader: _Reader, cursor: SourceCursor, stop: threading.Event) -> None:
         self._reader = reader
         self._cursor = cursor
         self._stop = stop
         reader.start()
 
-    def next_batch(self) -> list[BlockBatch]:
+    def next_batch(self) -> list[SourceItem]:
         if self._stop.is_set():
             raise StopIteration()
         try:
-            batches, next_block, last_hash, tracked = self._reader.out.get_nowait()
+            items, next_block, last_hash, tracked, recent = self._reader.out.get_nowait()
         except queue.Empty:
             if self._reader.error is not None:
+                log.error(
+                    "source.failed",
+                    chain_id=self._reader.chain_id,
+                    error=f"{type(self._reader.error).__name__}: {self._reader.error}",
+                )
                 raise self._reader.error from None
             if not self._reader.is_alive() and self._reader.out.empty():
                 raise StopIteration() from None
             return []
         self._cursor = SourceCursor(
-            next_block, last_hash, tuple(sorted(self._reader.reader.pools)), *tracked
+            next_block, last_hash, tuple(sorted(self._reader.reader.pools)), *tracked, recent
         )
-        return batches
+        return items
 
     def next_awake(self) -> datetime | None:
         if not self._reader.out.empty():
@@ -334,7 +487,7 @@ class ChainPartition(StatefulSourcePartition[BlockBatch, SourceCursor]):
         self._reader.join(timeout=5)
 
 
-class ChainSource(FixedPartitionedSource[BlockBatch, SourceCursor]):
+class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
     def __init__(
         self,
         endpoints: list[ChainEndpoint],

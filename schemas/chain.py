@@ -69,3 +69,31 @@ class BlockBatch:
     # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
     # became tracked; its Transfer logs up to this block are already in it.
     balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Blocks at or below this number can no longer be reorganised (head - finality depth when
+    # read); None: treat this block as final (no undo information is kept for it).
+    final_block: int | None = None
+
+    @property
+    def chain_id(self) -> int:
+        return self.header.chain_id
+
+
+@dataclass(frozen=True, slots=True)
+class Rewind:
+    """The chain reorganised: blocks from `fork_block` on (the `orphaned` ones, by number and
+    hash) are no longer canonical. Every stage rolls back to the state after `fork_block - 1`;
+    the canonical blocks follow this item, in order, as usual."""
+
+    chain_id: int
+    fork_block: int
+    orphaned: tuple[tuple[int, str], ...]
+    old_head: int  # the last block processed on the orphaned branch
+    new_head: int  # the canonical head when the reorg was found
+    live: bool = True  # news for subscribers: published at once, never coalesced
+
+    @property
+    def depth(self) -> int:
+        return self.old_head - self.fork_block + 1
+
+
+SourceItem = BlockBatch | Rewind

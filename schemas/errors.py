@@ -38,6 +38,23 @@ class RangeTooLarge(RpcError):
         self.hint = hint
 
 
+class ReorgTooDeep(DefimonError):
+    """The chain reorganised below the blocks whose undo information is kept (the finality
+    depth). Following on would silently mix two chains, so the flow stops; re-index from a
+    block below the fork (a fresh data directory, `--from-block`)."""
+
+    def __init__(self, chain_id: int, fork_block: int, oldest_kept: int) -> None:
+        super().__init__(
+            f"chain {chain_id} reorganised at or below block {fork_block}, deeper than the "
+            f"blocks whose undo information is kept (from {oldest_kept}); the flow stops rather "
+            "than mix two chains: raise finality_depth in the chain config and re-index from "
+            "a block below the fork"
+        )
+        self.chain_id = chain_id
+        self.fork_block = fork_block
+        self.oldest_kept = oldest_kept
+
+
 class StoreError(DefimonError):
     """The ClickHouse store failed."""
 

@@ -162,9 +162,10 @@ CREATE TABLE IF NOT EXISTS defimon.dead_letters
     data          String,
     stage         LowCardinality(String),
     reason        String,
-    version       UInt64
+    version       UInt64,
+    is_deleted    UInt8 DEFAULT 0
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = ReplacingMergeTree(version, is_deleted)
 ORDER BY (chain_id, block_number, log_index, block_hash);
 
 -- Which DDL files were applied to this store, and when.

@@ -138,6 +138,7 @@ class ShardInput:
     live: bool
     shard: int
     checkpoint: bool = True
+    final_block: int | None = None  # as on the BlockBatch: for undo (flows/rewind.py)
     events: list[PositionEvent] = field(default_factory=list)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
@@ -289,7 +290,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     def shard_input(shard: int) -> ShardInput:
         item = out.shard_inputs.get(shard)
         if item is None:
-            item = out.shard_inputs[shard] = ShardInput(block, batch.live, shard, batch.checkpoint)
+            item = out.shard_inputs[shard] = ShardInput(
+                block, batch.live, shard, batch.checkpoint, final_block=batch.final_block
+            )
         return item
 
     if batch.logs:

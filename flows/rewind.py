@@ -1,0 +1,124 @@
+"""Undo for reorganisations, around any pure stateful step.
+
+Every stage of the flow is a pure `step(state, item) -> (state, out)`. Rolling one back to the
+fork point therefore needs no per-field undo log: restore a copy of the state from before the
+fork and replay the items that followed it, up to the fork. `History` keeps what that takes
+for the blocks that are not final yet, and nothing for final ones:
+
+- a pickled copy of the state every `SNAPSHOT_EVERY` unfinalised blocks (and one just before
+  the first unfinalised block), dropped once a newer copy is itself at or below the final block;
+- the items since the oldest copy kept.
+
+Backfill far below the head (final blocks) pays nothing. Live, the cost is one pickle per
+`SNAPSHOT_EVERY` blocks and the items of about finality-depth blocks.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from schemas.chain import Rewind
+from schemas.errors import ReorgTooDeep
+
+S = TypeVar("S")
+V = TypeVar("V")
+O = TypeVar("O")  # noqa: E741 - the step's output type
+
+SNAPSHOT_EVERY = 16
+
+
+@dataclass(slots=True)
+class History(Generic[S, V]):
+    state: S | None = None
+    # (the last block applied to it, the state pickled), oldest first
+    copies: list[tuple[int, bytes]] = field(default_factory=list)
+    # (block, item) applied since the oldest copy, in order
+    items: list[tuple[int, V]] = field(default_factory=list)
+    last_block: int = -1
+
+    def record(self, block: int, final_block: int | None) -> None:
+        """Before applying an item of `block`: copy the state if undo must start here."""
+        if final_block is None or block <= final_block:
+            # Final: nothing at or below it can be undone, so neither can anything before it.
+            self.copies.clear()
+            self.items.clear()
+            return
+        if not self.copies:
+            self.copies.append((self.last_block, _dump(self.state)))
+
+    def applied(self, block: int, item: V, final_block: int | None) -> None:
+        """After applying an item of `block`."""
+        self.last_block = block
+        if not self.copies:
+            return
+        self.items.append((block, item))
+        if block - self.copies[-1][0] >= SNAPSHOT_EVERY:
+            self.copies.append((block, _dump(self.state)))
+        if final_block is not None:
+            self._prune(final_block)
+
+    def _prune(self, final_block: int) -> None:
+        # Keep the newest copy at or below the final block (a rewind to final_block + 1 needs
+        # it) and everything after it.
+        keep = 0
+        for i, (as_of, _) in enumerate(self.copies):
+            if as_of <= final_block:
+                keep = i
+        if keep:
+            del self.copies[:keep]
+            oldest = self.copies[0][0]
+            self.items = [(b, item) for b, item in self.items if b > oldest]
+
+    def rewind(
+        self, fork_block: int, chain_id: int, step: Callable[[S | None, V], tuple[S, object]]
+    ) -> bool:
+        """Back to the state after `fork_block - 1`. False if nothing had to change."""
+        if self.last_block < fork_block:
+            return False
+        usable = [(as_of, data) for as_of, data in self.copies if as_of < fork_block]
+        if not usable:
+            oldest = self.copies[0][0] if self.copies else self.last_block
+            raise ReorgTooDeep(chain_id, fork_block, oldest + 1)
+        as_of, data = usable[-1]
+        state: S | None = pickle.loads(data)
+        last = as_of
+        for block, item in self.items:
+            if as_of < block < fork_block:
+                state, _ = step(state, item)
+                last = block
+        self.state = state
+        self.last_block = last
+        self.copies = [(b, d) for b, d in self.copies if b < fork_block]
+        self.items = [(b, item) for b, item in self.items if b < fork_block]
+        return True
+
+
+def _dump(state: object) -> bytes:
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def rewindable(
+    step: Callable[[S | None, V], tuple[S, O]],
+    block_of: Callable[[V], int],
+    final_of: Callable[[V], int | None],
+) -> Callable[[History[S, V] | None, V | Rewind], tuple[History[S, V], O | Rewind]]:
+    """Wrap a Bytewax stateful_map mapper so that a `Rewind` item rolls its state back.
+
+    The Rewind passes through as the output, so the next stage can roll back too.
+    """
+
+    def mapper(history: History[S, V] | None, item: V | Rewind) -> tuple[History[S, V], O | Rewind]:
+        history = history if history is not None else History()
+        if isinstance(item, Rewind):
+            history.rewind(item.fork_block, item.chain_id, step)
+            return history, item
+        block, final_block = block_of(item), final_of(item)
+        history.record(block, final_block)
+        history.state, out = step(history.state, item)
+        history.applied(block, item, final_block)
+        return history, out
+
+    return mapper
