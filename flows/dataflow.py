@@ -78,17 +78,21 @@ def market_mapper(
     return step
 
 
+def to_shards(out: MarketOutput) -> list[tuple[str, ShardInput]]:
+    chain = out.block.chain_id
+    return [(f"{chain}:{shard}", item) for shard, item in sorted(out.shard_inputs.items())]
+
+
 def shards_of(
     shards: int,
 ) -> Callable[[MarketOutput | Rewind], list[tuple[str, ShardInput | Rewind]]]:
-    def to_shards(out: MarketOutput | Rewind) -> list[tuple[str, ShardInput | Rewind]]:
+    def route(out: MarketOutput | Rewind) -> list[tuple[str, ShardInput | Rewind]]:
         if isinstance(out, Rewind):
             # Every shard of the chain rolls back (one that has nothing to undo ignores it).
             return [(f"{out.chain_id}:{shard}", out) for shard in range(shards)]
-        chain = out.block.chain_id
-        return [(f"{chain}:{shard}", item) for shard, item in sorted(out.shard_inputs.items())]
+        return list(to_shards(out))
 
-    return to_shards
+    return route
 
 
 def _market_output(item: MarketOutput | Rewind) -> MarketOutput | None:
