@@ -143,6 +143,8 @@ def _assign(
         name, rest = match.groups()
         if name not in aliases:
             known = ", ".join(sorted(a for a in aliases if not a.isdigit()))
-            raise ConfigError(f"{flag} {value!r}: {name!r} is not a chain given with --chain ({known})")
+            raise ConfigError(
+                f"{flag} {value!r}: {name!r} is not a chain given with --chain ({known})"
+            )
         out.setdefault(aliases[name], []).append(rest)
     return out
