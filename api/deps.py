@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 
 from api.hub import Hub
-from api.queries import Queries, parse_at
+from api.queries import AsOf, Queries, parse_at
 from defimon.keys import KeyFile
 from defimon.runtime import Runtime
 from schemas.api import ErrorOut
-from schemas.errors import Forbidden, InvalidInput, RateLimited, Unauthorized
+from schemas.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from schemas.filters import Filter
 from schemas.hexutil import normalize_address
 
@@ -46,7 +46,11 @@ AtParam = Annotated[
 ]
 ChainParam = Annotated[
     int | None,
-    Query(description="Chain id; needed only when several chains are indexed.", ge=1),
+    Query(
+        description="Chain id. Without it the portfolio spans every chain followed; other "
+        "routes need it when several chains are followed.",
+        ge=1,
+    ),
 ]
 
 
@@ -139,6 +143,41 @@ def chain_for(runtime: Runtime, chain_id: int | None) -> int:
     return chain_id
 
 
+def chains_for(runtime: Runtime, chain_ids: Iterable[int] | None) -> list[int]:
+    """The chains a request covers: those asked for (each checked), else every chain
+    followed, in chain-id order."""
+    asked = sorted(set(chain_ids or ()))
+    if not asked:
+        return sorted({e.config.chain_id for e in runtime.endpoints})
+    return [chain_for(runtime, c) for c in asked]
+
+
+def as_of_each(
+    runtime: Runtime, queries: Queries, chains: Sequence[int], at: str | None
+) -> list[AsOf]:
+    """The block to answer at on each chain: `at` (a time, or a block number when there is
+    one chain) else each chain's head. With several chains, a chain with nothing indexed at
+    that point is left out (nothing to show there yet)."""
+    when = parse_at(at)
+    if len(chains) == 1:
+        chain = chains[0]
+        return [queries.resolve_at(chain, when, runtime.status.chain(chain).processed)]
+    if isinstance(when, int):
+        raise InvalidInput(
+            "at= as a block number names a block of one chain; with several chains pass "
+            "chain_id, or give at= as a time"
+        )
+    found = []
+    for chain in chains:
+        try:
+            found.append(queries.resolve_at(chain, when, runtime.status.chain(chain).processed))
+        except NotFound:
+            continue
+    if not found:
+        raise NotFound("no chain has indexed blocks at that point yet")
+    return found
+
+
 def address(value: str, what: str = "address") -> str:
     try:
         return normalize_address(value)
@@ -155,7 +194,9 @@ __all__ = [
     "QueriesDep",
     "RuntimeDep",
     "address",
+    "as_of_each",
     "chain_for",
+    "chains_for",
     "parse_at",
     "require",
 ]

@@ -756,7 +756,7 @@ class Queries:
 
     def positions(
         self,
-        as_of: AsOf,
+        as_of: AsOf | Sequence[AsOf],
         flt: Filter,
         *,
         sort: str,
@@ -764,10 +764,14 @@ class Queries:
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
-        """One page of `subjects`, ordered by `sort` (then id), after the cursor."""
+        """One page of `subjects` (on each chain, at its own block), ordered by `sort` (then
+        id, which starts with the chain id, so ids never collide across chains), after the
+        cursor."""
         if sort not in SORTS:
             raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
-        rows = [(_sort_key(s, sort, descending), s) for s in self.subjects(as_of, flt)]
+        as_ofs = [as_of] if isinstance(as_of, AsOf) else list(as_of)
+        subjects = self.subjects_across(as_ofs, flt)
+        rows = [(_sort_key(s, sort, descending), s) for s in subjects]
         rows.sort(key=lambda r: r[0])
         if cursor is not None:
             after = _decode_cursor(cursor, sort, descending)
@@ -775,10 +779,19 @@ class Queries:
         page = rows[:limit]
         more = len(rows) > limit
         return {
-            "as_of": as_of.json(),
+            "as_of": as_ofs[0].json(),
+            "chains": [a.json() for a in as_ofs],
             "positions": [s for _, s in page],
             "next_cursor": _encode_cursor(page[-1][0], sort, descending) if more else None,
         }
+
+    def subjects_across(self, as_ofs: Sequence[AsOf], flt: Filter) -> list[dict[str, Any]]:
+        """`subjects` on several chains, each at its own block (chain ids in every subject)."""
+        return [s for as_of in as_ofs for s in self.subjects(as_of, flt)]
+
+    def portfolio_across(self, owner: str, as_ofs: Sequence[AsOf]) -> dict[str, Any]:
+        """The wallet's portfolio on each chain (each at its own block), as one."""
+        return merge_portfolios(owner, [self.portfolio(owner, as_of) for as_of in as_ofs])
 
     # Windows ---------------------------------------------------------------------------------
 
@@ -864,6 +877,24 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+def merge_portfolios(owner: str, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-chain portfolios as one: positions, accounts and balances side by side (each
+    names its chain), totals summed over the chains. `as_of` is the first chain's; `chains`
+    has the block each chain is answered at."""
+    if not parts:
+        raise NotFound("no chain has indexed blocks yet")
+    return {
+        "address": owner,
+        "as_of": parts[0]["as_of"],
+        "chains": [p["as_of"] for p in parts],
+        "total_usd": sum(p["total_usd"] for p in parts),
+        "balances_usd": sum(p["balances_usd"] for p in parts),
+        "positions": [x for p in parts for x in p["positions"]],
+        "lending": [x for p in parts for x in p["lending"]],
+        "balances": [x for p in parts for x in p["balances"]],
+    }
 
 
 def _net_usd(market: AaveMarketView, account: AaveAccount | None) -> float:

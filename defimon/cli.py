@@ -1,4 +1,4 @@
-"""The `defimon` command: demo, run, devnet, sql."""
+"""The `defimon` command: demo, run, chains, devnet, keys, sql."""
 
 from __future__ import annotations
 
@@ -61,20 +61,53 @@ def bind_host(requested: str, keys_configured: bool) -> str:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from defimon.chains import endpoints_from_args
     from defimon.runtime import Runtime
-    from flows.source import ChainEndpoint
 
-    config = ChainConfig.load(args.chain_config)
-    endpoint = ChainEndpoint(config, args.rpc, args.ws, args.from_block)
-    runtime = Runtime(settings, [endpoint])
-    log.info(
-        "run.start",
-        chain_id=config.chain_id,
-        rpc=args.rpc,
-        ws=args.ws,
-        url=f"http://{settings.host}:{settings.port}/",
-    )
+    endpoints = endpoints_from_args(args.chain or [], args.rpc, args.ws, args.from_block)
+    runtime = Runtime(settings, endpoints)
+    for endpoint in endpoints:
+        log.info(
+            "run.chain",
+            chain_id=endpoint.config.chain_id,
+            name=endpoint.config.label,
+            rpc=endpoint.rpc_url,
+            ws=endpoint.ws_url,
+        )
+    log.info("run.start", chains=len(endpoints), url=f"http://{settings.host}:{settings.port}/")
     _serve(runtime)
+    return 0
+
+
+def cmd_chains(args: argparse.Namespace, settings: Settings) -> int:
+    """The built-in chains, their ids and the protocols each config follows."""
+    from schemas.chain_config import builtin_names
+
+    rows = [("name", "chain id", "protocols", "start block", "finality", "default rpc")]
+    for name in builtin_names():
+        config = ChainConfig.builtin(name)
+        protocols = ["uniswap_v3"]
+        if config.aave_v3 is not None:
+            protocols.append("aave_v3")
+        if config.compound_v3 is not None and config.compound_v3.comets:
+            protocols.append("compound_v3")
+        rows.append(
+            (
+                name,
+                str(config.chain_id),
+                ",".join(protocols),
+                str(config.start_block),
+                str(config.finality_depth),
+                config.rpc_http[0] if config.rpc_http else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        "\nPublic endpoints are rate limited; pass your own with --rpc CHAIN=URL.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -191,20 +224,51 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--warmup", type=int, default=10, help="market rounds before serving")
     demo.set_defaults(func=cmd_demo)
 
-    run = sub.add_parser("run", help="watch a chain: flow + API in one process")
-    run.add_argument("--rpc", required=True, help="HTTP JSON-RPC URL")
-    run.add_argument("--ws", default=None, help="WebSocket URL for newHeads (else polling)")
-    run.add_argument("--chain-config", required=True, help="TOML chain config")
+    run = sub.add_parser(
+        "run",
+        help="watch one or more chains: flow + API in one process",
+        description="Follow chains (`defimon chains` lists the built-ins) and serve the API. "
+        "Built-ins default to free public RPC endpoints, which are rate limited: pass your own.",
+    )
+    run.add_argument(
+        "--chain",
+        "--chain-config",
+        dest="chain",
+        action="append",
+        required=True,
+        metavar="NAME|PATH",
+        help="a built-in chain (ethereum, arbitrum, base, optimism, polygon) or a TOML chain "
+        "config; repeat for several chains",
+    )
+    run.add_argument(
+        "--rpc",
+        action="append",
+        default=[],
+        metavar="[CHAIN=]URL",
+        help="HTTP JSON-RPC URL; with several chains CHAIN=URL (CHAIN: name or chain id). "
+        "Default: the chain config's [rpc] http",
+    )
+    run.add_argument(
+        "--ws",
+        action="append",
+        default=[],
+        metavar="[CHAIN=]URL",
+        help="WebSocket URL for newHeads (else polling); CHAIN=URL with several chains",
+    )
     run.add_argument(
         "--from-block",
-        type=int,
-        default=None,
+        action="append",
+        default=[],
+        metavar="[CHAIN=]N",
         help="start a fresh backfill here (default: the config's start_block)",
     )
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
     run.set_defaults(func=cmd_run)
+
+    chains = sub.add_parser("chains", help="list the built-in chains and their protocols")
+    chains.set_defaults(func=cmd_chains)
 
     devnet = sub.add_parser("devnet", help="anvil + real Uniswap V3 + market simulator")
     devnet.add_argument("--port", type=int, default=None, help="default: a free port")

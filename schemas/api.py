@@ -136,7 +136,13 @@ class BalanceOut(BaseModel):
 class PortfolioOut(BaseModel):
     address: str
     as_of: AsOfOut
-    total_usd: float = Field(description="Positions plus lending plus token balances")
+    chains: list[AsOfOut] = Field(
+        default_factory=list,
+        description="The block each chain is answered at (as_of is the first of them)",
+    )
+    total_usd: float = Field(
+        description="Positions plus lending plus token balances, summed over the chains"
+    )
     balances_usd: float = Field(description="The token balances' part of the total")
     positions: list[PositionOut]
     lending: list[AccountOut]
@@ -223,12 +229,20 @@ class GroupOut(BaseModel):
 
 class AggregateOut(BaseModel):
     as_of: AsOfOut
+    chains: list[AsOfOut] = Field(
+        default_factory=list,
+        description="The block each chain is answered at (as_of is the first of them)",
+    )
     group_by: list[str]
     groups: list[GroupOut]
 
 
 class PositionsPage(BaseModel):
     as_of: AsOfOut
+    chains: list[AsOfOut] = Field(
+        default_factory=list,
+        description="The block each chain is answered at (as_of is the first of them)",
+    )
     positions: list[PositionOut | AccountOut] = Field(
         description="LP positions (protocol uniswap_v3) and lending accounts (aave_v3)"
     )

@@ -26,12 +26,19 @@ It is a small TOML file::
     [wallets]                  # optional
     watch = ["0x..."]          # wallets whose ERC-20 balances are tracked from the start, besides
                                # the position owners and Aave users the flow discovers itself
+
+    [rpc]                      # optional: default endpoints when the command line names none
+    http = ["https://..."]     # JSON-RPC over HTTPS, in order of preference
+    ws = "wss://..."           # newHeads subscription (else HTTP polling)
+
+Built-in configs for real chains ship in `schemas/chains/<name>.toml` (`builtin(name)`).
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +77,9 @@ class ChainConfig:
     aave_v3: AaveV3Config | None = None
     compound_v3: CompoundV3Config | None = None
     watch_wallets: tuple[str, ...] = field(default_factory=tuple)
+    # Default endpoints (public ones for the built-ins); the command line overrides them.
+    rpc_http: tuple[str, ...] = field(default_factory=tuple)
+    rpc_ws: str | None = None
 
     @property
     def label(self) -> str:
@@ -118,6 +128,7 @@ class ChainConfig:
             watch = tuple(
                 sorted({normalize_address(w) for w in raw.get("wallets", {}).get("watch", [])})
             )
+            rpc_http, rpc_ws = _rpc_table(raw.get("rpc", {}))
         except KeyError as exc:
             raise ConfigError(f"chain config is missing {exc.args[0]!r}") from exc
         except (AttributeError, TypeError, ValueError) as exc:
@@ -133,6 +144,8 @@ class ChainConfig:
             aave_v3=aave,
             compound_v3=compound,
             watch_wallets=watch,
+            rpc_http=rpc_http,
+            rpc_ws=rpc_ws,
         )
 
     @classmethod
@@ -145,6 +158,17 @@ class ChainConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"chain config {path} is not valid TOML: {exc}") from exc
         return cls.from_dict(raw)
+
+    @classmethod
+    def builtin(cls, name: str) -> ChainConfig:
+        """A built-in chain config by name (see `builtin_names()`)."""
+        if name not in builtin_names():
+            raise ConfigError(
+                f"no built-in chain {name!r}; built-ins: {', '.join(builtin_names())} "
+                "(or give a path to a TOML chain config)"
+            )
+        text = (_BUILTIN / f"{name}.toml").read_text(encoding="utf-8")
+        return cls.from_dict(tomllib.loads(text))
 
     def to_toml(self) -> str:
         lines = [f"chain_id = {self.chain_id}"]
@@ -181,4 +205,51 @@ class ChainConfig:
         if self.watch_wallets:
             watch = ", ".join(f'"{w}"' for w in self.watch_wallets)
             lines += ["", "[wallets]", f"watch = [{watch}]"]
+        if self.rpc_http or self.rpc_ws:
+            lines += ["", "[rpc]"]
+            if self.rpc_http:
+                urls = ", ".join(_toml_string(u) for u in self.rpc_http)
+                lines.append(f"http = [{urls}]")
+            if self.rpc_ws:
+                lines.append(f"ws = {_toml_string(self.rpc_ws)}")
         return "\n".join(lines) + "\n"
+
+
+_BUILTIN = resources.files("schemas") / "chains"
+_URL_SCHEMES = {"http": ("http://", "https://"), "ws": ("ws://", "wss://")}
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The names of the built-in chain configs (schemas/chains/*.toml), sorted."""
+    return tuple(
+        sorted(
+            entry.name.removesuffix(".toml")
+            for entry in _BUILTIN.iterdir()
+            if entry.name.endswith(".toml")
+        )
+    )
+
+
+def _rpc_table(table: Any) -> tuple[tuple[str, ...], str | None]:
+    """`[rpc] http = [...] (or one string), ws = "..."`: URLs checked for their scheme."""
+    if not isinstance(table, dict):
+        raise ConfigError("chain config [rpc] must be a table")
+    http = table.get("http", [])
+    urls = (http,) if isinstance(http, str) else tuple(http)
+    for url in urls:
+        _check_url(url, "http")
+    ws = table.get("ws")
+    if ws is not None:
+        _check_url(ws, "ws")
+    return urls, ws
+
+
+def _check_url(url: object, kind: str) -> None:
+    if not isinstance(url, str) or not url.startswith(_URL_SCHEMES[kind]):
+        wanted = " or ".join(_URL_SCHEMES[kind])
+        raise ConfigError(f"chain config [rpc] {kind} URL {url!r} does not start with {wanted}")
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string (URLs may hold quotes or backslashes in a query)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

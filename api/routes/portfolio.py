@@ -15,7 +15,9 @@ from api.deps import (
     QueriesDep,
     RuntimeDep,
     address,
+    as_of_each,
     chain_for,
+    chains_for,
     parse_at,
     require,
 )
@@ -31,7 +33,6 @@ from schemas.api import (
     WalletHistoryOut,
 )
 from schemas.errors import InvalidInput, NotFound
-from schemas.filters import Filter
 from schemas.hexutil import decimal_uint
 
 router = APIRouter(
@@ -55,11 +56,11 @@ def portfolio(
     chain_id: ChainParam = None,
 ) -> dict[str, Any]:
     """A wallet's positions, lending accounts and non-zero token balances, valued, with the
-    totals, as of the head or `at`."""
+    totals, as of the head or `at`: on every chain followed (each at its own head, or at the
+    time `at`), or on `chain_id` only. Every item names its chain; totals sum the chains."""
     owner = address(wallet, "wallet")
-    chain = chain_for(runtime, chain_id)
-    as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
-    return queries.portfolio(owner, as_of)
+    chains = chains_for(runtime, None if chain_id is None else [chain_id])
+    return queries.portfolio_across(owner, as_of_each(runtime, queries, chains, at))
 
 
 @router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)
@@ -134,13 +135,13 @@ def positions(
     at: AtParam = None,
 ) -> dict[str, Any]:
     """Open LP positions and lending accounts matching the filter, valued, sorted, one page
-    at a time. Subjects without the sort field come last."""
+    at a time, on every chain followed (or those in `chain_id`). Subjects without the sort
+    field come last."""
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order={order!r} is not asc or desc")
-    chain = chain_for(runtime, single_chain(flt))
-    as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
+    as_ofs = as_of_each(runtime, queries, chains_for(runtime, flt.chain_id), at)
     return queries.positions(
-        as_of, flt, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
+        as_ofs, flt, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
     )
 
 
@@ -163,14 +164,15 @@ def aggregate(
     ] = None,
     at: AtParam = None,
 ) -> dict[str, Any]:
-    """Positions and accounts matching the filter, grouped and aggregated at one block."""
+    """Positions and accounts matching the filter, grouped and aggregated, on every chain
+    followed (or those in `chain_id`), each at its own head or at the time `at`."""
     dims, wanted = parse_group_by(group_by), parse_metrics(metrics)
-    chain = chain_for(runtime, single_chain(flt))
-    as_of = queries.resolve_at(chain, parse_at(at), runtime.status.chain(chain).processed)
+    as_ofs = as_of_each(runtime, queries, chains_for(runtime, flt.chain_id), at)
     return {
-        "as_of": as_of.json(),
+        "as_of": as_ofs[0].json(),
+        "chains": [a.json() for a in as_ofs],
         "group_by": list(dims),
-        "groups": aggregate_subjects(queries.subjects(as_of, flt), dims, wanted),
+        "groups": aggregate_subjects(queries.subjects_across(as_ofs, flt), dims, wanted),
     }
 
 
@@ -184,12 +186,6 @@ def window_span(
     if start is not None and end is not None and start >= end:
         raise InvalidInput("from must be before to")
     return start, end
-
-
-def single_chain(flt: Filter) -> int | None:
-    if len(flt.chain_id) > 1:
-        raise InvalidInput("one chain_id at a time here; ask each chain separately")
-    return next(iter(flt.chain_id), None)
 
 
 @router.get("/positions/{position_id}/history", response_model=HistoryOut, responses=ERRORS)
