@@ -22,6 +22,8 @@ class Metrics:
     sse_events_sent: Counter
     sse_dropped_clients: Counter
     bus_lag_seconds: Histogram
+    bus_published_events: Counter
+    bus_dropped_events: Counter
 
 
 def _build() -> Metrics:
@@ -57,6 +59,14 @@ def _build() -> Metrics:
             "defimon_bus_lag_seconds",
             "From the flow producing an event to the hub receiving it",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        ),
+        bus_published_events=Counter(
+            "defimon_bus_published_events", "Events acked by the NATS stream", registry=r
+        ),
+        bus_dropped_events=Counter(
+            "defimon_bus_dropped_events",
+            "Events dropped because the NATS publish buffer was full",
             registry=r,
         ),
     )

@@ -33,6 +33,9 @@ class FlowStatus:
         self._lock = threading.Lock()
         self.running = False
         self.error: str | None = None
+        # When this process only mirrors a flow process's status (defimon api): the monotonic
+        # time of the last status message, None while none has come.
+        self.remote_seen_at: float | None = None
 
     def chain(self, chain_id: int) -> ChainProgress:
         with self._lock:
