@@ -1,4 +1,4 @@
-"""The `defimon` command: demo, run, devnet, sql."""
+"""The `defimon` command: demo, run, flow, api, devnet, sql, keys."""
 
 from __future__ import annotations
 
@@ -18,21 +18,23 @@ from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
+    from defimon.nats_bus import NatsConfig
     from defimon.runtime import Runtime
+    from flows.source import ChainEndpoint
 
 log = structlog.get_logger("defimon.cli")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _serve(runtime: Runtime) -> None:
+def _serve(runtime: Runtime, *, start_flow: bool = True) -> None:
     import uvicorn
 
     from api.app import create_app
 
-    app = create_app(runtime)
+    app = create_app(runtime, start_flow=start_flow)
     host = bind_host(runtime.settings.host, KeyFile(runtime.settings.keys_path).configured)
     config = uvicorn.Config(
         app,
@@ -60,6 +62,27 @@ def bind_host(requested: str, keys_configured: bool) -> str:
     return requested
 
 
+def add_chain_args(parser: argparse.ArgumentParser) -> None:
+    """The chain to watch, for `flow` and `api`: the same arguments as `run`'s (merge with
+    run's when it grows --chain NAME and repeated --rpc)."""
+    parser.add_argument("--rpc", required=True, help="HTTP JSON-RPC URL")
+    parser.add_argument("--ws", default=None, help="WebSocket URL for newHeads (else polling)")
+    parser.add_argument("--chain-config", required=True, help="TOML chain config")
+    parser.add_argument(
+        "--from-block",
+        type=int,
+        default=None,
+        help="start a fresh backfill here (default: the config's start_block)",
+    )
+
+
+def endpoints_from_args(args: argparse.Namespace) -> list[ChainEndpoint]:
+    from flows.source import ChainEndpoint
+
+    config = ChainConfig.load(args.chain_config)
+    return [ChainEndpoint(config, args.rpc, args.ws, args.from_block)]
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
     from flows.source import ChainEndpoint
@@ -75,6 +98,115 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         url=f"http://{settings.host}:{settings.port}/",
     )
     _serve(runtime)
+    return 0
+
+
+def nats_config(settings: Settings, command: str) -> NatsConfig:
+    from defimon.nats_bus import NatsConfig
+
+    if not settings.nats_url:
+        raise ConfigError(f"defimon {command} needs NATS: set DEFIMON_NATS_URL or --nats-url")
+    return NatsConfig(
+        settings.nats_url,
+        stream=settings.nats_stream,
+        max_msgs=settings.nats_max_msgs,
+        max_age_seconds=settings.nats_max_age_seconds,
+        duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+        buffer_events=settings.nats_buffer_events,
+    )
+
+
+def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
+    """The dataflow, its store writes and the NATS publishing; no API."""
+    from defimon.ch_http import ChdbHttpEngine, ClickHouseHttpServer, store_users
+    from defimon.flow_health import FlowHealthServer
+    from defimon.nats_bus import NatsBus
+    from defimon.runtime import Runtime
+
+    bus = NatsBus(nats_config(settings, "flow"))
+    if args.store_http_port is not None and settings.clickhouse_url:
+        raise ConfigError(
+            "--store-http-port serves the embedded chDB store; unset the ClickHouse URL"
+        )
+    addresses = args.addresses.split(";") if args.addresses else None
+    if addresses and not settings.clickhouse_url:
+        raise ConfigError(
+            "several flow processes need one store: a ClickHouse server (DEFIMON_CLICKHOUSE_URL); "
+            "chDB belongs to one process"
+        )
+    endpoints = endpoints_from_args(args)
+    runtime = Runtime(settings, endpoints, bus=bus)
+    bus.status = runtime.status
+    servers: list[ClickHouseHttpServer | FlowHealthServer] = []
+    try:
+        if args.store_http_port is not None:
+            host = args.store_http_host
+            if not settings.store_http_password and host not in LOOPBACK:
+                log.warning(
+                    "store_http.loopback_only",
+                    asked=host,
+                    reason="no DEFIMON_STORE_HTTP_PASSWORD set for the writer user",
+                )
+                host = "127.0.0.1"
+            engine = ChdbHttpEngine(settings.data_dir.resolve() / "chdb")
+            users = store_users(
+                settings.store_http_user,
+                settings.store_http_password,
+                settings.store_http_analyst_user,
+                settings.store_http_analyst_password,
+            )
+            servers.append(
+                ClickHouseHttpServer((host, args.store_http_port), engine, users).start()
+            )
+        if args.health_port is not None:
+            servers.append(
+                FlowHealthServer(
+                    (args.health_host, args.health_port), runtime.status, runtime.flow_alive
+                ).start()
+            )
+        bus.start_publisher()
+        runtime.start_flow(
+            workers_per_process=args.workers, process_id=args.process_id, addresses=addresses
+        )
+        log.info(
+            "flow.start",
+            chain_id=endpoints[0].config.chain_id,
+            rpc=args.rpc,
+            nats=settings.nats_url,
+            store=runtime.store.backend,
+            store_http_port=args.store_http_port,
+            workers=args.workers,
+        )
+        while runtime.flow_alive():  # until the flow ends, or SIGTERM / Ctrl-C
+            threading.Event().wait(0.5)
+        return 1 if runtime.status.error else 0
+    finally:
+        runtime.stop()  # the flow's sinks flush, then the bus sends what it holds
+        for server in servers:
+            server.stop()
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """The API alone: events from NATS, the store over HTTP (a ClickHouse server, or a flow
+    process's embedded store via `defimon flow --store-http-port`)."""
+    from defimon.nats_bus import NatsBus
+    from defimon.runtime import Runtime
+
+    bus = NatsBus(nats_config(settings, "api"))
+    if not settings.clickhouse_url:
+        raise ConfigError(
+            "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
+            "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
+        )
+    runtime = Runtime(settings, endpoints_from_args(args), bus=bus)
+    bus.status = runtime.status  # mirrors the flow process's progress
+    log.info(
+        "api.start",
+        nats=settings.nats_url,
+        store=settings.clickhouse_url.split("@")[-1],
+        url=f"http://{settings.host}:{settings.port}/",
+    )
+    _serve(runtime, start_flow=False)
     return 0
 
 
@@ -206,6 +338,56 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
     run.set_defaults(func=cmd_run)
 
+    flow = sub.add_parser(
+        "flow",
+        help="scale-out: the dataflow and store writes, publishing to NATS (no API)",
+        description="Publishes events to the NATS JetStream stream at DEFIMON_NATS_URL; writes "
+        "the store (chDB in --data-dir, or the ClickHouse server at DEFIMON_CLICKHOUSE_URL).",
+    )
+    add_chain_args(flow)
+    flow.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    flow.add_argument("--nats-url", default=None, help="default: $DEFIMON_NATS_URL")
+    flow.add_argument("--clickhouse-url", default=None, help="default: $DEFIMON_CLICKHOUSE_URL")
+    flow.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
+    flow.add_argument(
+        "--process-id", type=int, default=None, help="this process's index in --addresses"
+    )
+    flow.add_argument(
+        "--addresses",
+        default=None,
+        help='every Bytewax process, "host1:port;host2:port" (needs a ClickHouse server)',
+    )
+    flow.add_argument(
+        "--store-http-port",
+        type=int,
+        default=None,
+        help="serve the embedded chDB store over ClickHouse's HTTP interface on this port",
+    )
+    flow.add_argument("--store-http-host", default="127.0.0.1")
+    flow.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics")
+    flow.add_argument("--health-host", default="127.0.0.1")
+    flow.set_defaults(func=cmd_flow)
+
+    api = sub.add_parser(
+        "api",
+        help="scale-out: the API alone, events from NATS, the store over HTTP",
+        description="Reads events from DEFIMON_NATS_URL and the store at DEFIMON_CLICKHOUSE_URL "
+        "(a ClickHouse server, or `defimon flow --store-http-port`). Any number may run.",
+    )
+    add_chain_args(api)
+    api.add_argument("--port", type=int, default=None, help="default: $DEFIMON_PORT or 8000")
+    api.add_argument("--host", default=None, help="default: $DEFIMON_HOST or 127.0.0.1")
+    api.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    api.add_argument("--nats-url", default=None, help="default: $DEFIMON_NATS_URL")
+    api.add_argument("--clickhouse-url", default=None, help="default: $DEFIMON_CLICKHOUSE_URL")
+    api.add_argument(
+        "--clickhouse-analyst-url",
+        default=None,
+        help="a read-only ClickHouse user for analyst SQL "
+        "(default: $DEFIMON_CLICKHOUSE_ANALYST_URL)",
+    )
+    api.set_defaults(func=cmd_api)
+
     devnet = sub.add_parser("devnet", help="anvil + real Uniswap V3 + market simulator")
     devnet.add_argument("--port", type=int, default=None, help="default: a free port")
     devnet.add_argument("--write-config", default=None, help="write the chain config TOML here")
@@ -268,7 +450,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}
-    for name in ("port", "host", "data_dir", "log_level", "log_format"):
+    for name in (
+        "port",
+        "host",
+        "data_dir",
+        "log_level",
+        "log_format",
+        "nats_url",
+        "clickhouse_url",
+        "clickhouse_analyst_url",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

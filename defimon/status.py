@@ -37,6 +37,12 @@ class FlowStatus:
         # time of the last status message, None while none has come.
         self.remote_seen_at: float | None = None
 
+    def flow_running(self, stale_after: float = 10.0) -> bool:
+        """Whether the flow runs: here, or (mirrored) in a flow process heard from lately."""
+        if self.remote_seen_at is None:
+            return self.running
+        return self.running and time.monotonic() - self.remote_seen_at < stale_after
+
     def chain(self, chain_id: int) -> ChainProgress:
         with self._lock:
             found = self._chains.get(chain_id)
