@@ -17,8 +17,10 @@ The subset served is what clickhouse-connect's HTTP client uses:
 
 Users: a writer (`defimon` by default) and a read-only `analyst`; each request authenticates
 with Basic auth (or `user`/`password` parameters or `X-ClickHouse-User`/`-Key` headers, as
-ClickHouse accepts). An analyst request runs on a handle where `readonly = 1` is set last, so
-no setting in the request can lift it. Every request gets its own chDB handle (about 1.5 ms),
+ClickHouse accepts). An analyst request runs as a ClickHouse `readonly = 2` profile with
+constraints would: the analyst limits (Settings.sql_*) first, then `readonly = 2` (reads and
+SET only; the engine refuses any change of `readonly`), then the request's settings, which may
+lower a limit but not raise it. Every request gets its own chDB handle (about 1.5 ms),
 so requests run in parallel and one request's settings never leak into another's. Results are
 materialised before they are sent (analyst SQL caps result bytes; see Settings.sql_*).
 """
@@ -91,6 +93,7 @@ _STATUS_BY_CODE = {
     60: 404,  # UNKNOWN_TABLE
     81: 404,  # UNKNOWN_DATABASE
     164: 403,  # READONLY
+    452: 403,  # SETTING_CONSTRAINT_VIOLATION
     516: 403,  # AUTHENTICATION_FAILED
 }
 AUTH_FAILED = 516
@@ -101,6 +104,10 @@ class StoreUser:
     name: str
     password: str
     readonly: bool
+    # A read-only user's profile, as a ClickHouse server's `readonly = 2` profile with
+    # constraints: these settings apply first; a request may lower a number, not raise it,
+    # and may not change a text setting.
+    limits: tuple[tuple[str, str], ...] = ()
 
 
 class QueryError(Exception):
@@ -163,12 +170,14 @@ class ChdbHttpEngine:
         settings = {k: v for k, v in params.items() if k not in TRANSPORT_PARAMS}
         bind = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
         settings = {k: v for k, v in settings.items() if not k.startswith("param_")}
-        if user.readonly:
-            settings.pop("readonly", None)
-            settings["readonly"] = "1"  # last: nothing after it may change a setting
         for name in settings:
             if not _NAME.match(name):
                 raise QueryError(115, f"Code: 115. DB::Exception: Unknown setting {name!r}")
+        if user.readonly:
+            _check_constraints(dict(user.limits), settings)
+            # The profile, then readonly = 2: reads and SET only, and `readonly` itself can
+            # no longer change (the engine refuses), then what the request asks.
+            settings = {**dict(user.limits), "readonly": "2", **settings}
         default_format = params.get("default_format", "TabSeparated")
         if not _NAME.match(default_format):
             raise QueryError(73, f"Code: 73. DB::Exception: Unknown format {default_format!r}")
@@ -186,10 +195,12 @@ class ChdbHttpEngine:
             if insert is not None:
                 return self._insert(conn, insert, body[insert.end() :])
             sql = body.decode()
-            result = self._run(conn, sql, default_format, bind)
             trailing = _TRAILING_FORMAT.search(sql)
-            out = result.bytes() or b""
+            # The engine's output format too: in `EXPLAIN ... FORMAT X` the clause may bind to
+            # the explained statement, and the client parses what the header says.
             fmt = trailing.group(1) if trailing else default_format
+            result = self._run(conn, sql, fmt, bind)
+            out = result.bytes() or b""
             has_result = bool(out) or trailing is not None or _RESULT_STATEMENT.match(sql)
             return out, fmt if has_result else None, _summary(result, written=False)
         finally:
@@ -221,6 +232,23 @@ class ChdbHttpEngine:
             return conn.query(sql, fmt, params=params or {})
         except Exception as exc:  # chDB raises its engine's exception text
             raise engine_error(exc) from exc
+
+
+def _check_constraints(limits: dict[str, str], asked: dict[str, str]) -> None:
+    for name, value in asked.items():
+        cap = limits.get(name)
+        if cap is None:
+            continue
+        try:
+            ok = 0 < float(value) <= float(cap) if float(cap) > 0 else True
+        except ValueError:
+            ok = value == cap
+        if not ok:
+            raise QueryError(
+                452,
+                f"Code: 452. DB::Exception: Setting {name} shouldn't be greater than {cap} or "
+                "changed for this user. (SETTING_CONSTRAINT_VIOLATION)",
+            )
 
 
 def _summary(result: Any, *, written: bool) -> dict[str, str]:
@@ -269,8 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
                 statement = body
             if not statement.strip():
                 raise QueryError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
-            if self.command == "GET":  # ClickHouse: a GET is read-only
-                user = StoreUser(user.name, user.password, readonly=True)
+            if self.command == "GET" and not user.readonly:  # ClickHouse: a GET is read-only
+                params = {**params, "readonly": "1"}
             out, fmt, summary = self.server.engine.execute(statement, params, user)
         except QueryError as exc:
             status = _STATUS_BY_CODE.get(exc.code, 500)
@@ -380,13 +408,18 @@ class ClickHouseHttpServer(ThreadingHTTPServer):
 
 
 def store_users(
-    writer: str, writer_password: str, analyst: str, analyst_password: str | None
+    writer: str,
+    writer_password: str,
+    analyst: str,
+    analyst_password: str | None,
+    analyst_limits: dict[str, int | float | str] | None = None,
 ) -> list[StoreUser]:
     """The writer, with `default` as another name for it when it has no password (so a URL
-    without credentials works on loopback), and the analyst if it has a password."""
+    without credentials works on loopback), and the read-only analyst if it has a password."""
     users = [StoreUser(writer, writer_password, readonly=False)]
     if not writer_password and writer != "default":
         users.append(StoreUser("default", "", readonly=False))
     if analyst_password is not None:
-        users.append(StoreUser(analyst, analyst_password, readonly=True))
+        limits = tuple((k, str(v)) for k, v in (analyst_limits or {}).items())
+        users.append(StoreUser(analyst, analyst_password, readonly=True, limits=limits))
     return users

@@ -118,6 +118,7 @@ def nats_config(settings: Settings, command: str) -> NatsConfig:
 
 def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
     """The dataflow, its store writes and the NATS publishing; no API."""
+    from defimon.analyst_sql import SqlLimits
     from defimon.ch_http import ChdbHttpEngine, ClickHouseHttpServer, store_users
     from defimon.flow_health import FlowHealthServer
     from defimon.nats_bus import NatsBus
@@ -154,6 +155,7 @@ def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
                 settings.store_http_password,
                 settings.store_http_analyst_user,
                 settings.store_http_analyst_password,
+                SqlLimits.from_settings(settings).clickhouse_settings(),
             )
             servers.append(
                 ClickHouseHttpServer((host, args.store_http_port), engine, users).start()

@@ -319,7 +319,8 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
 
         step_and_index()
         final = step_and_index()
-        wait_until(lambda: stream_last(nats_url) > steady.hello["last_id"], "events in the stream")
+        start = steady.hello["last_id"] if steady.hello else 0
+        wait_until(lambda: stream_last(nats_url) > start, "events in the stream")
         target = stream_last(nats_url)
         wait_until(
             lambda: all(c.last_id >= target for c in (steady, resumed, moved)),
@@ -330,6 +331,7 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
             client.close()
 
     assert steady.ended is None, f"the steady client's stream ended: {steady.ended!r}"
+    assert steady.hello is not None
     for client in clients:
         assert not any(name in ("reset", "lagged") for name, _ in client.others), client.others
 

@@ -69,7 +69,12 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 def publish_from_thread(bus: NatsBus, batches: Sequence[Sequence[BusEvent]]) -> None:
     """As the flow does: from a thread that is not the event loop's."""
-    thread = threading.Thread(target=lambda: [bus.publish(b) for b in batches])
+
+    def run() -> None:
+        for batch in batches:
+            bus.publish(batch)
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join(WAIT)
 
@@ -196,7 +201,7 @@ async def test_a_hub_that_started_late_resumes_a_client_from_the_stream(
         crowded = await small.open(None, last_id=0)
         items = drain(crowded.queue)
         assert items[-1] is LAGGED and len(items) == 8
-        assert [s for s, _ in items[:-1]] == list(range(1, 8))  # type: ignore[misc]
+        assert [item[0] for item in items[:-1] if isinstance(item, tuple)] == list(range(1, 8))
         await api_side.aclose()
     finally:
         flow_side.close()
