@@ -134,6 +134,27 @@ async def test_a_server_restart_loses_nothing_and_duplicates_nothing(server: Nat
         flow_side.close()
 
 
+async def test_a_full_buffer_drops_and_counts_instead_of_blocking_the_flow(
+    server: NatsServer,
+) -> None:
+    flow_side = NatsBus(NatsConfig(server.url, stream="T5", buffer_events=30))
+    try:
+        flow_side.start_publisher()
+        server.stop()
+        batch = [event(40, n) for n in range(20)]
+        started = time.monotonic()
+        await asyncio.to_thread(publish_from_thread, flow_side, [batch] * 3)
+        assert time.monotonic() - started < WAIT, "publish blocked"
+        assert flow_side.dropped == 40, "the batches past the buffer were not dropped"
+        server.start()
+        assert await asyncio.to_thread(flow_side.flush, WAIT)
+        stored = await stream_messages(server.url, "T5")
+        # The first batch fitted; its copies were dropped (and would have been deduplicated).
+        assert [e for _, e in stored] == batch
+    finally:
+        flow_side.close()
+
+
 async def test_the_flow_status_reaches_the_api_side(server: NatsServer) -> None:
     config = NatsConfig(server.url, stream="T3")
     flow_status = FlowStatus()
