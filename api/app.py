@@ -22,6 +22,7 @@ from api.routes import alerts, health, portfolio, sql, stream
 from defimon import __version__
 from defimon.analyst_runner import AnalystSql
 from defimon.analyst_sql import SqlLimits, SqlTimeout
+from defimon.bus import SequencedBus
 from defimon.keys import KeyFile, RateLimiter
 from defimon.metrics import METRICS
 from defimon.runtime import Runtime
@@ -62,13 +63,22 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        runtime.bus.attach(loop, app.state.hub.publish)
-        runtime.bus.attach(loop, app.state.alerts.on_events)
+        bus = runtime.bus
+        if isinstance(bus, SequencedBus):
+            # Event ids are the bus's own, the same in every API process.
+            bus.attach_sequenced(loop, app.state.hub.publish_sequenced)
+            bus.attach(loop, app.state.alerts.on_events)
+            app.state.hub.start_at(await bus.started())
+        else:
+            bus.attach(loop, app.state.hub.publish)
+            bus.attach(loop, app.state.alerts.on_events)
         await app.state.alerts.start()
         if start_flow:
             runtime.start_flow()
         yield
         await app.state.alerts.stop()
+        if isinstance(bus, SequencedBus):
+            await bus.aclose()
         # Runtime.stop joins the flow thread; keep the loop free while it flushes.
         await asyncio.to_thread(runtime.stop)
         # chDB binds one data path per process until every handle is closed.
@@ -88,7 +98,11 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.state.runtime = runtime
     app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
     app.state.analyst = AnalystSql(runtime.store, SqlLimits.from_settings(runtime.settings))
-    app.state.hub = Hub(runtime.settings.sse_queue_size, runtime.settings.sse_replay)
+    app.state.hub = Hub(
+        runtime.settings.sse_queue_size,
+        runtime.settings.sse_replay,
+        runtime.bus if isinstance(runtime.bus, SequencedBus) else None,
+    )
     app.state.keys = KeyFile(runtime.settings.keys_path)
     app.state.limiter = RateLimiter()
     app.state.alerts = AlertEngine(

@@ -4,6 +4,10 @@ Each client has a bounded queue. Publishing never waits: a client whose queue is
 dropped with a `lagged` event (it may reconnect with Last-Event-ID), so one slow client cannot
 hold up the flow or the other clients. Event ids are a per-process sequence; the last
 `replay` events are kept so a reconnecting client gets what it missed.
+
+With a bus that numbers its events (NATS JetStream: the stream sequence), the ids are the bus's,
+shared by every API process, and a resume point older than the ring (or from before this process
+started) is read back from the bus's `History` before the client joins the live feed.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
 
 from defimon.metrics import METRICS
 from schemas.filters import Filter
 from schemas.stream import BusEvent
 
 BROADCAST_KINDS = frozenset({"reorg"})
+log = structlog.get_logger("api.hub")
+
 LAGGED = object()  # the client was too slow and is dropped
 RESET = object()  # the client's resume point is too old to replay
 
@@ -32,6 +41,9 @@ class Subscriber:
     # the event's routing owners instead: a transfer concerns the sender too.
     filter: Filter | None = None
     id: int = field(default_factory=itertools.count(1).__next__)
+    # While a resume is read back from the bus, live events wait here, not in the queue.
+    hold: list[tuple[int, BusEvent]] | None = None
+    after: int = 0  # live events with ids up to this one were already seen by the client
 
     def wants(self, event: BusEvent) -> bool:
         if event.kind in BROADCAST_KINDS:
@@ -41,12 +53,29 @@ class Subscriber:
         return self.filter is None or self.filter.matches(event.data)
 
 
+class History(Protocol):
+    """A bus that keeps its events, by id (see defimon/nats_bus.py)."""
+
+    async def between(
+        self, first: int, last: int, wants: Callable[[BusEvent], bool], limit: int
+    ) -> tuple[list[tuple[int, BusEvent]], bool] | None: ...
+
+    async def last_sequence(self) -> int: ...
+
+
 class Hub:
-    def __init__(self, queue_size: int = 1024, replay: int = 10_000) -> None:
+    def __init__(
+        self, queue_size: int = 1024, replay: int = 10_000, history: History | None = None
+    ) -> None:
         self.queue_size = queue_size
         self._subscribers: set[Subscriber] = set()
         self._ring: deque[tuple[int, BusEvent]] = deque(maxlen=replay)
         self._seq = 0
+        self.history = history
+
+    def start_at(self, last_id: int) -> None:
+        """Ids come from the bus; the live feed starts after `last_id`."""
+        self._seq = max(self._seq, last_id)
 
     @property
     def last_id(self) -> int:
@@ -57,22 +86,49 @@ class Hub:
         return len(self._subscribers)
 
     def publish(self, events: Sequence[BusEvent]) -> None:
-        """Called in the event loop (the bus schedules it there)."""
+        """Called in the event loop (the bus schedules it there).
+
+        With bus ids (`history` set) these are this process's own events (alerts): they go to
+        the live clients under the last bus id, so a resume point stays a bus id."""
         now = time.time()
         for event in events:
-            self._seq += 1
-            item = (self._seq, event)
+            if self.history is None:
+                self._seq += 1
+                item = (self._seq, event)
+                self._ring.append(item)
+            else:
+                item = (self._seq, event)
+            self._deliver(item, now)
+
+    def publish_sequenced(self, items: Sequence[tuple[int, BusEvent]]) -> None:
+        """Events with the bus's ids (increasing), in the event loop."""
+        now = time.time()
+        for item in items:
+            if item[0] <= self._seq:  # already delivered (cannot happen with an ordered consumer)
+                continue
+            self._seq = item[0]
             self._ring.append(item)
-            if event.produced_at:
-                METRICS.bus_lag_seconds.observe(max(now - event.produced_at, 0.0))
-            for sub in list(self._subscribers):
-                if not sub.wants(event):
-                    continue
-                try:
-                    sub.queue.put_nowait(item)
-                    METRICS.sse_events_sent.inc()
-                except asyncio.QueueFull:
+            self._deliver(item, now)
+
+    def _deliver(self, item: tuple[int, BusEvent], now: float) -> None:
+        event = item[1]
+        if event.produced_at:
+            METRICS.bus_lag_seconds.observe(max(now - event.produced_at, 0.0))
+        for sub in list(self._subscribers):
+            if not sub.wants(event):
+                continue
+            if sub.hold is not None:
+                sub.hold.append(item)
+                if len(sub.hold) >= self.queue_size:
                     self._drop(sub)
+                continue
+            if item[0] <= sub.after and self.history is not None:
+                continue
+            try:
+                sub.queue.put_nowait(item)
+                METRICS.sse_events_sent.inc()
+            except asyncio.QueueFull:
+                self._drop(sub)
 
     def _drop(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
@@ -134,6 +190,69 @@ class Hub:
         self._subscribers.add(sub)
         METRICS.sse_clients.set(len(self._subscribers))
         return sub
+
+    async def open(
+        self,
+        owners: Iterable[str] | None,
+        last_id: int | None = None,
+        after_block: int | None = None,
+        flt: Filter | None = None,
+    ) -> Subscriber:
+        """`subscribe`, reading a resume point the ring lacks back from the bus's history."""
+        if self.history is None or last_id is None or self._ring_covers(last_id):
+            return self.subscribe(owners, last_id, after_block, flt)
+        sub = Subscriber(
+            frozenset(owners) if owners is not None else None,
+            asyncio.Queue(maxsize=self.queue_size),
+            flt,
+            hold=[],
+        )
+        self._subscribers.add(sub)
+        METRICS.sse_clients.set(len(self._subscribers))
+        upto = self._seq
+        backlog: list[tuple[int, BusEvent]] = []
+        complete, reset = True, False
+        try:
+            if last_id > upto:  # another API process is a little ahead of this one
+                if last_id > await self.history.last_sequence():
+                    reset = True  # not an id of this stream
+                else:
+                    sub.after = last_id
+            else:
+                found = await self.history.between(
+                    last_id + 1, upto, sub.wants, self.queue_size - 1
+                )
+                if found is None:
+                    reset = True
+                else:
+                    backlog, complete = found
+        except Exception as exc:  # the bus is unreachable: say so rather than skip silently
+            log.warning("hub.history_failed", error=str(exc) or type(exc).__name__)
+            reset = True
+        held, sub.hold = sub.hold or [], None
+        if sub not in self._subscribers:  # dropped while its resume was read: LAGGED queued
+            return sub
+        if reset:
+            sub.queue.put_nowait(RESET)
+        items = backlog + [item for item in held if item[0] > sub.after]
+        if not complete or len(items) > self.queue_size - 1:
+            for item in items[: self.queue_size - 1]:
+                sub.queue.put_nowait(item)
+            self._subscribers.discard(sub)
+            METRICS.sse_clients.set(len(self._subscribers))
+            METRICS.sse_dropped_clients.inc()
+            sub.queue.put_nowait(LAGGED)
+            return sub
+        for item in items:
+            sub.queue.put_nowait(item)
+        return sub
+
+    def _ring_covers(self, last_id: int) -> bool:
+        if last_id > self._seq:
+            return False
+        if last_id == self._seq:
+            return True
+        return bool(self._ring) and self._ring[0][0] <= last_id + 1
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)

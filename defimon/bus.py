@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from schemas.stream import BusEvent
 
 Listener = Callable[[Sequence[BusEvent]], None]
+SequencedListener = Callable[[Sequence[tuple[int, BusEvent]]], None]
 
 
 class Bus(ABC):
@@ -50,3 +51,32 @@ class InProcessBus(Bus):
         for loop, listener in targets:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(listener, batch)
+
+
+class SequencedBus(Bus):
+    """A bus that numbers and keeps its events (NATS JetStream, defimon/nats_bus.py): the API
+    uses its numbers as event ids and reads resume points back from it (api/hub.py History)."""
+
+    @abstractmethod
+    def attach_sequenced(
+        self, loop: asyncio.AbstractEventLoop, listener: SequencedListener
+    ) -> None:
+        """Like attach, with each event's number."""
+
+    @abstractmethod
+    async def started(self) -> int:
+        """Once reading: the last number before the live feed starts."""
+
+    @abstractmethod
+    async def between(
+        self, first: int, last: int, wants: Callable[[BusEvent], bool], limit: int
+    ) -> tuple[list[tuple[int, BusEvent]], bool] | None:
+        """Kept events first..last that `wants` takes (at most `limit`), and whether that is
+        all of them; None when `first` is no longer kept."""
+
+    @abstractmethod
+    async def last_sequence(self) -> int:
+        """The newest number the bus holds."""
+
+    async def aclose(self) -> None:
+        """Stop reading (in the loop it reads in)."""

@@ -1,4 +1,4 @@
-"""The `defimon` command: demo, run, chains, devnet, keys, sql."""
+"""The `defimon` command: demo, run, chains, flow, api, devnet, sql, keys."""
 
 from __future__ import annotations
 
@@ -18,21 +18,23 @@ from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
+    from defimon.nats_bus import NatsConfig
     from defimon.runtime import Runtime
+    from flows.source import ChainEndpoint
 
 log = structlog.get_logger("defimon.cli")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _serve(runtime: Runtime) -> None:
+def _serve(runtime: Runtime, *, start_flow: bool = True) -> None:
     import uvicorn
 
     from api.app import create_app
 
-    app = create_app(runtime)
+    app = create_app(runtime, start_flow=start_flow)
     host = bind_host(runtime.settings.host, KeyFile(runtime.settings.keys_path).configured)
     config = uvicorn.Config(
         app,
@@ -60,11 +62,52 @@ def bind_host(requested: str, keys_configured: bool) -> str:
     return requested
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+def add_chain_args(parser: argparse.ArgumentParser) -> None:
+    """Which chains to follow and through which nodes: the same for run, flow and api."""
+    parser.add_argument(
+        "--chain",
+        "--chain-config",
+        dest="chain",
+        action="append",
+        required=True,
+        metavar="NAME|PATH",
+        help="a built-in chain (ethereum, arbitrum, base, optimism, polygon) or a TOML chain "
+        "config; repeat for several chains",
+    )
+    parser.add_argument(
+        "--rpc",
+        action="append",
+        default=[],
+        metavar="[CHAIN=]URL",
+        help="HTTP JSON-RPC URL; with several chains CHAIN=URL (CHAIN: name or chain id). "
+        "Default: the chain config's [rpc] http",
+    )
+    parser.add_argument(
+        "--ws",
+        action="append",
+        default=[],
+        metavar="[CHAIN=]URL",
+        help="WebSocket URL for newHeads (else polling); CHAIN=URL with several chains",
+    )
+    parser.add_argument(
+        "--from-block",
+        action="append",
+        default=[],
+        metavar="[CHAIN=]N",
+        help="start a fresh backfill here (default: the config's start_block)",
+    )
+
+
+def chain_endpoints(args: argparse.Namespace) -> list[ChainEndpoint]:
     from defimon.chains import endpoints_from_args
+
+    return endpoints_from_args(args.chain or [], args.rpc, args.ws, args.from_block)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
 
-    endpoints = endpoints_from_args(args.chain or [], args.rpc, args.ws, args.from_block)
+    endpoints = chain_endpoints(args)
     runtime = Runtime(settings, endpoints)
     for endpoint in endpoints:
         log.info(
@@ -108,6 +151,116 @@ def cmd_chains(args: argparse.Namespace, settings: Settings) -> int:
         "\nPublic endpoints are rate limited; pass your own with --rpc CHAIN=URL.",
         file=sys.stderr,
     )
+    return 0
+
+
+def nats_config(settings: Settings, command: str) -> NatsConfig:
+    from defimon.nats_bus import NatsConfig
+
+    if not settings.nats_url:
+        raise ConfigError(f"defimon {command} needs NATS: set DEFIMON_NATS_URL or --nats-url")
+    return NatsConfig(
+        settings.nats_url,
+        stream=settings.nats_stream,
+        max_msgs=settings.nats_max_msgs,
+        max_age_seconds=settings.nats_max_age_seconds,
+        duplicate_window_seconds=settings.nats_duplicate_window_seconds,
+        buffer_events=settings.nats_buffer_events,
+    )
+
+
+def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
+    """The dataflow, its store writes and the NATS publishing; no API."""
+    from defimon.analyst_sql import SqlLimits
+    from defimon.ch_http import ChdbHttpEngine, ClickHouseHttpServer, store_users
+    from defimon.flow_health import FlowHealthServer
+    from defimon.nats_bus import NatsBus
+    from defimon.runtime import Runtime
+
+    bus = NatsBus(nats_config(settings, "flow"))
+    if args.store_http_port is not None and settings.clickhouse_url:
+        raise ConfigError(
+            "--store-http-port serves the embedded chDB store; unset the ClickHouse URL"
+        )
+    addresses = args.addresses.split(";") if args.addresses else None
+    if addresses and not settings.clickhouse_url:
+        raise ConfigError(
+            "several flow processes need one store: a ClickHouse server (DEFIMON_CLICKHOUSE_URL); "
+            "chDB belongs to one process"
+        )
+    endpoints = chain_endpoints(args)
+    runtime = Runtime(settings, endpoints, bus=bus)
+    bus.status = runtime.status
+    servers: list[ClickHouseHttpServer | FlowHealthServer] = []
+    try:
+        if args.store_http_port is not None:
+            host = args.store_http_host
+            if not settings.store_http_password and host not in LOOPBACK:
+                log.warning(
+                    "store_http.loopback_only",
+                    asked=host,
+                    reason="no DEFIMON_STORE_HTTP_PASSWORD set for the writer user",
+                )
+                host = "127.0.0.1"
+            engine = ChdbHttpEngine(settings.data_dir.resolve() / "chdb")
+            users = store_users(
+                settings.store_http_user,
+                settings.store_http_password,
+                settings.store_http_analyst_user,
+                settings.store_http_analyst_password,
+                SqlLimits.from_settings(settings).clickhouse_settings(),
+            )
+            servers.append(
+                ClickHouseHttpServer((host, args.store_http_port), engine, users).start()
+            )
+        if args.health_port is not None:
+            servers.append(
+                FlowHealthServer(
+                    (args.health_host, args.health_port), runtime.status, runtime.flow_alive
+                ).start()
+            )
+        bus.start_publisher()
+        runtime.start_flow(
+            workers_per_process=args.workers, process_id=args.process_id, addresses=addresses
+        )
+        log.info(
+            "flow.start",
+            chains=[e.config.chain_id for e in endpoints],
+            nats=settings.nats_url,
+            store=runtime.store.backend,
+            store_http_port=args.store_http_port,
+            workers=args.workers,
+        )
+        while runtime.flow_alive():  # until the flow ends, or SIGTERM / Ctrl-C
+            threading.Event().wait(0.5)
+        return 1 if runtime.status.error else 0
+    finally:
+        runtime.stop()  # the flow's sinks flush, then the bus sends what it holds
+        for server in servers:
+            server.stop()
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """The API alone: events from NATS, the store over HTTP (a ClickHouse server, or a flow
+    process's embedded store via `defimon flow --store-http-port`)."""
+    from defimon.nats_bus import NatsBus
+    from defimon.runtime import Runtime
+
+    bus = NatsBus(nats_config(settings, "api"))
+    if not settings.clickhouse_url:
+        raise ConfigError(
+            "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
+            "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
+        )
+    runtime = Runtime(settings, chain_endpoints(args), bus=bus)
+    bus.status = runtime.status  # mirrors the flow process's progress
+    log.info(
+        "api.start",
+        nats=settings.nats_url,
+        store=settings.clickhouse_url.split("@")[-1],
+        url=f"http://{settings.host}:{settings.port}/",
+    )
+    _serve(runtime, start_flow=False)
     return 0
 
 
@@ -230,38 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow chains (`defimon chains` lists the built-ins) and serve the API. "
         "Built-ins default to free public RPC endpoints, which are rate limited: pass your own.",
     )
-    run.add_argument(
-        "--chain",
-        "--chain-config",
-        dest="chain",
-        action="append",
-        required=True,
-        metavar="NAME|PATH",
-        help="a built-in chain (ethereum, arbitrum, base, optimism, polygon) or a TOML chain "
-        "config; repeat for several chains",
-    )
-    run.add_argument(
-        "--rpc",
-        action="append",
-        default=[],
-        metavar="[CHAIN=]URL",
-        help="HTTP JSON-RPC URL; with several chains CHAIN=URL (CHAIN: name or chain id). "
-        "Default: the chain config's [rpc] http",
-    )
-    run.add_argument(
-        "--ws",
-        action="append",
-        default=[],
-        metavar="[CHAIN=]URL",
-        help="WebSocket URL for newHeads (else polling); CHAIN=URL with several chains",
-    )
-    run.add_argument(
-        "--from-block",
-        action="append",
-        default=[],
-        metavar="[CHAIN=]N",
-        help="start a fresh backfill here (default: the config's start_block)",
-    )
+    add_chain_args(run)
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
@@ -269,6 +391,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     chains = sub.add_parser("chains", help="list the built-in chains and their protocols")
     chains.set_defaults(func=cmd_chains)
+
+    flow = sub.add_parser(
+        "flow",
+        help="scale-out: the dataflow and store writes, publishing to NATS (no API)",
+        description="Publishes events to the NATS JetStream stream at DEFIMON_NATS_URL; writes "
+        "the store (chDB in --data-dir, or the ClickHouse server at DEFIMON_CLICKHOUSE_URL).",
+    )
+    add_chain_args(flow)
+    flow.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    flow.add_argument("--nats-url", default=None, help="default: $DEFIMON_NATS_URL")
+    flow.add_argument("--clickhouse-url", default=None, help="default: $DEFIMON_CLICKHOUSE_URL")
+    flow.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
+    flow.add_argument(
+        "--process-id", type=int, default=None, help="this process's index in --addresses"
+    )
+    flow.add_argument(
+        "--addresses",
+        default=None,
+        help='every Bytewax process, "host1:port;host2:port" (needs a ClickHouse server)',
+    )
+    flow.add_argument(
+        "--store-http-port",
+        type=int,
+        default=None,
+        help="serve the embedded chDB store over ClickHouse's HTTP interface on this port",
+    )
+    flow.add_argument("--store-http-host", default="127.0.0.1")
+    flow.add_argument("--health-port", type=int, default=None, help="serve /healthz and /metrics")
+    flow.add_argument("--health-host", default="127.0.0.1")
+    flow.set_defaults(func=cmd_flow)
+
+    api = sub.add_parser(
+        "api",
+        help="scale-out: the API alone, events from NATS, the store over HTTP",
+        description="Reads events from DEFIMON_NATS_URL and the store at DEFIMON_CLICKHOUSE_URL "
+        "(a ClickHouse server, or `defimon flow --store-http-port`). Any number may run.",
+    )
+    add_chain_args(api)
+    api.add_argument("--port", type=int, default=None, help="default: $DEFIMON_PORT or 8000")
+    api.add_argument("--host", default=None, help="default: $DEFIMON_HOST or 127.0.0.1")
+    api.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")
+    api.add_argument("--nats-url", default=None, help="default: $DEFIMON_NATS_URL")
+    api.add_argument("--clickhouse-url", default=None, help="default: $DEFIMON_CLICKHOUSE_URL")
+    api.add_argument(
+        "--clickhouse-analyst-url",
+        default=None,
+        help="a read-only ClickHouse user for analyst SQL "
+        "(default: $DEFIMON_CLICKHOUSE_ANALYST_URL)",
+    )
+    api.set_defaults(func=cmd_api)
 
     devnet = sub.add_parser("devnet", help="anvil + real Uniswap V3 + market simulator")
     devnet.add_argument("--port", type=int, default=None, help="default: a free port")
@@ -332,7 +504,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}
-    for name in ("port", "host", "data_dir", "log_level", "log_format"):
+    for name in (
+        "port",
+        "host",
+        "data_dir",
+        "log_level",
+        "log_format",
+        "nats_url",
+        "clickhouse_url",
+        "clickhouse_analyst_url",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -25,6 +25,8 @@ class Metrics:
     reorgs: Counter
     reorg_depth: Histogram
     head_stalls: Counter
+    bus_published_events: Counter
+    bus_dropped_events: Counter
 
 
 def _build() -> Metrics:
@@ -76,6 +78,14 @@ def _build() -> Metrics:
             "defimon_head_stalls",
             "Times the head stopped moving for longer than head_timeout_seconds",
             ["chain_id"],
+            registry=r,
+        ),
+        bus_published_events=Counter(
+            "defimon_bus_published_events", "Events acked by the NATS stream", registry=r
+        ),
+        bus_dropped_events=Counter(
+            "defimon_bus_dropped_events",
+            "Events dropped because the NATS publish buffer was full",
             registry=r,
         ),
     )

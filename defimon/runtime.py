@@ -21,7 +21,7 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.dataflow import build_flow
 from flows.source import ChainEndpoint
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError
 
 log = structlog.get_logger("defimon.runtime")
 
@@ -65,7 +65,9 @@ class Runtime:
         self.bus: Bus = bus or InProcessBus()
         self.status = FlowStatus()
         self.stop_event = threading.Event()
-        self.store = Store.connect(settings.clickhouse_url, settings.data_dir)
+        self.store = Store.connect(
+            settings.clickhouse_url, settings.data_dir, settings.clickhouse_analyst_url
+        )
         self.store.migrate()
         self._thread: threading.Thread | None = None
 
@@ -88,7 +90,22 @@ class Runtime:
         head = self.status.chain(chain_id).head
         return head >= 0 and block <= head - depth
 
-    def start_flow(self) -> None:
+    def start_flow(
+        self,
+        *,
+        workers_per_process: int = 1,
+        process_id: int | None = None,
+        addresses: list[str] | None = None,
+    ) -> None:
+        """Run the dataflow in a thread. Several Bytewax processes (`addresses`, one
+        `process_id` each) share the recovery partitions, so workers in all processes
+        together are at most RECOVERY_PARTITIONS."""
+        processes = len(addresses) if addresses else 1
+        if workers_per_process * processes > RECOVERY_PARTITIONS:
+            raise ConfigError(
+                f"{workers_per_process} workers x {processes} processes exceeds the recovery "
+                f"store's {RECOVERY_PARTITIONS} partitions"
+            )
         flow = build_flow(
             self.endpoints,
             open_store=self.store.another,
@@ -105,7 +122,9 @@ class Runtime:
             try:
                 cli_main(
                     flow,
-                    workers_per_process=1,
+                    workers_per_process=workers_per_process,
+                    process_id=process_id,
+                    addresses=addresses,
                     epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
                     recovery_config=recovery,
                 )
@@ -119,6 +138,9 @@ class Runtime:
 
         self._thread = threading.Thread(target=run, name="defimon-flow", daemon=True)
         self._thread.start()
+
+    def flow_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the flow (its sinks flush on the way out), then close the store."""

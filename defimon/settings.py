@@ -16,6 +16,28 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="http://user:pass@host:8123 for a ClickHouse server; chDB if unset"
     )
+    clickhouse_analyst_url: str | None = Field(
+        None,
+        description="http://analyst:pass@host:8123, a read-only ClickHouse user for analyst SQL",
+    )
+    # Scale-out (defimon flow / defimon api): the bus between them, and the flow's store over
+    # ClickHouse's HTTP interface when the store is the flow's embedded chDB.
+    nats_url: str | None = Field(None, description="nats://host:4222; the bus is NATS when set")
+    nats_stream: str = "DEFIMON"
+    nats_max_msgs: int = Field(1_000_000, ge=1, description="events the stream keeps at most")
+    nats_max_age_seconds: float = Field(86_400.0, gt=0, description="how long it keeps them")
+    nats_duplicate_window_seconds: float = Field(
+        120.0, gt=0, description="resends with the same Nats-Msg-Id within this are dropped"
+    )
+    nats_buffer_events: int = Field(
+        100_000, ge=1, description="events the flow buffers for NATS before dropping"
+    )
+    store_http_user: str = "defimon"
+    store_http_password: str = Field("", description="the store HTTP server's writer password")
+    store_http_analyst_user: str = "analyst"
+    store_http_analyst_password: str | None = Field(
+        None, description="password of the store HTTP server's read-only user (none: no such user)"
+    )
     host: str = "127.0.0.1"
     api_keys_file: Path | None = Field(
         None, description="hashed API keys (defimon keys); default <data_dir>/api_keys.json"

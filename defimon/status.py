@@ -34,6 +34,15 @@ class FlowStatus:
         self.running = False
         self.error: str | None = None
         self.reorgs = 0
+        # When this process only mirrors a flow process's status (defimon api): the monotonic
+        # time of the last status message, None while none has come.
+        self.remote_seen_at: float | None = None
+
+    def flow_running(self, stale_after: float = 10.0) -> bool:
+        """Whether the flow runs: here, or (mirrored) in a flow process heard from lately."""
+        if self.remote_seen_at is None:
+            return self.running
+        return self.running and time.monotonic() - self.remote_seen_at < stale_after
 
     def chain(self, chain_id: int) -> ChainProgress:
         with self._lock:

@@ -36,10 +36,14 @@ class Store:
         url: str | None,
         data_dir: Path | None,
         query_settings: Mapping[str, Any] | None = None,
+        analyst_url: str | None = None,
     ) -> None:
         self._client = client
         self.url = url
         self.data_dir = data_dir
+        # A ClickHouse server's read-only user (profile readonly=2, see deploy/clickhouse) for
+        # analyst SQL; the server itself then refuses writes, whatever is sent.
+        self.analyst_url = analyst_url
         # Settings sent with every query (a ClickHouse server has no per-handle session here).
         self._query_settings = dict(query_settings) if query_settings else None
 
@@ -48,7 +52,9 @@ class Store:
         return "clickhouse" if self.url else "chdb"
 
     @classmethod
-    def connect(cls, url: str | None = None, data_dir: Path | None = None) -> Store:
+    def connect(
+        cls, url: str | None = None, data_dir: Path | None = None, analyst_url: str | None = None
+    ) -> Store:
         """A ClickHouse server when `url` is given (http://user:pass@host:8123), else chDB."""
         import clickhouse_connect
 
@@ -77,18 +83,20 @@ class Store:
             raise
         except Exception as exc:  # the driver raises many types; callers need one
             raise StoreError(f"cannot open the store: {exc}") from exc
-        return cls(client, url=url, data_dir=data_dir)
+        return cls(client, url=url, data_dir=data_dir, analyst_url=analyst_url)
 
     def another(self) -> Store:
         """A second handle on the same store (for another thread)."""
-        return Store.connect(self.url, self.data_dir)
+        return Store.connect(self.url, self.data_dir, self.analyst_url)
 
     def read_only(self, limits: Mapping[str, int | float | str]) -> Store:
         """A new handle that can only read, under `limits` (ClickHouse settings), for analyst SQL.
 
         chDB: the settings are SET on the handle's own session, `readonly = 1` last, so nothing
         sent later on this handle can change them (readonly=1 refuses SET and SETTINGS).
-        A ClickHouse server: they travel with every query, readonly last for the same reason.
+        A ClickHouse server: they travel with every query, readonly last for the same reason;
+        with an analyst URL, as that user, whose profile makes it read-only (the server refuses
+        a change of `readonly` there, so it is not sent).
         """
         settings: dict[str, int | float | str] = {**limits, "readonly": 1}
         for name, value in settings.items():
@@ -98,6 +106,10 @@ class Store:
                 raise ConfigError(f"bad ClickHouse setting {name}={value!r}")
             if isinstance(value, str) and not _SETTING_NAME.match(value):
                 raise ConfigError(f"bad ClickHouse setting {name}={value!r}")
+        if self.url and self.analyst_url:
+            analyst = Store.connect(self.analyst_url, self.data_dir)
+            analyst._query_settings = {k: v for k, v in settings.items() if k != "readonly"}
+            return analyst
         if self.url:
             fresh = Store.connect(self.url, self.data_dir)
             return Store(

@@ -34,11 +34,12 @@ def chain_statuses(runtime: Runtime) -> list[ChainStatusOut]:
 
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def healthz(runtime: RuntimeDep) -> JSONResponse:
-    """Alive: the process answers and its flow thread has not died."""
+    """Alive: the process answers and its flow thread has not died. In an API-only process
+    (`defimon api`), `flow_running` is the flow process's, as it last reported over the bus."""
     failed = runtime.status.error is not None
     body = HealthOut(
         status="failed" if failed else "ok",
-        flow_running=runtime.status.running,
+        flow_running=runtime.status.flow_running(),
         error=runtime.status.error,
     )
     return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
@@ -46,13 +47,15 @@ def healthz(runtime: RuntimeDep) -> JSONResponse:
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut}})
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Ready: every chain finished its backfill and is within the allowed lag of the head."""
+    """Ready: every chain finished its backfill and is within the allowed lag of the head.
+    In an API-only process: as the flow process last reported, and it reported lately."""
     chains = chain_statuses(runtime)
     limit = runtime.settings.ready_lag_blocks
     ready = (
         bool(chains)
         and all(c.live and c.lag_blocks is not None and c.lag_blocks <= limit for c in chains)
         and runtime.status.error is None
+        and (runtime.status.remote_seen_at is None or runtime.status.flow_running())
     )
     body = ReadyOut(ready=ready, chains=chains)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

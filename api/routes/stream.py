@@ -40,7 +40,7 @@ async def _events(
     # client that leaves before the first byte cannot leave a subscriber behind.
     owners = flt.owner or None
     rest = dataclasses.replace(flt, owner=frozenset())
-    sub = hub.subscribe(owners, last_id, after_block, None if rest == Filter() else rest)
+    sub = await hub.open(owners, last_id, after_block, None if rest == Filter() else rest)
     try:
         # `retry` tells EventSource how soon to reconnect after a drop.
         yield ServerSentEvent(
