@@ -20,7 +20,7 @@ from defimon.settings import Settings
 from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.dataflow import build_flow
-from flows.source import ChainEndpoint
+from flows.source import ChainEndpoint, HeadFollowing
 from schemas.errors import ConfigError, DefimonError
 
 log = structlog.get_logger("defimon.runtime")
@@ -113,7 +113,11 @@ class Runtime:
             status=self.status,
             stop=self.stop_event,
             shards=self.settings.shards,
-            poll_interval=self.settings.poll_interval,
+            following=HeadFollowing(
+                self.settings.poll_interval,
+                self.settings.reorg_check_seconds,
+                self.settings.head_timeout_seconds,
+            ),
         )
         recovery = self._recovery()
 

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Bytewax snapshot interval; the store flushes at each"
     )
     poll_interval: float = Field(0.05, gt=0, description="head polling without a ws URL")
+    reorg_check_seconds: float = Field(
+        2.0, gt=0, description="re-check the newest stored block's hash this often (reorgs)"
+    )
+    head_timeout_seconds: float = Field(
+        120.0, gt=0, description="no new head this long: a stall (logged, counted, reconnect)"
+    )
     sse_ping_seconds: float = Field(15.0, gt=0)
     sse_queue_size: int = Field(1024, ge=8, description="events buffered per stream client")
     sse_replay: int = Field(10_000, ge=0, description="recent events kept for Last-Event-ID")

@@ -29,7 +29,7 @@ from flows.compound_v3.state import CometMarket
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
-from flows.source import ChainEndpoint, ChainSource
+from flows.source import ChainEndpoint, ChainSource, HeadFollowing
 from flows.uniswap_v3.state import (
     MarketOutput,
     MarketState,
@@ -111,11 +111,11 @@ def build_flow(
     status: FlowStatus,
     stop: threading.Event,
     shards: int = DEFAULT_SHARDS,
-    poll_interval: float = 0.05,
+    following: HeadFollowing | None = None,
 ) -> Dataflow:
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
-    blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, poll_interval))
+    blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, following))
     raw = op.map("chain_rows", blocks, chain_rows)
 
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.chain_id))

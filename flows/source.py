@@ -69,6 +69,18 @@ class ChainEndpoint:
     from_block: int | None = None  # overrides the config's start_block on a fresh start
 
 
+@dataclass(frozen=True, slots=True)
+class HeadFollowing:
+    """How the source follows the head once backfill is done."""
+
+    poll_interval: float = 0.05  # seconds between eth_blockNumber polls without a ws URL
+    # Re-read the newest stored block's hash this often: a reorg to a branch of the same
+    # height announces no new height.
+    recheck_seconds: float = 2.0
+    # No new head this long: count a stall, log it and reconnect the subscription.
+    head_timeout: float = 120.0
+
+
 def next_span(span: int, logs: int) -> int:
     """Adaptive range: scale towards TARGET_LOGS_PER_RANGE logs per eth_getLogs, at most
     halving or doubling at a time (log density changes along a chain's history)."""
@@ -85,9 +97,7 @@ class _Reader(threading.Thread):
         cursor: SourceCursor,
         status: FlowStatus,
         stop: threading.Event,
-        poll_interval: float,
-        recheck_seconds: float = 2.0,
-        head_timeout: float = 120.0,
+        following: HeadFollowing,
     ) -> None:
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
@@ -99,7 +109,7 @@ class _Reader(threading.Thread):
         self.last_hash = cursor.last_hash
         self.status = status
         self.stop = stop
-        self.poll_interval = poll_interval
+        self.poll_interval = following.poll_interval
         self.out: queue.Queue[_Item] = queue.Queue(maxsize=8)
         self.error: BaseException | None = None
         self.live = False
@@ -111,8 +121,8 @@ class _Reader(threading.Thread):
             cursor.next_block - 1: (cursor.wallets, cursor.tokens)
         }
         self.head = -1
-        self.recheck_seconds = recheck_seconds
-        self.head_timeout = head_timeout
+        self.recheck_seconds = following.recheck_seconds
+        self.head_timeout = following.head_timeout
         self._last_check = time.monotonic()
 
     def run(self) -> None:
@@ -493,12 +503,12 @@ class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
         endpoints: list[ChainEndpoint],
         status: FlowStatus,
         stop: threading.Event,
-        poll_interval: float = 0.05,
+        following: HeadFollowing | None = None,
     ) -> None:
         self._endpoints = {f"chain-{e.config.chain_id}": e for e in endpoints}
         self._status = status
         self._stop = stop
-        self._poll_interval = poll_interval
+        self._following = following or HeadFollowing()
 
     def list_parts(self) -> list[str]:
         return sorted(self._endpoints)
@@ -519,5 +529,5 @@ class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
                 chain_id=endpoint.config.chain_id,
                 from_block=resume_state.next_block,
             )
-        reader = _Reader(endpoint, resume_state, self._status, self._stop, self._poll_interval)
+        reader = _Reader(endpoint, resume_state, self._status, self._stop, self._following)
         return ChainPartition(reader, resume_state, self._stop)

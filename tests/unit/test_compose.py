@@ -57,7 +57,7 @@ def test_the_commands_are_defimon_commands_with_its_flags() -> None:
     parser = build_parser()
     flow = parser.parse_args([str(a) for a in services["flow"]["command"]])
     assert flow.command == "flow" and flow.health_port == 9100 and flow.workers == 1
-    assert flow.chain_config == "/config/chain.toml"
+    assert flow.chain == ["/config/chain.toml"]
     api = parser.parse_args([str(a) for a in services["api"]["command"]])
     assert (api.command, api.host, api.port) == ("api", "0.0.0.0", 8000)
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
