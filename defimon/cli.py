@@ -62,16 +62,26 @@ def bind_host(requested: str, keys_configured: bool) -> str:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
+    from flows.rpc import RpcOptions, redact_url
     from flows.source import ChainEndpoint
 
     config = ChainConfig.load(args.chain_config)
-    endpoint = ChainEndpoint(config, args.rpc, args.ws, args.from_block)
+    # --rpc may be given several times (or hold a comma-separated list): rotated endpoints.
+    urls = [url.strip() for arg in args.rpc for url in arg.split(",") if url.strip()]
+    endpoint = ChainEndpoint(
+        config,
+        urls[0],
+        args.ws,
+        args.from_block,
+        rpc_urls=tuple(urls[1:]),
+        rpc_options=RpcOptions.from_settings(settings),
+    )
     runtime = Runtime(settings, [endpoint])
     log.info(
         "run.start",
         chain_id=config.chain_id,
-        rpc=args.rpc,
-        ws=args.ws,
+        rpc=[redact_url(url) for url in urls],
+        ws=redact_url(args.ws) if args.ws else None,
         url=f"http://{settings.host}:{settings.port}/",
     )
     _serve(runtime)
@@ -192,7 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="watch a chain: flow + API in one process")
-    run.add_argument("--rpc", required=True, help="HTTP JSON-RPC URL")
+    run.add_argument(
+        "--rpc",
+        required=True,
+        action="append",
+        help="HTTP JSON-RPC URL; give it several times for several endpoints (rotated, each "
+        "with its own adaptive rate limit)",
+    )
     run.add_argument("--ws", default=None, help="WebSocket URL for newHeads (else polling)")
     run.add_argument("--chain-config", required=True, help="TOML chain config")
     run.add_argument(

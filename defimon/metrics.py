@@ -22,6 +22,12 @@ class Metrics:
     sse_events_sent: Counter
     sse_dropped_clients: Counter
     bus_lag_seconds: Histogram
+    # JSON-RPC (flows/rpc.py); endpoint labels are redacted URLs (no keys).
+    rpc_requests: Counter
+    rpc_retries: Counter
+    rpc_gave_up: Counter
+    rpc_request_seconds: Histogram
+    rpc_endpoint_rate: Gauge
 
 
 def _build() -> Metrics:
@@ -57,6 +63,37 @@ def _build() -> Metrics:
             "defimon_bus_lag_seconds",
             "From the flow producing an event to the hub receiving it",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        ),
+        rpc_requests=Counter(
+            "defimon_rpc_requests",
+            "JSON-RPC requests by outcome (ok, error, range_too_large, or the fault)",
+            ["endpoint", "method", "outcome"],
+            registry=r,
+        ),
+        rpc_retries=Counter(
+            "defimon_rpc_retries",
+            "JSON-RPC faults retried (rate_limited, timeout, connection, http_5xx, malformed, ...)",
+            ["endpoint", "reason"],
+            registry=r,
+        ),
+        rpc_gave_up=Counter(
+            "defimon_rpc_gave_up",
+            "JSON-RPC calls that failed after their whole retry budget",
+            ["method"],
+            registry=r,
+        ),
+        rpc_request_seconds=Histogram(
+            "defimon_rpc_request_seconds",
+            "JSON-RPC request latency, per attempt",
+            ["endpoint", "method"],
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        ),
+        rpc_endpoint_rate=Gauge(
+            "defimon_rpc_endpoint_rate",
+            "Adaptive request-rate limit of an endpoint (requests per second)",
+            ["endpoint"],
             registry=r,
         ),
     )
