@@ -62,6 +62,8 @@ log = structlog.get_logger("defimon.rpc")
 # (Infura/Alchemy "[0x..., 0x...]" hints, "maximum block range: N", "more than 10000 results").
 _HINT_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 _HINT_SPAN = re.compile(r"(?:block range|range)[^0-9]{0,30}?(\d{2,9})", re.IGNORECASE)
+# QuickNode and others: "eth_getLogs is limited to a 10,000 range".
+_HINT_LIMITED = re.compile(r"limited to (?:a )?(\d[\d,]{1,11})(?: block)? range", re.IGNORECASE)
 _RANGE_WORDS = re.compile(
     r"range|too many|more than|limit exceeded|response size|query timeout|too large",
     re.IGNORECASE,
@@ -159,6 +161,9 @@ def parse_hint(message: str) -> tuple[int, int] | None:
     found = _HINT_RANGE.search(message)
     if found:
         return int(found.group(1), 16), int(found.group(2), 16)
+    limited = _HINT_LIMITED.search(message)
+    if limited:
+        return 0, int(limited.group(1).replace(",", "")) - 1
     span = _HINT_SPAN.search(message)
     if span:
         return 0, int(span.group(1)) - 1
