@@ -64,6 +64,7 @@ class FaultProxy:
         seed: int = 0,
         hang_seconds: float = 2.0,
         retry_after_seconds: int = 1,
+        kinds: tuple[str, ...] = HTTP_KINDS,
     ) -> None:
         self.upstream_http = upstream_http
         self.upstream_ws = upstream_ws
@@ -72,7 +73,10 @@ class FaultProxy:
         self.hang_seconds = hang_seconds
         self.retry_after_seconds = retry_after_seconds
         self.rng = random.Random(seed)
+        self.kinds = kinds
         self.counts: Counter[str] = Counter()
+        # (monotonic time, fault kind or "" for a clean answer) of every HTTP request
+        self.history: list[tuple[float, str]] = []
         self.requests = 0
         self.ws_connections = 0
         self.http_port = free_port()
@@ -153,8 +157,14 @@ class FaultProxy:
             kinds += BATCH
         elif isinstance(request, dict) and request.get("method") == "eth_getLogs":
             kinds += GET_LOGS
+        kinds = [k for k in kinds if k in self.kinds]
+        if not kinds:
+            return None
         fewest = min(self.counts[k] for k in kinds)
-        kind = self.rng.choice([k for k in kinds if self.counts[k] == fewest])
+        candidates = [k for k in kinds if self.counts[k] == fewest]
+        # Faults only this kind of request can carry first: they are the rare chances.
+        specific = [k for k in candidates if k not in GENERAL]
+        kind = self.rng.choice(specific or candidates)
         self.counts[kind] += 1
         return kind
 
@@ -203,13 +213,22 @@ class FaultProxy:
         except orjson.JSONDecodeError:
             request = None
         kind = self._fault_for(request) if request is not None else None
+        seconds_form = kind == "rate_limited" and self.counts[kind] % 2 == 1
+        self.history.append(
+            (
+                time.monotonic(),
+                f"{kind}:{'seconds' if seconds_form else 'date'}"
+                if kind == "rate_limited"
+                else kind or "",
+            )
+        )
         if kind == "drop":
             return None
         if kind == "timeout":
             await asyncio.sleep(self.hang_seconds)
             return None
         if kind == "rate_limited":
-            if self.counts[kind] % 2:
+            if seconds_form:
                 retry_after = str(self.retry_after_seconds)
             else:
                 retry_after = formatdate(time.time() + self.retry_after_seconds, usegmt=True)

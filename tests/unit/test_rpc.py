@@ -51,7 +51,7 @@ def a_log(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in log.items() if v is not None}
 
 
-# Retry-After ----------------------------------------------------------------------------------
+# Retry-After ----------
 
 
 def test_retry_after_in_seconds_and_as_an_http_date() -> None:
@@ -70,7 +70,7 @@ def test_retry_after_in_seconds_and_as_an_http_date() -> None:
     assert parse_retry_after(None, NOW) is None
 
 
-# Range hints ----------------------------------------------------------------------------------
+# Range hints ----------
 
 
 def test_provider_range_hints() -> None:
@@ -90,7 +90,7 @@ def test_provider_range_hints() -> None:
     assert parse_hint("response too large") is None
 
 
-# Classification ---------------------------------------------------------------------------------
+# Classification ----------
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_retryable_errors_are_transport_errors_and_deterministic_ones_are_not() 
     assert isinstance(refused, RangeTooLarge) and refused.hint == (1, 9)
 
 
-# The limiter and backoff ---------------------------------------------------------------------------
+# The limiter and backoff ----------
 
 
 def test_token_bucket_paces_requests_at_its_rate() -> None:
@@ -188,7 +188,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
         assert len(set(delays)) > 1, "jittered"
 
 
-# Redaction -----------------------------------------------------------------------------------------
+# Redaction ----------
 
 
 def test_endpoint_urls_lose_their_keys() -> None:
@@ -206,7 +206,7 @@ def test_endpoint_urls_lose_their_keys() -> None:
         assert "0123456789" not in redact_url(url) and "ffff" not in redact_url(url)
 
 
-# Validation ----------------------------------------------------------------------------------------
+# Validation ----------
 
 
 def test_answers_are_checked_against_their_request() -> None:
