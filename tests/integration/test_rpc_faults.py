@@ -21,6 +21,7 @@ from defimon.metrics import METRICS
 from defimon.store import Store
 from devnet.anvil import free_port
 from devnet.lending import LendingSimulator
+from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient, RpcOptions, redact_url
 from flows.source import ChainEndpoint
 from schemas.errors import RangeTooLarge
@@ -50,13 +51,26 @@ TABLES = (
 def stored_state(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
     store = Store.connect(None, data_dir)
     try:
-        return {
-            table: store.rows(
-                f"SELECT * EXCEPT (version, is_deleted) FROM defimon.{table} FINAL "
-                "WHERE NOT is_deleted ORDER BY ALL"
+        columns: dict[str, list[str]] = {}
+        for table, name in store.rows(
+            "SELECT table, name FROM system.columns WHERE database = 'defimon' ORDER BY position"
+        ):
+            columns.setdefault(table, []).append(name)
+        state = {}
+        for table in TABLES:  # names from the constant above, never from input
+            kept = [c for c in columns[table] if c not in ("version", "is_deleted")]
+            live = " WHERE NOT is_deleted" if "is_deleted" in columns[table] else ""
+            state[table] = store.rows(
+                f"SELECT {', '.join(kept)} FROM defimon.{table} FINAL{live} ORDER BY ALL"
             )
-            for table in TABLES
-        }
+        # ERC-20 Transfers are kept from the start of the range in which a wallet became
+        # tracked (the fold ignores those before its opening balance), so which of them are
+        # stored depends on the range boundaries, which range refusals move. The balances
+        # they make are compared in token_balances.
+        state["raw_logs"] = [
+            row for row in state["raw_logs"] if not (row[7][0] == TRANSFER and len(row[7]) == 3)
+        ]
+        return state
     finally:
         store.close()
 
@@ -108,6 +122,10 @@ def test_flow_through_faulty_providers_stays_exact(devnet: Devnet, tmp_path: Pat
             assert check_block(server, devnet, npm, head, max_token) >= 20
             metrics = server.get("/metrics").text
 
+    print(
+        f"faults injected: main {dict(main.counts)} of {main.requests} requests, "
+        f"{main.ws_connections} ws connections; flaky {dict(flaky.counts)} of {flaky.requests}"
+    )
     # Every kind of fault was injected, on the main endpoint; the flaky one took its share.
     assert main.missing_kinds(ALL_KINDS) == [], dict(main.counts)
     assert sum(flaky.counts.values()) > 0 and flaky.requests > 0
