@@ -18,7 +18,7 @@ from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
     from defimon.runtime import Runtime
@@ -60,14 +60,21 @@ def bind_host(requested: str, keys_configured: bool) -> str:
     return requested
 
 
+def rpc_urls(values: Sequence[str]) -> list[str]:
+    """--rpc may be given several times, or hold a comma-separated list: rotated endpoints."""
+    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
+    if not urls:
+        raise ConfigError("--rpc needs at least one URL")
+    return list(dict.fromkeys(urls))
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
     from flows.rpc import RpcOptions, redact_url
     from flows.source import ChainEndpoint
 
     config = ChainConfig.load(args.chain_config)
-    # --rpc may be given several times (or hold a comma-separated list): rotated endpoints.
-    urls = [url.strip() for arg in args.rpc for url in arg.split(",") if url.strip()]
+    urls = rpc_urls(args.rpc)
     endpoint = ChainEndpoint(
         config,
         urls[0],

@@ -28,6 +28,7 @@ plain `RpcError` as a deterministic answer (a reverting `balanceOf`) must re-rai
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import re
@@ -467,7 +468,7 @@ class RpcClient:
             raise ValueError("RpcClient needs at least one URL")
         options = options or RpcOptions()
         if timeout is not None:
-            options = RpcOptions(**{**_fields(options), "timeout": timeout})
+            options = dataclasses.replace(options, timeout=timeout)
         self.options = options
         self.urls = tuple(url_list)
         self.url = url_list[0]
@@ -729,7 +730,3 @@ class RpcClient:
             failures=endpoint.failures,
             rate=round(rate, 2),
         )
-
-
-def _fields(options: RpcOptions) -> dict[str, Any]:
-    return {name: getattr(options, name) for name in RpcOptions.__dataclass_fields__}

@@ -15,16 +15,17 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from defimon.metrics import METRICS
 from defimon.store import Store
-from devnet.anvil import free_port
+from devnet.anvil import Anvil, free_port
 from devnet.lending import LendingSimulator
 from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient, RpcOptions, redact_url
 from flows.source import ChainEndpoint
-from schemas.errors import RangeTooLarge
+from schemas.errors import ConfigError, RangeTooLarge
 from tests.conftest import Devnet
 from tests.fault_proxy import ALL_KINDS, HTTP_KINDS, FaultProxy
 from tests.integration.test_exactness import check_block
@@ -200,3 +201,23 @@ def test_client_rotates_past_a_dead_endpoint_and_honours_retry_after(devnet: Dev
         if kind == "rate_limited:seconds"
     ]
     assert waits and min(waits) >= 1.0, waits
+
+
+def test_an_endpoint_of_another_chain_is_never_used(devnet: Devnet) -> None:
+    devnet.simulator.step()
+    head = block_number(devnet.rpc_url)
+    with Anvil(chain_id=devnet.deployment.chain_id + 1) as other:
+        # Mixed in with the right one: disabled at first use, every answer from the right chain.
+        client = RpcClient([other.rpc_url, devnet.rpc_url], chain_id=devnet.deployment.chain_id)
+        try:
+            assert [client.block_number() for _ in range(6)] == [head] * 6
+            assert client.chain_id() == devnet.deployment.chain_id
+        finally:
+            client.close()
+        # Alone: a clear configuration error, not a fault retried forever.
+        alone = RpcClient(other.rpc_url, chain_id=devnet.deployment.chain_id)
+        try:
+            with pytest.raises(ConfigError, match="serves chain"):
+                alone.block_number()
+        finally:
+            alone.close()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from defimon.cli import build_parser, rpc_urls
 from flows.rpc import (
     AdaptiveRate,
     backoff_seconds,
@@ -21,6 +22,7 @@ from flows.rpc import (
     validate_result,
 )
 from schemas.errors import (
+    ConfigError,
     MalformedResponse,
     RangeTooLarge,
     RpcError,
@@ -296,3 +298,18 @@ def test_logs_must_be_whole_and_inside_the_filter() -> None:
     assert validate_result("eth_getLogs", ({"topics": [None, H2]},), logs) is logs
     with pytest.raises(MalformedResponse):
         validate_result("eth_getLogs", ({"topics": [H2]},), logs)
+
+
+# Configuration ----------
+
+
+def test_run_takes_several_rpc_endpoints() -> None:
+    args = build_parser().parse_args(
+        ["run", "--rpc", "http://a:8545", "--rpc", "http://b/v2/k, http://c", "--chain-config", "x"]
+    )
+    assert rpc_urls(args.rpc) == ["http://a:8545", "http://b/v2/k", "http://c"]
+    one = build_parser().parse_args(["run", "--rpc", "http://a:8545", "--chain-config", "x"])
+    assert rpc_urls(one.rpc) == ["http://a:8545"]
+    assert rpc_urls(["http://a", "http://a"]) == ["http://a"]
+    with pytest.raises(ConfigError):
+        rpc_urls([" , "])
