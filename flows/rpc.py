@@ -70,9 +70,12 @@ _RANGE_WORDS = re.compile(
     re.IGNORECASE,
 )
 # Error classification, in this order: deterministic, rate limit, range, transient.
+# The EVM's own failures (geth, reth, anvil/revm wordings) are answers about the call.
 _DETERMINISTIC_WORDS = re.compile(
-    r"revert|invalid opcode|out of gas|insufficient funds|method not found|"
-    r"does not exist/is not available|not supported|unsupported|invalid argument",
+    r"revert|evm error|invalid opcode|opcode not found|out of gas|oog\b|"
+    r"stack (?:underflow|overflow)|invalid jump|write protection|insufficient funds|"
+    r"method not found|does not exist/is not available|not supported|unsupported|"
+    r"invalid argument",
     re.IGNORECASE,
 )
 _DETERMINISTIC_CODES = frozenset({3, -32600, -32601, -32602, -32700})

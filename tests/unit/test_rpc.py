@@ -100,6 +100,9 @@ def test_provider_range_hints() -> None:
     [
         ("eth_call", {"code": 3, "message": "execution reverted", "data": "0x08c379a0"}, RpcError),
         ("eth_call", {"code": -32000, "message": "execution reverted"}, RpcError),
+        ("eth_call", {"code": -32603, "message": "EVM error InvalidOperandOOG"}, RpcError),
+        ("eth_call", {"code": -32000, "message": "invalid jump destination"}, RpcError),
+        ("eth_call", {"code": -32000, "message": "out of gas"}, RpcError),
         ("eth_foo", {"code": -32601, "message": "the method eth_foo does not exist"}, RpcError),
         ("eth_call", {"code": -32602, "message": "invalid argument 0"}, RpcError),
         ("eth_call", {"code": -32005, "message": "limit exceeded"}, RpcRateLimited),
@@ -114,6 +117,7 @@ def test_provider_range_hints() -> None:
         ("eth_call", {"code": -32000, "message": "header not found"}, RpcTransientError),
         ("eth_getBalance", {"code": -32000, "message": "missing trie node abc"}, RpcTransientError),
         ("eth_call", {"code": -32000, "message": "upstream request timeout"}, RpcTransientError),
+        ("eth_call", {"code": -32603, "message": "google upstream error"}, RpcTransientError),
         (
             "eth_getLogs",
             {"code": -32005, "message": "query returned more than 10000 results"},
