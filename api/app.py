@@ -43,7 +43,10 @@ STATIC = Path(__file__).parent / "static"
 
 def _block_time_from_nodes(runtime: Runtime) -> Callable[[int, int], int | None]:
     """A block's timestamp from the chain's node, for blocks the store does not hold."""
-    clients = {e.config.chain_id: RpcClient(e.rpc_url, timeout=5) for e in runtime.endpoints}
+    clients = {
+        e.config.chain_id: RpcClient(e.http_urls, timeout=5, chain_id=e.config.chain_id)
+        for e in runtime.endpoints
+    }
 
     @lru_cache(maxsize=65536)
     def block_time(chain_id: int, number: int) -> int | None:

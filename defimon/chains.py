@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from flows.rpc import RpcOptions
 from flows.source import ChainEndpoint
 from schemas.chain_config import ChainConfig, builtin_names
 from schemas.errors import ConfigError
@@ -41,9 +42,16 @@ class ChainChoice:
     ws_url: str | None
     from_block: int | None
 
-    def endpoint(self) -> ChainEndpoint:
-        # ChainEndpoint takes one HTTP URL until endpoint rotation lands; the rest wait here.
-        return ChainEndpoint(self.config, self.rpc_urls[0], self.ws_url, self.from_block)
+    def endpoint(self, options: RpcOptions | None = None) -> ChainEndpoint:
+        # Every HTTP URL is rotated over (flows/rpc.py); the first is the preferred one.
+        return ChainEndpoint(
+            self.config,
+            self.rpc_urls[0],
+            self.ws_url,
+            self.from_block,
+            rpc_urls=self.rpc_urls[1:],
+            rpc_options=options,
+        )
 
 
 def load_chain(spec: str) -> ChainConfig:
@@ -80,7 +88,10 @@ def choose_chains(
     choices = []
     for config in configs:
         cid = config.chain_id
-        given = tuple(rpcs.get(cid, ()))
+        # Several URLs for one chain: repeated, or comma-separated.
+        given = tuple(
+            dict.fromkeys(u.strip() for v in rpcs.get(cid, ()) for u in v.split(",") if u.strip())
+        )
         urls = given or config.rpc_http
         if not urls:
             raise ConfigError(
@@ -99,8 +110,6 @@ def choose_chains(
             start = decimal_uint(starts[cid][0])
             if start is None:
                 raise ConfigError(f"--from-block {starts[cid][0]!r} is not a block number")
-        if len(urls) > 1 and given:
-            log.info("chains.extra_rpc_kept_for_rotation", chain_id=cid, urls=len(urls))
         choices.append(ChainChoice(config, urls, socket, start))
     return choices
 
@@ -110,9 +119,10 @@ def endpoints_from_args(
     rpc: Sequence[str] = (),
     ws: Sequence[str] = (),
     from_block: Sequence[str] = (),
+    options: RpcOptions | None = None,
 ) -> list[ChainEndpoint]:
     """`choose_chains` as the ChainEndpoints the flow takes."""
-    return [c.endpoint() for c in choose_chains(chains, rpc, ws, from_block)]
+    return [c.endpoint(options) for c in choose_chains(chains, rpc, ws, from_block)]
 
 
 def _aliases(specs: Sequence[str], configs: Sequence[ChainConfig]) -> dict[str, int]:

@@ -79,7 +79,8 @@ def add_chain_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[CHAIN=]URL",
-        help="HTTP JSON-RPC URL; with several chains CHAIN=URL (CHAIN: name or chain id). "
+        help="HTTP JSON-RPC URL; repeat (or comma-separate) for several endpoints, rotated; "
+        "with several chains CHAIN=URL (CHAIN: name or chain id). "
         "Default: the chain config's [rpc] http",
     )
     parser.add_argument(
@@ -98,24 +99,28 @@ def add_chain_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def chain_endpoints(args: argparse.Namespace) -> list[ChainEndpoint]:
+def chain_endpoints(args: argparse.Namespace, settings: Settings) -> list[ChainEndpoint]:
     from defimon.chains import endpoints_from_args
+    from flows.rpc import RpcOptions
 
-    return endpoints_from_args(args.chain or [], args.rpc, args.ws, args.from_block)
+    return endpoints_from_args(
+        args.chain or [], args.rpc, args.ws, args.from_block, RpcOptions.from_settings(settings)
+    )
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
+    from flows.rpc import redact_url
 
-    endpoints = chain_endpoints(args)
+    endpoints = chain_endpoints(args, settings)
     runtime = Runtime(settings, endpoints)
     for endpoint in endpoints:
         log.info(
             "run.chain",
             chain_id=endpoint.config.chain_id,
             name=endpoint.config.label,
-            rpc=endpoint.rpc_url,
-            ws=endpoint.ws_url,
+            rpc=[redact_url(url) for url in endpoint.http_urls],
+            ws=redact_url(endpoint.ws_url) if endpoint.ws_url else None,
         )
     log.info("run.start", chains=len(endpoints), url=f"http://{settings.host}:{settings.port}/")
     _serve(runtime)
@@ -188,7 +193,7 @@ def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
             "several flow processes need one store: a ClickHouse server (DEFIMON_CLICKHOUSE_URL); "
             "chDB belongs to one process"
         )
-    endpoints = chain_endpoints(args)
+    endpoints = chain_endpoints(args, settings)
     runtime = Runtime(settings, endpoints, bus=bus)
     bus.status = runtime.status
     servers: list[ClickHouseHttpServer | FlowHealthServer] = []
@@ -252,7 +257,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
             "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
         )
-    runtime = Runtime(settings, chain_endpoints(args), bus=bus)
+    runtime = Runtime(settings, chain_endpoints(args, settings), bus=bus)
     bus.status = runtime.status  # mirrors the flow process's progress
     log.info(
         "api.start",

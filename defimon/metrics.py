@@ -27,6 +27,12 @@ class Metrics:
     head_stalls: Counter
     bus_published_events: Counter
     bus_dropped_events: Counter
+    # JSON-RPC (flows/rpc.py); endpoint labels are redacted URLs (no keys).
+    rpc_requests: Counter
+    rpc_retries: Counter
+    rpc_gave_up: Counter
+    rpc_request_seconds: Histogram
+    rpc_endpoint_rate: Gauge
 
 
 def _build() -> Metrics:
@@ -86,6 +92,37 @@ def _build() -> Metrics:
         bus_dropped_events=Counter(
             "defimon_bus_dropped_events",
             "Events dropped because the NATS publish buffer was full",
+            registry=r,
+        ),
+        rpc_requests=Counter(
+            "defimon_rpc_requests",
+            "JSON-RPC requests by outcome (ok, error, range_too_large, or the fault)",
+            ["endpoint", "method", "outcome"],
+            registry=r,
+        ),
+        rpc_retries=Counter(
+            "defimon_rpc_retries",
+            "JSON-RPC faults retried (rate_limited, timeout, connection, http_5xx, malformed, ...)",
+            ["endpoint", "reason"],
+            registry=r,
+        ),
+        rpc_gave_up=Counter(
+            "defimon_rpc_gave_up",
+            "JSON-RPC calls that failed after their whole retry budget",
+            ["method"],
+            registry=r,
+        ),
+        rpc_request_seconds=Histogram(
+            "defimon_rpc_request_seconds",
+            "JSON-RPC request latency, per attempt",
+            ["endpoint", "method"],
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        ),
+        rpc_endpoint_rate=Gauge(
+            "defimon_rpc_endpoint_rate",
+            "Adaptive request-rate limit of an endpoint (requests per second)",
+            ["endpoint"],
             registry=r,
         ),
     )

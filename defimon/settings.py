@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     sql_max_result_bytes: int = Field(256 * 2**20, ge=1, description="bytes a query may return")
     sql_max_memory_bytes: int = Field(2 * 2**30, ge=2**20, description="memory per query")
 
+    # JSON-RPC (flows/rpc.py): per-endpoint adaptive rate limits and the retry budget per call.
+    rpc_timeout_seconds: float = Field(30.0, gt=0, description="per HTTP request")
+    rpc_rate_initial: float = Field(50.0, gt=0, description="requests/s per endpoint at start")
+    rpc_rate_max: float = Field(500.0, gt=0, description="the adaptive rate never goes above")
+    rpc_attempts: int = Field(8, ge=1, description="tries per call, over all endpoints")
+    rpc_budget_seconds: float = Field(60.0, gt=0, description="time per call, waits included")
+
     @property
     def keys_path(self) -> Path:
         return self.api_keys_file or self.data_dir / "api_keys.json"

@@ -22,7 +22,7 @@ from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
-from schemas.errors import RpcError
+from schemas.errors import RpcError, RpcTransportError
 
 log = structlog.get_logger("defimon.source")
 
@@ -152,6 +152,8 @@ class ChainReader:
                 "eth_call", [{"to": child.address, "data": _LATEST_ROUND_DATA}, hex(child.block)]
             )
             words = [int(out[2 + 64 * i : 66 + 64 * i], 16) for i in range(5)]
+        except RpcTransportError:
+            raise  # a fault, not an answer: the source reads the range again
         except (RpcError, ValueError, TypeError) as exc:
             log.warning("feed.unreadable", feed=child.address, error=str(exc))
             return
@@ -311,12 +313,16 @@ class ChainReader:
         out: dict[str, TokenInfo] = {}
         try:
             results = self.rpc.batch(calls)
+        except RpcTransportError:
+            raise  # a fault, not an answer: never a token with made-up decimals
         except RpcError:
             # One reverting call fails the whole batch on some nodes: fall back to one by one.
             results = []
             for method, params in calls:
                 try:
                     results.append(self.rpc.call(method, params))
+                except RpcTransportError:
+                    raise
                 except RpcError:
                     results.append(None)
         for i, address in enumerate(wanted):

@@ -32,7 +32,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
-from flows.rpc import RpcClient
+from flows.rpc import RpcClient, RpcOptions
 from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
 from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, ReorgTooDeep, RpcError
@@ -67,6 +67,12 @@ class ChainEndpoint:
     rpc_url: str
     ws_url: str | None = None
     from_block: int | None = None  # overrides the config's start_block on a fresh start
+    rpc_urls: tuple[str, ...] = ()  # more HTTP endpoints of the same chain, rotated with rpc_url
+    rpc_options: RpcOptions | None = None  # rate limits, timeouts, retry budget
+
+    @property
+    def http_urls(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((self.rpc_url, *self.rpc_urls)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,12 @@ class _Reader(threading.Thread):
     ) -> None:
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
-        self.rpc = RpcClient(endpoint.rpc_url)
+        self.rpc = RpcClient(
+            endpoint.http_urls,
+            options=endpoint.rpc_options,
+            chain_id=endpoint.config.chain_id,
+            stop=stop,
+        )
         self.reader = ChainReader(
             self.rpc, endpoint.config, cursor.pools, cursor.wallets, cursor.tokens
         )

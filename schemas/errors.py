@@ -30,6 +30,32 @@ class RpcTransportError(RpcError):
     """The node could not be reached, timed out or answered something that is not JSON-RPC."""
 
 
+class RpcTimeout(RpcTransportError):
+    """The node did not answer within the client's timeout."""
+
+
+class RpcRateLimited(RpcTransportError):
+    """The node refused for rate (HTTP 429 or a rate-limit JSON-RPC error); `retry_after` is
+    what it asked us to wait, in seconds, if it said."""
+
+    def __init__(
+        self, message: str, *, code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class MalformedResponse(RpcTransportError):
+    """The node answered something that is not a valid answer to the request: not JSON, the
+    wrong id, no result, or a result of the wrong shape for the method. A fault, not data."""
+
+
+class RpcTransientError(RpcTransportError):
+    """A JSON-RPC error the node would likely not repeat (internal error, header not found,
+    a busy upstream). A transport-level fault for the callers: retried, never taken as an
+    answer (a reverting call, by contrast, is a plain RpcError)."""
+
+
 class RangeTooLarge(RpcError):
     """`eth_getLogs` refused a block range; `hint` is the provider's suggested range, if any."""
 
