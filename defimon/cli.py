@@ -18,7 +18,8 @@ from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError, InvalidInput
+from schemas.hexutil import normalize_address
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
     from defimon.runtime import Runtime
@@ -65,17 +66,29 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flows.source import ChainEndpoint
 
     config = ChainConfig.load(args.chain_config)
-    endpoint = ChainEndpoint(config, args.rpc, args.ws, args.from_block)
+    watch = watch_wallets(args.watch)
+    endpoint = ChainEndpoint(config, args.rpc, args.ws, args.from_block, watch=watch)
     runtime = Runtime(settings, [endpoint])
     log.info(
         "run.start",
         chain_id=config.chain_id,
         rpc=args.rpc,
         ws=args.ws,
+        mode="watch" if watch is not None else "full",
         url=f"http://{settings.host}:{settings.port}/",
     )
     _serve(runtime)
     return 0
+
+
+def watch_wallets(given: list[str] | None) -> tuple[str, ...] | None:
+    """`--watch` wallets (wallet watch mode), or None for the full-protocol mode."""
+    if not given:
+        return None
+    try:
+        return tuple(dict.fromkeys(normalize_address(w) for w in given))
+    except InvalidInput as exc:
+        raise ConfigError(f"--watch: {exc}") from None
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="start a fresh backfill here (default: the config's start_block)",
+    )
+    run.add_argument(
+        "--watch",
+        action="append",
+        metavar="ADDR",
+        default=None,
+        help="wallet watch mode (repeatable): show these wallets from the head on, read with "
+        "eth_call, instead of indexing the full protocols from start_block",
     )
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--host", default="127.0.0.1")

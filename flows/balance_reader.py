@@ -76,6 +76,13 @@ class BalanceTracker:
         self._pending_wallets = set(config.watch_wallets) - self.wallets - {ZERO_ADDRESS}
         self._pending_tokens = {token for token, _feed in config.feeds} - self.tokens
         self.snapshot = self._snapshot()
+        # Wallet watch mode tracks the watched wallets only, not every wallet its logs name.
+        self.discover = True
+
+    def track(self, wallets: Iterable[str], tokens: Iterable[str]) -> None:
+        """Track these wallets and tokens too, from the next block read on."""
+        self._pending_wallets |= set(wallets) - self.wallets - {ZERO_ADDRESS}
+        self._pending_tokens |= set(tokens) - self.tokens
 
     def _snapshot(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return tuple(sorted(self.wallets)), tuple(sorted(self.tokens))
@@ -83,6 +90,8 @@ class BalanceTracker:
     def discover_wallets(self, raw: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Wallets first named in these logs, with the first block that names them."""
         found: dict[str, int] = {}
+        if not self.discover:
+            return found
         topics_of = self.wallet_topics
         for item in raw:
             topics = item.get("topics")

@@ -27,6 +27,7 @@ from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
 from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
+from flows.watch import WatchRequests
 from schemas.chain import BlockBatch
 from schemas.chain_config import ChainConfig
 
@@ -81,10 +82,13 @@ def build_flow(
     stop: threading.Event,
     shards: int = DEFAULT_SHARDS,
     poll_interval: float = 0.05,
+    watch_requests: WatchRequests | None = None,
 ) -> Dataflow:
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
-    blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, poll_interval))
+    blocks = op.input(
+        "chain", flow, ChainSource(endpoints, status, stop, poll_interval, watch_requests)
+    )
     raw = op.map("chain_rows", blocks, chain_rows)
 
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.header.chain_id))

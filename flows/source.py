@@ -31,14 +31,21 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
+from flows.watch import WatchReader, WatchRequests
 from schemas.chain import BlockBatch, BlockHeader
 from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, RpcError
+from schemas.watch import WatchSeed
 
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
-# batches, next block, last hash, (tracked wallets, tracked tokens) after them
-_Item = tuple[list[BlockBatch], int, str | None, tuple[tuple[str, ...], tuple[str, ...]]]
+# batches, next block, last hash, (tracked wallets, tracked tokens, watched) after them
+_Item = tuple[
+    list[BlockBatch],
+    int,
+    str | None,
+    tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, int], ...]],
+]
 
 TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
@@ -53,6 +60,8 @@ class SourceCursor:
     # balances in the state, so a restart must not read them again nor forget them.
     wallets: tuple[str, ...] = ()
     tokens: tuple[str, ...] = ()
+    # Wallet watch mode: the wallets seeded so far, with the block each was seeded at.
+    watched: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,9 @@ class ChainEndpoint:
     rpc_url: str
     ws_url: str | None = None
     from_block: int | None = None  # overrides the config's start_block on a fresh start
+    # Wallet watch mode (flows/watch.py) with these wallets to start with; None: the full
+    # protocols from start_block. A fresh watch-mode start begins at the head.
+    watch: tuple[str, ...] | None = None
 
 
 def next_span(span: int, logs: int) -> int:
@@ -80,6 +92,7 @@ class _Reader(threading.Thread):
         status: FlowStatus,
         stop: threading.Event,
         poll_interval: float,
+        requests: WatchRequests | None = None,
     ) -> None:
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
@@ -96,10 +109,22 @@ class _Reader(threading.Thread):
         self.error: BaseException | None = None
         self.live = False
         self.chain_id = endpoint.config.chain_id
+        # Wallets to add at runtime (POST /v1/watch): seeded in watch mode, else their
+        # ERC-20 balances are tracked.
+        self.requests = requests or WatchRequests()
+        self.watch: WatchReader | None = None
+        if endpoint.watch is not None:
+            self.watch = WatchReader(self.rpc, self.reader, cursor.watched)
+            self.reader.balances.discover = False
+            self.requests.started(self.chain_id, dict(cursor.watched))
+            for wallet in endpoint.watch:
+                self.requests.add(self.chain_id, wallet)
 
     def run(self) -> None:
         try:
             self._check_chain()
+            if self.next_block < 0:  # a fresh watch-mode start: from the head, no history
+                self.next_block = self._retrying(self.rpc.block_number)
             self._backfill()
             self.live = True
             if self.endpoint.ws_url:
@@ -123,7 +148,8 @@ class _Reader(threading.Thread):
         last = batches[-1].header.hash if batches else self.last_hash
         while not self.stop.is_set():
             try:
-                tracked = self.reader.balances.snapshot
+                watched = tuple(sorted(self.watch.watched.items())) if self.watch else ()
+                tracked = (*self.reader.balances.snapshot, watched)
                 self.out.put((batches, next_block, last, tracked), timeout=0.1)
                 self.next_block, self.last_hash = next_block, last
                 return
@@ -160,6 +186,8 @@ class _Reader(threading.Thread):
                     )
                     return
             self.status.saw_head(self.chain_id, head)
+            if self.watch is None:
+                self._take_requests(self.next_block)
             end = min(self.next_block + span - 1, head)
             caught_up = end == head
             try:
@@ -216,8 +244,44 @@ class _Reader(threading.Thread):
             if self.last_hash and h.number == self.next_block and h.parent_hash != self.last_hash:
                 log.warning("head.parent_mismatch", chain_id=self.chain_id, number=h.number)
             self.status.saw_head(self.chain_id, header.number)
+            seeds = self._take_requests(h.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
+            batch.seeds = seeds
             self._put([batch], h.number + 1)
+
+    def _take_requests(self, block: int) -> WatchSeed | None:
+        """Wallets asked for since the last block: in watch mode, their seed at the end of
+        `block` (read before the block's logs, so its new contracts are read with them);
+        otherwise their ERC-20 balances from this block on."""
+        if not self.requests.pending(self.chain_id):
+            return None
+        wallets = self.requests.take(self.chain_id)
+        if self.watch is None:
+            self.reader.balances.track(wallets, ())
+            self.requests.started(self.chain_id, dict.fromkeys(wallets, block))
+            return None
+        watch = self.watch
+        seed = self._retrying(partial(watch.seed, wallets, block))
+        self.requests.started(
+            self.chain_id, {w: watch.watched[w] for w in wallets if w in watch.watched}
+        )
+        return seed
+
+    def _seed_idle(self) -> None:
+        """No new block, wallets waiting: seed them at the last block read and emit that
+        block again with the seed only (nothing else in it changes), so a wallet shows within
+        a second, not a block time later."""
+        if not self.requests.pending(self.chain_id):
+            return
+        last = self.next_block - 1
+        if self.watch is None or self.last_hash is None or last < 0:
+            self._take_requests(self.next_block)
+            return
+        header = self._retrying(lambda: self.reader.header_by_number(last))
+        if header.hash != self.last_hash:
+            return  # the chain moved under us: the next head seeds them
+        seeds = self._take_requests(last)
+        self._put([BlockBatch(header, [], last, True, seeds=seeds)], last + 1)
 
     def _follow_polling(self) -> None:
         while not self.stop.is_set():
@@ -226,6 +290,7 @@ class _Reader(threading.Thread):
                 if head >= self.next_block:
                     self._emit_up_to(self.reader.header_by_number(head))
                     continue
+                self._seed_idle()
             except RpcError as exc:
                 log.warning("head.poll_failed", chain_id=self.chain_id, error=str(exc))
             self.stop.wait(self.poll_interval)
@@ -264,6 +329,8 @@ class _Reader(threading.Thread):
                     waiting = asyncio.ensure_future(anext(messages))
                 done, _ = await asyncio.wait({waiting}, timeout=0.25)
                 if not done:
+                    if self.requests.pending(self.chain_id):
+                        await asyncio.to_thread(self._seed_idle)
                     continue
                 message, waiting = waiting.result(), None
                 raw = message["result"]
@@ -341,8 +408,10 @@ class ChainSource(FixedPartitionedSource[BlockBatch, SourceCursor]):
         status: FlowStatus,
         stop: threading.Event,
         poll_interval: float = 0.05,
+        requests: WatchRequests | None = None,
     ) -> None:
         self._endpoints = {f"chain-{e.config.chain_id}": e for e in endpoints}
+        self._requests = requests or WatchRequests()
         self._status = status
         self._stop = stop
         self._poll_interval = poll_interval
@@ -358,6 +427,8 @@ class ChainSource(FixedPartitionedSource[BlockBatch, SourceCursor]):
             start = endpoint.from_block
             if start is None:
                 start = endpoint.config.start_block
+            if endpoint.watch is not None:
+                start = -1  # the head, read when the reader starts
             resume_state = SourceCursor(start, None, ())
             log.info("source.start", chain_id=endpoint.config.chain_id, from_block=start)
         else:
@@ -366,5 +437,7 @@ class ChainSource(FixedPartitionedSource[BlockBatch, SourceCursor]):
                 chain_id=endpoint.config.chain_id,
                 from_block=resume_state.next_block,
             )
-        reader = _Reader(endpoint, resume_state, self._status, self._stop, self._poll_interval)
+        reader = _Reader(
+            endpoint, resume_state, self._status, self._stop, self._poll_interval, self._requests
+        )
         return ChainPartition(reader, resume_state, self._stop)
