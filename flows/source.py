@@ -31,7 +31,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
-from flows.watch import WatchReader, WatchRequests
+from flows.watch import WatchReader, WatchRequests, merge_seeds
 from schemas.chain import BlockBatch, BlockHeader
 from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, RpcError
@@ -206,6 +206,7 @@ class _Reader(threading.Thread):
                 self.stop.wait(0.2)
                 continue
             blocks_done += end - self.next_block + 1
+            self._seed_new_tokens(read.batches)
             self._put(read.batches, end + 1)
             span = next_span(span, read.log_count)
             now = time.monotonic()
@@ -247,7 +248,21 @@ class _Reader(threading.Thread):
             seeds = self._take_requests(h.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
             batch.seeds = seeds
+            self._seed_new_tokens([batch])
             self._put([batch], h.number + 1)
+
+    def _seed_new_tokens(self, batches: list[BlockBatch]) -> None:
+        """Watch mode: NFTs minted or moved to a watched wallet in these blocks are seeded
+        at their block (the manager's fee checkpoint cannot come from a partial replica)."""
+        if self.watch is None:
+            return
+        for batch in batches:
+            holders = self.watch.new_tokens(batch.logs)
+            if holders:
+                extra = self._retrying(
+                    partial(self.watch.seed_tokens, holders, batch.header.number)
+                )
+                batch.seeds = merge_seeds(batch.seeds, extra)
 
     def _take_requests(self, block: int) -> WatchSeed | None:
         """Wallets asked for since the last block: in watch mode, their seed at the end of

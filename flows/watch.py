@@ -37,7 +37,7 @@ from flows.rpc import RpcClient
 from flows.uniswap_v3 import events as uni
 from flows.uniswap_v3.math import MAX_TICK, MIN_TICK
 from flows.uniswap_v3.state import position_id
-from schemas.chain import TokenInfo
+from schemas.chain import RawLog, TokenInfo
 from schemas.errors import RangeTooLarge, RpcError, RpcTransportError
 from schemas.lending import (
     AaveAccount,
@@ -165,6 +165,7 @@ class WatchReader:
         self.cost = SeedCost()
         self._tokens: dict[str, TokenInfo] = {}
         self._emode_seen: set[int] = set()
+        self._seeded_tokens: set[int] = set()
 
     # JSON-RPC, counted ---------------------------------------------------------------------
 
@@ -273,6 +274,40 @@ class WatchReader:
         self.reader._tokens_seen.update(wanted)
         return {a: self._tokens[a] for a in sorted(set(addresses))}
 
+    def new_tokens(self, logs: Iterable[RawLog]) -> dict[int, str]:
+        """NFTs these logs minted or moved to a watched wallet that were not seeded yet
+        (token id -> holder): their fee checkpoint comes from the manager, not the logs."""
+        found: dict[int, str] = {}
+        for lg in logs:
+            if lg.address != self.npm or len(lg.topics) != 4 or lg.topics[0] != uni.TRANSFER:
+                continue
+            token_id, holder = int(lg.topics[3], 16), "0x" + lg.topics[2][-40:]
+            if holder in self.watched and token_id not in self._seeded_tokens:
+                found[token_id] = holder
+            elif token_id in found:
+                del found[token_id]  # moved on within the block
+        return found
+
+    def seed_tokens(self, holders: dict[int, str], block: int) -> WatchSeed:
+        """Seed NFTs that came to watched wallets at `block` (see `new_tokens`)."""
+        started, before = time.monotonic(), (self.cost.requests, self.cost.calls)
+        positions, pools = self._positions(sorted(holders), holders, block)
+        tokens = {t for p in pools for t in (p.token0, p.token1)}
+        infos = self._token_infos(tokens)
+        self.reader.children.update(p.pool for p in pools if p.full)
+        self.reader.balances.track((), tokens)
+        log.info(
+            "watch.seeded_nfts",
+            chain_id=self.chain_id,
+            block=block,
+            positions=len(positions),
+            pools=len(pools),
+            requests=self.cost.requests - before[0],
+            calls=self.cost.calls - before[1],
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return WatchSeed((), infos, pools, positions)
+
     def _uniswap(
         self, wallets: list[str], block: int
     ) -> tuple[tuple[UniswapPosition, ...], tuple[PoolSeed, ...]]:
@@ -285,8 +320,14 @@ class WatchReader:
         )
         owner_of = {int(i["topics"][3], 16): "0x" + i["topics"][2][-40:].lower() for i in received}
         held = sorted(held_token_ids(received, sent))
+        return self._positions(held, owner_of, block)
+
+    def _positions(
+        self, held: list[int], owner_of: dict[int, str], block: int
+    ) -> tuple[tuple[UniswapPosition, ...], tuple[PoolSeed, ...]]:
         if not held:
             return (), ()
+        self._seeded_tokens.update(held)
         raw = self._calls([(self.npm, _POSITIONS + _arg(["uint256"], [t])) for t in held], block)
         npm_positions = {}
         for token_id, out in zip(held, raw, strict=True):
@@ -543,6 +584,19 @@ class WatchReader:
         return AaveSeed(
             tuple(seed_reserves), tuple(rates), tuple(prices), tuple(emode_out), tuple(accounts)
         )
+
+
+def merge_seeds(first: WatchSeed | None, second: WatchSeed | None) -> WatchSeed | None:
+    """Two seeds read at the same block, as one (the second's NFTs were seeded after)."""
+    if first is None or second is None:
+        return first or second
+    return WatchSeed(
+        first.wallets + second.wallets,
+        {**first.tokens, **second.tokens},
+        first.pools + second.pools,
+        first.positions + second.positions,
+        first.aave,
+    )
 
 
 class WatchRequests:

@@ -324,6 +324,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         if batch.seeds is not None and batch.seeds.aave is not None:
             seeded = state.aave.seed(batch.seeds.aave, block, route)
             _merge_aave(out.aave, seeded)
+        if batch.seeds is not None and state.aave.users is not None:
+            # A watched wallet without an account yet opens one with its first supply.
+            state.aave.users.update(batch.seeds.wallets)
         for oracle in out.aave.prices:
             usd = Fraction(oracle.answer, 10**8)
             state.anchors[oracle.asset] = (
@@ -398,8 +401,14 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         pid = position_id(state.chain_id, state.position_manager, token_id)
         pool = state.position_pools.get(token_id)
         if isinstance(event, ev.Transfer) and event.sender == ZERO_ADDRESS:
-            if state.watched is not None and event.recipient not in state.watched:
-                continue  # watch mode: another wallet's new NFT
+            if state.watched is not None and (
+                event.recipient not in state.watched
+                or pending is None
+                or pending.tx_hash != log.tx_hash
+            ):
+                # Watch mode: another wallet's new NFT, or one in a pool not followed yet
+                # (the reader seeds a watched wallet's new NFTs at their block).
+                continue
             if pending is None or pending.tx_hash != log.tx_hash:
                 out.dead_letters.append(
                     DeadLetter(log, f"position {token_id} minted without a pool Mint in its tx")
@@ -641,7 +650,9 @@ def _apply_seed(
     if state.fee_tracker is None:
         state.fee_tracker = NpmFeeTracker(state.position_manager)
     for pos in seed.positions:
-        if pos.pool not in state.pools or pos.token_id in state.position_pools:
+        # Also for an NFT this block's logs minted or moved to a watched wallet: the seed is
+        # the manager's own state at the end of the block, which those logs led to.
+        if pos.pool not in state.pools:
             continue
         state.position_pools[pos.token_id] = pos.pool
         state.pool_tokens.setdefault(pos.pool, set()).add(pos.token_id)
