@@ -123,8 +123,12 @@ class _Reader(threading.Thread):
     def run(self) -> None:
         try:
             self._check_chain()
-            if self.next_block < 0:  # a fresh watch-mode start: from the head, no history
-                self.next_block = self._retrying(self.rpc.block_number)
+            if self.next_block < 0:
+                # A fresh watch-mode start: from the head, no history; the head block comes
+                # at once with the wallets' seeds (before any head subscription).
+                head = self._retrying(self.rpc.block_number)
+                self.next_block = head
+                self._emit_up_to(self._retrying(lambda: self.reader.header_by_number(head)))
             self._backfill()
             self.live = True
             if self.endpoint.ws_url:
