@@ -86,7 +86,12 @@ def add_watch(body: WatchIn, runtime: RuntimeDep, response: Response) -> dict[st
     }
 
 
-@router.get("", response_model=WatchedOut, dependencies=[Depends(require("read"))])
+@router.get(
+    "",
+    response_model=WatchedOut,
+    dependencies=[Depends(require("read"))],
+    responses={400: {"model": ErrorOut, "description": "An unknown chain"}},
+)
 def list_watched(
     runtime: RuntimeDep,
     chain_id: Annotated[int | None, Query(ge=1, description="Chain id")] = None,
