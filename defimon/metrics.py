@@ -22,6 +22,8 @@ class Metrics:
     sse_events_sent: Counter
     sse_dropped_clients: Counter
     bus_lag_seconds: Histogram
+    watch_seeds: Counter
+    watch_seed_calls: Counter
 
 
 def _build() -> Metrics:
@@ -57,6 +59,15 @@ def _build() -> Metrics:
             "defimon_bus_lag_seconds",
             "From the flow producing an event to the hub receiving it",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        ),
+        watch_seeds=Counter(
+            "defimon_watch_seeds", "Wallet watch mode seeds read", ["chain_id"], registry=r
+        ),
+        watch_seed_calls=Counter(
+            "defimon_watch_seed_calls",
+            "JSON-RPC calls made to seed watched wallets (batch items count one each)",
+            ["chain_id"],
             registry=r,
         ),
     )

@@ -31,6 +31,7 @@ import structlog
 from eth_abi import decode, encode
 from eth_utils import keccak
 
+from defimon.metrics import METRICS
 from flows.aave_v3.state import account_id
 from flows.chain_reader import ChainReader, _decode_symbol, _decode_uint
 from flows.rpc import RpcClient
@@ -240,6 +241,7 @@ class WatchReader:
         self.reader.balances.track(fresh, tokens)
         for wallet in fresh:
             self.watched[wallet] = block
+        self._count(before[1])
         log.info(
             "watch.seeded",
             chain_id=self.chain_id,
@@ -253,6 +255,11 @@ class WatchReader:
             seconds=round(time.monotonic() - started, 3),
         )
         return WatchSeed(tuple(fresh), infos, pools, positions, aave)
+
+    def _count(self, calls_before: int) -> None:
+        chain = str(self.chain_id)
+        METRICS.watch_seeds.labels(chain_id=chain).inc()
+        METRICS.watch_seed_calls.labels(chain_id=chain).inc(self.cost.calls - calls_before)
 
     def _token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
         wanted = sorted(set(addresses) - self._tokens.keys())
@@ -296,6 +303,7 @@ class WatchReader:
         infos = self._token_infos(tokens)
         self.reader.children.update(p.pool for p in pools if p.full)
         self.reader.balances.track((), tokens)
+        self._count(before[1])
         log.info(
             "watch.seeded_nfts",
             chain_id=self.chain_id,

@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 
 from devnet.lending import LendingSimulator
+from devnet.rpc import RpcClient
 from flows.source import ChainEndpoint
 from tests.conftest import Devnet, start_devnet
 from tests.integration.test_aave_exactness import account_data, served
+from tests.integration.test_balances import balances_of, fund
 from tests.support import LiveServer, Npm, block_number, collect_all, live_server
 
 SHOW_TIMEOUT = 60.0  # generous: 2 cores shared with other tests (bench/ measures the speed)
@@ -67,6 +69,14 @@ def assert_exact(net: Devnet, body: dict[str, Any], wallet: str) -> int:
         assert p["value_usd"] is not None and p["il_usd"] is not None
     (account,) = body["lending"]
     assert served(account) == account_data(net, wallet, block), f"{wallet}'s account at {block}"
+    # ERC-20 balances of the pools' tokens and the reserves' assets, tracked from the seed on.
+    balances = {b["token"]: int(b["amount"]) for b in body["balances"]}
+    tokens = sorted(
+        {p[k] for p in body["positions"] for k in ("token0", "token1")}
+        | {r["asset"] for r in account["reserves"]}
+    )
+    chain_balances = balances_of(net.rpc_url, [(wallet, t) for t in tokens], block)
+    assert balances == {t: b for (_w, t), b in chain_balances.items() if b}, f"{wallet}'s balances"
     return len(served_positions)
 
 
@@ -175,3 +185,33 @@ def test_watch_mode_shows_an_unindexed_wallet_exactly_and_follows_it(tmp_path: P
             assert len(server.get("/v1/watch").json()["wallets"]) == 2
     finally:
         net.anvil.stop()
+
+
+def test_post_watch_in_full_protocol_mode_tracks_the_wallets_balances(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """In full-protocol mode positions are indexed already: a watch adds ERC-20 balances."""
+    fresh = "0x" + "5a" * 20  # never named by a protocol log, so never tracked by itself
+    client = RpcClient(devnet.rpc_url)
+    fund(client, devnet, fresh, ["USDC"], 1000)
+    chain_id = devnet.deployment.chain_id
+    with live_server(tmp_path, [devnet.endpoint()]) as server:
+        head = block_number(devnet.rpc_url)
+        server.wait_processed(chain_id, head)
+        assert server.get(f"/v1/portfolio/{fresh}").json()["balances"] == []
+        response = httpx.post(f"{server.url}/v1/watch", json={"wallet": fresh}, timeout=60)
+        assert response.status_code == 200, response.text
+        added = response.json()
+        assert (added["mode"], added["status"]) == ("balances", "watching")
+        assert added["from_block"] > head
+        fund(client, devnet, fresh, ["USDC", "WETH"], 7)
+        devnet.simulator.step()
+        head = block_number(devnet.rpc_url)
+        server.wait_processed(chain_id, head)
+        body = server.get(f"/v1/portfolio/{fresh}").json()
+        tokens = [devnet.deployment.tokens[s].address for s in ("USDC", "WETH")]
+        expected = balances_of(devnet.rpc_url, [(fresh, t) for t in tokens], head)
+        assert {b["token"]: int(b["amount"]) for b in body["balances"]} == {
+            t: b for (_w, t), b in expected.items()
+        }
+        assert server.get("/v1/watch").json()["mode"] == "balances"
