@@ -151,6 +151,16 @@ class BalanceTracker:
         )
         return out
 
+    def open_pending(self, block: int, excluded: set[str]) -> dict[tuple[str, str], int]:
+        """Opening balances at `block` of the wallets and tokens waiting to be tracked, and
+        track them from now on: for a block already read, whose transfers they include."""
+        wallets, tokens = set(self._pending_wallets), set(self._pending_tokens) - excluded
+        pairs = [(w, t, block) for w in sorted(wallets) for t in sorted(self.tokens | tokens)]
+        pairs += [(w, t, block) for w in sorted(self.wallets) for t in sorted(tokens)]
+        balances = self.balances_of(pairs)
+        self.commit(TrackedRead(wallets=wallets, tokens=tokens))
+        return {(w, t): b for (w, t, _block), b in zip(pairs, balances, strict=True)}
+
     def commit(self, read: TrackedRead) -> None:
         if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:
             self.wallets |= read.wallets

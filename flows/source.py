@@ -300,7 +300,10 @@ class _Reader(threading.Thread):
         if header.hash != self.last_hash:
             return  # the chain moved under us: the next head seeds them
         seeds = self._take_requests(last)
-        self._put([BlockBatch(header, [], last, True, seeds=seeds)], last + 1)
+        batch = BlockBatch(header, [], last, True, seeds=seeds)
+        watched = set(self.reader.fixed) | self.reader.children
+        batch.balances = self._retrying(lambda: self.reader.balances.open_pending(last, watched))
+        self._put([batch], last + 1)
 
     def _follow_polling(self) -> None:
         while not self.stop.is_set():

@@ -34,7 +34,10 @@ def wait_shown(server: LiveServer, wallet: str, positions: int) -> dict[str, Any
         response = server.get(f"/v1/portfolio/{wallet}")
         if response.status_code == 200:
             body: dict[str, Any] = response.json()
-            if len(body["positions"]) >= positions and body["lending"]:
+            # Answered for a block whose rows are all stored (not one half-way in).
+            stored = server.runtime.status.chain(body["as_of"]["chain_id"]).processed
+            shown = len(body["positions"]) >= positions and body["lending"]
+            if shown and body["as_of"]["block_number"] <= stored:
                 return body
         if server.runtime.status.error:
             raise RuntimeError(server.runtime.status.error)
@@ -69,14 +72,13 @@ def assert_exact(net: Devnet, body: dict[str, Any], wallet: str) -> int:
         assert p["value_usd"] is not None and p["il_usd"] is not None
     (account,) = body["lending"]
     assert served(account) == account_data(net, wallet, block), f"{wallet}'s account at {block}"
-    # ERC-20 balances of the pools' tokens and the reserves' assets, tracked from the seed on.
+    # ERC-20 balances, tracked from the seed on: every served one equals balanceOf, and every
+    # token of its pools and of the Aave reserves it holds is served if it holds any.
     balances = {b["token"]: int(b["amount"]) for b in body["balances"]}
-    tokens = sorted(
-        {p[k] for p in body["positions"] for k in ("token0", "token1")}
-        | {r["asset"] for r in account["reserves"]}
-    )
-    chain_balances = balances_of(net.rpc_url, [(wallet, t) for t in tokens], block)
-    assert balances == {t: b for (_w, t), b in chain_balances.items() if b}, f"{wallet}'s balances"
+    tokens = {p[k]["address"] for p in body["positions"] for k in ("token0", "token1")}
+    tokens |= {r["asset"] for r in account["reserves"]} | set(balances)
+    chain_balances = balances_of(net.rpc_url, [(wallet, t) for t in sorted(tokens)], block)
+    assert balances == {t: b for (_w, t), b in chain_balances.items() if b}, f"{wallet}"
     return len(served_positions)
 
 
