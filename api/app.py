@@ -18,7 +18,7 @@ from api.alerts.engine import AlertEngine
 from api.alerts.store import AlertStore
 from api.hub import Hub
 from api.queries import Queries
-from api.routes import alerts, health, portfolio, sql, stream
+from api.routes import alerts, health, portfolio, sql, stream, watch
 from defimon import __version__
 from defimon.analyst_runner import AnalystSql
 from defimon.analyst_sql import SqlLimits, SqlTimeout
@@ -155,6 +155,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(sql.router)
     app.include_router(alerts.router)
+    app.include_router(watch.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import signal
 import sys
@@ -18,7 +19,8 @@ from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
 from defimon.settings import Settings
 from schemas.chain_config import ChainConfig
-from schemas.errors import ConfigError, DefimonError
+from schemas.errors import ConfigError, DefimonError, InvalidInput
+from schemas.hexutil import normalize_address
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
     from defimon.nats_bus import NatsConfig
@@ -112,7 +114,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from defimon.runtime import Runtime
     from flows.rpc import redact_url
 
-    endpoints = chain_endpoints(args, settings)
+    watch = watch_wallets(args.watch)
+    endpoints = [dataclasses.replace(e, watch=watch) for e in chain_endpoints(args, settings)]
     runtime = Runtime(settings, endpoints)
     for endpoint in endpoints:
         log.info(
@@ -122,9 +125,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             rpc=[redact_url(url) for url in endpoint.http_urls],
             ws=redact_url(endpoint.ws_url) if endpoint.ws_url else None,
         )
-    log.info("run.start", chains=len(endpoints), url=f"http://{settings.host}:{settings.port}/")
+    log.info(
+        "run.start",
+        chains=len(endpoints),
+        mode="watch" if watch is not None else "full",
+        url=f"http://{settings.host}:{settings.port}/",
+    )
     _serve(runtime)
     return 0
+
+
+def watch_wallets(given: list[str] | None) -> tuple[str, ...] | None:
+    """`--watch` wallets (wallet watch mode, on every chain given), or None for the
+    full-protocol mode."""
+    if not given:
+        return None
+    try:
+        return tuple(dict.fromkeys(normalize_address(w) for w in given))
+    except InvalidInput as exc:
+        raise ConfigError(f"--watch: {exc}") from None
 
 
 def cmd_chains(args: argparse.Namespace, settings: Settings) -> int:
@@ -389,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Built-ins default to free public RPC endpoints, which are rate limited: pass your own.",
     )
     add_chain_args(run)
+    run.add_argument(
+        "--watch",
+        action="append",
+        metavar="ADDR",
+        default=None,
+        help="wallet watch mode (repeatable): show these wallets from the head on, read with "
+        "eth_call, instead of indexing the full protocols from start_block",
+    )
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--data-dir", default=None, help="default: $DEFIMON_DATA_DIR or .defimon")

@@ -33,6 +33,8 @@ class Metrics:
     rpc_gave_up: Counter
     rpc_request_seconds: Histogram
     rpc_endpoint_rate: Gauge
+    watch_seeds: Counter
+    watch_seed_calls: Counter
 
 
 def _build() -> Metrics:
@@ -123,6 +125,15 @@ def _build() -> Metrics:
             "defimon_rpc_endpoint_rate",
             "Adaptive request-rate limit of an endpoint (requests per second)",
             ["endpoint"],
+            registry=r,
+        ),
+        watch_seeds=Counter(
+            "defimon_watch_seeds", "Wallet watch mode seeds read", ["chain_id"], registry=r
+        ),
+        watch_seed_calls=Counter(
+            "defimon_watch_seed_calls",
+            "JSON-RPC calls made to seed watched wallets (batch items count one each)",
+            ["chain_id"],
             registry=r,
         ),
     )

@@ -21,6 +21,7 @@ from defimon.status import FlowStatus
 from defimon.store import Store
 from flows.dataflow import build_flow
 from flows.source import ChainEndpoint, HeadFollowing
+from flows.watch import WatchRequests
 from schemas.errors import ConfigError, DefimonError
 
 log = structlog.get_logger("defimon.runtime")
@@ -65,6 +66,8 @@ class Runtime:
         self.bus: Bus = bus or InProcessBus()
         self.status = FlowStatus()
         self.stop_event = threading.Event()
+        # Wallets added at runtime (POST /v1/watch), handed to the chain readers.
+        self.watch_requests = WatchRequests()
         self.store = Store.connect(
             settings.clickhouse_url, settings.data_dir, settings.clickhouse_analyst_url
         )
@@ -89,6 +92,10 @@ class Runtime:
         )
         head = self.status.chain(chain_id).head
         return head >= 0 and block <= head - depth
+
+    def watch_mode(self, chain_id: int) -> bool:
+        """Whether the chain runs in wallet watch mode (else the full protocols)."""
+        return any(e.watch is not None for e in self.endpoints if e.config.chain_id == chain_id)
 
     def start_flow(
         self,
@@ -118,6 +125,7 @@ class Runtime:
                 self.settings.reorg_check_seconds,
                 self.settings.head_timeout_seconds,
             ),
+            watch_requests=self.watch_requests,
         )
         recovery = self._recovery()
 

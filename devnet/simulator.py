@@ -191,7 +191,19 @@ class MarketSimulator:
             for p in self._positions.values()
         )
 
-    def _mint(self, pool: Pool, kind: str | None = None) -> int | None:
+    def mint_for(self, wallet: str, pool: Pool, kind: str = "medium") -> int | None:
+        """A mint by (and to) this wallet; the block, None if it would revert."""
+        with self._lock:
+            return self._mint(pool, kind, wallet)
+
+    def transfer(self, token_id: int, receiver: str) -> int | None:
+        """Move a position NFT from its owner to `receiver`; the block."""
+        with self._lock:
+            owner = self._positions[token_id].owner
+            data = NPM_TRANSFER_FROM.encode(owner, receiver, token_id)
+            return self._send(owner, self.deployment.position_manager, data, f"move #{token_id}")
+
+    def _mint(self, pool: Pool, kind: str | None = None, wallet: str | None = None) -> int | None:
         rng = self._rng
         spacing = pool.tick_spacing
         tick = self._slot0(pool)[1]
@@ -224,7 +236,7 @@ class MarketSimulator:
         lower, upper = floor_tick(lower, spacing), floor_tick(upper, spacing)
         if lower >= upper:
             upper = lower + spacing
-        wallet = rng.choice(self.deployment.wallets)
+        wallet = wallet or rng.choice(self.deployment.wallets)
         usd = 10 ** rng.uniform(6, 6.5) if kind == "base" else 10 ** rng.uniform(3, 6)
         amount0, amount1 = self._amounts(pool, usd)
         params = (

@@ -76,6 +76,13 @@ class BalanceTracker:
         self._pending_wallets = set(config.watch_wallets) - self.wallets - {ZERO_ADDRESS}
         self._pending_tokens = {token for token, _feed in config.feeds} - self.tokens
         self.snapshot = self._snapshot()
+        # Wallet watch mode tracks the watched wallets only, not every wallet its logs name.
+        self.discover = True
+
+    def track(self, wallets: Iterable[str], tokens: Iterable[str]) -> None:
+        """Track these wallets and tokens too, from the next block read on."""
+        self._pending_wallets |= set(wallets) - self.wallets - {ZERO_ADDRESS}
+        self._pending_tokens |= set(tokens) - self.tokens
 
     def _snapshot(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return tuple(sorted(self.wallets)), tuple(sorted(self.tokens))
@@ -83,6 +90,8 @@ class BalanceTracker:
     def discover_wallets(self, raw: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Wallets first named in these logs, with the first block that names them."""
         found: dict[str, int] = {}
+        if not self.discover:
+            return found
         topics_of = self.wallet_topics
         for item in raw:
             topics = item.get("topics")
@@ -146,6 +155,16 @@ class BalanceTracker:
         """Back to what was tracked after an earlier block (a reorg rolled the state back)."""
         self.wallets, self.tokens = set(snapshot[0]), set(snapshot[1])
         self.snapshot = snapshot
+
+    def open_pending(self, block: int, excluded: set[str]) -> dict[tuple[str, str], int]:
+        """Opening balances at `block` of the wallets and tokens waiting to be tracked, and
+        track them from now on: for a block already read, whose transfers they include."""
+        wallets, tokens = set(self._pending_wallets), set(self._pending_tokens) - excluded
+        pairs = [(w, t, block) for w in sorted(wallets) for t in sorted(self.tokens | tokens)]
+        pairs += [(w, t, block) for w in sorted(self.wallets) for t in sorted(tokens)]
+        balances = self.balances_of(pairs)
+        self.commit(TrackedRead(wallets=wallets, tokens=tokens))
+        return {(w, t): b for (w, t, _block), b in zip(pairs, balances, strict=True)}
 
     def commit(self, read: TrackedRead) -> None:
         if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:

@@ -38,6 +38,7 @@ from flows.uniswap_v3.state import (
     market_step,
     shard_step,
 )
+from flows.watch import WatchRequests
 from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 
@@ -112,10 +113,13 @@ def build_flow(
     stop: threading.Event,
     shards: int = DEFAULT_SHARDS,
     following: HeadFollowing | None = None,
+    watch_requests: WatchRequests | None = None,
 ) -> Dataflow:
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
-    blocks = op.input("chain", flow, ChainSource(endpoints, status, stop, following))
+    blocks = op.input(
+        "chain", flow, ChainSource(endpoints, status, stop, following, watch_requests)
+    )
     raw = op.map("chain_rows", blocks, chain_rows)
 
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.chain_id))

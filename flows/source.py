@@ -33,15 +33,20 @@ from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient, RpcOptions
+from flows.watch import WatchReader, WatchRequests, merge_seeds
 from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
 from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, ReorgTooDeep, RpcError
+from schemas.watch import WatchSeed
 
 log = structlog.get_logger("defimon.source")
 T = TypeVar("T")
 Tracked = tuple[tuple[str, ...], tuple[str, ...]]  # (wallets, tokens) whose balances are tracked
-# items, next block, last hash, tracked after them, recent hashes after them
-_Item = tuple[list[SourceItem], int, str | None, Tracked, tuple[tuple[int, str], ...]]
+Watched = tuple[tuple[str, int], ...]  # watch mode: (wallet, block it was seeded at)
+# items, next block, last hash, (tracked, watched) after them, recent hashes after them
+_Item = tuple[
+    list[SourceItem], int, str | None, tuple[Tracked, Watched], tuple[tuple[int, str], ...]
+]
 
 TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
@@ -59,6 +64,8 @@ class SourceCursor:
     # (number, hash) of the unfinalised blocks emitted: what a reorg is detected against,
     # also one that happened while the process was down.
     recent: tuple[tuple[int, str], ...] = ()
+    # Wallet watch mode: the wallets seeded so far, with the block each was seeded at.
+    watched: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,9 @@ class ChainEndpoint:
     rpc_url: str
     ws_url: str | None = None
     from_block: int | None = None  # overrides the config's start_block on a fresh start
+    # Wallet watch mode (flows/watch.py) with these wallets to start with; None: the full
+    # protocols from start_block. A fresh watch-mode start begins at the head.
+    watch: tuple[str, ...] | None = None
     rpc_urls: tuple[str, ...] = ()  # more HTTP endpoints of the same chain, rotated with rpc_url
     rpc_options: RpcOptions | None = None  # rate limits, timeouts, retry budget
 
@@ -104,6 +114,7 @@ class _Reader(threading.Thread):
         status: FlowStatus,
         stop: threading.Event,
         following: HeadFollowing,
+        requests: WatchRequests | None = None,
     ) -> None:
         super().__init__(name=f"chain-reader-{endpoint.config.chain_id}", daemon=True)
         self.endpoint = endpoint
@@ -135,11 +146,27 @@ class _Reader(threading.Thread):
         self.recheck_seconds = following.recheck_seconds
         self.head_timeout = following.head_timeout
         self._last_check = time.monotonic()
+        # Wallets to add at runtime (POST /v1/watch): seeded in watch mode, else their
+        # ERC-20 balances are tracked.
+        self.requests = requests or WatchRequests()
+        self.watch: WatchReader | None = None
+        if endpoint.watch is not None:
+            self.watch = WatchReader(self.rpc, self.reader, cursor.watched)
+            self.reader.balances.discover = False
+            self.requests.started(self.chain_id, dict(cursor.watched))
+            for wallet in endpoint.watch:
+                self.requests.add(self.chain_id, wallet)
 
     def run(self) -> None:
         try:
             self._check_chain()
             self._retrying(self._check_recent)  # a reorg while we were down
+            if self.next_block < 0:
+                # A fresh watch-mode start: from the head, no history; the head block comes
+                # at once with the wallets' seeds (before any head subscription).
+                head = self._retrying(self.rpc.block_number)
+                self.next_block = head
+                self._emit_up_to(self._retrying(lambda: self.reader.header_by_number(head)))
             self._backfill()
             self.live = True
             if self.endpoint.ws_url:
@@ -177,7 +204,10 @@ class _Reader(threading.Thread):
         recent = tuple(sorted(self.recent.items()))
         while not self.stop.is_set():
             try:
-                self.out.put((list(items), next_block, last, tracked, recent), timeout=0.1)
+                watched = tuple(sorted(self.watch.watched.items())) if self.watch else ()
+                self.out.put(
+                    (list(items), next_block, last, (tracked, watched), recent), timeout=0.1
+                )
                 self.next_block, self.last_hash = next_block, last
                 return
             except queue.Full:
@@ -225,6 +255,8 @@ class _Reader(threading.Thread):
             self.status.saw_head(self.chain_id, head)
             if self.recent and time.monotonic() - self._last_check >= self.recheck_seconds:
                 self._retrying(self._check_recent)  # near the head: blocks may still change
+            if self.watch is None:
+                self._take_requests(self.next_block)
             end = min(self.next_block + span - 1, head)
             caught_up = end == head
             try:
@@ -243,6 +275,7 @@ class _Reader(threading.Thread):
                 self.stop.wait(0.2)
                 continue
             blocks_done += end - self.next_block + 1
+            self._seed_new_tokens(read.batches)
             self._put(read.batches, end + 1)
             span = next_span(span, read.log_count)
             now = time.monotonic()
@@ -289,7 +322,10 @@ class _Reader(threading.Thread):
             if h.parent_hash != previous.hash:
                 return False  # the chain moved while we read: the next head starts again
         for h in headers:
+            seeds = self._take_requests(h.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
+            batch.seeds = seeds
+            self._seed_new_tokens([batch])
             self._put([batch], h.number + 1)
         return False
 
@@ -345,6 +381,12 @@ class _Reader(threading.Thread):
             del self.tracked_at[n]
         if restore is not None:
             self.reader.balances.restore(self.tracked_at[restore])
+        if self.watch is not None:
+            # A wallet seeded on the orphaned branch lost its seed with it: seed it again.
+            for wallet, block in list(self.watch.watched.items()):
+                if block > ancestor:
+                    del self.watch.watched[wallet]
+                    self.requests.add(self.chain_id, wallet)
         log.warning(
             "reorg.detected",
             chain_id=self.chain_id,
@@ -357,6 +399,56 @@ class _Reader(threading.Thread):
         METRICS.reorg_depth.labels(chain_id=str(self.chain_id)).observe(rewind.depth)
         self.last_hash = self.recent[ancestor]
         self._put([rewind], ancestor + 1)
+
+    def _seed_new_tokens(self, batches: list[BlockBatch]) -> None:
+        """Watch mode: NFTs minted or moved to a watched wallet in these blocks are seeded
+        at their block (the manager's fee checkpoint cannot come from a partial replica)."""
+        if self.watch is None:
+            return
+        for batch in batches:
+            holders = self.watch.new_tokens(batch.logs)
+            if holders:
+                extra = self._retrying(
+                    partial(self.watch.seed_tokens, holders, batch.header.number)
+                )
+                batch.seeds = merge_seeds(batch.seeds, extra)
+
+    def _take_requests(self, block: int) -> WatchSeed | None:
+        """Wallets asked for since the last block: in watch mode, their seed at the end of
+        `block` (read before the block's logs, so its new contracts are read with them);
+        otherwise their ERC-20 balances from this block on."""
+        if not self.requests.pending(self.chain_id):
+            return None
+        wallets = self.requests.take(self.chain_id)
+        if self.watch is None:
+            self.reader.balances.track(wallets, ())
+            self.requests.started(self.chain_id, dict.fromkeys(wallets, block))
+            return None
+        watch = self.watch
+        seed = self._retrying(partial(watch.seed, wallets, block))
+        self.requests.started(
+            self.chain_id, {w: watch.watched[w] for w in wallets if w in watch.watched}
+        )
+        return seed
+
+    def _seed_idle(self) -> None:
+        """No new block, wallets waiting: seed them at the last block read and emit that
+        block again with the seed only (nothing else in it changes), so a wallet shows within
+        a second, not a block time later."""
+        if not self.requests.pending(self.chain_id):
+            return
+        last = self.next_block - 1
+        if self.watch is None or self.last_hash is None or last < 0:
+            self._take_requests(self.next_block)
+            return
+        header = self._retrying(lambda: self.reader.header_by_number(last))
+        if header.hash != self.last_hash:
+            return  # the chain moved under us: the next head seeds them
+        seeds = self._take_requests(last)
+        batch = BlockBatch(header, [], last, True, seeds=seeds)
+        watched = set(self.reader.fixed) | self.reader.children
+        batch.balances = self._retrying(lambda: self.reader.balances.open_pending(last, watched))
+        self._put([batch], last + 1)
 
     def _follow_polling(self) -> None:
         last_move = time.monotonic()
@@ -372,6 +464,7 @@ class _Reader(threading.Thread):
                 if time.monotonic() - last_move >= self.head_timeout:
                     self._stalled()
                     last_move = time.monotonic()
+                self._seed_idle()
             except RpcError as exc:
                 log.warning("head.poll_failed", chain_id=self.chain_id, error=str(exc))
             self.stop.wait(self.poll_interval)
@@ -428,6 +521,8 @@ class _Reader(threading.Thread):
                         await asyncio.to_thread(self._check_and_catch_up)
                     if now - last_head >= self.head_timeout:
                         raise _HeadStalled()
+                    if self.requests.pending(self.chain_id):
+                        await asyncio.to_thread(self._seed_idle)
                     continue
                 last_head = time.monotonic()
                 message, waiting = waiting.result(), None
@@ -477,7 +572,7 @@ class ChainPartition(StatefulSourcePartition[SourceItem, SourceCursor]):
         if self._stop.is_set():
             raise StopIteration()
         try:
-            items, next_block, last_hash, tracked, recent = self._reader.out.get_nowait()
+            items, next_block, last_hash, (tracked, watched), recent = self._reader.out.get_nowait()
         except queue.Empty:
             if self._reader.error is not None:
                 log.error(
@@ -490,7 +585,12 @@ class ChainPartition(StatefulSourcePartition[SourceItem, SourceCursor]):
                 raise StopIteration() from None
             return []
         self._cursor = SourceCursor(
-            next_block, last_hash, tuple(sorted(self._reader.reader.pools)), *tracked, recent
+            next_block,
+            last_hash,
+            tuple(sorted(self._reader.reader.pools)),
+            *tracked,
+            recent=recent,
+            watched=watched,
         )
         return items
 
@@ -515,8 +615,10 @@ class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
         status: FlowStatus,
         stop: threading.Event,
         following: HeadFollowing | None = None,
+        requests: WatchRequests | None = None,
     ) -> None:
         self._endpoints = {f"chain-{e.config.chain_id}": e for e in endpoints}
+        self._requests = requests or WatchRequests()
         self._status = status
         self._stop = stop
         self._following = following or HeadFollowing()
@@ -532,6 +634,8 @@ class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
             start = endpoint.from_block
             if start is None:
                 start = endpoint.config.start_block
+            if endpoint.watch is not None:
+                start = -1  # the head, read when the reader starts
             resume_state = SourceCursor(start, None, ())
             log.info("source.start", chain_id=endpoint.config.chain_id, from_block=start)
         else:
@@ -540,5 +644,7 @@ class ChainSource(FixedPartitionedSource[SourceItem, SourceCursor]):
                 chain_id=endpoint.config.chain_id,
                 from_block=resume_state.next_block,
             )
-        reader = _Reader(endpoint, resume_state, self._status, self._stop, self._following)
+        reader = _Reader(
+            endpoint, resume_state, self._status, self._stop, self._following, self._requests
+        )
         return ChainPartition(reader, resume_state, self._stop)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from schemas.comet import CometReads
+
+if TYPE_CHECKING:
+    from schemas.watch import WatchSeed
 
 
 class RawLog(NamedTuple):
@@ -69,6 +72,9 @@ class BlockBatch:
     # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
     # became tracked; its Transfer logs up to this block are already in it.
     balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Wallet watch mode: state read with eth_call at the end of this block for wallets that
+    # start being watched here; the market applies it after the block's logs.
+    seeds: WatchSeed | None = None
     # Blocks at or below this number can no longer be reorganised (head - finality depth when
     # read); None: treat this block as final (no undo information is kept for it).
     final_block: int | None = None

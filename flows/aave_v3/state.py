@@ -33,8 +33,11 @@ from schemas.lending import (
     health_factor_float,
 )
 from schemas.positions import BlockRef
+from schemas.watch import AaveSeed
 
 PROTOCOL_AAVE_V3 = "aave_v3"
+# Versions seeded at a block sort after the block's own logs.
+SEED_LOG_INDEX = 1 << 24
 
 
 def account_id(chain_id: int, pool: str, user: str) -> str:
@@ -71,6 +74,8 @@ class AaveShardInput:
     rates: dict[str, ReserveRates] = field(default_factory=dict)
     prices: dict[str, OraclePrice] = field(default_factory=dict)
     emode: dict[int, EModeInfo] = field(default_factory=dict)
+    # Wallet watch mode: accounts as read with eth_call at this block, after its events.
+    seeds: list[AaveAccount] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -99,6 +104,8 @@ class AaveMarket:
     # token contract -> (role, asset)
     tokens: dict[str, tuple[ev.AaveRole, str]] = field(default_factory=dict)
     asset_shards: dict[str, set[int]] = field(default_factory=dict)
+    # Wallet watch mode: only these users' accounts are kept (None: every account).
+    users: set[str] | None = None
 
     def role_of(self, address: str) -> tuple[ev.AaveRole, str] | None:
         found = self.tokens.get(address)
@@ -129,6 +136,8 @@ class AaveMarket:
         changed_reserves: set[str] = set()
 
         def to_shard(event: AccountEvent) -> None:
+            if self.users is not None and event.user not in self.users:
+                return
             shard = shard_of_account(account_id(self.chain_id, self.pool, event.user), self.shards)
             item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
             item.events.append(event)
@@ -197,7 +206,8 @@ class AaveMarket:
             elif isinstance(event, ev.UserEModeSet):
                 to_shard(AccountEvent("emode", event.user, *at, category=event.category))
             elif isinstance(event, ev.LiquidationCall):
-                out.liquidations.append((log, event))
+                if self.users is None or event.user in self.users:
+                    out.liquidations.append((log, event))
             elif isinstance(event, ev.ReserveDataUpdated):
                 self.rates[event.reserve] = ReserveRates(
                     event.reserve,
@@ -276,6 +286,17 @@ class AaveMarket:
                         block.number,
                     )
                     changed_prices.add(feed_asset)
+        self._fan_out(out, route, changed_rates, changed_prices, changed_reserves)
+        return out
+
+    def _fan_out(
+        self,
+        out: AaveMarketOutput,
+        route: dict[int, AaveShardInput],
+        changed_rates: set[str],
+        changed_prices: set[str],
+        changed_reserves: set[str],
+    ) -> None:
         out.reserves = [self.reserves[a] for a in sorted(changed_reserves)]
         out.rates = [self.rates[a] for a in sorted(changed_rates)]
         out.prices = [self.prices[a] for a in sorted(changed_prices)]
@@ -290,6 +311,56 @@ class AaveMarket:
                     item.prices[asset] = self.prices[asset]
                 if asset in changed_reserves:
                     item.reserves[asset] = self.reserves[asset]
+
+    def seed(
+        self, seed: AaveSeed, block: BlockRef, route: dict[int, AaveShardInput]
+    ) -> AaveMarketOutput:
+        """Wallet watch mode: take reserves, rates, oracle sources and answers and eMode
+        categories read at this block (for reserves not followed yet), and open the watched
+        accounts as read then, each as one version per reserve after the block's logs."""
+        out = AaveMarketOutput()
+        if self.users is None:
+            self.users = set()
+        for info in seed.reserves:
+            self.reserves[info.asset] = info
+            self.tokens[info.a_token] = (ev.AaveRole.A_TOKEN, info.asset)
+            self.tokens[info.variable_debt_token] = (ev.AaveRole.VARIABLE_DEBT, info.asset)
+            self.tokens[info.stable_debt_token] = (ev.AaveRole.STABLE_DEBT, info.asset)
+        for rate in seed.rates:
+            self.rates[rate.asset] = rate
+        for price in seed.prices:
+            old = self.sources.get(price.asset)
+            if old:
+                self.feed_assets.get(old, set()).discard(price.asset)
+            self.sources[price.asset] = price.feed
+            self.feed_assets.setdefault(price.feed, set()).add(price.asset)
+            self.prices[price.asset] = price
+        for category in seed.emode:
+            self.emode[category.category] = category
+            out.emode.append(category)
+        for account in seed.accounts:
+            if account.user in self.users:
+                continue  # already watched: its events keep it current
+            self.users.add(account.user)
+            shard = shard_of_account(account.account_id, self.shards)
+            item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
+            item.emode.update(self.emode)
+            item.seeds.append(account)
+            for asset in account.reserves:
+                self.asset_shards.setdefault(asset, set()).add(shard)
+                if asset in self.reserves:
+                    item.reserves[asset] = self.reserves[asset]
+                if asset in self.rates:
+                    item.rates[asset] = self.rates[asset]
+                if asset in self.prices:
+                    item.prices[asset] = self.prices[asset]
+        self._fan_out(
+            out,
+            route,
+            {r.asset for r in seed.rates},
+            {p.asset for p in seed.prices},
+            {r.asset for r in seed.reserves},
+        )
         return out
 
 
@@ -457,6 +528,19 @@ def shard_step(
     state.emode.update(item.emode)
     versions: list[AccountVersion] = []
     changed: set[str] = set()
+    for index, seeded in enumerate(item.seeds):
+        # The account as the contracts hold it at this block: one version per reserve (each
+        # row carries that reserve's whole state), after the block's own events.
+        aid = seeded.account_id
+        state.accounts[aid] = seeded
+        state.updated_block[aid] = block.number
+        assets = sorted(seeded.reserves) or [""]
+        for offset, asset in enumerate(assets):
+            if asset:
+                state.asset_accounts.setdefault(asset, set()).add(aid)
+            at = SEED_LOG_INDEX + index * 4096 + offset
+            versions.append(AccountVersion(seeded, asset, block, at, "", "watch"))
+        changed.add(aid)
     for e in item.events:
         aid = account_id(chain_id, pool, e.user)
         account = state.accounts.get(aid) or AaveAccount(chain_id, pool, e.user, aid, 0, {})

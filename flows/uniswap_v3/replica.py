@@ -458,6 +458,11 @@ class PoolReplica:
     changed_positions: set[tuple[str, int, int]] = field(
         default_factory=set, compare=False, repr=False
     )
+    # None: every position is kept (a replica built from the pool's creation). A replica
+    # seeded from eth_call at one block (wallet watch mode) knows only the positions it was
+    # seeded with: it keeps those keys, and for other owners' mints, burns and collects moves
+    # ticks and liquidity only (their positions' history is unknown, and nothing reads them).
+    kept_keys: set[tuple[str, int, int]] | None = None
 
     # -- copying --------------------------------------------------------------------------
 
@@ -480,7 +485,17 @@ class PoolReplica:
             self._last_kind,
             set(self.changed_ticks),
             set(self.changed_positions),
+            None if self.kept_keys is None else set(self.kept_keys),
         )
+
+    def keeps(self, key: tuple[str, int, int]) -> bool:
+        return self.kept_keys is None or key in self.kept_keys
+
+    def seed_position(self, key: tuple[str, int, int], pos: PoolPosition) -> None:
+        """Keep a position as `pool.positions(key)` read it (wallet watch mode)."""
+        if self.kept_keys is not None:
+            self.kept_keys.add(key)
+        self._store_position(key, pos)
 
     def drain_changes(self) -> tuple[set[int], set[tuple[str, int, int]]]:
         ticks, positions = self.changed_ticks, self.changed_positions
@@ -647,6 +662,8 @@ class PoolReplica:
     ) -> None:
         """UniswapV3Pool.collect: the position's tokensOwed minus the amounts paid."""
         key = (owner.lower(), tick_lower, tick_upper)
+        if not self.keeps(key):
+            return
         pos = self.positions.get(key, EMPTY_POSITION)
         if amount0 > pos.tokens_owed0 or amount1 > pos.tokens_owed1:
             raise ReplicaError(f"Collect of {key} exceeds its tokens owed")
@@ -755,6 +772,8 @@ class PoolReplica:
                 self.fee_growth_global1_x128,
             )
             key = (owner.lower(), tick_lower, tick_upper) if owner is not None else None
+            if key is not None and not self.keeps(key):
+                key = None
             new_position: PoolPosition | None = None
             if key is not None:
                 new_position = _position_update(

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from flows.aave_v3.state import (
+    SEED_LOG_INDEX,
     AaveMarket,
     AaveMarketOutput,
     AaveShard,
@@ -63,6 +65,7 @@ from schemas.positions import (
     TokenPrice,
     UniswapPosition,
 )
+from schemas.watch import WatchSeed
 
 ZERO_ADDRESS = "0x" + "0" * 40
 
@@ -207,6 +210,9 @@ class MarketState:
     # backfill (which never sees empty blocks) and a live run cross the same ones.
     window_block: BlockRef | None = None
     balances: BalanceBook = field(default_factory=BalanceBook)
+    # Wallet watch mode (set by the first seed): the wallets watched; None in full-protocol
+    # mode. Position-manager events of NFTs no watched wallet holds are then not tracked.
+    watched: set[str] | None = None
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -295,6 +301,12 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             )
         return item
 
+    if batch.seeds is not None and state.watched is None:
+        # Watch mode from the first block on: other wallets' accounts are never opened.
+        state.watched = set()
+        if state.aave is not None:
+            state.aave.users = set()
+
     if batch.logs:
         # Windows: a new minute began. Every shard observes its subjects as of the last block,
         # before this block changes anything, so fees are settled first.
@@ -312,6 +324,12 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         route: dict[int, AaveShardInput] = {}
         out.aave = state.aave.step(batch.logs, block, state.tokens, route, batch.feed_answers)
         out.aave_pool = state.aave.pool
+        if batch.seeds is not None and batch.seeds.aave is not None:
+            seeded = state.aave.seed(batch.seeds.aave, block, route)
+            _merge_aave(out.aave, seeded)
+        if batch.seeds is not None and state.aave.users is not None:
+            # A watched wallet without an account yet opens one with its first supply.
+            state.aave.users.update(batch.seeds.wallets)
         for oracle in out.aave.prices:
             usd = Fraction(oracle.answer, 10**8)
             state.anchors[oracle.asset] = (
@@ -386,6 +404,14 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         pid = position_id(state.chain_id, state.position_manager, token_id)
         pool = state.position_pools.get(token_id)
         if isinstance(event, ev.Transfer) and event.sender == ZERO_ADDRESS:
+            if state.watched is not None and (
+                event.recipient not in state.watched
+                or pending is None
+                or pending.tx_hash != log.tx_hash
+            ):
+                # Watch mode: another wallet's new NFT, or one in a pool not followed yet
+                # (the reader seeds a watched wallet's new NFTs at their block).
+                continue
             if pending is None or pending.tx_hash != log.tx_hash:
                 out.dead_letters.append(
                     DeadLetter(log, f"position {token_id} minted without a pool Mint in its tx")
@@ -424,6 +450,8 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             touched_pools.add(pool)
             continue
         if pool is None:
+            if state.watched is not None:
+                continue  # watch mode: an NFT no watched wallet held when it was seeded
             out.dead_letters.append(
                 DeadLetter(
                     log, f"position {token_id} is not known (created before the start block?)"
@@ -465,6 +493,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
         item.events.append(pe)
         touched_pools.add(pool)
         state.fee_dirty.add(token_id)
+
+    if batch.seeds is not None:
+        changed_pools |= _apply_seed(state, batch.seeds, out, shard_input)
 
     for pool in sorted(changed_pools | state.dirty_pools):
         replica = state.replicas.get(pool)
@@ -532,6 +563,118 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     state.active_shards.update(out.shard_inputs)
     state.last_block = block.number
     return state, out
+
+
+def _merge_aave(out: AaveMarketOutput, seeded: AaveMarketOutput) -> None:
+    """A block's Aave output plus what a seed at its end added (the seed's values win)."""
+    for name in ("reserves", "rates", "prices", "emode"):
+        later = getattr(seeded, name)
+        if not later:
+            continue
+        key = "category" if name == "emode" else "asset"
+        replaced = {getattr(x, key) for x in later}
+        setattr(out, name, [x for x in getattr(out, name) if getattr(x, key) not in replaced])
+        getattr(out, name).extend(later)
+
+
+def _apply_seed(
+    state: MarketState,
+    seed: WatchSeed,
+    out: MarketOutput,
+    shard_input: Callable[[int], ShardInput],
+) -> set[str]:
+    """Wallet watch mode: take the pools and NFTs read with eth_call at the end of this block
+    (after its logs). A pool the flow does not follow yet gets a replica of its whole tick map
+    and the position manager's positions for the NFTs' ranges, so swaps replay exactly from the
+    next block on; each NFT opens with the manager's own fee checkpoint. Returns the pools whose
+    state the block's output must carry."""
+    watched = state.watched if state.watched is not None else set()
+    state.watched = watched
+    watched.update(seed.wallets)
+    new = [t for a, t in seed.tokens.items() if a not in state.tokens]
+    state.tokens.update(seed.tokens)
+    out.new_tokens += new
+    changed: set[str] = set()
+    for p in seed.pools:
+        replica = state.replicas.get(p.pool)
+        if p.full and p.pool not in state.pools:
+            info = PoolInfo(p.pool, p.token0, p.token1, p.fee, p.tick_spacing, out.block.number)
+            state.pools[p.pool] = info
+            state.pool_states[p.pool] = PoolState(p.sqrt_price_x96, p.tick, p.liquidity)
+            replica = PoolReplica(
+                p.fee,
+                p.tick_spacing,
+                p.sqrt_price_x96,
+                p.tick,
+                p.liquidity,
+                p.fee_growth_global0_x128,
+                p.fee_growth_global1_x128,
+                p.fee_protocol,
+                p.protocol_fees0,
+                p.protocol_fees1,
+                kept_keys=set(),
+            )
+            for t in p.ticks:
+                replica.ticks[t.tick] = TickInfo(
+                    t.liquidity_gross,
+                    t.liquidity_net,
+                    t.fee_growth_outside0_x128,
+                    t.fee_growth_outside1_x128,
+                )
+                compressed = t.tick // p.tick_spacing
+                word = compressed >> 8
+                replica.bitmap[word] = replica.bitmap.get(word, 0) | (1 << (compressed & 0xFF))
+                replica.changed_ticks.add(t.tick)
+            state.replicas[p.pool] = replica
+            state.token_pools.setdefault(p.token0, set()).add(p.pool)
+            state.token_pools.setdefault(p.token1, set()).add(p.pool)
+            out.new_pools.append(info)
+            changed.add(p.pool)
+        if replica is None:
+            continue
+        for pp in p.positions:
+            key = (pp.owner, pp.tick_lower, pp.tick_upper)
+            # A replica from the pool's creation keeps every position already, and a key kept
+            # since an earlier seed is current from its logs.
+            if replica.kept_keys is None or key in replica.kept_keys:
+                continue
+            replica.kept_keys.add(key)
+            replica.seed_position(
+                key,
+                PoolPosition(
+                    pp.liquidity,
+                    pp.fee_growth_inside0_last_x128,
+                    pp.fee_growth_inside1_last_x128,
+                    pp.tokens_owed0,
+                    pp.tokens_owed1,
+                ),
+            )
+            state.dirty_pools.add(p.pool)
+    if state.fee_tracker is None:
+        state.fee_tracker = NpmFeeTracker(state.position_manager)
+    for pos in seed.positions:
+        # Also for an NFT this block's logs minted or moved to a watched wallet: the seed is
+        # the manager's own state at the end of the block, which those logs led to.
+        if pos.pool not in state.pools:
+            continue
+        state.position_pools[pos.token_id] = pos.pool
+        state.pool_tokens.setdefault(pos.pool, set()).add(pos.token_id)
+        state.fee_tracker.positions[pos.token_id] = NpmPosition(
+            pos.tick_lower,
+            pos.tick_upper,
+            pos.liquidity,
+            pos.fee_inside_last0,
+            pos.fee_inside_last1,
+            pos.tokens_owed0,
+            pos.tokens_owed1,
+        )
+        shard = shard_of(pos.position_id, state.shards)
+        state.pool_shards.setdefault(pos.pool, set()).add(shard)
+        shard_input(shard).events.append(
+            PositionEvent("watch", pos.position_id, SEED_LOG_INDEX, "", created=pos)
+        )
+        state.fee_dirty.add(pos.token_id)
+    return changed
 
 
 def _settle_fees(state: MarketState) -> dict[str, tuple[int, int]]:
