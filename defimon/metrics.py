@@ -22,6 +22,9 @@ class Metrics:
     sse_events_sent: Counter
     sse_dropped_clients: Counter
     bus_lag_seconds: Histogram
+    head_lag_seconds: Gauge
+    position_updates: Counter
+    sink_insert_seconds: Histogram
 
 
 def _build() -> Metrics:
@@ -57,6 +60,26 @@ def _build() -> Metrics:
             "defimon_bus_lag_seconds",
             "From the flow producing an event to the hub receiving it",
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        ),
+        head_lag_seconds=Gauge(
+            "defimon_head_lag_seconds",
+            "Wall clock minus the timestamp of the last processed block (0 if the chain's "
+            "clock runs ahead)",
+            ["chain_id"],
+            registry=r,
+        ),
+        position_updates=Counter(
+            "defimon_position_updates",
+            "Position and lending account states produced (new versions and revaluations)",
+            ["chain_id", "protocol"],
+            registry=r,
+        ),
+        sink_insert_seconds=Histogram(
+            "defimon_sink_insert_seconds",
+            "Store sink insert latency per table (one insert per table per flush)",
+            ["table"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         ),
     )

@@ -26,7 +26,14 @@ from flows.compound_v3.state import CometMarket
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainEndpoint, ChainSource
-from flows.uniswap_v3.state import MarketOutput, MarketState, ShardInput, market_step, shard_step
+from flows.uniswap_v3.state import (
+    MarketOutput,
+    MarketState,
+    ShardInput,
+    ShardOutput,
+    market_step,
+    shard_step,
+)
 from schemas.chain import BlockBatch
 from schemas.chain_config import ChainConfig
 
@@ -62,9 +69,26 @@ def market_mapper(
         METRICS.blocks_processed.labels(chain_id=chain).inc()
         if out.dead_letters:
             METRICS.dead_letters.labels(chain_id=chain).inc(len(out.dead_letters))
+        if out.comet is not None and out.comet.updates:
+            METRICS.position_updates.labels(chain_id=chain, protocol="compound_v3").inc(
+                len(out.comet.updates)
+            )
         return state, out
 
     return step
+
+
+def shard_output(keyed: tuple[str, ShardOutput]) -> ShardOutput:
+    """The shard's output, counted for /metrics (positions per second)."""
+    out = keyed[1]
+    chain = str(out.block.chain_id)
+    if out.updates:
+        METRICS.position_updates.labels(chain_id=chain, protocol="uniswap_v3").inc(len(out.updates))
+    if out.account_updates:
+        METRICS.position_updates.labels(chain_id=chain, protocol="aave_v3").inc(
+            len(out.account_updates)
+        )
+    return out
 
 
 def to_shards(out: MarketOutput) -> list[tuple[str, ShardInput]]:
@@ -99,7 +123,7 @@ def build_flow(
     positions = op.map(
         "positions_out",
         op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step),
-        lambda kv: kv[1],
+        shard_output,
     )
     position_store = op.map("shard_rows", positions, shard_rows)
 

@@ -408,6 +408,7 @@ class SinkBatch:
     # the market and all its shards are in (defimon.status).
     expects_shards: tuple[int, ...] | None = None
     shard: int | None = None
+    block_time: int | None = None  # the block's timestamp (market batches): head lag in seconds
 
 
 def _time(ts: int) -> datetime:
@@ -518,7 +519,12 @@ def market_rows(out: MarketOutput) -> SinkBatch:
         for table, more in comet_rows(out.block, out.comet, when, version).items():
             rows.setdefault(table, []).extend(more)
     return SinkBatch(
-        b.chain_id, b.number, out.live, rows, expects_shards=tuple(sorted(out.shard_inputs))
+        b.chain_id,
+        b.number,
+        out.live,
+        rows,
+        expects_shards=tuple(sorted(out.shard_inputs)),
+        block_time=b.timestamp,
     )
 
 

@@ -118,6 +118,16 @@ class DefimonProcess:
                 raise TimeoutError(f"block {block} not processed ({chain}): {self.tail()}")
             time.sleep(0.05)
 
+    def wait_live(self, timeout: float = 120) -> None:
+        """Until the flow has stored a live block (the backfill is processed, not just read)."""
+        deadline = time.monotonic() + timeout
+        while not (self.chain() or {}).get("live"):
+            if not self.alive():
+                raise RuntimeError(f"defimon exited ({self.process.returncode}): {self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not live: {self.tail()}")
+            time.sleep(0.05)
+
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=30)
 
