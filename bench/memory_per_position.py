@@ -8,7 +8,8 @@ order as the dataflow wires them: `bench.fanout.Pipeline`) from synthetic but we
   `Transfer` from zero, `IncreaseLiquidity`) in a range of its own, for an owner of its own;
 - Aave V3: `bench.fanout.SyntheticMarket`: N accounts that supply WETH and borrow USDC.
 
-Blocks hold 500 positions or accounts, 12 s apart, the last one a checkpoint (everything
+Blocks hold 500 positions or accounts (1 s apart for positions, 12 s for accounts; see
+POSITION_BLOCK_SECONDS), the last one a checkpoint (everything
 valued, windows open), as a backfill reads them. Each (kind, N) runs in a fresh process. What
 is measured: the Python heap the state keeps (tracemalloc: allocated while building it and
 still alive once the logs and outputs are dropped), the process's resident memory growth (an
@@ -34,7 +35,6 @@ from typing import Any
 
 from bench.common import emit
 from bench.fanout import (
-    BLOCK_SECONDS,
     CHAIN_ID,
     GENESIS_TIME,
     Pipeline,
@@ -54,6 +54,11 @@ from schemas.chain_config import ChainConfig, UniswapV3Config
 
 SIZES = (10_000, 100_000)
 PER_BLOCK = 500
+# Every mint changes the pool, so each minute boundary revalues every position of the pool
+# (windows close on the values at their last block): with one pool holding them all, 12 s
+# blocks would make building 100,000 positions quadratic (minutes). Blocks 1 s apart keep
+# the boundaries few; the state per position is the same.
+POSITION_BLOCK_SECONDS = 1
 TICK_SPACING = 60
 Q96 = 2**96
 
@@ -70,6 +75,7 @@ class SyntheticPositions:
         self.weth = _address("asset WETH")
         self.usdc = _address("asset USDC")
         self.number = 100
+        self.clock = GENESIS_TIME
 
     @property
     def config(self) -> ChainConfig:
@@ -80,9 +86,10 @@ class SyntheticPositions:
             usd_tokens=(self.usdc,),
         )
 
-    def _next_block(self) -> _Block:
+    def _next_block(self, later: int = 0) -> _Block:
         self.number += 1
-        return _Block(self.number, GENESIS_TIME + BLOCK_SECONDS * self.number)
+        self.clock += POSITION_BLOCK_SECONDS + later
+        return _Block(self.number, self.clock)
 
     def blocks(self) -> Iterator[BlockBatch]:
         """Built one at a time, so only the state outlives them."""
@@ -102,10 +109,12 @@ class SyntheticPositions:
         }
         yield block.batch(live=False, checkpoint=False, tokens=tokens)
         for start in range(1, self.positions + 1, PER_BLOCK):
-            block = self._next_block()
+            last = start + PER_BLOCK > self.positions
+            # The last block starts a new minute, hour and day: every position is observed and
+            # holds its windows, as in a flow that has run a while.
+            block = self._next_block(later=86_400 if last else 0)
             for token_id in range(start, min(start + PER_BLOCK, self.positions + 1)):
                 self._mint(block, token_id)
-            last = start + PER_BLOCK > self.positions
             yield block.batch(live=False, checkpoint=last)
 
     def _mint(self, block: _Block, token_id: int) -> None:
