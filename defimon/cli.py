@@ -46,7 +46,26 @@ def _serve(runtime: Runtime, *, start_flow: bool = True) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    stopped_by: list[int] = []
+
+    def graceful_stop_done(signum: int, frame: object) -> None:
+        # uvicorn handles SIGINT/SIGTERM while it serves: it stops accepting requests, runs the
+        # lifespan shutdown (Runtime.stop: the flow ends and its sinks flush) and then re-raises
+        # the signal, which lands here. Everything processed is stored by then, so the process
+        # exits normally (code 0) instead of dying of the signal. A signal in the instant before
+        # uvicorn takes over asks the server to exit at once.
+        stopped_by.append(signum)
+        server.should_exit = True
+
+    previous = {s: signal.signal(s, graceful_stop_done) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped_by:
+        log.info("run.stopped", signal=signal.Signals(stopped_by[0]).name)
 
 
 def bind_host(requested: str, keys_configured: bool) -> str:
@@ -525,9 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # SIGTERM ends the process like Ctrl-C does: through the `finally` blocks, so the devnet,
-    # the flow (its sinks flush) and the server stop cleanly. uvicorn re-raises the signal
-    # after its own graceful shutdown, which lands here.
+    # SIGTERM before or after serving ends the process like Ctrl-C does: through the `finally`
+    # blocks, so the devnet and the store close. While serving, _serve handles it instead.
     raise SystemExit(128 + signum)
 
 

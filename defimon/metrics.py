@@ -35,6 +35,9 @@ class Metrics:
     rpc_endpoint_rate: Gauge
     watch_seeds: Counter
     watch_seed_calls: Counter
+    head_lag_seconds: Gauge
+    position_updates: Counter
+    sink_insert_seconds: Histogram
 
 
 def _build() -> Metrics:
@@ -134,6 +137,26 @@ def _build() -> Metrics:
             "defimon_watch_seed_calls",
             "JSON-RPC calls made to seed watched wallets (batch items count one each)",
             ["chain_id"],
+            registry=r,
+        ),
+        head_lag_seconds=Gauge(
+            "defimon_head_lag_seconds",
+            "Wall clock minus the timestamp of the last processed block (0 if the chain's "
+            "clock runs ahead)",
+            ["chain_id"],
+            registry=r,
+        ),
+        position_updates=Counter(
+            "defimon_position_updates",
+            "Position and lending account states produced (new versions and revaluations)",
+            ["chain_id", "protocol"],
+            registry=r,
+        ),
+        sink_insert_seconds=Histogram(
+            "defimon_sink_insert_seconds",
+            "Store sink insert latency per table (one insert per table per flush)",
+            ["table"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         ),
     )

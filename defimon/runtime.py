@@ -16,6 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from defimon.bus import Bus, InProcessBus
+from defimon.recovery import discard_uncommitted_snapshots
 from defimon.settings import Settings
 from defimon.status import FlowStatus
 from defimon.store import Store
@@ -82,6 +83,8 @@ class Runtime:
         if not self.recovery_dir.exists():
             self.recovery_dir.mkdir(parents=True)
             init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
+        else:
+            discard_uncommitted_snapshots(self.recovery_dir)
         return RecoveryConfig(str(self.recovery_dir))
 
     def confirmed(self, chain_id: int, block: int) -> bool:
@@ -140,11 +143,14 @@ class Runtime:
                     epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
                     recovery_config=recovery,
                 )
-                log.info("flow.stopped")
+                # Every block counted here is stored: the sinks flushed on the way out.
+                processed = {str(c.chain_id): c.processed for c in self.status.chains()}
+                log.info("flow.stopped", processed=processed)
             except BaseException as exc:  # the API keeps serving and reports it at /healthz
                 cause = root_cause(exc)
                 self.status.error = f"{type(cause).__name__}: {cause}"
-                log.error("flow.failed", error=self.status.error, raised_as=type(exc).__name__)
+                # Bytewax wraps the step's own exception; the traceback names it.
+                log.error("flow.failed", error=self.status.error, exc_info=exc)
             finally:
                 self.status.running = False
 

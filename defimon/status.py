@@ -15,7 +15,9 @@ class ChainProgress:
     live: bool = False  # backfill finished, following the head
     started_at: float = field(default_factory=time.monotonic)
     first_block: int = -1
+    processed_time: int | None = None  # the processed block's timestamp, when known
     pending: dict[int, set[int]] = field(default_factory=dict)
+    pending_times: dict[int, int] = field(default_factory=dict)
     shards_done: dict[int, set[int]] = field(default_factory=dict)
 
     @property
@@ -59,10 +61,19 @@ class FlowStatus:
         progress = self.chain(chain_id)
         progress.head = max(progress.head, head)
 
-    def market_stored(self, chain_id: int, block: int, live: bool, shards: tuple[int, ...]) -> None:
+    def market_stored(
+        self,
+        chain_id: int,
+        block: int,
+        live: bool,
+        shards: tuple[int, ...],
+        block_time: int | None = None,
+    ) -> None:
         """The market stage's rows for `block` are stored; `shards` still owe theirs."""
         progress = self.chain(chain_id)
         with self._lock:
+            if block_time is not None:
+                progress.pending_times[block] = block_time
             if progress.first_block < 0:
                 progress.first_block = block
             progress.live = progress.live or live
@@ -97,4 +108,7 @@ class FlowStatus:
             if progress.pending[block]:
                 break
             del progress.pending[block]
-            progress.processed = max(progress.processed, block)
+            block_time = progress.pending_times.pop(block, None)
+            if block >= progress.processed:
+                progress.processed = block
+                progress.processed_time = block_time

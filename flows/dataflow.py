@@ -74,9 +74,28 @@ def market_mapper(
         METRICS.blocks_processed.labels(chain_id=chain).inc()
         if out.dead_letters:
             METRICS.dead_letters.labels(chain_id=chain).inc(len(out.dead_letters))
+        if out.comet is not None and out.comet.updates:
+            METRICS.position_updates.labels(chain_id=chain, protocol="compound_v3").inc(
+                len(out.comet.updates)
+            )
         return state, out
 
     return step
+
+
+def shard_output(keyed: tuple[str, ShardOutput | Rewind]) -> ShardOutput | Rewind:
+    """The shard's output, counted for /metrics (positions per second)."""
+    out = keyed[1]
+    if isinstance(out, Rewind):
+        return out
+    chain = str(out.block.chain_id)
+    if out.updates:
+        METRICS.position_updates.labels(chain_id=chain, protocol="uniswap_v3").inc(len(out.updates))
+    if out.account_updates:
+        METRICS.position_updates.labels(chain_id=chain, protocol="aave_v3").inc(
+            len(out.account_updates)
+        )
+    return out
 
 
 def to_shards(out: MarketOutput) -> list[tuple[str, ShardInput]]:
@@ -140,7 +159,7 @@ def build_flow(
     positions_all = op.map(
         "positions_out",
         op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step_undoable),
-        lambda kv: kv[1],
+        shard_output,
     )
     position_store = op.map("shard_rows", positions_all, shard_rows)
     positions = op.filter_map("positions_done", positions_all, _shard_output)

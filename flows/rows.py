@@ -447,6 +447,7 @@ class SinkBatch:
     expects_shards: tuple[int, ...] | None = None
     shard: int | None = None
     rewind: Rewind | None = None  # a reorg passed this path: see rewind_marker
+    block_time: int | None = None  # the block's timestamp (market batches): head lag in seconds
 
 
 def _time(ts: int) -> datetime:
@@ -568,7 +569,12 @@ def market_rows(out: MarketOutput | Rewind) -> SinkBatch:
         for table, more in comet_rows(out.block, out.comet, when, version).items():
             rows.setdefault(table, []).extend(more)
     return SinkBatch(
-        b.chain_id, b.number, out.live, rows, expects_shards=tuple(sorted(out.shard_inputs))
+        b.chain_id,
+        b.number,
+        out.live,
+        rows,
+        expects_shards=tuple(sorted(out.shard_inputs)),
+        block_time=b.timestamp,
     )
 
 

@@ -104,8 +104,10 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
         for table, rows in self._buffer.items():
             if rows:
                 columns = COLUMNS[table]
-                self._store.insert(table, columns, list(zip(*rows, strict=True)))
-                METRICS.rows_written.labels(table=table.split(".")[-1]).inc(len(rows))
+                name = table.split(".")[-1]
+                with METRICS.sink_insert_seconds.labels(table=name).time():
+                    self._store.insert(table, columns, list(zip(*rows, strict=True)))
+                METRICS.rows_written.labels(table=name).inc(len(rows))
         if self._buffered:
             METRICS.sink_flush_seconds.observe(time.monotonic() - started)
         self._buffer.clear()
@@ -114,7 +116,11 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
         for item in self._stored:
             if item.expects_shards is not None:
                 self._status.market_stored(
-                    item.chain_id, item.block_number, item.live, item.expects_shards
+                    item.chain_id,
+                    item.block_number,
+                    item.live,
+                    item.expects_shards,
+                    item.block_time,
                 )
             elif item.shard is not None:
                 self._status.shard_stored(item.chain_id, item.block_number, item.shard)

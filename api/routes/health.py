@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -19,6 +21,9 @@ def chain_statuses(runtime: Runtime) -> list[ChainStatusOut]:
         lag = progress.lag
         METRICS.head_lag_blocks.labels(chain_id=str(progress.chain_id)).set(lag or 0)
         METRICS.head_block.labels(chain_id=str(progress.chain_id)).set(progress.head)
+        if progress.processed_time is not None:
+            behind = max(time.time() - progress.processed_time, 0.0)
+            METRICS.head_lag_seconds.labels(chain_id=str(progress.chain_id)).set(behind)
         out.append(
             ChainStatusOut(
                 chain_id=progress.chain_id,

@@ -1,0 +1,311 @@
+"""Backfill throughput by Bytewax worker layout: 1 worker, 2 worker threads, 2 processes.
+
+The same Uniswap history as `bench.backfill` (one devnet, generated once) is backfilled end to
+end by the real flow (`flows.dataflow.build_flow`: the chain source, the market and position
+stages, the chDB store sink) three times, each into a fresh data directory:
+
+- 1 process x 1 worker,
+- 1 process x 2 workers (threads: they share one interpreter, so the GIL lets only one run
+  Python at a time; chDB inserts and socket reads release it),
+- 2 processes x 1 worker (`cli_main` with addresses, as `bytewax.testing.cluster_main` does).
+
+Each layout runs in processes of its own (`python -m bench.backfill_workers --member ...`). The
+clock runs from the earliest member starting its flow to the store holding every block up to
+the head; recovery snapshots are off in all three (the comparison is about the dataflow), so
+the 1-worker figure is a little above `bench.backfill`'s. One JSON line per layout, then the
+speed-ups, then where one worker's time goes: each step's own seconds (the steps wrapped with
+timers, in a separate run), which says how much of the work the layout can spread: only the
+position shards are keyed finer than the chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.backfill import DEFAULT_LOGS
+from bench.common import devnet_with_history, emit
+from defimon.bus import InProcessBus
+from defimon.logs import configure
+from defimon.runtime import tune_gc
+from defimon.settings import Settings
+from defimon.status import FlowStatus
+from defimon.store import Store
+from devnet.anvil import free_port
+from devnet.deploy import Deployment
+from flows.source import ChainEndpoint
+from tests.support import block_number
+
+LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (processes, workers per process)
+TARGET_SPEEDUP = 1.7
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ---------------------------------------------------------------------------------------------
+# Step timers (the --profile member): each wrapped function adds its own wall time to a total.
+
+
+class _Timers:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def wrap(self, name: str, fn: F) -> F:
+        @wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + spent
+                    self.calls[name] = self.calls.get(name, 0) + 1
+
+        return timed  # type: ignore[return-value]
+
+
+def _instrument(timers: _Timers) -> None:
+    """Wrap the flow's steps where build_flow and the sinks look them up."""
+    from flows import dataflow, sinks
+    from flows.chain_reader import ChainReader
+
+    for name in ("market_step", "shard_step", "to_shards", "chain_rows", "market_rows"):
+        setattr(dataflow, name, timers.wrap(name, getattr(dataflow, name)))
+    dataflow.shard_rows = timers.wrap("shard_rows", dataflow.shard_rows)
+    Store.insert = timers.wrap("store_insert", Store.insert)  # type: ignore[method-assign]
+    sinks._BusPartition.write_batch = timers.wrap(  # type: ignore[method-assign]
+        "bus_sinks", sinks._BusPartition.write_batch
+    )
+    # The reader thread: JSON-RPC and parsing, concurrent with the worker.
+    ChainReader.read_range = timers.wrap("reader_read_range", ChainReader.read_range)  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------------------------
+# One member process of a layout.
+
+
+class _StoreLeftOpen(Store):
+    """With 2 worker threads in one process, closing the chDB handle from the store sink's
+    worker thread at the end of the flow never returns (chdb Connection.close, seen with
+    py-spy); the sink has flushed every row by then. So the member leaves it open and ends
+    with os._exit once the flow is done."""
+
+    def close(self) -> None:
+        pass
+
+
+def _member(args: argparse.Namespace) -> None:
+    from bytewax.run import cli_main
+
+    from flows.dataflow import build_flow
+
+    configure("warning")
+    tune_gc()
+    timers = _Timers()
+    if args.profile:
+        _instrument(timers)
+    work = Path(args.work)
+    deployment = Deployment.from_json((work / "deployment.json").read_text())
+    endpoint = ChainEndpoint(deployment.to_chain_config(), args.rpc, None)
+    status, stop = FlowStatus(), threading.Event()
+    data_dir = work / "data"
+    flow = build_flow(
+        [endpoint],
+        # Only the member that owns the store's one partition opens chDB (one process a path).
+        open_store=lambda: _StoreLeftOpen.connect(None, data_dir),
+        bus=InProcessBus(),
+        status=status,
+        stop=stop,
+        shards=Settings().shards,
+    )
+    done_file = work / "done.json"
+    me = args.process or 0
+
+    def watch() -> None:
+        while not stop.is_set():
+            if status.chain(deployment.chain_id).processed >= args.head:
+                done_file.write_text(json.dumps({"at": time.time(), "member": me}))
+            if done_file.exists():
+                stop.set()  # the member with the source ends the flow for all
+            time.sleep(0.005)
+
+    threading.Thread(target=watch, daemon=True).start()
+    (work / f"start-{me}.txt").write_text(repr(time.time()))
+    many = args.processes > 1
+    cli_main(
+        flow,
+        workers_per_process=args.workers_per_process,
+        process_id=me if many else None,
+        addresses=args.addresses.split(",") if many else None,
+        epoch_interval=timedelta(seconds=Settings().epoch_seconds),
+    )
+    stop.set()
+    if args.profile:
+        (work / f"profile-{me}.json").write_text(
+            json.dumps({"seconds": timers.seconds, "calls": timers.calls})
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _run_layout(
+    rpc_url: str,
+    deployment: Deployment,
+    head: int,
+    processes: int,
+    workers_per_process: int,
+    *,
+    profile: bool = False,
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """Seconds to backfill to the head, what the store holds, and the profile (if asked)."""
+    work = Path(tempfile.mkdtemp(prefix="defimon-bench-workers-"))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        (work / "deployment.json").write_text(deployment.to_json())
+        store = Store.connect(None, work / "data")
+        store.migrate()
+        store.close()
+        addresses = ",".join(f"localhost:{free_port()}" for _ in range(processes))
+        for index in range(processes):
+            command = [
+                sys.executable,
+                "-m",
+                "bench.backfill_workers",
+                "--member",
+                f"--work={work}",
+                f"--rpc={rpc_url}",
+                f"--head={head}",
+                f"--process={index}",
+                f"--processes={processes}",
+                f"--workers-per-process={workers_per_process}",
+                f"--addresses={addresses}",
+            ]
+            if profile:
+                command.append("--profile")
+            children.append(subprocess.Popen(command))
+        for child in children:
+            if child.wait(timeout=1800) != 0:
+                raise RuntimeError(f"a flow member exited with {child.returncode}")
+        done = json.loads((work / "done.json").read_text())
+        started = min(float(p.read_text()) for p in work.glob("start-*.txt"))
+        store = Store.connect(None, work / "data")
+        try:
+            held = {
+                "logs": int(store.scalar("SELECT count() FROM defimon.raw_logs FINAL")),
+                "position_versions": int(
+                    store.scalar("SELECT count() FROM defimon.position_versions FINAL")
+                ),
+            }
+        finally:
+            store.close()
+        profiles = [json.loads(p.read_text()) for p in work.glob("profile-*.json")]
+        return done["at"] - started, held, profiles[0] if profiles else {}
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> None:
+    if rpc_url and deployment_file:
+        anvil = None
+        deployment = Deployment.from_json(Path(deployment_file).read_text())
+    else:
+        anvil, deployment, _ = devnet_with_history(target_logs)
+        rpc_url = anvil.rpc_url
+    try:
+        head = block_number(rpc_url)
+        rates: dict[tuple[int, int], float] = {}
+        reference: dict[str, Any] | None = None
+        for processes, workers in LAYOUTS:
+            seconds, held, _ = _run_layout(rpc_url, deployment, head, processes, workers)
+            if reference is None:
+                reference = held
+            elif held != reference:  # every layout must store the same thing
+                raise AssertionError(f"{processes}x{workers} stored {held}, 1x1 {reference}")
+            rates[(processes, workers)] = held["logs"] / seconds
+            emit(
+                "backfill_workers_logs_per_second",
+                rates[(processes, workers)],
+                "logs/s",
+                processes=processes,
+                workers_per_process=workers,
+                workers=processes * workers,
+                seconds=round(seconds, 3),
+                recovery=False,
+                store="chdb",
+                **held,
+            )
+        one = rates[(1, 1)]
+        emit(
+            "backfill_workers_speedup",
+            rates[(1, 2)] / one,
+            "x",
+            layout="2 worker threads vs 1 worker",
+            target=TARGET_SPEEDUP,
+            two_processes_vs_one=round(rates[(2, 1)] / one, 3),
+        )
+        seconds, _, profile = _run_layout(rpc_url, deployment, head, 1, 1, profile=True)
+        spent = profile.get("seconds", {})
+        worker = {k: v for k, v in spent.items() if k != "reader_read_range"}
+        # Keyed by chain or a single partition (one worker whatever the layout) vs keyed by
+        # position shard (spread over the workers).
+        serial = sum(worker.get(k, 0.0) for k in ("market_step", "market_rows", "store_insert"))
+        spread = sum(worker.get(k, 0.0) for k in ("shard_step", "shard_rows"))
+        emit(
+            "backfill_workers_profile_seconds",
+            seconds,
+            "s",
+            layout="1x1, steps wrapped with timers",
+            steps={k: round(v, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+            calls=profile.get("calls", {}),
+            other_worker_seconds=round(seconds - sum(worker.values()), 3),
+            chain_keyed_or_single_partition_seconds=round(serial, 3),
+            shard_keyed_seconds=round(spread, 3),
+            note="reader_read_range runs in the source's reader thread, beside the worker",
+        )
+    finally:
+        if anvil is not None:
+            anvil.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--logs", type=int, default=DEFAULT_LOGS, help="history size in logs")
+    parser.add_argument("--rpc", default=None, help="use this devnet instead of a new one")
+    parser.add_argument("--deployment", default=None, help="its deployment JSON")
+    # internal: one member process of a layout
+    parser.add_argument("--member", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--work", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--head", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--process", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--workers-per-process", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--addresses", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.member:
+        _member(args)
+        return
+    configure("warning")
+    run(args.logs, args.rpc, args.deployment)
+
+
+if __name__ == "__main__":
+    main()
