@@ -99,10 +99,11 @@ def _instrument(timers: _Timers) -> None:
 
 
 class _StoreLeftOpen(Store):
-    """With 2 worker threads in one process, closing the chDB handle from the store sink's
-    worker thread at the end of the flow never returns (chdb Connection.close, seen with
-    py-spy); the sink has flushed every row by then. So the member leaves it open and ends
-    with os._exit once the flow is done."""
+    """Closing a chDB handle from a worker thread that Bytewax spawned (2 workers in one
+    process, or any worker of a 2-process cluster) never returns at the end of the flow
+    (chdb Connection.close, seen with py-spy, whichever thread called cli_main); with one
+    worker and no addresses the worker is the calling thread and closing works. The sink has
+    flushed every row by then, so the member leaves the handle open and ends with os._exit."""
 
     def close(self) -> None:
         pass
