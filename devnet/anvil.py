@@ -6,6 +6,7 @@ import atexit
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +81,7 @@ class Anvil:
         self._block_time = block_time
         self._extra_args = tuple(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
+        self._home: str | None = None
         self._stderr: IO[bytes] | None = None
 
     @property
@@ -128,6 +130,10 @@ class Anvil:
         command = self.command()
         # a file, not a pipe: nobody drains a pipe while the node runs, and a full one blocks it
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
+        # anvil writes historical states it evicts from memory under $HOME/.foundry/anvil/tmp
+        # and removes them only on a clean exit: give each node a home of its own, removed by
+        # stop(), so killed nodes never fill the disk (a test run starts dozens).
+        self._home = tempfile.mkdtemp(prefix="defimon-anvil-")
         # own session = own process group, so stop() kills exactly this node and nothing else
         self._process = subprocess.Popen(
             command,
@@ -135,6 +141,7 @@ class Anvil:
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
             start_new_session=True,
+            env={**os.environ, "HOME": self._home},
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call, resolved above
         )
         atexit.register(self.stop)
@@ -195,6 +202,9 @@ class Anvil:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
         log.info("anvil pid %d stopped", process.pid)
 
     def __enter__(self) -> Anvil:
