@@ -159,7 +159,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        health.chain_statuses(runtime)  # refresh the lag gauges
+        runtime.status.export()
         return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)

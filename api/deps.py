@@ -44,6 +44,12 @@ AtParam = Annotated[
         max_length=64,
     ),
 ]
+# A window span's bounds (history routes): [from, to).
+FromParam = Annotated[
+    str | None,
+    Query(alias="from", max_length=64, description="ISO-8601 time or block number"),
+]
+ToParam = Annotated[str | None, Query(max_length=64, description="ISO-8601 time or block number")]
 ChainParam = Annotated[
     int | None,
     Query(

@@ -163,11 +163,7 @@ class Hub:
         When the ring no longer holds all of them, the queue starts with RESET instead: the
         client must reload its snapshot.
         """
-        sub = Subscriber(
-            frozenset(owners) if owners is not None else None,
-            asyncio.Queue(maxsize=self.queue_size),
-            flt,
-        )
+        sub = self._new_subscriber(owners, flt)
         if self._gap(last_id, after_block):
             sub.queue.put_nowait(RESET)
         elif last_id is not None or after_block is not None:
@@ -177,19 +173,39 @@ class Hub:
                 if sub.wants(e)
                 and (seq > last_id if last_id is not None else e.block_number > (after_block or 0))
             ]
-            if len(backlog) >= self.queue_size:
-                # Too much to replay at once: what fits, then `lagged`, so the client resumes
-                # from the last id it got instead of silently missing the rest.
-                for item in backlog[: self.queue_size - 1]:
-                    sub.queue.put_nowait(item)
-                sub.queue.put_nowait(LAGGED)
-                METRICS.sse_dropped_clients.inc()
+            if not self._replay(sub, backlog):
                 return sub
-            for item in backlog:
-                sub.queue.put_nowait(item)
         self._subscribers.add(sub)
         METRICS.sse_clients.set(len(self._subscribers))
         return sub
+
+    def _new_subscriber(
+        self, owners: Iterable[str] | None, flt: Filter | None, hold: bool = False
+    ) -> Subscriber:
+        return Subscriber(
+            frozenset(owners) if owners is not None else None,
+            asyncio.Queue(maxsize=self.queue_size),
+            flt,
+            hold=[] if hold else None,
+        )
+
+    def _replay(
+        self, sub: Subscriber, backlog: list[tuple[int, BusEvent]], complete: bool = True
+    ) -> bool:
+        """Queue a resuming client's backlog. Too much to replay at once (or not all of it
+        found): what fits, then `lagged`, and the client is dropped, so it resumes from the
+        last id it got instead of silently missing the rest. False if it was dropped."""
+        if complete and len(backlog) < self.queue_size:
+            for item in backlog:
+                sub.queue.put_nowait(item)
+            return True
+        for item in backlog[: self.queue_size - 1]:
+            sub.queue.put_nowait(item)
+        sub.queue.put_nowait(LAGGED)
+        self._subscribers.discard(sub)
+        METRICS.sse_clients.set(len(self._subscribers))
+        METRICS.sse_dropped_clients.inc()
+        return False
 
     async def open(
         self,
@@ -201,12 +217,7 @@ class Hub:
         """`subscribe`, reading a resume point the ring lacks back from the bus's history."""
         if self.history is None or last_id is None or self._ring_covers(last_id):
             return self.subscribe(owners, last_id, after_block, flt)
-        sub = Subscriber(
-            frozenset(owners) if owners is not None else None,
-            asyncio.Queue(maxsize=self.queue_size),
-            flt,
-            hold=[],
-        )
+        sub = self._new_subscriber(owners, flt, hold=True)
         self._subscribers.add(sub)
         METRICS.sse_clients.set(len(self._subscribers))
         upto = self._seq
@@ -234,17 +245,7 @@ class Hub:
             return sub
         if reset:
             sub.queue.put_nowait(RESET)
-        items = backlog + [item for item in held if item[0] > sub.after]
-        if not complete or len(items) > self.queue_size - 1:
-            for item in items[: self.queue_size - 1]:
-                sub.queue.put_nowait(item)
-            self._subscribers.discard(sub)
-            METRICS.sse_clients.set(len(self._subscribers))
-            METRICS.sse_dropped_clients.inc()
-            sub.queue.put_nowait(LAGGED)
-            return sub
-        for item in items:
-            sub.queue.put_nowait(item)
+        self._replay(sub, backlog + [item for item in held if item[0] > sub.after], complete)
         return sub
 
     def _ring_covers(self, last_id: int) -> bool:

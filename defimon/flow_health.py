@@ -46,6 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(200 if ok else 503, body, "application/json")
         elif self.path == "/metrics":
+            self.server.status.export()
             self._send(200, generate_latest(METRICS.registry), CONTENT_TYPE_LATEST)
         else:
             self._send(404, b'{"detail": "Not Found"}', "application/json")

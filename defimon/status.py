@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from defimon.metrics import METRICS
+
 
 @dataclass(slots=True)
 class ChainProgress:
@@ -112,3 +114,15 @@ class FlowStatus:
             if block >= progress.processed:
                 progress.processed = block
                 progress.processed_time = block_time
+
+    def export(self) -> None:
+        """Set the head and lag gauges from the progress, just before /metrics is scraped
+        (the API's and the flow process's alike)."""
+        now = time.time()
+        for progress in self.chains():
+            chain = str(progress.chain_id)
+            METRICS.head_block.labels(chain_id=chain).set(progress.head)
+            METRICS.head_lag_blocks.labels(chain_id=chain).set(progress.lag or 0)
+            if progress.processed_time is not None:
+                behind = max(now - progress.processed_time, 0.0)
+                METRICS.head_lag_seconds.labels(chain_id=chain).set(behind)

@@ -23,6 +23,11 @@ def topic(signature: str) -> str:
     return "0x" + keccak(text=signature).hex()
 
 
+def selector(signature: str) -> str:
+    """The 4-byte function selector of a signature, as 0x hex (eth_call data)."""
+    return "0x" + keccak(text=signature)[:4].hex()
+
+
 def words(log: RawLog, count: int, *, at_least: bool = False) -> list[int]:
     """The first `count` data words (exactly `count` unless `at_least`: dynamic tails)."""
     data = log.data

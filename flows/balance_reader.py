@@ -25,7 +25,6 @@ from flows.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_M
 from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient
 from schemas.chain_config import ChainConfig
-from schemas.errors import RpcError, RpcTransportError
 
 log = structlog.get_logger("defimon.source")
 
@@ -205,20 +204,7 @@ class BalanceTracker:
                 ("eth_call", [{"to": token, "data": _BALANCE_OF + _padded(wallet)[2:]}, hex(block)])
                 for wallet, token, block in pairs[i : i + CALLS_PER_BATCH]
             ]
-            try:
-                results = self.rpc.batch(calls)
-            except RpcTransportError:
-                raise
-            except RpcError:
-                # One reverting call fails the whole batch on some nodes: one by one then.
-                results = []
-                for method, params in calls:
-                    try:
-                        results.append(self.rpc.call(method, params))
-                    except RpcTransportError:
-                        raise
-                    except RpcError:
-                        results.append(None)
+            results = self.rpc.batch_each(calls)  # a reverting balanceOf: unreadable
             for (wallet, token, block), result in zip(
                 pairs[i : i + CALLS_PER_BATCH], results, strict=True
             ):

@@ -109,6 +109,7 @@ class ChainReader:
             self.comet = CometReader(rpc, config.compound_v3.comets, self.token_infos)
         self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
+        self._token_info: dict[str, TokenInfo] = {}
         self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
         # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
@@ -303,37 +304,32 @@ class ChainReader:
             raise RpcError(f"malformed block header: {exc}") from exc
 
     def token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
+        """Metadata of the tokens not announced before: each goes out once, on the batch
+        that first names it."""
+        return self.token_info(set(addresses) - self._tokens_seen)
+
+    def knows_token(self, address: str) -> bool:
+        return address in self._tokens_seen
+
+    def token_info(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
+        """decimals() and symbol() of each token, read once (at the head) and kept; they count
+        as announced from then on."""
         wanted = sorted(set(addresses) - self._tokens_seen)
-        if not wanted:
-            return {}
         calls = []
         for a in wanted:
             calls.append(("eth_call", [{"to": a, "data": _DECIMALS}, "latest"]))
             calls.append(("eth_call", [{"to": a, "data": _SYMBOL}, "latest"]))
-        out: dict[str, TokenInfo] = {}
-        try:
-            results = self.rpc.batch(calls)
-        except RpcTransportError:
-            raise  # a fault, not an answer: never a token with made-up decimals
-        except RpcError:
-            # One reverting call fails the whole batch on some nodes: fall back to one by one.
-            results = []
-            for method, params in calls:
-                try:
-                    results.append(self.rpc.call(method, params))
-                except RpcTransportError:
-                    raise
-                except RpcError:
-                    results.append(None)
+        # A fault raises (never a token with made-up decimals); a refused call is unreadable.
+        results = self.rpc.batch_each(calls) if calls else []
         for i, address in enumerate(wanted):
             decimals = _decode_uint(results[2 * i])
             symbol = _decode_symbol(results[2 * i + 1])
             if decimals is None or decimals > 77:
                 log.warning("token.decimals_unreadable", token=address)
                 decimals = 18
-            out[address] = TokenInfo(address, symbol or "???", decimals)
+            self._token_info[address] = TokenInfo(address, symbol or "???", decimals)
             self._tokens_seen.add(address)
-        return out
+        return {a: self._token_info[a] for a in sorted(set(addresses))}
 
 
 def _decode_uint(value: object) -> int | None:

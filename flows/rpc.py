@@ -556,6 +556,26 @@ class RpcClient:
         result: list[Any] = self._request(f"batch:{label}", payload, results)
         return result
 
+    def batch_each(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Like `batch`, but a call the node refuses (a revert) gives its RpcError in its place
+        instead of failing the others. Some nodes fail a whole batch for one refused call:
+        then the calls go one by one. Faults still raise (RpcTransportError): never an answer."""
+        try:
+            return self.batch(calls)
+        except RpcTransportError:
+            raise
+        except RpcError:
+            pass
+        out: list[Any] = []
+        for method, params in calls:
+            try:
+                out.append(self.call(method, params))
+            except RpcTransportError:
+                raise
+            except RpcError as exc:
+                out.append(exc)
+        return out
+
     # Typed helpers -------------------------------------------------------------------------
 
     def chain_id(self) -> int:

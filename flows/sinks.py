@@ -42,8 +42,7 @@ BACKFILL_PUBLISH_SECONDS = 3.0
 
 
 class _StageOutput(Protocol):
-    @property
-    def live(self) -> bool: ...
+    live: bool
 
 
 X = TypeVar("X", bound=_StageOutput)

@@ -33,13 +33,14 @@ from eth_utils import keccak
 
 from defimon.metrics import METRICS
 from flows.aave_v3.state import account_id
-from flows.chain_reader import ChainReader, _decode_symbol, _decode_uint
+from flows.abi import selector
+from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
 from flows.uniswap_v3 import events as uni
 from flows.uniswap_v3.math import MAX_TICK, MIN_TICK
 from flows.uniswap_v3.state import position_id
 from schemas.chain import RawLog, TokenInfo
-from schemas.errors import RangeTooLarge, RpcError, RpcTransportError
+from schemas.errors import RangeTooLarge, RpcError
 from schemas.lending import (
     AaveAccount,
     AccountReserveState,
@@ -57,34 +58,28 @@ CALLS_PER_BATCH = 500
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
-def _selector(signature: str) -> str:
-    return "0x" + keccak(text=signature)[:4].hex()
-
-
-_POSITIONS = _selector("positions(uint256)")
-_GET_POOL = _selector("getPool(address,address,uint24)")
-_SLOT0 = _selector("slot0()")
-_LIQUIDITY = _selector("liquidity()")
-_FEE_GROWTH0 = _selector("feeGrowthGlobal0X128()")
-_FEE_GROWTH1 = _selector("feeGrowthGlobal1X128()")
-_PROTOCOL_FEES = _selector("protocolFees()")
-_TICK_SPACING = _selector("tickSpacing()")
-_TICK_BITMAP = _selector("tickBitmap(int16)")
-_TICKS = _selector("ticks(int24)")
-_POOL_POSITIONS = _selector("positions(bytes32)")
-_DECIMALS = _selector("decimals()")
-_SYMBOL = _selector("symbol()")
-_RESERVES_LIST = _selector("getReservesList()")
-_RESERVE_DATA = _selector("getReserveData(address)")
-_USER_CONFIGURATION = _selector("getUserConfiguration(address)")
-_USER_EMODE = _selector("getUserEMode(address)")
-_EMODE_CATEGORY = _selector("getEModeCategoryData(uint8)")
-_SOURCE_OF_ASSET = _selector("getSourceOfAsset(address)")
-_LATEST_ROUND_DATA = _selector("latestRoundData()")
-_SCALED_BALANCE = _selector("scaledBalanceOf(address)")
-_PRINCIPAL_BALANCE = _selector("principalBalanceOf(address)")
-_USER_STABLE_RATE = _selector("getUserStableRate(address)")
-_USER_LAST_UPDATED = _selector("getUserLastUpdated(address)")
+_POSITIONS = selector("positions(uint256)")
+_GET_POOL = selector("getPool(address,address,uint24)")
+_SLOT0 = selector("slot0()")
+_LIQUIDITY = selector("liquidity()")
+_FEE_GROWTH0 = selector("feeGrowthGlobal0X128()")
+_FEE_GROWTH1 = selector("feeGrowthGlobal1X128()")
+_PROTOCOL_FEES = selector("protocolFees()")
+_TICK_SPACING = selector("tickSpacing()")
+_TICK_BITMAP = selector("tickBitmap(int16)")
+_TICKS = selector("ticks(int24)")
+_POOL_POSITIONS = selector("positions(bytes32)")
+_RESERVES_LIST = selector("getReservesList()")
+_RESERVE_DATA = selector("getReserveData(address)")
+_USER_CONFIGURATION = selector("getUserConfiguration(address)")
+_USER_EMODE = selector("getUserEMode(address)")
+_EMODE_CATEGORY = selector("getEModeCategoryData(uint8)")
+_SOURCE_OF_ASSET = selector("getSourceOfAsset(address)")
+_LATEST_ROUND_DATA = selector("latestRoundData()")
+_SCALED_BALANCE = selector("scaledBalanceOf(address)")
+_PRINCIPAL_BALANCE = selector("principalBalanceOf(address)")
+_USER_STABLE_RATE = selector("getUserStableRate(address)")
+_USER_LAST_UPDATED = selector("getUserLastUpdated(address)")
 
 
 def _padded(address: str) -> str:
@@ -164,36 +159,20 @@ class WatchReader:
         self.search_from = self.config.start_block
         self.watched: dict[str, int] = dict(watched)  # wallet -> block it was seeded at
         self.cost = SeedCost()
-        self._tokens: dict[str, TokenInfo] = {}
         self._emode_seen: set[int] = set()
         self._seeded_tokens: set[int] = set()
 
     # JSON-RPC, counted ---------------------------------------------------------------------
 
     def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Results in call order; a reverting call gives None (one by one after a failed
-        batch: some nodes fail a whole batch for one revert)."""
+        """Results in call order; a reverting call gives None. Faults raise: the reader
+        retries the whole seed. The cost counts a batch as one request."""
         out: list[Any] = []
         for i in range(0, len(calls), CALLS_PER_BATCH):
             chunk = calls[i : i + CALLS_PER_BATCH]
             self.cost.requests += 1
             self.cost.calls += len(chunk)
-            try:
-                out += self.rpc.batch(chunk)
-                continue
-            except RpcTransportError:
-                raise  # the node is unreachable: the reader retries the whole seed
-            except RpcError:
-                pass
-            for method, params in chunk:
-                self.cost.requests += 1
-                self.cost.calls += 1
-                try:
-                    out.append(self.rpc.call(method, params))
-                except RpcTransportError:
-                    raise
-                except RpcError:
-                    out.append(None)
+            out += [None if isinstance(r, RpcError) else r for r in self.rpc.batch_each(chunk)]
         return out
 
     def _calls(self, to_data: Sequence[tuple[str, str]], block: int) -> list[Any]:
@@ -262,24 +241,12 @@ class WatchReader:
         METRICS.watch_seed_calls.labels(chain_id=chain).inc(self.cost.calls - calls_before)
 
     def _token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
-        wanted = sorted(set(addresses) - self._tokens.keys())
-        if wanted:
-            results = self._batch(
-                [
-                    ("eth_call", [{"to": a, "data": data}, "latest"])
-                    for a in wanted
-                    for data in (_DECIMALS, _SYMBOL)
-                ]
-            )
-            for i, address in enumerate(wanted):
-                decimals = _decode_uint(results[2 * i])
-                if decimals is None or decimals > 77:
-                    decimals = 18
-                symbol = _decode_symbol(results[2 * i + 1]) or "???"
-                self._tokens[address] = TokenInfo(address, symbol, decimals)
-        # The chain reader need not look these up again.
-        self.reader._tokens_seen.update(wanted)
-        return {a: self._tokens[a] for a in sorted(set(addresses))}
+        wanted = set(addresses)
+        unread = [a for a in wanted if not self.reader.knows_token(a)]
+        if unread:
+            self.cost.requests += 1
+            self.cost.calls += 2 * len(unread)
+        return self.reader.token_info(wanted)
 
     def new_tokens(self, logs: Iterable[RawLog]) -> dict[int, str]:
         """NFTs these logs minted or moved to a watched wallet that were not seeded yet

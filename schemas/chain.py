@@ -95,7 +95,6 @@ class Rewind:
     orphaned: tuple[tuple[int, str], ...]
     old_head: int  # the last block processed on the orphaned branch
     new_head: int  # the canonical head when the reorg was found
-    live: bool = True  # news for subscribers: published at once, never coalesced
 
     @property
     def depth(self) -> int:

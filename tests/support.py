@@ -18,7 +18,9 @@ from httpx_sse import connect_sse
 from api.app import create_app
 from defimon.runtime import Runtime
 from defimon.settings import Settings
+from defimon.store import Store
 from devnet.anvil import free_port
+from flows.rows import COLUMNS
 from flows.source import ChainEndpoint
 
 
@@ -225,3 +227,23 @@ def collect_events(
     except httpx.HTTPError:
         if not stop.is_set():
             raise
+
+
+def chain_tables(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table the flow writes, as FINAL shows it, without the version (when a row was
+    written): equal for any two runs over the same chain, however they ran (live or backfill,
+    killed, through faults, with reorgs, on more workers). Blocks: those with logs (a live run
+    also stores empty blocks, and a backfill reads no parent hash for blocks it took from
+    eth_getLogs)."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table, columns in COLUMNS.items():  # names from code, never from input
+        if table == "defimon.blocks":
+            sql = (
+                "SELECT chain_id, number, hash, block_time, log_count FROM defimon.blocks FINAL "
+                "WHERE log_count > 0 ORDER BY ALL"
+            )
+        else:
+            kept = ", ".join(c for c in columns if c != "version")
+            sql = f"SELECT {kept} FROM {table} FINAL ORDER BY ALL"
+        out[table] = store.rows(sql)
+    return out

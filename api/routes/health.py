@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import QueriesDep, RuntimeDep
 from defimon import __version__
-from defimon.metrics import METRICS
 from defimon.runtime import Runtime
 from schemas.api import ChainStatusOut, HealthOut, MetaOut, ReadyOut
 
@@ -19,11 +16,6 @@ def chain_statuses(runtime: Runtime) -> list[ChainStatusOut]:
     for endpoint in runtime.endpoints:
         progress = runtime.status.chain(endpoint.config.chain_id)
         lag = progress.lag
-        METRICS.head_lag_blocks.labels(chain_id=str(progress.chain_id)).set(lag or 0)
-        METRICS.head_block.labels(chain_id=str(progress.chain_id)).set(progress.head)
-        if progress.processed_time is not None:
-            behind = max(time.time() - progress.processed_time, 0.0)
-            METRICS.head_lag_seconds.labels(chain_id=str(progress.chain_id)).set(behind)
         out.append(
             ChainStatusOut(
                 chain_id=progress.chain_id,

@@ -12,8 +12,10 @@ from api.deps import (
     AtParam,
     ChainParam,
     FilterDep,
+    FromParam,
     QueriesDep,
     RuntimeDep,
+    ToParam,
     address,
     as_of_each,
     chain_for,
@@ -95,13 +97,8 @@ def portfolio_history(
     runtime: RuntimeDep,
     queries: QueriesDep,
     window: Annotated[str, Query(description="1m, 1h or 1d")] = "1m",
-    from_: Annotated[
-        str | None,
-        Query(alias="from", max_length=64, description="ISO-8601 time or block number"),
-    ] = None,
-    to: Annotated[
-        str | None, Query(max_length=64, description="ISO-8601 time or block number")
-    ] = None,
+    from_: FromParam = None,
+    to: ToParam = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1440,
     chain_id: ChainParam = None,
 ) -> dict[str, Any]:
@@ -200,13 +197,8 @@ def history(
     ],
     queries: QueriesDep,
     window: Annotated[str, Query(description="1m, 1h or 1d")] = "1h",
-    from_: Annotated[
-        str | None,
-        Query(alias="from", max_length=64, description="ISO-8601 time or block number"),
-    ] = None,
-    to: Annotated[
-        str | None, Query(max_length=64, description="ISO-8601 time or block number")
-    ] = None,
+    from_: FromParam = None,
+    to: ToParam = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Closed windows of a position or lending account: open, high, low and close of its USD

@@ -67,21 +67,7 @@ class CometReader:
             return []
         # A node out of reach raises (RpcTransportError): the source retries the whole range,
         # so a network fault never turns into a missing read.
-        try:
-            return self.rpc.batch(calls)
-        except RpcTransportError:
-            raise
-        except RpcError:
-            # One reverting call fails the whole batch on some nodes: one by one then.
-            out: list[Any] = []
-            for method, params in calls:
-                try:
-                    out.append(self.rpc.call(method, params))
-                except RpcTransportError:
-                    raise
-                except RpcError as exc:
-                    out.append(exc)
-            return out
+        return self.rpc.batch_each(calls)
 
     def _read_config(self, comet: str, batch: BlockBatch) -> CometConfig:
         block = self._block(batch)

@@ -8,18 +8,11 @@ reason, so a wrong answer never becomes a wrong number. Shapes are Comet's
 
 from __future__ import annotations
 
-from eth_utils import keccak
-
-from flows.abi import DecodeError
+from flows.abi import DecodeError, selector
 from flows.abi import address as _address
 from flows.abi import bounded as _bounded
 from flows.abi import signed as _signed
 from schemas.comet import CometAssetInfo, CometConfig, CometTotalsBasic, CometUserBasic
-
-
-def selector(signature: str) -> str:
-    return "0x" + keccak(text=signature)[:4].hex()
-
 
 TOTALS_BASIC = selector("totalsBasic()")
 USER_BASIC = selector("userBasic(address)")

@@ -18,13 +18,19 @@ from typing import Any
 
 import pytest
 
-from defimon.store import Store
 from devnet.lending import LendingSimulator
 from devnet.simulator import MarketSimulator
 from flows.rows import COLUMNS
 from flows.source import ChainEndpoint
 from tests.conftest import Devnet
-from tests.support import LiveServer, block_number, collect_events, live_server, rpc
+from tests.support import (
+    LiveServer,
+    block_number,
+    chain_tables,
+    collect_events,
+    live_server,
+    rpc,
+)
 
 # (method, depth): every depth from the smallest to the finality depth, both methods.
 REORGS = [
@@ -66,22 +72,6 @@ class Market:
             self.uniswap.swap()
             mined += 1
         return mined
-
-
-def stored_tables(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """Every data table as FINAL shows it, without the version. Blocks: the ones with logs
-    (a live run also stores empty blocks, a backfill does not)."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in COLUMNS:
-        if table == "defimon.blocks":
-            rows = store.rows(
-                "SELECT chain_id, number, hash, block_time, log_count FROM defimon.blocks FINAL "
-                "WHERE log_count > 0"
-            )
-        else:
-            rows = store.rows(f"SELECT * EXCEPT (version) FROM {table} FINAL")
-        out[table] = sorted(rows, key=repr)
-    return out
 
 
 def api_answers(server: LiveServer, wallets: list[str], blocks: list[int]) -> dict[str, Any]:
@@ -156,7 +146,7 @@ def test_reorgs_at_every_depth_end_equal_to_the_canonical_chain(
         finally:
             stop.set()
         wallets = sorted(set(market.uniswap.all_positions().values()) | set(market.lending.users))
-        reorged = stored_tables(server.runtime.store)
+        reorged = chain_tables(server.runtime.store)
         # Past blocks with logs (a backfill stores no empty blocks, so it cannot name their
         # hash and time), spread over the scenario, most of them rewritten by a reorg.
         with_logs = sorted(row[1] for row in reorged["defimon.blocks"])
@@ -171,7 +161,7 @@ def test_reorgs_at_every_depth_end_equal_to_the_canonical_chain(
     with live_server(tmp_path / "canonical", [endpoint]) as server:
         server.wait_processed(chain_id, head)
         canonical_answers = api_answers(server, wallets, history)
-        canonical = stored_tables(server.runtime.store)
+        canonical = chain_tables(server.runtime.store)
 
     for table in COLUMNS:
         assert reorged[table] == canonical[table], f"{table} differs from the canonical run"

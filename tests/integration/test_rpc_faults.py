@@ -22,56 +22,24 @@ from defimon.metrics import METRICS
 from defimon.store import Store
 from devnet.anvil import Anvil, free_port
 from devnet.lending import LendingSimulator
-from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient, RpcOptions, redact_url
 from flows.source import ChainEndpoint
 from schemas.errors import ConfigError, RangeTooLarge
 from tests.conftest import Devnet
 from tests.fault_proxy import ALL_KINDS, HTTP_KINDS, FaultProxy
 from tests.integration.test_exactness import check_block
-from tests.support import Npm, block_number, live_server, minted_token_ids
+from tests.support import Npm, block_number, chain_tables, live_server, minted_token_ids
 
 # Short timeouts and backoffs, so that a hang costs a second, not thirty.
 FAST = RpcOptions(timeout=1.0, backoff_base=0.05, backoff_cap=1.0, budget_seconds=30.0)
 # Tables whose rows depend only on the chain (not on how or when it was read); `version`
 # (the insert order) and `is_deleted` aside.
-TABLES = (
-    "raw_logs",
-    "position_versions",
-    "pool_states",
-    "pool_ticks",
-    "pool_positions",
-    "account_versions",
-    "oracle_prices",
-    "liquidations",
-    "token_balances",
-    "dead_letters",
-)
 
 
 def stored_state(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
     store = Store.connect(None, data_dir)
     try:
-        columns: dict[str, list[str]] = {}
-        for table, name in store.rows(
-            "SELECT table, name FROM system.columns WHERE database = 'defimon' ORDER BY position"
-        ):
-            columns.setdefault(table, []).append(name)
-        state = {}
-        for table in TABLES:  # names from the constant above, never from input
-            kept = [c for c in columns[table] if c not in ("version", "is_deleted")]
-            live = " WHERE NOT is_deleted" if "is_deleted" in columns[table] else ""
-            state[table] = store.rows(
-                f"SELECT {', '.join(kept)} FROM defimon.{table} FINAL{live} ORDER BY ALL"
-            )
-        # ERC-20 Transfers are kept from the start of the range in which a wallet became
-        # tracked (the fold ignores those before its opening balance), so which of them are
-        # stored depends on the range boundaries, which range refusals move. The balances
-        # they make are compared in token_balances.
-        state["raw_logs"] = [
-            row for row in state["raw_logs"] if not (row[7][0] == TRANSFER and len(row[7]) == 3)
-        ]
-        return state
+        return chain_tables(store)
     finally:
         store.close()
 
@@ -151,10 +119,11 @@ def test_flow_through_faulty_providers_stays_exact(devnet: Devnet, tmp_path: Pat
     with live_server(direct_dir, [devnet.endpoint()]) as server:
         server.wait_processed(chain_id, head, timeout=300)
     faulty, direct = stored_state(faulty_dir), stored_state(direct_dir)
-    for table in TABLES:
+    for table in direct:
         assert faulty[table] == direct[table], table
-    assert len(direct["position_versions"]) > 50 and len(direct["account_versions"]) > 10
-    assert direct["dead_letters"] == []
+    assert len(direct["defimon.position_versions"]) > 50
+    assert len(direct["defimon.account_versions"]) > 10
+    assert direct["defimon.dead_letters"] == []
 
 
 def test_client_rotates_past_a_dead_endpoint_and_honours_retry_after(devnet: Devnet) -> None:

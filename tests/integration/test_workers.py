@@ -12,8 +12,8 @@ from defimon.settings import Settings
 from devnet.anvil import free_port
 from flows.rows import COLUMNS
 from tests.conftest import Devnet
-from tests.integration.test_reorg import Market, stored_tables, wait_reorgs
-from tests.support import LiveServer, block_number, live_server, rpc
+from tests.integration.test_reorg import Market, wait_reorgs
+from tests.support import LiveServer, block_number, chain_tables, live_server, rpc
 
 
 def test_two_workers_store_what_one_worker_stores(devnet: Devnet, tmp_path: Path) -> None:
@@ -38,13 +38,13 @@ def test_two_workers_store_what_one_worker_stores(devnet: Devnet, tmp_path: Path
         head = block_number(devnet.rpc_url)
         server.wait_processed(chain_id, head)
         time.sleep(0.2)
-        two = stored_tables(runtime.store)
+        two = chain_tables(runtime.store)
     finally:
         server.stop()  # stops the flow and closes the store
 
     with live_server(tmp_path / "one", [devnet.endpoint()]) as one_server:
         one_server.wait_processed(chain_id, head)
-        one = stored_tables(one_server.runtime.store)
+        one = chain_tables(one_server.runtime.store)
 
     for table in COLUMNS:
         assert two[table] == one[table], f"{table}: 2 workers differ from 1"
