@@ -159,7 +159,7 @@ class _Reader(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._check_chain()
+            # The client checks every endpoint's chain id before its first use (flows/rpc.py).
             self._retrying(self._check_recent)  # a reorg while we were down
             if self.next_block < 0:
                 # A fresh watch-mode start: from the head, no history; the head block comes
@@ -178,13 +178,6 @@ class _Reader(threading.Thread):
                 self.error = exc
         finally:
             self.rpc.close()
-
-    def _check_chain(self) -> None:
-        actual = self._retrying(self.rpc.chain_id)
-        if actual != self.chain_id:
-            raise RpcError(
-                f"{self.endpoint.rpc_url} serves chain {actual}, the config says {self.chain_id}"
-            )
 
     def _put(self, items: Sequence[SourceItem], next_block: int) -> None:
         last = self.last_hash
