@@ -150,6 +150,19 @@ class BalanceTracker:
         out.logs = _tracked_only(logs, new_wallets, new_tokens, self.wallets, self.tokens)
         return out
 
+    def checkpoint(self) -> tuple[set[str], set[str], set[str], set[str]]:
+        return (
+            set(self.wallets),
+            set(self.tokens),
+            set(self._pending_wallets),
+            set(self._pending_tokens),
+        )
+
+    def rollback(self, checkpoint: tuple[set[str], set[str], set[str], set[str]]) -> None:
+        """Back to a checkpoint: a read that committed and then failed is read again."""
+        self.wallets, self.tokens, self._pending_wallets, self._pending_tokens = checkpoint
+        self.snapshot = self._snapshot()
+
     def restore(self, snapshot: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
         """Back to what was tracked after an earlier block (a reorg rolled the state back)."""
         self.wallets, self.tokens = set(snapshot[0]), set(snapshot[1])

@@ -8,7 +8,8 @@ the known set, then reads again for the children that range announced (from thei
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -143,7 +144,16 @@ class ChainReader:
             flt = dict(base)
             if "fromBlock" in flt:
                 flt["fromBlock"] = hex(min(c.block for c in created))
-            raw += self.rpc.get_logs({**flt, "address": new_children})
+            # Each child from its own announcement on, as a live run reads it: otherwise its
+            # earlier logs would be stored or not depending on where the range began.
+            since: dict[str, int] = {}
+            for c in created:
+                since[c.address] = min(c.block, since.get(c.address, c.block))
+            raw += [
+                item
+                for item in self.rpc.get_logs({**flt, "address": new_children})
+                if int(item["blockNumber"], 16) >= since[item["address"].lower()]
+            ]
             raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
         return raw, new_tokens - self._tokens_seen
 
@@ -171,11 +181,35 @@ class ChainReader:
             if found:
                 batch.feed_answers = found
 
+    @contextmanager
+    def _all_or_nothing(self) -> Iterator[None]:
+        """A read that fails part-way (a provider fault: the source reads it again) leaves no
+        trace. Otherwise what it had announced (pools, their tokens, feed answers, wallets
+        that became tracked) would count as done and never reach a batch: a token priced
+        with the default 18 decimals, say."""
+        saved = (
+            set(self.children),
+            set(self._initial_tokens),
+            set(self._tokens_seen),
+            {block: dict(answers) for block, answers in self._feed_answers.items()},
+        )
+        tracker = self.balances.checkpoint()
+        try:
+            yield
+        except BaseException:
+            self.children, self._initial_tokens, self._tokens_seen, self._feed_answers = saved
+            self.balances.rollback(tracker)
+            raise
+
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         """Every watched log in [start, end], as one BlockBatch per block that has logs.
 
         The last block of the range is always emitted, logs or not, so progress reaches it.
         """
+        with self._all_or_nothing():
+            return self._read_range(start, end, head=head, live=live)
+
+    def _read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
         raw, new_tokens = self._fetch(flt)
         tracked = self._track_balances(raw, flt, start)
@@ -219,6 +253,10 @@ class ChainReader:
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
+        with self._all_or_nothing():
+            return self._read_block(header, head=head)
+
+    def _read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         flt: dict[str, object] = {"blockHash": header.hash}
         raw, new_tokens = self._fetch(flt)
         tracked = self._track_balances(raw, flt, header.number)
