@@ -57,6 +57,7 @@ def market_mapper(
                 position_manager=cfg.uniswap_v3.position_manager,
                 usd_tokens=cfg.usd_tokens,
                 shards=shards,
+                min_depth_usd=cfg.min_depth_usd,
             )
             if cfg.aave_v3 is not None:
                 state.aave = AaveMarket(

@@ -14,6 +14,8 @@ It is a small TOML file::
     [pricing]                  # optional
     usd_tokens = ["0x..."]     # tokens worth exactly 1 USD, the roots of price routing
     feeds = { "0xtoken" = "0xaggregator" }   # Chainlink-style USD feeds (8 decimals)
+    min_depth_usd = 10000      # pools shallower than this (USD within ±2% of their price)
+                               # set no token's price; default 10000, 0 trusts every pool
 
     [aave_v3]                  # optional
     pool = "0x..."
@@ -36,6 +38,7 @@ Built-in configs for real chains ship in `schemas/chains/<name>.toml` (`builtin(
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +47,11 @@ from typing import Any
 
 from schemas.errors import ConfigError
 from schemas.hexutil import normalize_address
+
+# A Uniswap pool prices a token only if it holds at least this much (USD, both sides, within
+# ±2% of its price; flows/uniswap_v3/valuation.py route_prices): below it are dust and
+# abandoned pools, whose price anyone can set for the cost of a swap.
+DEFAULT_MIN_DEPTH_USD = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +82,8 @@ class ChainConfig:
     usd_tokens: tuple[str, ...] = field(default_factory=tuple)
     # token -> Chainlink-style aggregator, for tokens whose feed no protocol oracle announces
     feeds: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Uniswap pools shallower than this (USD within ±2% of their price) route no price.
+    min_depth_usd: float = DEFAULT_MIN_DEPTH_USD
     aave_v3: AaveV3Config | None = None
     compound_v3: CompoundV3Config | None = None
     watch_wallets: tuple[str, ...] = field(default_factory=tuple)
@@ -113,6 +123,7 @@ class ChainConfig:
                     for t, f in pricing.get("feeds", {}).items()
                 )
             )
+            min_depth_usd = _min_depth(pricing.get("min_depth_usd", DEFAULT_MIN_DEPTH_USD))
             aave = None
             if "aave_v3" in raw:
                 a = raw["aave_v3"]
@@ -141,6 +152,7 @@ class ChainConfig:
             finality_depth=finality_depth,
             usd_tokens=usd,
             feeds=feeds,
+            min_depth_usd=min_depth_usd,
             aave_v3=aave,
             compound_v3=compound,
             watch_wallets=watch,
@@ -182,7 +194,8 @@ class ChainConfig:
             f'factory = "{self.uniswap_v3.factory}"',
             f'position_manager = "{self.uniswap_v3.position_manager}"',
         ]
-        if self.usd_tokens or self.feeds:
+        custom_depth = self.min_depth_usd != DEFAULT_MIN_DEPTH_USD
+        if self.usd_tokens or self.feeds or custom_depth:
             lines += ["", "[pricing]"]
             if self.usd_tokens:
                 tokens = ", ".join(f'"{a}"' for a in self.usd_tokens)
@@ -190,6 +203,8 @@ class ChainConfig:
             if self.feeds:
                 pairs = ", ".join(f'"{t}" = "{f}"' for t, f in self.feeds)
                 lines.append(f"feeds = {{ {pairs} }}")
+            if custom_depth:
+                lines.append(f"min_depth_usd = {self.min_depth_usd!r}")
         if self.aave_v3:
             a = self.aave_v3
             lines += [
@@ -248,6 +263,17 @@ def _check_url(url: object, kind: str) -> None:
     if not isinstance(url, str) or not url.startswith(_URL_SCHEMES[kind]):
         wanted = " or ".join(_URL_SCHEMES[kind])
         raise ConfigError(f"chain config [rpc] {kind} URL {url!r} does not start with {wanted}")
+
+
+def _min_depth(value: object) -> float:
+    """`[pricing] min_depth_usd`: a finite, non-negative number of US dollars."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"chain config [pricing] min_depth_usd must be a number, not {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"chain config [pricing] min_depth_usd must be finite and not negative, not {value!r}"
+        )
+    return value
 
 
 def _toml_string(text: str) -> str:

@@ -18,7 +18,7 @@ from eth_utils import is_checksum_address
 
 from defimon.chains import choose_chains, endpoints_from_args, load_chain
 from defimon.cli import build_parser, main
-from schemas.chain_config import ChainConfig, builtin_names
+from schemas.chain_config import DEFAULT_MIN_DEPTH_USD, ChainConfig, builtin_names
 from schemas.errors import ConfigError
 
 EXPECTED_IDS = {"ethereum": 1, "arbitrum": 42161, "base": 8453, "optimism": 10, "polygon": 137}
@@ -162,6 +162,25 @@ def test_rpc_table_rejects_what_is_not_a_url() -> None:
     raw["rpc"] = {"http": "https://one.example", "ws": "https://not-a-socket"}
     with pytest.raises(ConfigError, match="ws URL"):
         ChainConfig.from_dict(raw)
+
+
+def test_min_depth_usd_defaults_parses_round_trips_and_rejects_nonsense() -> None:
+    raw = tomllib.loads(builtin_text("base"))
+    assert ChainConfig.from_dict(raw).min_depth_usd == DEFAULT_MIN_DEPTH_USD == 10_000
+    del raw["pricing"]["min_depth_usd"]
+    assert ChainConfig.from_dict(raw).min_depth_usd == DEFAULT_MIN_DEPTH_USD
+    for value in (0, 2500.5, 10**7):
+        raw["pricing"]["min_depth_usd"] = value
+        config = ChainConfig.from_dict(raw)
+        assert config.min_depth_usd == value
+        assert ChainConfig.from_dict(tomllib.loads(config.to_toml())) == config
+    # A config with nothing else in [pricing] keeps its threshold through to_toml too.
+    bare = ChainConfig(config.chain_id, config.uniswap_v3, min_depth_usd=0)
+    assert ChainConfig.from_dict(tomllib.loads(bare.to_toml())).min_depth_usd == 0
+    for bad in (-1, "10000", True, float("inf"), float("nan")):
+        raw["pricing"]["min_depth_usd"] = bad
+        with pytest.raises(ConfigError, match=r"\[pricing\] min_depth_usd must be"):
+            ChainConfig.from_dict(raw)
 
 
 def test_cli_accepts_chain_config_as_an_alias_and_repeats() -> None:

@@ -564,6 +564,54 @@ class PoolReplica:
         """TickBitmap.nextInitializedTickWithinOneWord for this pool's bitmap and spacing."""
         return next_initialized_tick_within_one_word(self.bitmap, tick, self.tick_spacing, lte)
 
+    def reserves_within(self, sqrt_lower: int, sqrt_upper: int) -> tuple[int, int]:
+        """The token0 the pool holds between its price and `sqrt_upper`, and the token1
+        between `sqrt_lower` and its price: what swaps moving the price to each bound would
+        take out, fees aside (each segment rounded down, as a swap's output is).
+
+        Walks the initialised ticks as the swap loop does, adding each crossed tick's
+        liquidityNet, so concentrated and one-sided liquidity count where they sit. Bounds on
+        the wrong side of the price contribute nothing.
+        """
+        if not self.initialized:
+            return 0, 0
+        bitmap, spacing, ticks = self.bitmap, self.tick_spacing, self.ticks
+        amount0 = 0
+        price, tick, liquidity = self.sqrt_price_x96, self.tick, self.liquidity
+        while price < sqrt_upper:
+            tick_next, initialized = next_initialized_tick_within_one_word(
+                bitmap, tick, spacing, False
+            )
+            tick_next = min(tick_next, MAX_TICK)
+            at_tick = get_sqrt_ratio_at_tick(tick_next)
+            target = min(at_tick, sqrt_upper)
+            if liquidity > 0 and target > price:
+                amount0 += get_amount0_delta(price, target, liquidity, False)
+            price = target
+            if price != at_tick or tick_next == MAX_TICK:
+                break
+            if initialized:
+                liquidity += ticks[tick_next].liquidity_net
+            tick = tick_next
+        amount1 = 0
+        price, tick, liquidity = self.sqrt_price_x96, self.tick, self.liquidity
+        while price > sqrt_lower:
+            tick_next, initialized = next_initialized_tick_within_one_word(
+                bitmap, tick, spacing, True
+            )
+            tick_next = max(tick_next, MIN_TICK)
+            at_tick = get_sqrt_ratio_at_tick(tick_next)
+            target = max(at_tick, sqrt_lower)
+            if liquidity > 0 and target < price:
+                amount1 += get_amount1_delta(target, price, liquidity, False)
+            price = target
+            if price != at_tick or tick_next == MIN_TICK:
+                break
+            if initialized:
+                liquidity -= ticks[tick_next].liquidity_net
+            tick = tick_next - 1
+        return amount0, amount1
+
     # -- events ---------------------------------------------------------------------------
 
     def apply(self, event: PoolEvent) -> None:

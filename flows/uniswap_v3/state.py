@@ -48,7 +48,7 @@ from flows.uniswap_v3.replica import (
     TickInfo,
     decode_pool_extra,
 )
-from flows.uniswap_v3.valuation import route_prices, value_position
+from flows.uniswap_v3.valuation import pool_depth, route_prices, value_position
 from flows.windows import (
     Observation,
     Subject,
@@ -183,6 +183,8 @@ class MarketState:
     position_manager: str
     usd_tokens: tuple[str, ...]
     shards: int
+    # Pools shallower than this (USD within ±2% of their price) price no token (route_prices).
+    min_depth_usd: float = 0
     pools: dict[str, PoolInfo] = field(default_factory=dict)
     pool_states: dict[str, PoolState] = field(default_factory=dict)
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
@@ -191,6 +193,9 @@ class MarketState:
     pool_shards: dict[str, set[int]] = field(default_factory=dict)
     token_pools: dict[str, set[str]] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    # pool -> its ±2% depth in its own tokens (valuation.pool_depth), kept for routing and
+    # recomputed only for the pools a block changed: the tick walk is the costly part.
+    depths: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Shards that ever got work: each hears from the market at every checkpoint block, so
     # what it left unvalued during backfill is valued at the end of the range.
     active_shards: set[int] = field(default_factory=set)
@@ -512,6 +517,8 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     out.pool_snapshots = [
         state.pool_states[p].snapshot(p, state.replicas.get(p)) for p in sorted(changed_pools)
     ]
+    for snap in out.pool_snapshots:
+        state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
     changed_prices: list[TokenPrice] = []
     if changed_pools or out.new_pools or anchors_changed:
         prices = route_prices(
@@ -527,6 +534,8 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             {a: s.snapshot(a) for a, s in state.pool_states.items()},
             state.usd_tokens,
             state.anchors,
+            depths=state.depths,
+            min_depth_usd=state.min_depth_usd,
         )
         changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
         state.prices = prices

@@ -10,8 +10,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from fractions import Fraction
+from math import isqrt
 
-from flows.uniswap_v3.math import Q192, in_range, position_amounts
+from flows.uniswap_v3.math import (
+    MAX_SQRT_RATIO,
+    MIN_SQRT_RATIO,
+    Q192,
+    get_amount0_delta,
+    get_amount1_delta,
+    in_range,
+    position_amounts,
+)
+from flows.uniswap_v3.replica import PoolReplica
 from schemas.positions import PoolSnapshot, PositionValue, TokenPrice, UniswapPosition
 
 
@@ -71,29 +81,97 @@ def pool_rate(sqrt_price_x96: int, decimals0: int, decimals1: int) -> Fraction:
     return Fraction(sqrt_price_x96 * sqrt_price_x96 * 10**decimals0, Q192 * 10**decimals1)
 
 
+DEPTH_BAND_PERCENT = 2  # a pool's depth counts what it holds within this far of its price
+
+
+def depth_band(sqrt_price_x96: int) -> tuple[int, int]:
+    """The sqrt prices DEPTH_BAND_PERCENT below and above the price (floored, inside TickMath's
+    range): a percentage of the price, so the band means the same for any token decimals."""
+    square = sqrt_price_x96 * sqrt_price_x96
+    lower = isqrt(square * (100 - DEPTH_BAND_PERCENT) // 100)
+    upper = isqrt(square * (100 + DEPTH_BAND_PERCENT) // 100)
+    return max(lower, MIN_SQRT_RATIO), min(upper, MAX_SQRT_RATIO)
+
+
+def pool_depth(pool: PoolSnapshot, replica: PoolReplica | None = None) -> tuple[int, int]:
+    """A pool's depth near its price, in its own tokens' base units: (token0, token1).
+
+    The ±2% depth: the token0 the pool holds from its price up to +2% and the token1 from -2%
+    up to its price, i.e. what a trader takes out moving the price 2% either way (fees aside),
+    walked over the replica's initialised ticks (`PoolReplica.reserves_within`). Without a
+    replica that agrees with the snapshot (none kept, or one left behind by a log it could not
+    apply), the in-range liquidity is taken as spanning the band. Pure integer math, rounded
+    down as a swap's output is.
+    """
+    price, liquidity = pool.sqrt_price_x96, pool.liquidity
+    if price == 0:
+        return 0, 0
+    lower, upper = depth_band(price)
+    if (
+        replica is not None
+        and replica.sqrt_price_x96 == price
+        and replica.liquidity == liquidity
+        and replica.tick == pool.tick
+    ):
+        return replica.reserves_within(lower, upper)
+    if liquidity <= 0:
+        return 0, 0
+    return (
+        get_amount0_delta(price, upper, liquidity, False),
+        get_amount1_delta(lower, price, liquidity, False),
+    )
+
+
+def depth_usd(
+    amounts: tuple[int, int], decimals: tuple[int, int], usd: tuple[Fraction, Fraction]
+) -> Fraction:
+    """A pool's depth in USD: twice the USD value of its thinner side (exact).
+
+    For liquidity spread evenly around the price both sides are worth about the same, so this
+    is the value of both. Counting the thinner side twice keeps a pool from looking deep on
+    tokens it prices itself: whoever adds liquidity to a pool they alone trade in sets the
+    price of the unpriced token, so only what they lock of the priced one is a real stake.
+    """
+    value0 = amounts[0] * usd[0] / 10 ** decimals[0]
+    value1 = amounts[1] * usd[1] / 10 ** decimals[1]
+    return 2 * min(value0, value1)
+
+
 def route_prices(
     pools: dict[str, tuple[str, str, int, int]],
     states: dict[str, PoolSnapshot],
     usd_tokens: tuple[str, ...],
     anchors: Mapping[str, tuple[Fraction, TokenPrice]] | None = None,
+    *,
+    depths: Mapping[str, tuple[int, int]] | None = None,
+    min_depth_usd: Fraction | int | float = 0,
 ) -> dict[str, TokenPrice]:
     """USD prices for every token reachable from a USD stablecoin through initialised pools.
 
-    Breadth first, so each token is priced by its shortest route; among the pools one hop from
-    already-priced tokens, the one with the most in-range liquidity wins (ties: lowest address),
-    which makes the choice deterministic on replay. `pools` maps address -> (token0, token1,
-    decimals0, decimals1). `anchors` are tokens with an on-chain oracle price (exact USD per
-    whole token, and how to report it): they are roots too, and win over any pool route.
+    Breadth first, outward from the roots, so each token is priced by its shortest route; among
+    the pools one hop from already-priced tokens, the one deepest in USD near its price wins
+    (`pool_depth`, valued by `depth_usd` at the known price of one side and the price the pool
+    gives the other; ties: lowest address), which makes the choice deterministic on replay.
+    Raw in-range liquidity is not compared: it is not comparable across token decimals (a $100
+    pool of two 18-decimal tokens has more `L` than a $10M USDC pool). A pool shallower than
+    `min_depth_usd` prices nothing; a token only such pools reach stays unpriced.
+
+    `pools` maps address -> (token0, token1, decimals0, decimals1). `depths` maps a pool to its
+    `pool_depth` (the caller keeps them, recomputed when a pool changes); a pool missing there
+    is measured from its snapshot alone. `anchors` are tokens with an on-chain oracle price
+    (exact USD per whole token, and how to report it): they are roots too, and win over any
+    pool route.
     """
     exact: dict[str, Fraction] = {t: Fraction(1) for t in usd_tokens}
     out: dict[str, TokenPrice] = {t: TokenPrice(t, 1.0, "usd", 0) for t in usd_tokens}
     for token, (value, reported) in (anchors or {}).items():
         exact[token], out[token] = value, reported
+    depths = depths or {}
     frontier = deque(exact)
     hops = 0
     while frontier:
         hops += 1
-        best: dict[str, tuple[int, str, Fraction]] = {}
+        best: dict[str, tuple[Fraction, str, Fraction]] = {}
         for address in sorted(pools):
             token0, token1, dec0, dec1 = pools[address]
             state = states.get(address)
@@ -106,14 +184,22 @@ def route_prices(
                 # USD(token0) = USD(token1) * rate; USD(token1) = USD(token0) / rate.
                 if priced == token1:
                     price = exact[priced] * rate
+                    usd = (price, exact[priced])
                 else:
                     price = exact[priced] / rate
+                    usd = (exact[priced], price)
+                amounts = depths.get(address)
+                if amounts is None:
+                    amounts = pool_depth(state)
+                depth = depth_usd(amounts, (dec0, dec1), usd)
+                if depth < min_depth_usd:
+                    continue
                 current = best.get(other)
-                if current is None or state.liquidity > current[0]:
-                    best[other] = (state.liquidity, address, price)
+                if current is None or depth > current[0]:
+                    best[other] = (depth, address, price)
         frontier = deque()
         for token in sorted(best):
-            _liquidity, address, price = best[token]
+            _depth, address, price = best[token]
             exact[token] = price
             out[token] = TokenPrice(token, float(price), address, hops)
             frontier.append(token)
