@@ -7,7 +7,6 @@ move IL, and a position that was never touched by price has IL 0.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from fractions import Fraction
 from math import isqrt
@@ -123,18 +122,24 @@ def pool_depth(pool: PoolSnapshot, replica: PoolReplica | None = None) -> tuple[
 
 
 def depth_usd(
-    amounts: tuple[int, int], decimals: tuple[int, int], usd: tuple[Fraction, Fraction]
+    amounts: tuple[int, int], sqrt_price_x96: int, priced: int, usd_per_unit: Fraction
 ) -> Fraction:
-    """A pool's depth in USD: twice the USD value of its thinner side (exact).
+    """A pool's depth in USD: twice the value of its thinner side, both sides valued at the
+    pool's own price in units of the `priced` side (0: token0, 1: token1), whose base unit is
+    worth `usd_per_unit`. Exact, but for the floor of converting one side at the pool's price.
 
     For liquidity spread evenly around the price both sides are worth about the same, so this
     is the value of both. Counting the thinner side twice keeps a pool from looking deep on
     tokens it prices itself: whoever adds liquidity to a pool they alone trade in sets the
     price of the unpriced token, so only what they lock of the priced one is a real stake.
     """
-    value0 = amounts[0] * usd[0] / 10 ** decimals[0]
-    value1 = amounts[1] * usd[1] / 10 ** decimals[1]
-    return 2 * min(value0, value1)
+    amount0, amount1 = amounts
+    square = sqrt_price_x96 * sqrt_price_x96  # token1 base units per token0 base unit, * 2^192
+    if priced == 0:
+        thinner = min(amount0, amount1 * Q192 // square)
+    else:
+        thinner = min(amount1, amount0 * square // Q192)
+    return 2 * thinner * usd_per_unit
 
 
 def route_prices(
@@ -150,11 +155,11 @@ def route_prices(
 
     Breadth first, outward from the roots, so each token is priced by its shortest route; among
     the pools one hop from already-priced tokens, the one deepest in USD near its price wins
-    (`pool_depth`, valued by `depth_usd` at the known price of one side and the price the pool
-    gives the other; ties: lowest address), which makes the choice deterministic on replay.
-    Raw in-range liquidity is not compared: it is not comparable across token decimals (a $100
-    pool of two 18-decimal tokens has more `L` than a $10M USDC pool). A pool shallower than
-    `min_depth_usd` prices nothing; a token only such pools reach stays unpriced.
+    (`pool_depth` valued by `depth_usd` at the known price of its priced side; ties: lowest
+    address), which makes the choice deterministic on replay. Raw in-range liquidity is not
+    compared: it is not comparable across token decimals (a $100 pool of two 18-decimal tokens
+    has more `L` than a $10M USDC pool). A pool shallower than `min_depth_usd` prices nothing;
+    a token only such pools reach stays unpriced.
 
     `pools` maps address -> (token0, token1, decimals0, decimals1). `depths` maps a pool to its
     `pool_depth` (the caller keeps them, recomputed when a pool changes); a pool missing there
@@ -167,39 +172,50 @@ def route_prices(
     for token, (value, reported) in (anchors or {}).items():
         exact[token], out[token] = value, reported
     depths = depths or {}
-    frontier = deque(exact)
+    threshold = Fraction(min_depth_usd)
+    # Only a pool of a token priced at the last level can price something new: one whose
+    # priced side was priced earlier was weighed then, at the same depth.
+    by_token: dict[str, list[str]] = {}
+    for address, (token0, token1, _, _) in pools.items():
+        by_token.setdefault(token0, []).append(address)
+        by_token.setdefault(token1, []).append(address)
+    frontier = list(exact)
     hops = 0
     while frontier:
         hops += 1
-        best: dict[str, tuple[Fraction, str, Fraction]] = {}
-        for address in sorted(pools):
+        # USD per base unit of each priced token, for this level's depths
+        unit_usd: dict[tuple[str, int], Fraction] = {}
+        best: dict[str, tuple[Fraction, str, int]] = {}
+        for address in sorted({a for t in frontier for a in by_token.get(t, ())}):
             token0, token1, dec0, dec1 = pools[address]
             state = states.get(address)
             if state is None or state.sqrt_price_x96 == 0:
                 continue
-            for priced, other in ((token0, token1), (token1, token0)):
+            for side, priced, other, decimals in (
+                (0, token0, token1, dec0),
+                (1, token1, token0, dec1),
+            ):
                 if priced not in exact or other in exact:
                     continue
-                rate = pool_rate(state.sqrt_price_x96, dec0, dec1)  # token1 per token0
-                # USD(token0) = USD(token1) * rate; USD(token1) = USD(token0) / rate.
-                if priced == token1:
-                    price = exact[priced] * rate
-                    usd = (price, exact[priced])
-                else:
-                    price = exact[priced] / rate
-                    usd = (exact[priced], price)
+                unit = unit_usd.get((priced, decimals))
+                if unit is None:
+                    unit = unit_usd[priced, decimals] = exact[priced] / 10**decimals
                 amounts = depths.get(address)
                 if amounts is None:
                     amounts = pool_depth(state)
-                depth = depth_usd(amounts, (dec0, dec1), usd)
-                if depth < min_depth_usd:
+                depth = depth_usd(amounts, state.sqrt_price_x96, side, unit)
+                if depth < threshold:
                     continue
                 current = best.get(other)
                 if current is None or depth > current[0]:
-                    best[other] = (depth, address, price)
-        frontier = deque()
+                    best[other] = (depth, address, side)
+        frontier = []
         for token in sorted(best):
-            _depth, address, price = best[token]
+            _depth, address, side = best[token]
+            token0, token1, dec0, dec1 = pools[address]
+            rate = pool_rate(states[address].sqrt_price_x96, dec0, dec1)  # token1 per token0
+            # USD(token0) = USD(token1) * rate; USD(token1) = USD(token0) / rate.
+            price = exact[token1] * rate if side == 1 else exact[token0] / rate
             exact[token] = price
             out[token] = TokenPrice(token, float(price), address, hops)
             frontier.append(token)

@@ -74,11 +74,12 @@ def route(
 
 
 def usd_of(market: dict[str, tuple[str, str, PoolReplica]], address: str) -> Fraction:
-    """The pool's depth in USD, both tokens at their true prices."""
-    t0, t1, replica = market[address]
+    """The pool's depth in USD, its token0 at its true price (the pool's price converts the
+    other side)."""
+    t0, _, replica = market[address]
     amounts = pool_depth(snapshot(address, replica), replica)
     true = {USDC: Fraction(1), DAI: Fraction(1), WETH: Fraction(3000), TKN: Fraction(2)}
-    return depth_usd(amounts, (DECIMALS[t0], DECIMALS[t1]), (true[t0], true[t1]))
+    return depth_usd(amounts, replica.sqrt_price_x96, 0, true[t0] / 10 ** DECIMALS[t0])
 
 
 # A $10M WETH/USDC pool (token0 USDC) and a $100 WETH/DAI pool at a wrong price (30 DAI per
@@ -152,13 +153,12 @@ def test_the_threshold_excludes_a_thin_pool_and_a_deeper_route_takes_over() -> N
     del market[far]
     assert TKN not in route(market, min_depth_usd=10_000)
 
-    # The threshold is inclusive, on the exact depth the route measured (priced at the routed
-    # prices, here exact: USDC $1 and the pool's own rate).
+    # The threshold is inclusive, on the exact depth the route measured (USDC, token0 here, is
+    # $1 per 10^6 base units).
     replica = market[near][2]
     snap = snapshot(near, replica)
     amounts = pool_depth(snap, replica)
-    rate = Fraction(snap.sqrt_price_x96**2 * 10**6, (1 << 192) * 10**18)
-    exact = depth_usd(amounts, (6, 18), (Fraction(1), 1 / rate))
+    exact = depth_usd(amounts, snap.sqrt_price_x96, 0, Fraction(1, 10**6))
     assert TKN in route(market, min_depth_usd=exact)
     assert TKN not in route(market, min_depth_usd=exact + Fraction(1, 10**9))
 
@@ -171,7 +171,8 @@ def test_depth_counts_the_thinner_side_twice() -> None:
     replica.mint(tick + 60, tick + 120, 10**24)
     amounts = pool_depth(snapshot("0x" + "b1" * 20, replica), replica)
     assert amounts[0] > 0 and amounts[1] == 0
-    assert depth_usd(amounts, (6, 18), (Fraction(1), Fraction(2))) == 0
+    assert depth_usd(amounts, replica.sqrt_price_x96, 0, Fraction(1, 10**6)) == 0
+    assert depth_usd(amounts, replica.sqrt_price_x96, 1, Fraction(2, 10**18)) == 0
 
 
 @settings(max_examples=80, deadline=None)
