@@ -25,7 +25,12 @@ from devnet.contracts import (
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
 from devnet.univ3math import sqrt_price_x96_from_price
-from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
+from schemas.chain_config import (
+    DEFAULT_MIN_DEPTH_USD,
+    AaveV3Config,
+    ChainConfig,
+    UniswapV3Config,
+)
 
 log = logging.getLogger("defimon.devnet")
 
@@ -113,6 +118,10 @@ class Deployment:
             usd_tokens=tuple(
                 self.tokens[symbol].address for symbol in USD_STABLECOINS if symbol in self.tokens
             ),
+            # The real chains' threshold: the simulator's base positions ($1M to $3M over the
+            # price walk's band) keep every devnet pool well above it within ±2% of its price
+            # (tests/integration/test_routing.py).
+            min_depth_usd=DEFAULT_MIN_DEPTH_USD,
             aave_v3=AaveV3Config(
                 pool=self.aave.pool,
                 pool_configurator=self.aave.pool_configurator,

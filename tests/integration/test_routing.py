@@ -124,6 +124,19 @@ def test_a_thin_pool_with_huge_liquidity_does_not_price_weth(tmp_path: Path) -> 
             expected = rate if weth_is_token0 else 1 / rate
             assert price_usd == pytest.approx(float(expected), rel=1e-12)
             assert price_usd > 1_000  # nowhere near the thin pool's 30
+            # The devnet's own pools pass the default threshold: every token is priced, WBTC
+            # through the WBTC/WETH pool.
+            latest = dict(
+                server.runtime.store.rows(
+                    "SELECT token, argMax(source, block_number) FROM defimon.token_prices "
+                    "FINAL GROUP BY token"
+                )
+            )
+            assert set(latest) == {t.address for t in deployment.tokens.values()}
+            wbtc = deployment.tokens["WBTC"].address
+            assert latest[wbtc] == next(
+                p.address for p in deployment.pools if {p.token0, p.token1} == {wbtc, weth}
+            )
             # The thin pool is followed (its state is stored); it just prices nothing.
             stored = server.runtime.store.rows(
                 "SELECT count() FROM defimon.pool_states FINAL WHERE pool = {pool:String}",
