@@ -225,7 +225,9 @@ class ChainReader:
                     stamps[lg.block_number] = int(stamp, 16)
             logs_of_block.append(lg)
         self._add_transfers(tracked.logs, by_block, stamps)
-        numbers = sorted(by_block.keys() | tracked.openings.keys() | {end})
+        numbers = sorted(
+            by_block.keys() | tracked.openings.keys() | tracked.unreadable.keys() | {end}
+        )
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
         to_read = [n for n in numbers if n not in stamps or n == end]
@@ -246,6 +248,7 @@ class ChainReader:
         self._take_feed_answers(batches)
         for batch in batches:
             batch.balances = tracked.openings.get(batch.header.number, {})
+            batch.unreadable_balances = tracked.unreadable.get(batch.header.number, {})
         self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read(batches)
@@ -266,6 +269,7 @@ class ChainReader:
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
         batch.balances = tracked.openings.get(header.number, {})
+        batch.unreadable_balances = tracked.unreadable.get(header.number, {})
         self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read([batch])
