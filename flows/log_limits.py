@@ -171,7 +171,8 @@ class LogLimits:
 
     def learn(self, refusal: Refusal, flt: dict[str, Any]) -> LogLimits:
         """These limits, tightened by a refusal of `flt`. A limit the provider did not name
-        is taken from the refused filter: half its span, or half its addresses."""
+        is taken from the refused filter: half its span, or a quarter of its addresses (an
+        unnamed address cap is often far below the list: publicnode's is a handful)."""
         span, addresses = filter_span(flt), filter_addresses(flt)
         if refusal.kind == RANGE:
             limit = refusal.limit
@@ -183,7 +184,7 @@ class LogLimits:
         if refusal.kind == ADDRESSES:
             limit = refusal.limit
             if limit is None and addresses is not None and len(addresses) > 1:
-                limit = len(addresses) // 2
+                limit = max(1, len(addresses) // 4)
             return replace(self, max_addresses=_tighter(self.max_addresses, limit))
         return self
 
@@ -266,8 +267,8 @@ def plan(flt: dict[str, Any], limits: LogLimits) -> list[dict[str, Any]]:
 
 def shrink(flt: dict[str, Any], refusal: Refusal) -> list[dict[str, Any]] | None:
     """A refused filter cut smaller, when its limits taught nothing new: by the provider's
-    suggested range, else in halves (a range) or quarters (a count or size), else into halves
-    of its addresses. None when it cannot be cut (one block, one address)."""
+    suggested range, else in halves (a range) or quarters (a count or size), else into
+    quarters of its addresses. None when it cannot be cut (one block, one address)."""
     span, addresses = filter_span(flt), filter_addresses(flt)
     if refusal.kind != ADDRESSES and span is not None and span > 1:
         bounds = _bounds(flt)
@@ -279,7 +280,7 @@ def shrink(flt: dict[str, Any], refusal: Refusal) -> list[dict[str, Any]] | None
         parts = 2 if refusal.kind == RANGE else 4
         return _by_span(flt, max(1, -(-span // parts)))
     if addresses is not None and len(addresses) > 1:
-        return _by_addresses(flt, -(-len(addresses) // 2))
+        return _by_addresses(flt, -(-len(addresses) // 4))
     return None
 
 
