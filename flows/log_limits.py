@@ -313,9 +313,12 @@ def _read(
     refusals: int,
     into: list[dict[str, Any]],
 ) -> int:
-    """Reads `flt` into `into`; the number of answered requests."""
+    """Reads `flt` into `into`; the number of answered requests. After a refusal the parts not
+    sent yet are planned again too: a limit learned on one part holds for its siblings."""
     sent = 0
-    for part in plan(flt, limits()):
+    pending = plan(flt, limits())
+    while pending:
+        part = pending.pop(0)
         try:
             into += send(part)
             sent += 1
@@ -326,7 +329,10 @@ def _read(
             if refusals + 1 >= MAX_REFUSALS:
                 raise
             refusal = exc.refusal if isinstance(exc.refusal, Refusal) else parse_refusal(str(exc))
-            if limits() != before and len(plan(part, limits())) > 1:
+            now = limits()
+            if now != before:
+                pending = [p for q in pending for p in plan(q, now)]
+            if now != before and len(plan(part, now)) > 1:
                 smaller: list[dict[str, Any]] | None = [part]  # planned within the new limit
             else:
                 smaller = shrink(part, refusal)
