@@ -203,24 +203,39 @@ class BalanceTracker:
             self._pending_tokens.clear()
             self.snapshot = self._snapshot()
 
+    def transfer_filters(
+        self, flt: dict[str, object], wallets: set[str], tokens: set[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The filters of `tokens`' Transfer logs from, then to, `wallets` (chunked)."""
+        if not wallets or not tokens:
+            return [], []
+        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
+        chunks = [
+            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
+        ]
+        senders = [{**flt, "address": addresses, "topics": [TRANSFER, chunk]} for chunk in chunks]
+        recipients = [
+            {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]} for chunk in chunks
+        ]
+        return senders, recipients
+
+    def next_filters(self, flt: dict[str, object], excluded: set[str]) -> list[dict[str, Any]]:
+        """The Transfer filters a read of `flt` will make if nothing new becomes tracked in
+        it (for reading them ahead)."""
+        senders, recipients = self.transfer_filters(flt, self.wallets, self.tokens - excluded)
+        return senders + recipients
+
     def transfers(
         self, flt: dict[str, object], wallets: set[str], tokens: set[str]
     ) -> list[dict[str, Any]]:
         """Transfer logs of `tokens` from or to `wallets`, each once."""
-        if not wallets or not tokens:
-            return []
-        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
-        senders = set(ordered)
-        chunks = [
-            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
-        ]
+        by_sender, by_recipient = self.transfer_filters(flt, wallets, tokens)
+        senders = {_padded(w) for w in wallets}
         found: list[dict[str, Any]] = []
-        for chunk in chunks:
-            found += self.rpc.get_logs({**flt, "address": addresses, "topics": [TRANSFER, chunk]})
-        for chunk in chunks:
-            for item in self.rpc.get_logs(
-                {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]}
-            ):
+        for sent in by_sender:
+            found += self.rpc.get_logs(sent)
+        for received in by_recipient:
+            for item in self.rpc.get_logs(received):
                 # A transfer between two tracked wallets came with the senders already.
                 if str(item["topics"][1]).lower() not in senders:
                     found.append(item)

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -451,6 +452,14 @@ def redact_url(url: str) -> str:
 
 # The client ---------------------------------------------------------------------------------
 
+PREFETCH_WORKERS = 8  # block-hash log reads in flight at once (live pipelining)
+PREFETCH_KEPT = 256  # started reads kept for get_logs to take
+
+
+def _filter_key(flt: dict[str, Any]) -> bytes:
+    return orjson.dumps(flt, option=orjson.OPT_SORT_KEYS)
+
+
 _archive_logged: set[str] = set()
 
 
@@ -549,10 +558,15 @@ class RpcClient:
         self._http = httpx.Client(
             timeout=options.timeout,
             headers={"content-type": "application/json"},
-            limits=httpx.Limits(max_keepalive_connections=4, max_connections=8),
+            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
         )
+        # Live pipelining: block-hash log reads started ahead (prefetch_logs), taken by get_logs.
+        self._prefetched: dict[bytes, Future[list[dict[str, Any]]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     @property
@@ -663,7 +677,34 @@ class RpcClient:
         """Every log of `flt`, in log order. The filter is cut to fit the limits learned from
         the endpoints' refusals (block span, addresses per filter), a refused part is asked
         again within what its refusal taught (flows/log_limits.py), and a refusal that
-        cannot be resolved in a few tries reaches the caller as RangeTooLarge."""
+        cannot be resolved in a few tries reaches the caller as RangeTooLarge. A block-hash
+        filter started ahead with the same shape (`prefetch_logs`) is taken from there."""
+        if "blockHash" in flt:
+            with self._lock:
+                ahead = self._prefetched.pop(_filter_key(flt), None)
+            if ahead is not None:
+                return ahead.result()  # its answer, or its error as a direct read would raise
+        return self._get_logs(flt)
+
+    def prefetch_logs(self, filters: Sequence[dict[str, Any]]) -> None:
+        """Start reading these block-hash filters now, several in flight, for `get_logs` to
+        take when it is asked the same filter: live blocks are then read pipelined and applied
+        in order. Only block-hash filters: a block's logs never change, so an answer read
+        early is the answer (a reorg changes the hash, and the filter with it)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="rpc-prefetch")
+            for flt in filters:
+                if "blockHash" not in flt:
+                    continue
+                key = _filter_key(flt)
+                if key not in self._prefetched:
+                    self._prefetched[key] = self._pool.submit(self._get_logs, flt)
+            # Reads nobody took (a reorg, a watched set that changed) are dropped, oldest first.
+            while len(self._prefetched) > PREFETCH_KEPT:
+                self._prefetched.pop(next(iter(self._prefetched))).cancel()
+
+    def _get_logs(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
 
         def send(part: dict[str, Any]) -> list[dict[str, Any]]:
             result: list[dict[str, Any]] = self.call("eth_getLogs", [part])

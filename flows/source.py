@@ -50,6 +50,8 @@ _Item = tuple[
 ]
 
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
+# Once backfill has reached the head it read, fewer new blocks than this go to live following.
+LIVE_GAP = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +240,10 @@ class _Reader(threading.Thread):
             if self.next_block > head:
                 head = self._retrying(self.rpc.block_number)
                 self.status.saw_head(self.chain_id, head)
-                if self.next_block > head:
+                # Caught up with the head read before: the few blocks mined meanwhile are
+                # left to live following, which reads them pipelined. Chasing a fast chain's
+                # head range by range (several round trips one after another) never ends.
+                if head - self.next_block < LIVE_GAP:
                     self._retrying(partial(self._anchor, head))
                     log.info(
                         "backfill.done",
@@ -322,6 +327,9 @@ class _Reader(threading.Thread):
         for previous, h in itertools.pairwise(headers):
             if h.parent_hash != previous.hash:
                 return False  # the chain moved while we read: the next head starts again
+        # Pipelined: every block's logs are read at once, several in flight; each block is
+        # then applied in order (a fast chain keeps up however long the round trip).
+        self.reader.prefetch(headers)
         for h in headers:
             seeds = self._take_requests(h.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
@@ -457,9 +465,10 @@ class _Reader(threading.Thread):
         last_move = time.monotonic()
         while not self.stop.is_set():
             try:
-                head = self.rpc.block_number()
-                if head >= self.next_block:
-                    self._emit_up_to(self.reader.header_by_number(head))
+                # The head's header in one round trip (not its number, then its header).
+                latest = self.reader.latest_header()
+                if latest.number >= self.next_block:
+                    self._emit_up_to(latest)
                     last_move = time.monotonic()
                     continue
                 if time.monotonic() - self._last_check >= self.recheck_seconds:

@@ -108,6 +108,7 @@ class FaultProxy:
         self.latency = latency  # seconds added to every HTTP request
         # refusals made under `limits`: span, addresses, results, pruned
         self.refused: Counter[str] = Counter()
+        self.methods: Counter[str] = Counter()  # requests by method ("batch:<first>" for batches)
         # (monotonic time, fault kind or "" for a clean answer) of every HTTP request
         self.history: list[tuple[float, str]] = []
         self.requests = 0
@@ -247,6 +248,10 @@ class FaultProxy:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             request = None
+        if isinstance(request, dict):
+            self.methods[str(request.get("method"))] += 1
+        elif isinstance(request, list) and request and isinstance(request[0], dict):
+            self.methods[f"batch:{request[0].get('method')}"] += 1
         limited = await self._limited(request)
         if limited is not None:
             return 200, json_type, orjson.dumps(limited)
