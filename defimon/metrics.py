@@ -33,6 +33,8 @@ class Metrics:
     rpc_gave_up: Counter
     rpc_request_seconds: Histogram
     rpc_endpoint_rate: Gauge
+    rpc_archive_required: Counter
+    rpc_log_limit: Gauge
     watch_seeds: Counter
     watch_seed_calls: Counter
     head_lag_seconds: Gauge
@@ -128,6 +130,20 @@ def _build() -> Metrics:
             "defimon_rpc_endpoint_rate",
             "Adaptive request-rate limit of an endpoint (requests per second)",
             ["endpoint"],
+            registry=r,
+        ),
+        rpc_archive_required=Counter(
+            "defimon_rpc_archive_required",
+            "State reads refused because the node has pruned the block's state (an archive "
+            "node is needed); what needed them is dead-lettered",
+            ["method", "kind"],
+            registry=r,
+        ),
+        rpc_log_limit=Gauge(
+            "defimon_rpc_log_limit",
+            "eth_getLogs limits learned from an endpoint's refusals (max_span in blocks, "
+            "max_results in logs, max_addresses per filter)",
+            ["endpoint", "limit"],
             registry=r,
         ),
         watch_seeds=Counter(

@@ -25,6 +25,7 @@ from flows.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_M
 from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient
 from schemas.chain_config import ChainConfig
+from schemas.errors import ArchiveRequired
 
 log = structlog.get_logger("defimon.source")
 
@@ -52,6 +53,9 @@ class TrackedRead:
 
     logs: list[dict[str, Any]] = field(default_factory=list)
     openings: dict[int, dict[tuple[str, str], int]] = field(default_factory=dict)
+    # block -> (wallet, token) -> why its opening balance could not be read (a pruned node):
+    # the pair stays closed (no balance shown) and goes to dead letters with the reason.
+    unreadable: dict[int, dict[tuple[str, str], str]] = field(default_factory=dict)
     wallets: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
 
@@ -144,7 +148,10 @@ class BalanceTracker:
             for token, token_since in new_tokens.items():
                 pairs.append((wallet, token, token_since))
         for (wallet, token, block), balance in zip(pairs, self.balances_of(pairs), strict=True):
-            out.openings.setdefault(block, {})[(wallet, token)] = balance
+            if isinstance(balance, ArchiveRequired):
+                out.unreadable.setdefault(block, {})[(wallet, token)] = str(balance)
+            else:
+                out.openings.setdefault(block, {})[(wallet, token)] = balance
         tracked_tokens = (self.tokens | out.tokens) - excluded
         logs = self.transfers(flt, self.wallets | out.wallets, tracked_tokens)
         out.logs = _tracked_only(logs, new_wallets, new_tokens, self.wallets, self.tokens)
@@ -168,15 +175,25 @@ class BalanceTracker:
         self.wallets, self.tokens = set(snapshot[0]), set(snapshot[1])
         self.snapshot = snapshot
 
-    def open_pending(self, block: int, excluded: set[str]) -> dict[tuple[str, str], int]:
+    def open_pending(
+        self, block: int, excluded: set[str]
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
         """Opening balances at `block` of the wallets and tokens waiting to be tracked, and
-        track them from now on: for a block already read, whose transfers they include."""
+        track them from now on: for a block already read, whose transfers they include. Also
+        the pairs whose balance the node could not read (why, by pair)."""
         wallets, tokens = set(self._pending_wallets), set(self._pending_tokens) - excluded
         pairs = [(w, t, block) for w in sorted(wallets) for t in sorted(self.tokens | tokens)]
         pairs += [(w, t, block) for w in sorted(self.wallets) for t in sorted(tokens)]
         balances = self.balances_of(pairs)
         self.commit(TrackedRead(wallets=wallets, tokens=tokens))
-        return {(w, t): b for (w, t, _block), b in zip(pairs, balances, strict=True)}
+        opened: dict[tuple[str, str], int] = {}
+        unreadable: dict[tuple[str, str], str] = {}
+        for (w, t, _block), b in zip(pairs, balances, strict=True):
+            if isinstance(b, ArchiveRequired):
+                unreadable[(w, t)] = str(b)
+            else:
+                opened[(w, t)] = b
+        return opened, unreadable
 
     def commit(self, read: TrackedRead) -> None:
         if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:
@@ -186,32 +203,48 @@ class BalanceTracker:
             self._pending_tokens.clear()
             self.snapshot = self._snapshot()
 
+    def transfer_filters(
+        self, flt: dict[str, object], wallets: set[str], tokens: set[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The filters of `tokens`' Transfer logs from, then to, `wallets` (chunked)."""
+        if not wallets or not tokens:
+            return [], []
+        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
+        chunks = [
+            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
+        ]
+        senders = [{**flt, "address": addresses, "topics": [TRANSFER, chunk]} for chunk in chunks]
+        recipients = [
+            {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]} for chunk in chunks
+        ]
+        return senders, recipients
+
+    def next_filters(self, flt: dict[str, object], excluded: set[str]) -> list[dict[str, Any]]:
+        """The Transfer filters a read of `flt` will make if nothing new becomes tracked in
+        it (for reading them ahead)."""
+        senders, recipients = self.transfer_filters(flt, self.wallets, self.tokens - excluded)
+        return senders + recipients
+
     def transfers(
         self, flt: dict[str, object], wallets: set[str], tokens: set[str]
     ) -> list[dict[str, Any]]:
         """Transfer logs of `tokens` from or to `wallets`, each once."""
-        if not wallets or not tokens:
-            return []
-        addresses, ordered = sorted(tokens), [_padded(w) for w in sorted(wallets)]
-        senders = set(ordered)
-        chunks = [
-            ordered[i : i + WALLETS_PER_QUERY] for i in range(0, len(ordered), WALLETS_PER_QUERY)
-        ]
+        by_sender, by_recipient = self.transfer_filters(flt, wallets, tokens)
+        senders = {_padded(w) for w in wallets}
         found: list[dict[str, Any]] = []
-        for chunk in chunks:
-            found += self.rpc.get_logs({**flt, "address": addresses, "topics": [TRANSFER, chunk]})
-        for chunk in chunks:
-            for item in self.rpc.get_logs(
-                {**flt, "address": addresses, "topics": [TRANSFER, None, chunk]}
-            ):
+        for sent in by_sender:
+            found += self.rpc.get_logs(sent)
+        for received in by_recipient:
+            for item in self.rpc.get_logs(received):
                 # A transfer between two tracked wallets came with the senders already.
                 if str(item["topics"][1]).lower() not in senders:
                     found.append(item)
         return found
 
-    def balances_of(self, pairs: Sequence[tuple[str, str, int]]) -> list[int]:
-        """balanceOf(wallet) of each (wallet, token, block), at that block, batched."""
-        out: list[int] = []
+    def balances_of(self, pairs: Sequence[tuple[str, str, int]]) -> list[int | ArchiveRequired]:
+        """balanceOf(wallet) of each (wallet, token, block), at that block, batched; an
+        ArchiveRequired in place of a balance the node has pruned (never a made-up 0)."""
+        out: list[int | ArchiveRequired] = []
         for i in range(0, len(pairs), CALLS_PER_BATCH):
             calls = [
                 ("eth_call", [{"to": token, "data": _BALANCE_OF + _padded(wallet)[2:]}, hex(block)])
@@ -221,7 +254,10 @@ class BalanceTracker:
             for (wallet, token, block), result in zip(
                 pairs[i : i + CALLS_PER_BATCH], results, strict=True
             ):
-                out.append(_balance(result, wallet, token, block))
+                if isinstance(result, ArchiveRequired):
+                    out.append(result)
+                else:
+                    out.append(_balance(result, wallet, token, block))
         return out
 
 

@@ -123,9 +123,23 @@ class ChainReader:
 
     # Logs -----------------------------------------------------------------------------------
 
+    def prefetch(self, headers: Iterable[BlockHeader]) -> None:
+        """Start reading these blocks' logs ahead, as `read_block` will ask for them if the
+        watched set does not change before (a read that changed it asks anew)."""
+        watched = set(self.fixed) | self.children
+        filters: list[dict[str, Any]] = []
+        for header in headers:
+            base: dict[str, object] = {"blockHash": header.hash}
+            filters.append(self._watched_filter(base))
+            filters += self.balances.next_filters(base, watched)
+        self.rpc.prefetch_logs(filters)
+
+    def _watched_filter(self, base: dict[str, object]) -> dict[str, Any]:
+        return {**base, "address": self.fixed + sorted(self.children)}
+
     def _fetch(self, base: dict[str, object]) -> tuple[list[dict], set[str]]:
         """Logs of the watched set for one filter, following children announced inside it."""
-        raw = self.rpc.get_logs({**base, "address": self.fixed + sorted(self.children)})
+        raw = self.rpc.get_logs(self._watched_filter(base))
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
         announced = [c for item in raw for c in children_of(item, self.parents)]
@@ -225,7 +239,9 @@ class ChainReader:
                     stamps[lg.block_number] = int(stamp, 16)
             logs_of_block.append(lg)
         self._add_transfers(tracked.logs, by_block, stamps)
-        numbers = sorted(by_block.keys() | tracked.openings.keys() | {end})
+        numbers = sorted(
+            by_block.keys() | tracked.openings.keys() | tracked.unreadable.keys() | {end}
+        )
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
         to_read = [n for n in numbers if n not in stamps or n == end]
@@ -246,6 +262,7 @@ class ChainReader:
         self._take_feed_answers(batches)
         for batch in batches:
             batch.balances = tracked.openings.get(batch.header.number, {})
+            batch.unreadable_balances = tracked.unreadable.get(batch.header.number, {})
         self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read(batches)
@@ -266,6 +283,7 @@ class ChainReader:
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
         self._take_feed_answers([batch])
         batch.balances = tracked.openings.get(header.number, {})
+        batch.unreadable_balances = tracked.unreadable.get(header.number, {})
         self.balances.commit(tracked)
         if self.comet is not None:
             self.comet.read([batch])
@@ -328,6 +346,12 @@ class ChainReader:
 
     def header_by_number(self, number: int) -> BlockHeader:
         return self.headers([number])[number]
+
+    def latest_header(self) -> BlockHeader:
+        block = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(block, dict):
+            raise RpcError("the node has no latest block")
+        return self.header_from_json(block)
 
     def header_from_json(self, block: dict) -> BlockHeader:
         try:

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -46,7 +47,18 @@ import orjson
 import structlog
 
 from defimon.metrics import METRICS
+from flows.log_limits import (
+    RANGE,
+    REFUSAL_WORDS,
+    LogLimits,
+    Refusal,
+    filter_addresses,
+    filter_span,
+    parse_refusal,
+    read_logs,
+)
 from schemas.errors import (
+    ArchiveRequired,
     ConfigError,
     MalformedResponse,
     RangeTooLarge,
@@ -59,16 +71,7 @@ from schemas.errors import (
 
 log = structlog.get_logger("defimon.rpc")
 
-# Providers word their "range too large" refusals differently; these cover the usual ones
-# (Infura/Alchemy "[0x..., 0x...]" hints, "maximum block range: N", "more than 10000 results").
-_HINT_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
-_HINT_SPAN = re.compile(r"(?:block range|range)[^0-9]{0,30}?(\d{2,9})", re.IGNORECASE)
-# QuickNode and others: "eth_getLogs is limited to a 10,000 range".
-_HINT_LIMITED = re.compile(r"limited to (?:a )?(\d[\d,]{1,11})(?: block)? range", re.IGNORECASE)
-_RANGE_WORDS = re.compile(
-    r"range|too many|more than|limit exceeded|response size|query timeout|too large",
-    re.IGNORECASE,
-)
+# Providers word their "range too large" refusals differently: flows/log_limits.py parses them.
 # Error classification, in this order: deterministic, rate limit, range, transient.
 # The EVM's own failures (geth, reth, anvil/revm wordings) are answers about the call.
 _DETERMINISTIC_WORDS = re.compile(
@@ -85,6 +88,29 @@ _RATE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _RATE_CODES = frozenset({429, -32005, -32029})
+# A pruned node's answers to a state read at an old block (geth, reth, erigon, Nethermind,
+# OpenEthereum wordings): only an archive node can serve it, so it is never retried.
+_ARCHIVE_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("missing_trie_node", r"missing trie node"),
+        ("historical_state_unavailable", r"historical state (?:is )?(?:unavailable|not available)"),
+        ("state_not_available", r"\bstate\b[^.]{0,80}?\bis not available"),
+        ("pruned", r"\bpruned\b|state pruning"),
+    )
+)
+# Reads of an account's or contract's state at a block (the ones a pruned node refuses).
+STATE_METHODS = frozenset(
+    {
+        "eth_call",
+        "eth_getBalance",
+        "eth_getStorageAt",
+        "eth_getCode",
+        "eth_getProof",
+        "eth_getTransactionCount",
+        "eth_estimateGas",
+    }
+)
 _TRANSIENT_WORDS = re.compile(
     r"header not found|unknown block|block not found|not (?:yet )?available|missing trie node|"
     r"timeout|timed out|busy|overload|try again|temporar|unavailable|internal error|"
@@ -161,16 +187,23 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def parse_hint(message: str) -> tuple[int, int] | None:
-    """The provider's suggested (from, to), or (0, span-1) when it only states a maximum span."""
-    found = _HINT_RANGE.search(message)
-    if found:
-        return int(found.group(1), 16), int(found.group(2), 16)
-    limited = _HINT_LIMITED.search(message)
-    if limited:
-        return 0, int(limited.group(1).replace(",", "")) - 1
-    span = _HINT_SPAN.search(message)
-    if span:
-        return 0, int(span.group(1)) - 1
+    """The provider's suggested (from, to), or (0, limit-1) when it only states a maximum
+    span (the limit it names, never the span that was asked for)."""
+    refusal = parse_refusal(message)
+    if refusal.hint is not None:
+        return refusal.hint
+    if refusal.kind == RANGE and refusal.limit is not None:
+        return 0, refusal.limit - 1
+    return None
+
+
+def archive_kind(method: str, text: str) -> str | None:
+    """The kind of "needs an archive node" answer this is, for a state read; else None."""
+    if method not in STATE_METHODS:
+        return None
+    for kind, pattern in _ARCHIVE_WORDS:
+        if pattern.search(text):
+            return kind
     return None
 
 
@@ -186,13 +219,22 @@ def classify_error(method: str, error: object) -> RpcError:
     code = code if isinstance(code, int) else None
     text = f"{message} {data}" if data is not None else message
     where = f"{method}: {message}"
+    archive = archive_kind(method, text)
+    if archive is not None:
+        return ArchiveRequired(
+            f"{where} (the node has pruned this block's state: an archive node is needed)",
+            kind=archive,
+            code=code,
+        )
     if _DETERMINISTIC_WORDS.search(text):
         return RpcError(where, code=code, data=data)
     if code == 429 or _RATE_WORDS.search(text):
         return RpcRateLimited(where, code=code)
-    # Before the codes: Alchemy refuses ranges with -32602 (invalid params), Infura with -32005.
-    if method == "eth_getLogs" and _RANGE_WORDS.search(text):
-        return RangeTooLarge(where, hint=parse_hint(text))
+    # Before the codes: Alchemy and Infura refuse ranges with -32602 (invalid params), Infura
+    # result counts with -32005, QuickNode with -32614, Ankr with -32600.
+    if method == "eth_getLogs" and REFUSAL_WORDS.search(text):
+        refusal = parse_refusal(text)
+        return RangeTooLarge(where, hint=parse_hint(text), refusal=refusal, code=code)
     if code in _DETERMINISTIC_CODES:
         return RpcError(where, code=code, data=data)
     if code in _RATE_CODES:
@@ -410,6 +452,32 @@ def redact_url(url: str) -> str:
 
 # The client ---------------------------------------------------------------------------------
 
+PREFETCH_WORKERS = 8  # block-hash log reads in flight at once (live pipelining)
+PREFETCH_KEPT = 256  # started reads kept for get_logs to take
+
+
+def _filter_key(flt: dict[str, Any]) -> bytes:
+    return orjson.dumps(flt, option=orjson.OPT_SORT_KEYS)
+
+
+_archive_logged: set[str] = set()
+
+
+def _archive_required(method: str, exc: ArchiveRequired) -> None:
+    """Count an archive-only answer; say what it means once per kind (not once per call)."""
+    METRICS.rpc_archive_required.labels(method, exc.kind).inc()
+    if exc.kind in _archive_logged:
+        return
+    _archive_logged.add(exc.kind)
+    log.error(
+        "rpc.archive_node_required",
+        kind=exc.kind,
+        method=method,
+        error=str(exc)[:300],
+        note="the node has pruned historical state; reads that need it are dead-lettered. "
+        "Use an archive node (or a provider's archive plan) to serve them.",
+    )
+
 
 def _reason(exc: RpcError) -> str:
     """The metric label of a failure."""
@@ -423,6 +491,8 @@ def _reason(exc: RpcError) -> str:
         return "transient"
     if isinstance(exc, RangeTooLarge):
         return "range_too_large"
+    if isinstance(exc, ArchiveRequired):
+        return "archive_required"
     if isinstance(exc, RpcTransportError):
         if exc.code is not None:
             return "http_5xx" if exc.code >= 500 else "http_error"
@@ -446,6 +516,7 @@ class _Endpoint:
         self.cool_until = 0.0
         self.verified = False  # its chain id checked
         self.disabled: str | None = None  # why it is never used again
+        self.log_limits = LogLimits()  # learned from its eth_getLogs refusals, kept
         self.rate_gauge = METRICS.rpc_endpoint_rate.labels(self.label)
         self.rate_gauge.set(self.limiter.rate)
 
@@ -487,10 +558,15 @@ class RpcClient:
         self._http = httpx.Client(
             timeout=options.timeout,
             headers={"content-type": "application/json"},
-            limits=httpx.Limits(max_keepalive_connections=4, max_connections=8),
+            limits=httpx.Limits(max_keepalive_connections=8, max_connections=16),
         )
+        # Live pipelining: block-hash log reads started ahead (prefetch_logs), taken by get_logs.
+        self._prefetched: dict[bytes, Future[list[dict[str, Any]]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     @property
@@ -517,6 +593,35 @@ class RpcClient:
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several calls in one request; results in call order. Any error raises: a fault
         (retried first) as an RpcTransportError, a deterministic error as an RpcError."""
+        out = self._batch(calls, each=False)
+        return out
+
+    def batch_each(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Like `batch`, but a call the node refuses (a revert, a pruned state) gives its
+        RpcError in its place instead of failing the others. Some nodes fail a whole batch for
+        one refused call: then the calls go one by one. Faults still raise (RpcTransportError):
+        never an answer."""
+        try:
+            return self._batch(calls, each=True)
+        except RpcTransportError:
+            raise
+        except ArchiveRequired as exc:
+            # The whole batch's block is gone from this node (a header not found through the
+            # whole retry budget): so is every call's state at it.
+            return [exc] * len(calls)
+        except RpcError:
+            pass
+        out: list[Any] = []
+        for method, params in calls:
+            try:
+                out.append(self.call(method, params))
+            except RpcTransportError:
+                raise
+            except RpcError as exc:
+                out.append(exc)
+        return out
+
+    def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]], *, each: bool) -> list[Any]:
         if not calls:
             return []
         first = self._take_ids(len(calls))
@@ -548,33 +653,17 @@ class RpcClient:
                     raise  # a fault anywhere: the whole batch again
                 except RpcError as exc:
                     deterministic = deterministic or exc
-            if deterministic is not None:
+                    out.append(exc)
+            for item in out:
+                if isinstance(item, ArchiveRequired):
+                    _archive_required("batch", item)
+            if deterministic is not None and not each:
                 raise deterministic
             return out
 
         label = calls[0][0] if len({m for m, _ in calls}) == 1 else "batch"
         result: list[Any] = self._request(f"batch:{label}", payload, results)
         return result
-
-    def batch_each(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Like `batch`, but a call the node refuses (a revert) gives its RpcError in its place
-        instead of failing the others. Some nodes fail a whole batch for one refused call:
-        then the calls go one by one. Faults still raise (RpcTransportError): never an answer."""
-        try:
-            return self.batch(calls)
-        except RpcTransportError:
-            raise
-        except RpcError:
-            pass
-        out: list[Any] = []
-        for method, params in calls:
-            try:
-                out.append(self.call(method, params))
-            except RpcTransportError:
-                raise
-            except RpcError as exc:
-                out.append(exc)
-        return out
 
     # Typed helpers -------------------------------------------------------------------------
 
@@ -585,8 +674,78 @@ class RpcClient:
         return int(self.call("eth_blockNumber"), 16)
 
     def get_logs(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.call("eth_getLogs", [flt])
-        return result
+        """Every log of `flt`, in log order. The filter is cut to fit the limits learned from
+        the endpoints' refusals (block span, addresses per filter), a refused part is asked
+        again within what its refusal taught (flows/log_limits.py), and a refusal that
+        cannot be resolved in a few tries reaches the caller as RangeTooLarge. A block-hash
+        filter started ahead with the same shape (`prefetch_logs`) is taken from there."""
+        if "blockHash" in flt:
+            with self._lock:
+                ahead = self._prefetched.pop(_filter_key(flt), None)
+            if ahead is not None:
+                return ahead.result()  # its answer, or its error as a direct read would raise
+        return self._get_logs(flt)
+
+    def prefetch_logs(self, filters: Sequence[dict[str, Any]]) -> None:
+        """Start reading these block-hash filters now, several in flight, for `get_logs` to
+        take when it is asked the same filter: live blocks are then read pipelined and applied
+        in order. Only block-hash filters: a block's logs never change, so an answer read
+        early is the answer (a reorg changes the hash, and the filter with it)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="rpc-prefetch")
+            for flt in filters:
+                if "blockHash" not in flt:
+                    continue
+                key = _filter_key(flt)
+                if key not in self._prefetched:
+                    self._prefetched[key] = self._pool.submit(self._get_logs, flt)
+            # Reads nobody took (a reorg, a watched set that changed) are dropped, oldest first.
+            while len(self._prefetched) > PREFETCH_KEPT:
+                self._prefetched.pop(next(iter(self._prefetched))).cancel()
+
+    def _get_logs(self, flt: dict[str, Any]) -> list[dict[str, Any]]:
+
+        def send(part: dict[str, Any]) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = self.call("eth_getLogs", [part])
+            return result
+
+        return read_logs(flt, send, self.log_limits, self._learn)
+
+    def log_limits(self) -> LogLimits:
+        """The tightest learned limits over the usable endpoints (any may serve a request)."""
+        limits = LogLimits()
+        with self._lock:
+            for endpoint in self._endpoints:
+                if endpoint.disabled is None:
+                    limits = limits.merged(endpoint.log_limits)
+        return limits
+
+    def _learn(self, exc: RangeTooLarge, flt: dict[str, Any]) -> None:
+        refusal = exc.refusal if isinstance(exc.refusal, Refusal) else parse_refusal(str(exc))
+        with self._lock:
+            endpoint = next((e for e in self._endpoints if e.label == exc.endpoint), None)
+            if endpoint is None:
+                return
+            before = endpoint.log_limits
+            endpoint.log_limits = learned = before.learn(refusal, flt)
+        if learned == before:
+            return
+        for name in ("max_span", "max_results", "max_addresses"):
+            value = getattr(learned, name)
+            if value is not None:
+                METRICS.rpc_log_limit.labels(endpoint.label, name).set(value)
+        log.warning(
+            "rpc.log_limit_learned",
+            endpoint=endpoint.label,
+            refusal=refusal.kind,
+            max_span=learned.max_span,
+            max_results=learned.max_results,
+            max_addresses=learned.max_addresses,
+            refused_span=filter_span(flt),
+            refused_addresses=len(filter_addresses(flt) or ()),
+            error=str(exc)[:300],
+        )
 
     # The retry loop --------------------------------------------------------------------------
 
@@ -644,6 +803,10 @@ class RpcClient:
                     # A deterministic answer (or a range refusal): the endpoint is fine.
                     METRICS.rpc_requests.labels(endpoint.label, method, _reason(exc)).inc()
                     self._succeeded(endpoint)
+                    if isinstance(exc, RangeTooLarge):
+                        exc.endpoint = endpoint.label  # whose limits it teaches
+                    elif isinstance(exc, ArchiveRequired):
+                        _archive_required(method, exc)
                     raise
                 last = exc
                 self._failed(endpoint, method, exc, attempt)
@@ -657,6 +820,20 @@ class RpcClient:
             self._succeeded(endpoint)
             return value
         METRICS.rpc_gave_up.labels(method).inc()
+        if (
+            isinstance(last, RpcTransientError)
+            and method.removeprefix("batch:") in STATE_METHODS
+            and "header not found" in str(last).lower()
+        ):
+            # Through the whole budget, on every endpoint: the node does not have the block's
+            # header, so neither its state (a pruned or a snapshot-synced node).
+            archive = ArchiveRequired(
+                f"{last} (gave up after {attempt} attempts: the node has no header for this "
+                "block: an archive node is needed)",
+                kind="header_not_found",
+            )
+            _archive_required(method, archive)
+            raise archive from last
         log.error(
             "rpc.gave_up",
             method=method,

@@ -32,6 +32,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from defimon.metrics import METRICS
 from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
+from flows.log_limits import TARGET_LOGS
 from flows.rpc import RpcClient, RpcOptions
 from flows.watch import WatchReader, WatchRequests, merge_seeds
 from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
@@ -48,8 +49,9 @@ _Item = tuple[
     list[SourceItem], int, str | None, tuple[Tracked, Watched], tuple[tuple[int, str], ...]
 ]
 
-TARGET_LOGS_PER_RANGE = 25_000
 MIN_SPAN, MAX_SPAN, FIRST_SPAN = 1, 100_000, 8
+# Once backfill has reached the head it read, fewer new blocks than this go to live following.
+LIVE_GAP = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +99,11 @@ class HeadFollowing:
     head_timeout: float = 120.0
 
 
-def next_span(span: int, logs: int) -> int:
-    """Adaptive range: scale towards TARGET_LOGS_PER_RANGE logs per eth_getLogs, at most
-    halving or doubling at a time (log density changes along a chain's history)."""
-    wanted = span * 2 if logs == 0 else span * TARGET_LOGS_PER_RANGE // logs
+def next_span(span: int, logs: int, target: int = TARGET_LOGS) -> int:
+    """Adaptive range: scale towards `target` logs per range (below the providers' 10,000-log
+    caps, and half any cap learned from a refusal), at most halving or doubling at a time
+    (log density changes along a chain's history)."""
+    wanted = span * 2 if logs == 0 else span * target // logs
     return max(MIN_SPAN, min(MAX_SPAN, span * 2, max(span // 2, wanted)))
 
 
@@ -232,11 +235,15 @@ class _Reader(threading.Thread):
         t0, blocks_done = time.monotonic(), 0
         last_report = t0
         head = self._retrying(self.rpc.block_number)
+        failures = 0  # in a row: each waits longer (a refused or failing read is not hammered)
         while not self.stop.is_set():
             if self.next_block > head:
                 head = self._retrying(self.rpc.block_number)
                 self.status.saw_head(self.chain_id, head)
-                if self.next_block > head:
+                # Caught up with the head read before: the few blocks mined meanwhile are
+                # left to live following, which reads them pipelined. Chasing a fast chain's
+                # head range by range (several round trips one after another) never ends.
+                if head - self.next_block < LIVE_GAP:
                     self._retrying(partial(self._anchor, head))
                     log.info(
                         "backfill.done",
@@ -254,23 +261,29 @@ class _Reader(threading.Thread):
             caught_up = end == head
             try:
                 read = self.reader.read_range(self.next_block, end, head=head, live=caught_up)
-            except RangeTooLarge as exc:
-                span = _span_from_hint(exc.hint, span)
-                log.info(
-                    "backfill.range_refused", chain_id=self.chain_id, span=span, error=str(exc)
-                )
-                continue
             except RpcError as exc:
-                span = max(MIN_SPAN, span // 2)
+                # The client already cut refused filters to fit (flows/log_limits.py): what
+                # reaches here is a refusal it could not resolve, or a fault through its whole
+                # budget. A smaller range, after a wait that doubles with each failure.
+                failures += 1
+                hint = exc.hint if isinstance(exc, RangeTooLarge) else None
+                span = _span_from_hint(hint, span)
+                delay = min(0.2 * 2 ** (failures - 1), 30.0)
                 log.warning(
-                    "backfill.read_failed", chain_id=self.chain_id, error=str(exc), span=span
+                    "backfill.read_failed",
+                    chain_id=self.chain_id,
+                    error=str(exc)[:300],
+                    span=span,
+                    failures=failures,
+                    retry_in=delay,
                 )
-                self.stop.wait(0.2)
+                self.stop.wait(delay)
                 continue
+            failures = 0
             blocks_done += end - self.next_block + 1
             self._seed_new_tokens(read.batches)
             self._put(read.batches, end + 1)
-            span = next_span(span, read.log_count)
+            span = next_span(span, read.log_count, self.rpc.log_limits().target_logs())
             now = time.monotonic()
             if now - last_report >= 2.0 or caught_up:
                 rate = blocks_done / max(now - t0, 1e-6)
@@ -314,6 +327,9 @@ class _Reader(threading.Thread):
         for previous, h in itertools.pairwise(headers):
             if h.parent_hash != previous.hash:
                 return False  # the chain moved while we read: the next head starts again
+        # Pipelined: every block's logs are read at once, several in flight; each block is
+        # then applied in order (a fast chain keeps up however long the round trip).
+        self.reader.prefetch(headers)
         for h in headers:
             seeds = self._take_requests(h.number)
             batch = self._retrying(partial(self.reader.read_block, h, head=header.number))
@@ -440,16 +456,19 @@ class _Reader(threading.Thread):
         seeds = self._take_requests(last)
         batch = BlockBatch(header, [], last, True, seeds=seeds)
         watched = set(self.reader.fixed) | self.reader.children
-        batch.balances = self._retrying(lambda: self.reader.balances.open_pending(last, watched))
+        batch.balances, batch.unreadable_balances = self._retrying(
+            lambda: self.reader.balances.open_pending(last, watched)
+        )
         self._put([batch], last + 1)
 
     def _follow_polling(self) -> None:
         last_move = time.monotonic()
         while not self.stop.is_set():
             try:
-                head = self.rpc.block_number()
-                if head >= self.next_block:
-                    self._emit_up_to(self.reader.header_by_number(head))
+                # The head's header in one round trip (not its number, then its header).
+                latest = self.reader.latest_header()
+                if latest.number >= self.next_block:
+                    self._emit_up_to(latest)
                     last_move = time.monotonic()
                     continue
                 if time.monotonic() - self._last_check >= self.recheck_seconds:

@@ -72,6 +72,9 @@ class BlockBatch:
     # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
     # became tracked; its Transfer logs up to this block are already in it.
     balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (wallet, token) -> why balanceOf could not be read at this block (the node has pruned
+    # its state: an archive node is needed); the pair stays untracked and is dead-lettered.
+    unreadable_balances: dict[tuple[str, str], str] = field(default_factory=dict)
     # Wallet watch mode: state read with eth_call at the end of this block for wallets that
     # start being watched here; the market applies it after the block's logs.
     seeds: WatchSeed | None = None

@@ -57,11 +57,34 @@ class RpcTransientError(RpcTransportError):
 
 
 class RangeTooLarge(RpcError):
-    """`eth_getLogs` refused a block range; `hint` is the provider's suggested range, if any."""
+    """`eth_getLogs` refused a filter as too large; `hint` is the provider's suggested range,
+    if any. `refusal` (a flows.rpc.Refusal) says which limit it hit (block range, result
+    count, response size, address count) and the limit when the provider named it;
+    `endpoint` is the label of the endpoint that refused (its limits are learned)."""
 
-    def __init__(self, message: str, *, hint: tuple[int, int] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: tuple[int, int] | None = None,
+        refusal: object = None,
+        code: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
         self.hint = hint
+        self.refusal = refusal
+        self.endpoint: str | None = None
+
+
+class ArchiveRequired(RpcError):
+    """The node has pruned the state this read needs (a historical `eth_call`, `balanceOf` at
+    an old block): an answer, not a fault, and permanent for that node. Only an archive node
+    can serve it; retrying cannot. `kind` names the wording matched (missing trie node,
+    header not found, historical state unavailable, pruned)."""
+
+    def __init__(self, message: str, *, kind: str, code: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.kind = kind
 
 
 class ReorgTooDeep(DefimonError):

@@ -16,6 +16,11 @@ real provider produces:
 - `batch_missing` (batches): the node's answers with one of them left out;
 - `ws_drop` (WebSocket): the socket to the client closes abruptly while it follows heads.
 
+Besides faults, it can answer as a provider with limits does (`limits`, every time, not at a
+rate): refuse an `eth_getLogs` over a block span, an address count or a result count with that
+provider's literal wording; answer `eth_call`s of given selectors at a numbered block as a
+pruned node does ("missing trie node"); and add a fixed latency to every HTTP request.
+
 The fault kind is the applicable one injected least so far (ties broken by the RNG), so every
 kind shows up after a few dozen faults. `counts` says how many of each were injected.
 """
@@ -28,6 +33,7 @@ import random
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
@@ -53,6 +59,27 @@ ALCHEMY_RANGE = (
 )
 
 
+@dataclass(frozen=True)
+class ProviderLimits:
+    """Refusals a provider makes every time (None: no such limit). The wordings are the
+    providers' own: `{span}`, `{cap}` are filled in."""
+
+    max_span: int | None = None
+    span_refusal: tuple[int, str] = (-32602, "range {span} exceeds limit of {cap}")  # Infura
+    max_addresses: int | None = None
+    address_refusal: tuple[int, str] = (-32000, "Please, specify less number of addresses")
+    max_results: int | None = None
+    results_refusal: tuple[int, str] = (-32005, "query returned more than {cap} results")
+    # eth_call of these selectors at a numbered block: a pruned node's answer (geth's words)
+    pruned_selectors: frozenset[str] = frozenset()
+    pruned_refusal: tuple[int, str] = (
+        -32000,
+        "missing trie node 9a1d1b3d3c9b26e1c7d3f06f8a1e6fbd5c0e0b9fb0e4d2f1e7a0c3b2a1f0e9d8 "
+        "(path ) state 0x9a1d1b3d3c9b26e1c7d3f06f8a1e6fbd5c0e0b9fb0e4d2f1e7a0c3b2a1f0e9d8 is "
+        "not available",
+    )
+
+
 class FaultProxy:
     def __init__(
         self,
@@ -65,6 +92,8 @@ class FaultProxy:
         hang_seconds: float = 2.0,
         retry_after_seconds: int = 1,
         kinds: tuple[str, ...] = HTTP_KINDS,
+        limits: ProviderLimits | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.upstream_http = upstream_http
         self.upstream_ws = upstream_ws
@@ -75,6 +104,11 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.kinds = kinds
         self.counts: Counter[str] = Counter()
+        self.limits = limits or ProviderLimits()
+        self.latency = latency  # seconds added to every HTTP request
+        # refusals made under `limits`: span, addresses, results, pruned
+        self.refused: Counter[str] = Counter()
+        self.methods: Counter[str] = Counter()  # requests by method ("batch:<first>" for batches)
         # (monotonic time, fault kind or "" for a clean answer) of every HTTP request
         self.history: list[tuple[float, str]] = []
         self.requests = 0
@@ -208,10 +242,19 @@ class FaultProxy:
     async def _answer(self, body: bytes) -> tuple[int, dict[str, str], bytes] | None:
         self.requests += 1
         json_type = {"Content-Type": "application/json"}
+        if self.latency:
+            await asyncio.sleep(self.latency)
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             request = None
+        if isinstance(request, dict):
+            self.methods[str(request.get("method"))] += 1
+        elif isinstance(request, list) and request and isinstance(request[0], dict):
+            self.methods[f"batch:{request[0].get('method')}"] += 1
+        limited = await self._limited(request)
+        if limited is not None:
+            return 200, json_type, orjson.dumps(limited)
         kind = self._fault_for(request) if request is not None else None
         seconds_form = kind == "rate_limited" and self.counts[kind] % 2 == 1
         self.history.append(
@@ -260,6 +303,82 @@ class FaultProxy:
             elif isinstance(logs, list):
                 logs.append({"address": "0x" + "00" * 20, "topics": [], "data": "0x"})
         return 200, json_type, orjson.dumps(answer)
+
+    # Provider limits ---------------------------------------------------------------------------
+
+    def _refuse(
+        self, request: dict[str, Any], what: str, refusal: tuple[int, str], **fill: Any
+    ) -> Any:
+        self.refused[what] += 1
+        code, message = refusal
+        return {
+            "jsonrpc": "2.0",
+            "id": request.get("id"),
+            "error": {"code": code, "message": message.format(**fill)},
+        }
+
+    def _pruned(self, request: Any) -> bool:
+        if not isinstance(request, dict) or request.get("method") != "eth_call":
+            return False
+        params = request.get("params") or []
+        if len(params) < 2 or not isinstance(params[0], dict):
+            return False
+        block, data = params[1], str(params[0].get("data", ""))
+        numbered = isinstance(block, str) and block.startswith("0x")
+        return numbered and data[:10] in self.limits.pruned_selectors
+
+    async def _limited(self, request: Any) -> Any:
+        """The answer a provider with `limits` gives instead of the node's, or None."""
+        limits = self.limits
+        if isinstance(request, list) and any(self._pruned(r) for r in request):
+            answers = {
+                r.get("id"): self._refuse(r, "pruned", limits.pruned_refusal)
+                for r in request
+                if self._pruned(r)
+            }
+            rest = [r for r in request if not self._pruned(r)]
+            if rest:
+                upstream = await self._http.post(
+                    self.upstream_http,
+                    content=orjson.dumps(rest),
+                    headers={"content-type": "application/json"},
+                )
+                for item in upstream.json():
+                    answers[item.get("id")] = item
+            return [answers[r.get("id")] for r in request]
+        if self._pruned(request):
+            return self._refuse(request, "pruned", limits.pruned_refusal)
+        if not isinstance(request, dict) or request.get("method") != "eth_getLogs":
+            return None
+        flt = (request.get("params") or [{}])[0]
+        if not isinstance(flt, dict):
+            return None
+        if limits.max_span is not None and "fromBlock" in flt:
+            span = int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1
+            if span > limits.max_span:
+                return self._refuse(
+                    request, "span", limits.span_refusal, span=span, cap=limits.max_span
+                )
+        addresses = flt.get("address")
+        if (
+            limits.max_addresses is not None
+            and isinstance(addresses, list)
+            and len(addresses) > limits.max_addresses
+        ):
+            return self._refuse(
+                request, "addresses", limits.address_refusal, cap=limits.max_addresses
+            )
+        if limits.max_results is None:
+            return None
+        upstream = await self._http.post(
+            self.upstream_http,
+            content=orjson.dumps(request),
+            headers={"content-type": "application/json"},
+        )
+        answer = upstream.json()
+        if isinstance(answer.get("result"), list) and len(answer["result"]) > limits.max_results:
+            return self._refuse(request, "results", limits.results_refusal, cap=limits.max_results)
+        return answer  # within the cap: the node's answer (not asked twice)
 
     def _range_error(self, request: dict[str, Any]) -> dict[str, Any]:
         params = request.get("params") or [{}]

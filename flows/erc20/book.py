@@ -79,6 +79,8 @@ def balance_step(
     """
     out = BalanceOutput()
     openings, block_number = batch.balances, batch.header.number
+    for i, ((wallet, token), reason) in enumerate(sorted(batch.unreadable_balances.items())):
+        out.dead.append((_state_read(batch, wallet, token, i), f"opening balance: {reason}"))
     for price in changed_prices:
         book.price_blocks[price.token] = block_number
         if price.token in book.balances:
@@ -152,6 +154,30 @@ def balance_step(
                     )
         book.repriced.clear()
     return out
+
+
+# Dead letters are keyed by (block, log index): a state read that failed is no log, so it
+# takes an index no log of a block reaches, one per pair.
+STATE_READ_INDEX = 4_000_000_000
+_BALANCE_OF = "0x70a08231"
+
+
+def _state_read(batch: BlockBatch, wallet: str, token: str, n: int) -> RawLog:
+    """The dead-letter form of an unreadable opening `balanceOf(wallet)` on `token`: the call
+    in place of a log (address the token, topics the selector and the wallet, no tx)."""
+    h = batch.header
+    wallet_word = "0x" + wallet[2:].rjust(64, "0")
+    return RawLog(
+        h.chain_id,
+        h.number,
+        h.hash,
+        STATE_READ_INDEX + n,
+        "",
+        0,
+        token,
+        (_BALANCE_OF, wallet_word),
+        "0x",
+    )
 
 
 def _negative(wallet: str, token: str, balance: int, amount: int) -> str:

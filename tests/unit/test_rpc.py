@@ -23,6 +23,7 @@ from flows.rpc import (
     validate_result,
 )
 from schemas.errors import (
+    ArchiveRequired,
     ConfigError,
     MalformedResponse,
     RangeTooLarge,
@@ -116,7 +117,7 @@ def test_provider_range_hints() -> None:
         ),
         ("eth_call", {"code": -32603, "message": "internal error"}, RpcTransientError),
         ("eth_call", {"code": -32000, "message": "header not found"}, RpcTransientError),
-        ("eth_getBalance", {"code": -32000, "message": "missing trie node abc"}, RpcTransientError),
+        ("eth_getBalance", {"code": -32000, "message": "missing trie node abc"}, ArchiveRequired),
         ("eth_call", {"code": -32000, "message": "upstream request timeout"}, RpcTransientError),
         ("eth_call", {"code": -32603, "message": "google upstream error"}, RpcTransientError),
         (
