@@ -71,10 +71,15 @@ def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
         elif kind == "configurator" and topics[0] == RESERVE_INITIALIZED and len(topics) == 3:
             if len(data) == 2 + 192:
                 asset = _word_address(topics[1])
+                announced = [
+                    _word_address(topics[2]),
+                    *(_word_address(w) for w in (data[2:66], data[66:130])),
+                ]
+                # Reserves listed since 3.2 have no stable debt token: stableDebtToken = 0x0.
                 return [
-                    Child(block, _word_address(topics[2]), (asset,)),
-                    Child(block, _word_address(data[2:66]), ()),
-                    Child(block, _word_address(data[66:130]), ()),
+                    Child(block, token, (asset,) if i == 0 else ())
+                    for i, token in enumerate(announced)
+                    if int(token, 16)
                 ]
         elif kind == "oracle" and topics[0] == ASSET_SOURCE_UPDATED and len(topics) == 3:
             return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),), "feed")]
