@@ -41,6 +41,7 @@ from devnet.rpc import RpcClient
 from devnet.txs import Tx, TxFailed, mine_block
 from flows.source import ChainEndpoint
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
+from tests.integration.test_aave_exactness import served
 from tests.support import block_number, collect_events, live_server, selector
 
 GAS = 15_000_000
@@ -345,14 +346,6 @@ def account_data(rpc: RpcClient, pool: str, user: str, block: int | None) -> tup
     )
     collateral, debt, _available, _lt, _ltv, hf = decode(["uint256"] * 6, bytes.fromhex(out[2:]))
     return int(collateral), int(debt), int(hf)
-
-
-def served(account: dict[str, Any]) -> tuple[int, int, int]:
-    return (
-        int(account["total_collateral_base"]),
-        int(account["total_debt_base"]),
-        int(account["health_factor"]),
-    )
 
 
 def main() -> int:
