@@ -85,8 +85,9 @@ class AaveVersion:
             raise ValueError(f"Aave version {text!r} is not of the form 3.7 or 3.0.2")
         numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
         version = cls(numbers[0], numbers[1], numbers[2])
-        if not V3_0_2 <= version < AaveVersion(3, LATEST.minor + 1):
-            raise ValueError(f"Aave version {text!r} is not one we know (3.0.2 to {LATEST})")
+        # 3.0.0 and 3.0.1 compute as 3.0.2 does: every rule here changes at 3.1 or later.
+        if not AaveVersion(3, 0) <= version < AaveVersion(3, LATEST.minor + 1):
+            raise ValueError(f"Aave version {text!r} is not one we know (3.0 to {LATEST})")
         return version
 
     @classmethod
