@@ -29,7 +29,8 @@ caller that passes nothing gets exactly the devnet's rules. What changes, by rel
 - 3.6: a collateral flag counts whatever the reserve LT (an asset with LT 0 can be collateral
   inside an eMode); an eMode category's `ltvzeroBitmap` gives LTV 0 to its assets.
 - 3.7: an isolated eMode gives LTV 0 to every asset outside its collateral bitmap.
-The vectors in tests/vectors/ were computed by the contracts' own code for v3.0.2 and v3.7.
+The vectors in tests/vectors/ were computed by the contracts' own code for v3.0.2, 3.3, 3.5, 3.6
+and 3.7 (labs/aave_vectors/gen_vectors.py).
 """
 
 from __future__ import annotations
