@@ -29,7 +29,8 @@ caller that passes nothing gets exactly the devnet's rules. What changes, by rel
 - 3.6: a collateral flag counts whatever the reserve LT (an asset with LT 0 can be collateral
   inside an eMode); an eMode category's `ltvzeroBitmap` gives LTV 0 to its assets.
 - 3.7: an isolated eMode gives LTV 0 to every asset outside its collateral bitmap.
-The vectors in tests/vectors/ were computed by the contracts' own code for v3.0.2 and v3.7.
+The vectors in tests/vectors/ were computed by the contracts' own code for v3.0.2, 3.3, 3.5, 3.6
+and 3.7 (labs/aave_vectors/gen_vectors.py).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class AaveVersion:
             raise ValueError(f"Aave version {text!r} is not of the form 3.7 or 3.0.2")
         numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
         version = cls(numbers[0], numbers[1], numbers[2])
-        if not V3_0_2 <= version < AaveVersion(3, LATEST.minor + 1):
-            raise ValueError(f"Aave version {text!r} is not one we know (3.0.2 to {LATEST})")
+        # 3.0.0 and 3.0.1 compute as 3.0.2 does: every rule here changes at 3.1 or later.
+        if not AaveVersion(3, 0) <= version < AaveVersion(3, LATEST.minor + 1):
+            raise ValueError(f"Aave version {text!r} is not one we know (3.0 to {LATEST})")
         return version
 
     @classmethod

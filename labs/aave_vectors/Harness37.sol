@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 // Ours: a harness that runs Aave v3.7's own library code (aave-dao/aave-v3-origin, compiled
 // from the fetched sources, never committed) on operands we choose. See gen_vectors.py.
+// The same file serves 3.3 to 3.6: gen_vectors.py drops the lines marked `// @since X` (and
+// the blocks `// @since X {` ... `// } @since X`) for releases before X, and uncomments the
+// lines `//@<X ...` for releases before X.
 pragma solidity ^0.8.10;
 
 import {WadRayMath} from 'src/contracts/protocol/libraries/math/WadRayMath.sol';
 import {PercentageMath} from 'src/contracts/protocol/libraries/math/PercentageMath.sol';
 import {MathUtils} from 'src/contracts/protocol/libraries/math/MathUtils.sol';
-import {TokenMath} from 'src/contracts/protocol/libraries/helpers/TokenMath.sol';
+import {TokenMath} from 'src/contracts/protocol/libraries/helpers/TokenMath.sol'; // @since 3.5
 import {GenericLogic} from 'src/contracts/protocol/libraries/logic/GenericLogic.sol';
 import {ReserveLogic} from 'src/contracts/protocol/libraries/logic/ReserveLogic.sol';
 import {DataTypes} from 'src/contracts/protocol/libraries/types/DataTypes.sol';
@@ -28,24 +31,24 @@ contract MathHarness {
     if (op == 5) return WadRayMath.wadToRay(a);
     if (op == 6) return PercentageMath.percentMul(a, b);
     if (op == 7) return PercentageMath.percentDiv(a, b);
-    if (op == 8) return WadRayMath.rayMulFloor(a, b);
-    if (op == 9) return WadRayMath.rayMulCeil(a, b);
-    if (op == 10) return WadRayMath.rayDivFloor(a, b);
-    if (op == 11) return WadRayMath.rayDivCeil(a, b);
-    if (op == 12) return PercentageMath.percentMulFloor(a, b);
-    if (op == 13) return PercentageMath.percentMulCeil(a, b);
-    if (op == 14) return PercentageMath.percentDivFloor(a, b);
-    if (op == 15) return PercentageMath.percentDivCeil(a, b);
-    if (op == 16) return MathUtils.mulDivCeil(a, b, c);
+    if (op == 8) return WadRayMath.rayMulFloor(a, b); // @since 3.5
+    if (op == 9) return WadRayMath.rayMulCeil(a, b); // @since 3.5
+    if (op == 10) return WadRayMath.rayDivFloor(a, b); // @since 3.5
+    if (op == 11) return WadRayMath.rayDivCeil(a, b); // @since 3.5
+    if (op == 12) return PercentageMath.percentMulFloor(a, b); // @since 3.5
+    if (op == 13) return PercentageMath.percentMulCeil(a, b); // @since 3.5
+    if (op == 14) return PercentageMath.percentDivFloor(a, b); // @since 3.7
+    if (op == 15) return PercentageMath.percentDivCeil(a, b); // @since 3.5
+    if (op == 16) return MathUtils.mulDivCeil(a, b, c); // @since 3.5
     if (op == 17) return MathUtils.calculateCompoundedInterest(a, uint40(b), c);
     if (op == 18) return MathUtils.calculateLinearInterest(a, uint40(block.timestamp - b));
-    if (op == 19) return TokenMath.getATokenMintScaledAmount(a, b);
-    if (op == 20) return TokenMath.getATokenBurnScaledAmount(a, b);
-    if (op == 21) return TokenMath.getATokenTransferScaledAmount(a, b);
-    if (op == 22) return TokenMath.getATokenBalance(a, b);
-    if (op == 23) return TokenMath.getVTokenMintScaledAmount(a, b);
-    if (op == 24) return TokenMath.getVTokenBurnScaledAmount(a, b);
-    if (op == 25) return TokenMath.getVTokenBalance(a, b);
+    if (op == 19) return TokenMath.getATokenMintScaledAmount(a, b); // @since 3.5
+    if (op == 20) return TokenMath.getATokenBurnScaledAmount(a, b); // @since 3.5
+    if (op == 21) return TokenMath.getATokenTransferScaledAmount(a, b); // @since 3.5
+    if (op == 22) return TokenMath.getATokenBalance(a, b); // @since 3.5
+    if (op == 23) return TokenMath.getVTokenMintScaledAmount(a, b); // @since 3.5
+    if (op == 24) return TokenMath.getVTokenBurnScaledAmount(a, b); // @since 3.5
+    if (op == 25) return TokenMath.getVTokenBalance(a, b); // @since 3.5
     // ReserveLogic on a reserve last updated `c` seconds ago: (index a, rate b).
     if (op == 26 || op == 27) {
       scratch.lastUpdateTimestamp = uint40(block.timestamp - c);
@@ -154,6 +157,9 @@ contract AccountHarness {
       prices[asset] = r.price;
       DataTypes.ReserveData storage d = reservesData[asset];
       d.configuration.data = r.configuration;
+      // Before 3.4 a reserve without virtual accounting (GHO) priced debt from balanceOf:
+      // set the flag every other reserve has, so the scaled path runs.
+      //@<3.4 d.configuration.data = r.configuration | (1 << 252);
       d.liquidityIndex = r.liquidityIndex;
       d.currentLiquidityRate = r.liquidityRate;
       d.variableBorrowIndex = r.variableBorrowIndex;
@@ -173,12 +179,13 @@ contract AccountHarness {
       e.liquidationBonus = c.liquidationBonus;
       e.collateralBitmap = c.collateralBitmap;
       e.borrowableBitmap = c.borrowableBitmap;
-      e.ltvzeroBitmap = c.ltvzeroBitmap;
-      e.isolated = c.isolated;
+      e.ltvzeroBitmap = c.ltvzeroBitmap; // @since 3.6
+      e.isolated = c.isolated; // @since 3.7
     }
     out = _accountData(
       DataTypes.CalculateUserAccountDataParams({
         userConfig: DataTypes.UserConfigurationMap({data: userConfig}),
+        //@<3.4 reservesCount: reserves.length,
         user: user,
         oracle: address(this),
         userEModeCategory: userEMode
@@ -212,6 +219,7 @@ contract PoolStub {
   }
 }
 
+// @since 3.5 {
 /// The token base's own _mintScaled/_burnScaled on a user state we set; the events are the
 /// vectors. TokenCase reports the scaled balance before and after, read from storage.
 contract TokenHarness is ScaledBalanceTokenBase {
@@ -250,3 +258,4 @@ contract TokenHarness is ScaledBalanceTokenBase {
     }
   }
 }
+// } @since 3.5

@@ -25,7 +25,10 @@ compile.js (beside this file) is copied into the lab and run there.
 
 Run from the repo root (about a minute):
     PYTHONPATH=. .venv/bin/python labs/aave_vectors/gen_vectors.py --lab /work/labs/aave-math
-It writes tests/vectors/aave_v3_0_2_{math,accounts,tokens}.json and aave_v3_7_*.json.
+It writes tests/vectors/aave_v3_0_2_{math,accounts,tokens}.json and aave_v3_7_*.json, and
+smaller sets for the releases in between that chains still run (3.3, 3.5, 3.6: their `src/`
+extracted the same way to <lab>/v33, v35, v36 from the tags v3.3.0, v3.5.0, v3.6.0; 3.3 is
+compiled with `solc22@npm:solc@0.8.22`, the compiler it pins).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +87,90 @@ CASE = "0x" + keccak(text="TokenCase(uint256,uint256,uint256)").hex()
 # ---------------------------------------------------------------------------------------------
 
 
-def compile_harness(lab: Path, version: str) -> dict[str, dict[str, Any]]:
-    root, source, solc, evm = {
-        "302": (lab / "v302", "Harness302.sol", "solc10", "london"),
-        "37": (lab / "v37", "Harness37.sol", "solc", "shanghai"),
-    }[version]
+@dataclass(frozen=True)
+class Target:
+    """One Aave release to make vectors for."""
+
+    stem: str  # tests/vectors/<stem>_{math,accounts,tokens}.json
+    version: tuple[int, int, int]
+    root: str  # lab subdirectory holding the release's sources
+    harness: str  # our harness file beside this script
+    solc: str  # npm module name of the compiler the release pins
+    evm: str
+    source: str  # what was compiled, for the vector files
+    math_per_op: int
+    accounts: int
+    tokens: int  # 0: no token harness (before 3.5 the token base is v3.0.2's, vectored there)
+
+    @property
+    def label(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+NEWEST_COMMIT = "fd1fbd9150426ca8ace9cee45b4acf912ae84f5b"
+ORIGIN = "aave-dao/aave-v3-origin"
+TARGETS = (
+    Target("aave_v3_0_2", (3, 0, 2), "v302", "Harness302.sol", "solc10", "london",
+           "npm @aave/core-v3 1.19.3, solc 0.8.10 (optimizer 200, london)", 260, 520, 1000),
+    Target("aave_v3_3", (3, 3, 0), "v33", "Harness37.sol", "solc22", "shanghai",
+           f"{ORIGIN}@v3.3.0 (5431379f), solc 0.8.22 (optimizer 200, shanghai)", 40, 250, 0),
+    Target("aave_v3_5", (3, 5, 0), "v35", "Harness37.sol", "solc", "shanghai",
+           f"{ORIGIN}@v3.5.0 (6138e1fd), solc 0.8.27 (optimizer 200, shanghai)", 12, 250, 300),
+    Target("aave_v3_6", (3, 6, 0), "v36", "Harness37.sol", "solc", "shanghai",
+           f"{ORIGIN}@v3.6.0 (5a230ec8), solc 0.8.27 (optimizer 200, shanghai)", 12, 250, 300),
+    Target("aave_v3_7", (3, 7, 0), "v37", "Harness37.sol", "solc", "shanghai",
+           f"{ORIGIN}@{NEWEST_COMMIT}, solc 0.8.27 (optimizer 200, shanghai)", 110, 520, 1000),
+)  # fmt: skip
+
+
+def _release(text: str) -> tuple[int, int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor), 0
+
+
+def preprocess(source: str, version: tuple[int, int, int]) -> str:
+    """The harness for `version`: drop `// @since X` lines and `// @since X {` ... `// } @since
+    X` blocks when version < X; uncomment `//@<X ` lines when version < X."""
+    out: list[str] = []
+    skipping: str | None = None
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if skipping is not None:
+            if stripped == f"// }} @since {skipping}":
+                skipping = None
+            continue
+        block = re.fullmatch(r"// @since (\d+\.\d+) \{", stripped)
+        if block and version < _release(block.group(1)):
+            skipping = block.group(1)
+            continue
+        since = re.search(r"// @since (\d+\.\d+)$", stripped)
+        if since and version < _release(since.group(1)):
+            continue
+        until = re.match(r"(\s*)//@<(\d+\.\d+) (.*)$", line)
+        if until and version < _release(until.group(2)):
+            out.append(until.group(1) + until.group(3))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def compile_harness(lab: Path, target: Target) -> dict[str, dict[str, Any]]:
+    root = lab / target.root
     shutil.copy(HERE / "compile.js", lab / "compile.js")
     (root / "harness").mkdir(exist_ok=True)
-    shutil.copy(HERE / source, root / "harness" / source)
-    out = lab / f"build{version}"
+    source = preprocess((HERE / target.harness).read_text(), target.version)
+    (root / "harness" / target.harness).write_text(source)
+    out = lab / f"build-{target.stem}"
     subprocess.run(
-        ["node", str(lab / "compile.js"), str(out), ".", f"harness/{source}"],
+        ["node", str(lab / "compile.js"), str(out), ".", f"harness/{target.harness}"],
         cwd=root,
         check=True,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "SOLC": solc, "EVM": evm},
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "SOLC": target.solc, "EVM": target.evm},
     )
-    return {
-        name: json.loads((out / f"{name}.json").read_text())
-        for name in ("MathHarness", "AccountHarness", "TokenHarness", "PoolStub")
-    }
+    names = ["MathHarness", "AccountHarness"] + (
+        ["TokenHarness", "PoolStub"] if target.tokens else []
+    )
+    return {name: json.loads((out / f"{name}.json").read_text()) for name in names}
 
 
 class Chain:
@@ -248,7 +318,7 @@ CATEGORY_FIELDS = (
 )
 
 
-def random_account(rng: random.Random, newest: bool) -> dict[str, Any]:
+def random_account(rng: random.Random, bitmaps: bool) -> dict[str, Any]:
     n = rng.choice([1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 8, 12])
     reserves = []
     user_config = 0
@@ -270,7 +340,7 @@ def random_account(rng: random.Random, newest: bool) -> dict[str, Any]:
                 rng.choice([0, 0, 1, 12, 3600, 86400, YEAR, rng.randint(0, 3 * YEAR)]),
                 rng.choice([0, rng.randint(0, unit * 10 ** rng.randint(0, 9))]),
                 rng.choice([0, rng.randint(0, unit * 10 ** rng.randint(0, 8))]),
-                0 if newest or rng.random() < 0.7 else rng.randint(0, unit * 10**6),
+                0 if bitmaps or rng.random() < 0.7 else rng.randint(0, unit * 10**6),
                 rng.choice([0, rng.randint(1, 10**6), rng.randint(10**6, 10**13), 10**8]),
                 int(rng.random() > 0.03),
             ]
@@ -284,7 +354,7 @@ def random_account(rng: random.Random, newest: bool) -> dict[str, Any]:
         ltv = rng.randint(0, 9_700)
         lt = rng.randint(ltv, 9_800) if rng.random() < 0.9 else rng.randint(0, 9_800)
         collateral = ltvzero = borrowable = isolated = has_source = source_price = 0
-        if newest:
+        if bitmaps:
             collateral = sum(1 << i for i in range(n) if rng.random() < 0.5)
             borrowable = sum(1 << i for i in range(n) if rng.random() < 0.5)
             ltvzero = sum(1 << i for i in range(n) if (collateral >> i) & 1 and rng.random() < 0.2)
@@ -295,9 +365,9 @@ def random_account(rng: random.Random, newest: bool) -> dict[str, Any]:
         row = [cat, ltv, lt, collateral, borrowable, ltvzero, isolated, has_source, source_price]
         categories.append(row)
     user_emode = rng.choice([0, 0, 1, 2, 3])
-    if newest and rng.random() < 0.25:
-        # Collateral only inside an eMode (3.6+): reserve LT and LTV 0, in the user's category's
-        # collateral bitmap, collateral flag on.
+    if bitmaps and rng.random() < 0.25:
+        # Collateral only inside an eMode (3.6+; before, it must count for nothing): reserve
+        # LT and LTV 0, in the user's category's collateral bitmap, collateral flag on.
         user_emode = rng.choice([1, 2, 3])
         i = rng.randrange(n)
         reserves[i][0] = reserves[i][1] = 0
@@ -344,11 +414,13 @@ def harness_category(row: list[int]) -> tuple[Any, ...]:
     )
 
 
-def account_cases(chain: Chain, harness: str, count: int, seed: int, newest: bool) -> list:
+def account_cases(
+    chain: Chain, harness: str, count: int, seed: int, bitmaps: bool
+) -> list[list[Any]]:
     rng = random.Random(seed)
     out: list[list[Any]] = []
     while len(out) < count:
-        account = random_account(rng, newest)
+        account = random_account(rng, bitmaps)
         reserve_rows = [harness_reserve(r) for r in account["reserves"]]
         category_rows = [harness_category(c) for c in account["categories"]]
         try:
@@ -388,7 +460,7 @@ def account_cases(chain: Chain, harness: str, count: int, seed: int, newest: boo
 # ---------------------------------------------------------------------------------------------
 
 
-def token_ops(rng: random.Random, count: int, newest: bool) -> list[tuple[Any, ...]]:
+def token_ops(rng: random.Random, count: int, directional: bool) -> list[tuple[Any, ...]]:
     ops: list[tuple[Any, ...]] = []
     while len(ops) < count:
         previous_index = rng.choice([RAY, rng.randint(RAY, 2 * RAY)])
@@ -402,7 +474,7 @@ def token_ops(rng: random.Random, count: int, newest: bool) -> list[tuple[Any, .
             # Keep the burn within the balance under this version's rounding.
             need = (
                 (-(-amount * RAY // index) if not debt else amount * RAY // index)
-                if newest
+                if directional
                 else (amount * RAY + index // 2) // index
             )
             if not 1 <= need <= scaled_before:
@@ -411,7 +483,7 @@ def token_ops(rng: random.Random, count: int, newest: bool) -> list[tuple[Any, .
             amount = rng.choice([1, rng.randint(1, 10**6), rng.randint(1, 10**30)])
             need = (
                 (amount * RAY // index if not debt else -(-amount * RAY // index))
-                if newest
+                if directional
                 else (amount * RAY + index // 2) // index
             )
             if need < 1:
@@ -420,9 +492,11 @@ def token_ops(rng: random.Random, count: int, newest: bool) -> list[tuple[Any, .
     return ops
 
 
-def token_cases(chain: Chain, token: str, count: int, seed: int, newest: bool) -> list:
+def token_cases(
+    chain: Chain, token: str, count: int, seed: int, directional: bool
+) -> list[list[Any]]:
     rng = random.Random(seed)
-    ops = token_ops(rng, count, newest)
+    ops = token_ops(rng, count, directional)
     out = []
     for start in range(0, len(ops), 100):
         chunk = ops[start : start + 100]
@@ -452,33 +526,34 @@ def token_cases(chain: Chain, token: str, count: int, seed: int, newest: bool) -
 # ---------------------------------------------------------------------------------------------
 
 
-def generate(lab: Path, version: str, commit: str, seed: int, rpc: RpcClient) -> dict[str, Any]:
-    newest = version == "37"
-    artifacts = compile_harness(lab, version)
+def generate(lab: Path, target: Target, seed: int, rpc: RpcClient) -> dict[str, Any]:
+    bitmaps = target.version >= (3, 2, 0)
+    directional = target.version >= (3, 5, 0)
+    artifacts = compile_harness(lab, target)
     chain = Chain(rpc)
     math_harness = chain.deploy(artifacts["MathHarness"])
     account_harness = chain.deploy(artifacts["AccountHarness"])
-    pool = chain.deploy(artifacts["PoolStub"])
-    token = chain.deploy(artifacts["TokenHarness"], encode(["address"], [pool]))
-    ops = OPS_37 if newest else OPS_302
+    ops = OPS_37 if directional else OPS_302
+    if target.version < (3, 7, 0):
+        ops = {name: op for name, op in ops.items() if name != "percentDivFloor"}  # 3.7+
     started = time.monotonic()
-    math = math_cases(chain, math_harness, ops, 110 if newest else 260, seed)
-    accounts = account_cases(chain, account_harness, 520, seed + 1, newest)
-    tokens = token_cases(chain, token, 1000, seed + 2, newest)
+    math = math_cases(chain, math_harness, ops, target.math_per_op, seed)
+    accounts = account_cases(chain, account_harness, target.accounts, seed + 1, bitmaps)
+    tokens: list[list[Any]] = []
+    if target.tokens:
+        pool = chain.deploy(artifacts["PoolStub"])
+        token = chain.deploy(artifacts["TokenHarness"], encode(["address"], [pool]))
+        tokens = token_cases(chain, token, target.tokens, seed + 2, directional)
     print(
-        f"v{version}: {len(math)} math, {len(accounts)} accounts, {len(tokens)} token events "
-        f"in {time.monotonic() - started:.1f} s"
+        f"v{target.label}: {len(math)} math, {len(accounts)} accounts, {len(tokens)} token "
+        f"events in {time.monotonic() - started:.1f} s"
     )
     header = {
-        "version": "3.7.0" if newest else "3.0.2",
-        "source": (
-            f"aave-dao/aave-v3-origin@{commit}, solc 0.8.27 (optimizer 200, shanghai)"
-            if newest
-            else "npm @aave/core-v3 1.19.3, solc 0.8.10 (optimizer 200, london)"
-        ),
+        "version": target.label,
+        "source": target.source,
         "generator": "labs/aave_vectors/gen_vectors.py",
     }
-    return {
+    files = {
         "math": {**header, "fields": "op,a,b,c,result (null: reverts)", "cases": math},
         "accounts": {
             **header,
@@ -490,26 +565,30 @@ def generate(lab: Path, version: str, commit: str, seed: int, rpc: RpcClient) ->
             ),
             "cases": accounts,
         },
-        "tokens": {
+    }
+    if tokens:
+        files["tokens"] = {
             **header,
             "fields": "debt,burnEvent,value,balanceIncrease,index,scaledBefore,scaledDelta",
             "cases": tokens,
-        },
-    }
+        }
+    return files
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lab", type=Path, default=Path("/work/labs/aave-math"))
-    parser.add_argument("--commit", default="fd1fbd9150426ca8ace9cee45b4acf912ae84f5b")
     parser.add_argument("--seed", type=int, default=20261204)
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "vectors")
+    parser.add_argument("--only", help="one file stem, e.g. aave_v3_5")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with Anvil(extra_args=["--gas-limit", "30000000"]) as node, RpcClient(node.rpc_url) as rpc:
-        for version, stem in (("302", "aave_v3_0_2"), ("37", "aave_v3_7")):
-            for kind, vectors in generate(args.lab, version, args.commit, args.seed, rpc).items():
-                path = args.out / f"{stem}_{kind}.json"
+        for target in TARGETS:
+            if args.only and target.stem != args.only:
+                continue
+            for kind, vectors in generate(args.lab, target, args.seed, rpc).items():
+                path = args.out / f"{target.stem}_{kind}.json"
                 path.write_text(json.dumps(vectors, separators=(",", ":")) + "\n")
                 print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 

@@ -19,14 +19,27 @@ import pytest
 from flows.aave_v3 import math as m
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-VERSIONS = {"3.0.2": ("aave_v3_0_2", m.V3_0_2), "3.7.0": ("aave_v3_7", m.V3_7)}
-MIN_MATH_CASES = 3_000
-MIN_ACCOUNTS = 500
+# version -> (file stem, rules, full set): the full sets (v3.0.2, the devnet's, and the newest
+# release) have 3,000+ math cases, 500+ accounts and 1,000 Mint/Burn events; the releases in
+# between that chains still run have smaller sets (3.3 has no token events: its token base
+# scales like 3.0.2's).
+VERSIONS = {
+    "3.0.2": ("aave_v3_0_2", m.V3_0_2, True),
+    "3.3.0": ("aave_v3_3", m.V3_3, False),
+    "3.5.0": ("aave_v3_5", m.V3_5, False),
+    "3.6.0": ("aave_v3_6", m.V3_6, False),
+    "3.7.0": ("aave_v3_7", m.V3_7, True),
+}
+TOKEN_VERSIONS = sorted(v for v in VERSIONS if v != "3.3.0")
+
+
+def minimum(version: str, full: int, partial: int) -> int:
+    return full if VERSIONS[version][2] else partial
 
 
 @cache
 def load(version: str, kind: str) -> dict[str, Any]:
-    stem, _ = VERSIONS[version]
+    stem = VERSIONS[version][0]
     data: dict[str, Any] = json.loads((VECTORS / f"{stem}_{kind}.json").read_text())
     assert data["version"] == version
     return data
@@ -81,17 +94,19 @@ def test_math_vectors(version: str) -> None:
     data = load(version, "math")
     cases = data["cases"]
     ops = _ops(VERSIONS[version][1])
-    assert len(cases) >= MIN_MATH_CASES
+    assert len(cases) >= minimum(version, 3_000, 300)
     mismatches = []
     for op, a, b, c, expected in cases:
         got = _outcome(partial(ops[op], a, b, c))
         if got != expected:
             mismatches.append((op, a, b, c, expected, got))
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ, first: {mismatches[:5]}"
-    # Every operation is covered, with answers and with reverts where the guard can trip.
+    # Every operation of the release is covered, with answers and with reverts where the guard
+    # can trip (3.0.2 and 3.3 have the 12 half-up operations; 3.7 all 28).
     names = {case[0] for case in cases}
-    assert names == set(ops) if version != "3.0.2" else len(names) == 12
-    assert sum(case[4] is None for case in cases) > 100
+    assert names <= set(ops)
+    assert len(names) == {"3.0.2": 12, "3.3.0": 12, "3.7.0": len(ops)}.get(version, len(ops) - 1)
+    assert sum(case[4] is None for case in cases) > len(cases) // 30
 
 
 def account_rows(
@@ -153,7 +168,7 @@ def account_rows(
 def test_account_vectors(version: str) -> None:
     v = VERSIONS[version][1]
     cases = load(version, "accounts")["cases"]
-    assert len(cases) >= MIN_ACCOUNTS
+    assert len(cases) >= minimum(version, 500, 250)
     mismatches = []
     for n, case in enumerate(cases):
         rows, emode, _ = account_rows(case, v)
@@ -178,9 +193,9 @@ def test_account_vectors_cover_the_rules() -> None:
     for version in VERSIONS:
         cases = load(version, "accounts")["cases"]
         finite = [c for c in cases if c[4][4] != m.UINT256_MAX and c[4][0] > 0]
-        assert len(finite) > 100, version
+        assert len(finite) > len(cases) // 5, version
         in_emode = [c for c in cases if c[3] != 0 and c[4][0] > 0]
-        assert len(in_emode) > 100, version
+        assert len(in_emode) > len(cases) // 5, version
     only_in_emode = 0
     for case in load("3.7.0", "accounts")["cases"]:
         rows, emode, _ = account_rows(case, m.V3_7)
@@ -198,12 +213,12 @@ def test_account_vectors_cover_the_rules() -> None:
     assert only_in_emode > 50
 
 
-@pytest.mark.parametrize("version", sorted(VERSIONS))
+@pytest.mark.parametrize("version", TOKEN_VERSIONS)
 def test_mint_burn_vectors(version: str) -> None:
     """The exact scaled delta from a Mint/Burn event and the previous scaled balance."""
     v = VERSIONS[version][1]
     cases = load(version, "tokens")["cases"]
-    assert len(cases) >= 1_000
+    assert len(cases) >= minimum(version, 1_000, 300)
     mismatches = []
     for debt, burn, value, increase, index, before, delta in cases:
         got = _outcome(
