@@ -39,6 +39,7 @@ from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
 from schemas.hexutil import decimal_uint
 from schemas.lending import (
+    AAVE_VERSIONS,
     BASE_UNIT,
     AaveAccount,
     AccountReserveState,
@@ -81,10 +82,17 @@ class AaveMarketView:
     rates: dict[str, ReserveRates]
     emode: dict[int, EModeInfo]
     prices: dict[str, OraclePrice]
+    version: str = AAVE_VERSIONS[0]  # the Aave release in force at the block
 
     def value(self, account: AaveAccount) -> AccountValue:
         return value_account(
-            account, self.reserves, self.rates, self.prices, self.emode, self.block.timestamp
+            account,
+            self.reserves,
+            self.rates,
+            self.prices,
+            self.emode,
+            self.block.timestamp,
+            version=self.version,
         )
 
 
@@ -328,6 +336,14 @@ class Queries:
             "ORDER BY pool, category, block_number DESC LIMIT 1 BY pool, category",
             by_pool,
         )
+        version_rows = self.store.dicts(
+            "SELECT pool, aave_version FROM defimon.aave_pool_versions FINAL "
+            "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
+            "AND block_number <= {block:UInt64} "
+            "ORDER BY pool, block_number DESC LIMIT 1 BY pool",
+            by_pool,
+        )
+        versions = {v["pool"]: v["aave_version"] for v in version_rows}
         assets = sorted({r["asset"] for r in reserve_rows})
         price_rows = self.store.dicts(
             "SELECT asset, feed, answer, round_id, updated_at, block_number "
@@ -366,6 +382,7 @@ class Queries:
                     int(r["liquidation_threshold"]),
                     int(r["liquidation_bonus"]),
                     int(r["emode_category"]),
+                    int(r["reserve_id"]),
                 )
                 for r in reserve_rows
                 if r["pool"] == pool
@@ -390,12 +407,18 @@ class Queries:
                     int(e["liquidation_threshold"]),
                     int(e["liquidation_bonus"]),
                     e["price_source"],
+                    int(e["collateral_bitmap"]),
+                    int(e["borrowable_bitmap"]),
+                    int(e["ltvzero_bitmap"]),
+                    bool(e["isolated"]),
                 )
                 for e in emode_rows
                 if e["pool"] == pool
             }
             pool_prices = {a: p for a, p in prices.items() if a in reserves}
-            markets[pool] = AaveMarketView(ref, reserves, rates, emode, pool_prices)
+            markets[pool] = AaveMarketView(
+                ref, reserves, rates, emode, pool_prices, versions.get(pool, AAVE_VERSIONS[0])
+            )
         return markets
 
     def comet_lending(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED
+from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, UPGRADED
 from flows.balance_reader import BalanceTracker, TrackedRead
 from flows.compound_v3.reader import CometReader
 from flows.rpc import RpcClient
@@ -30,6 +30,7 @@ log = structlog.get_logger("defimon.source")
 _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
 _LATEST_ROUND_DATA = "0xfeaf968c"  # latestRoundData()
+_POOL_REVISION = "0x0148170e"  # POOL_REVISION(): the Aave Pool's implementation revision
 _HEADER_BATCH = 200
 _LOG_INDEX = itemgetter(3)  # RawLog.log_index
 
@@ -70,10 +71,15 @@ def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
         elif kind == "configurator" and topics[0] == RESERVE_INITIALIZED and len(topics) == 3:
             if len(data) == 2 + 192:
                 asset = _word_address(topics[1])
+                announced = [
+                    _word_address(topics[2]),
+                    *(_word_address(w) for w in (data[2:66], data[66:130])),
+                ]
+                # Reserves listed since 3.2 have no stable debt token: stableDebtToken = 0x0.
                 return [
-                    Child(block, _word_address(topics[2]), (asset,)),
-                    Child(block, _word_address(data[2:66]), ()),
-                    Child(block, _word_address(data[66:130]), ()),
+                    Child(block, token, (asset,) if i == 0 else ())
+                    for i, token in enumerate(announced)
+                    if int(token, 16)
                 ]
         elif kind == "oracle" and topics[0] == ASSET_SOURCE_UPDATED and len(topics) == 3:
             return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),), "feed")]
@@ -97,8 +103,15 @@ class ChainReader:
         # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
         self.parents: dict[str, str] = {config.uniswap_v3.factory: "factory"}
         self.fixed = [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
+        # The Aave Pool whose revision is read (none when the config pins the version): at
+        # the first block read, and at each block where its proxy logs `Upgraded`.
+        self._aave_pool: str | None = None
+        self._revision_read = False
+        self._revisions: dict[int, int] = {}
         if config.aave_v3 is not None:
             aave = config.aave_v3
+            if aave.version is None:
+                self._aave_pool = aave.pool
             self.parents[aave.pool_configurator] = "configurator"
             self.parents[aave.oracle] = "oracle"
             self.fixed += [aave.pool, aave.pool_configurator, aave.oracle]
@@ -194,6 +207,50 @@ class ChainReader:
             found = self._feed_answers.pop(batch.header.number, None)
             if found:
                 batch.feed_answers = found
+        self._take_revisions(batches)
+
+    # The Aave Pool's revision ---------------------------------------------------------------
+
+    def _read_revisions(self, raw: list[dict], first: int) -> None:
+        """POOL_REVISION() at the first block this reader reads (or, while the pool has no
+        code yet, at its first log) and at every block where the Pool proxy was upgraded."""
+        pool = self._aave_pool
+        if pool is None:
+            return
+        logs = [
+            (int(str(item["blockNumber"]), 16), (item.get("topics") or [None])[0])
+            for item in raw
+            if str(item.get("address", "")).lower() == pool
+        ]
+        if not self._revision_read and not self._read_revision(first) and logs:
+            self._read_revision(min(block for block, _t0 in logs))
+        for block in sorted({block for block, t0 in logs if t0 == UPGRADED} - set(self._revisions)):
+            self._read_revision(block)
+
+    def _read_revision(self, block: int) -> bool:
+        try:
+            out = self.rpc.call(
+                "eth_call", [{"to": self._aave_pool, "data": _POOL_REVISION}, hex(block)]
+            )
+        except RpcTransportError:
+            raise  # a fault, not an answer: the source reads the range again
+        except RpcError as exc:
+            log.warning("aave.revision_unreadable", pool=self._aave_pool, error=str(exc))
+            return False
+        revision = _decode_uint(out)
+        if not revision:
+            return False  # no pool there yet (no code): the rules stay as they are
+        self._revisions[block] = revision
+        self._revision_read = True
+        return True
+
+    def _take_revisions(self, batches: list[BlockBatch]) -> None:
+        """Each revision goes with the first batch at or after the block it was read at (a
+        block with no watched logs has no batch, and nothing in between needs the rules)."""
+        for block in sorted(self._revisions):
+            batch = next((b for b in batches if b.header.number >= block), None)
+            if batch is not None:
+                batch.aave_revision = self._revisions.pop(block)
 
     @contextmanager
     def _all_or_nothing(self) -> Iterator[None]:
@@ -207,11 +264,13 @@ class ChainReader:
             set(self._tokens_seen),
             {block: dict(answers) for block, answers in self._feed_answers.items()},
         )
+        revisions = (self._revision_read, dict(self._revisions))
         tracker = self.balances.checkpoint()
         try:
             yield
         except BaseException:
             self.children, self._initial_tokens, self._tokens_seen, self._feed_answers = saved
+            self._revision_read, self._revisions = revisions
             self.balances.rollback(tracker)
             raise
 
@@ -226,6 +285,7 @@ class ChainReader:
     def _read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
         raw, new_tokens = self._fetch(flt)
+        self._read_revisions(raw, start)
         tracked = self._track_balances(raw, flt, start)
         by_block: dict[int, list[RawLog]] = {}
         stamps: dict[int, int] = {}
@@ -276,6 +336,7 @@ class ChainReader:
     def _read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         flt: dict[str, object] = {"blockHash": header.hash}
         raw, new_tokens = self._fetch(flt)
+        self._read_revisions(raw, header.number)
         tracked = self._track_balances(raw, flt, header.number)
         by_block = {header.number: [self._to_log(item) for item in raw]}
         self._add_transfers(tracked.logs, by_block, {})

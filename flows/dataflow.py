@@ -67,6 +67,8 @@ def market_mapper(
                     cfg.aave_v3.oracle,
                     shards,
                 )
+                if cfg.aave_v3.version is not None:
+                    state.aave.pin(cfg.aave_v3.version)
             if cfg.compound_v3 is not None and cfg.compound_v3.comets:
                 state.comet = CometMarket(cfg.chain_id, cfg.compound_v3.comets)
         state, out = market_step(state, batch)

@@ -169,6 +169,7 @@ COLUMNS.update(
             "liquidation_threshold",
             "liquidation_bonus",
             "emode_category",
+            "reserve_id",
             "version",
         ),
         "defimon.aave_reserve_rates": (
@@ -196,6 +197,19 @@ COLUMNS.update(
             "liquidation_threshold",
             "liquidation_bonus",
             "price_source",
+            "collateral_bitmap",
+            "borrowable_bitmap",
+            "ltvzero_bitmap",
+            "isolated",
+            "version",
+        ),
+        "defimon.aave_pool_versions": (
+            "chain_id",
+            "pool",
+            "block_number",
+            "block_hash",
+            "revision",
+            "aave_version",
             "version",
         ),
         "defimon.oracle_prices": (
@@ -615,6 +629,7 @@ def _aave_market_rows(out: MarketOutput, when: datetime, version: int) -> dict[s
                 r.liquidation_threshold,
                 r.liquidation_bonus,
                 r.emode_category,
+                r.reserve_id,
                 version,
             )
             for r in aave.reserves
@@ -648,9 +663,17 @@ def _aave_market_rows(out: MarketOutput, when: datetime, version: int) -> dict[s
                 e.liquidation_threshold,
                 e.liquidation_bonus,
                 e.price_source,
+                e.collateral_bitmap,
+                e.borrowable_bitmap,
+                e.ltvzero_bitmap,
+                int(e.isolated),
                 version,
             )
             for e in aave.emode
+        ],
+        "defimon.aave_pool_versions": [
+            (b.chain_id, pool, b.number, b.hash, revision, aave_version, version)
+            for revision, aave_version in ([aave.version] if aave.version else [])
         ],
         "defimon.oracle_prices": [
             (

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import structlog
@@ -74,6 +75,13 @@ _RESERVE_DATA = selector("getReserveData(address)")
 _USER_CONFIGURATION = selector("getUserConfiguration(address)")
 _USER_EMODE = selector("getUserEMode(address)")
 _EMODE_CATEGORY = selector("getEModeCategoryData(uint8)")
+# 3.2+ (3.6+ ltvzero, 3.7 isolated); an older pool reverts, read as 0.
+_EMODE_BITMAPS = (
+    selector("getEModeCategoryCollateralBitmap(uint8)"),
+    selector("getEModeCategoryBorrowableBitmap(uint8)"),
+    selector("getEModeCategoryLtvzeroBitmap(uint8)"),
+    selector("getIsEModeCategoryIsolated(uint8)"),
+)
 _SOURCE_OF_ASSET = selector("getSourceOfAsset(address)")
 _LATEST_ROUND_DATA = selector("latestRoundData()")
 _SCALED_BALANCE = selector("scaledBalanceOf(address)")
@@ -490,6 +498,7 @@ class WatchReader:
                         liquidation_threshold=(config >> 16) & 0xFFFF,
                         liquidation_bonus=(config >> 32) & 0xFFFF,
                         emode_category=(config >> 168) & 0xFF,
+                        reserve_id=w[7],
                     )
                 )
                 # getReserveData: liquidityIndex, liquidityRate, variableBorrowIndex,
@@ -510,13 +519,13 @@ class WatchReader:
             for asset in assets:
                 w = reserves[asset]
                 a_token, stable, variable = _address(w[8]), _address(w[9]), _address(w[10])
-                calls += [
-                    (a_token, _SCALED_BALANCE + arg),
-                    (variable, _SCALED_BALANCE + arg),
-                    (stable, _PRINCIPAL_BALANCE + arg),
-                    (stable, _USER_STABLE_RATE + arg),
-                    (stable, _USER_LAST_UPDATED + arg),
-                ]
+                calls += [(a_token, _SCALED_BALANCE + arg), (variable, _SCALED_BALANCE + arg)]
+                if w[9]:  # reserves listed since 3.2 have no stable debt token
+                    calls += [
+                        (stable, _PRINCIPAL_BALANCE + arg),
+                        (stable, _USER_STABLE_RATE + arg),
+                        (stable, _USER_LAST_UPDATED + arg),
+                    ]
         results = iter(self._calls(calls, block))
         accounts = []
         categories = {(reserves[a][0] >> 168) & 0xFF for a in assets}
@@ -527,7 +536,8 @@ class WatchReader:
             held: dict[str, AccountReserveState] = {}
             for asset in assets:
                 scaled, debt, principal, rate, updated = (
-                    _words(next(results), 1)[0] for _ in range(5)
+                    _words(next(results), 1)[0] if i < 2 or reserves[asset][9] else 0
+                    for i in range(5)
                 )
                 reserve_id = reserves[asset][7]
                 collateral = bool((user_config >> (2 * reserve_id + 1)) & 1)
@@ -547,14 +557,33 @@ class WatchReader:
         wanted = sorted(categories - {0} - self._emode_seen)
         emode_out = []
         if wanted:
-            found = self._calls(
-                [(aave.pool, _EMODE_CATEGORY + _arg(["uint8"], [c])) for c in wanted], block
+            getters = (_EMODE_CATEGORY, *_EMODE_BITMAPS)
+            found = iter(
+                self._calls(
+                    [(aave.pool, g + _arg(["uint8"], [c])) for c in wanted for g in getters],
+                    block,
+                )
             )
-            for category, out in zip(wanted, found, strict=True):
+            for category in wanted:
+                out = next(found)
                 ltv, threshold, bonus, source, _label = decode(
                     ["(uint16,uint16,uint16,address,string)"], bytes.fromhex(out[2:])
                 )[0]
-                emode_out.append(EModeInfo(category, ltv, threshold, bonus, source.lower()))
+                # Each getter's answer, 0 where an older pool reverts.
+                bitmaps = [_words(r, 1)[0] if r is not None else 0 for r in islice(found, 4)]
+                emode_out.append(
+                    EModeInfo(
+                        category,
+                        ltv,
+                        threshold,
+                        bonus,
+                        source.lower(),
+                        bitmaps[0],
+                        bitmaps[1],
+                        bitmaps[2],
+                        bool(bitmaps[3]),
+                    )
+                )
             self._emode_seen.update(wanted)
         return AaveSeed(
             tuple(seed_reserves), tuple(rates), tuple(prices), tuple(emode_out), tuple(accounts)

@@ -67,6 +67,8 @@ class BlockBatch:
     checkpoint: bool = True
     # feed -> (answer, round id, updatedAt) read with eth_call when a feed was announced here
     feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # The Aave Pool's POOL_REVISION() read at this block (the first read, or an upgrade)
+    aave_revision: int | None = None
     # comet -> what the reader read from it with eth_call at this block (Compound V3)
     comet: dict[str, CometReads] = field(default_factory=dict)
     # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair

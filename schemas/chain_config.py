@@ -21,6 +21,10 @@ It is a small TOML file::
     pool = "0x..."
     pool_configurator = "0x..."
     oracle = "0x..."           # AaveOracle; its AssetSourceUpdated events name the feeds
+    version = "3.7"            # optional: pin the Aave release whose rules apply (one of
+                               # schemas.lending.AAVE_VERSIONS); by default the Pool's
+                               # POOL_REVISION() names it, read at the first block and at
+                               # each upgrade of the Pool proxy
 
     [compound_v3]              # optional
     comets = ["0x..."]
@@ -47,6 +51,7 @@ from typing import Any
 
 from schemas.errors import ConfigError
 from schemas.hexutil import normalize_address
+from schemas.lending import AAVE_VERSIONS
 
 # A Uniswap pool prices a token only if it holds at least this much (USD, both sides, within
 # ±2% of its price; flows/uniswap_v3/valuation.py route_prices): below it are dust and
@@ -65,6 +70,7 @@ class AaveV3Config:
     pool: str
     pool_configurator: str
     oracle: str
+    version: str | None = None  # pinned release; None: read from the Pool's revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,7 @@ class ChainConfig:
                     pool=normalize_address(a["pool"]),
                     pool_configurator=normalize_address(a["pool_configurator"]),
                     oracle=normalize_address(a["oracle"]),
+                    version=_aave_version(a.get("version")),
                 )
             compound = None
             if "compound_v3" in raw:
@@ -214,6 +221,8 @@ class ChainConfig:
                 f'pool_configurator = "{a.pool_configurator}"',
                 f'oracle = "{a.oracle}"',
             ]
+            if a.version is not None:
+                lines.append(f'version = "{a.version}"')
         if self.compound_v3:
             comets = ", ".join(f'"{c}"' for c in self.compound_v3.comets)
             lines += ["", "[compound_v3]", f"comets = [{comets}]"]
@@ -279,3 +288,20 @@ def _min_depth(value: object) -> float:
 def _toml_string(text: str) -> str:
     """A TOML basic string (URLs may hold quotes or backslashes in a query)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _aave_version(value: object) -> str | None:
+    """`[aave_v3] version`: a release defimon knows the rules of ("3.0" means 3.0.2)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.startswith("v"):
+        text = text[1:]
+    if text in ("3.0", "3.0.0", "3.0.1"):
+        text = "3.0.2"
+    if text.count(".") == 2 and text != "3.0.2":
+        text = text.rsplit(".", 1)[0]  # a patch release follows its minor's rules
+    if not isinstance(value, str) or text not in AAVE_VERSIONS:
+        known = ", ".join(AAVE_VERSIONS)
+        raise ConfigError(f"[aave_v3] version {value!r} is not a known Aave release ({known})")
+    return text

@@ -12,6 +12,9 @@ from typing import Any
 
 from schemas.positions import BlockRef, Immutable
 
+# The Aave V3 releases whose rules defimon follows (a chain config may pin one; otherwise the
+# Pool's revision names it: flows.aave_v3.state.version_of_revision). 3.0.2 is the devnet's.
+AAVE_VERSIONS = ("3.0.2", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
 MAX_UINT256 = (1 << 256) - 1
 BASE_UNIT = 10**8
 WAD = 10**18
@@ -28,7 +31,10 @@ class ReserveInfo(Immutable):
     ltv: int = 0  # basis points
     liquidation_threshold: int = 0
     liquidation_bonus: int = 0
-    emode_category: int = 0
+    emode_category: int = 0  # v3.0.x/3.1 only: bits 168-175, deprecated since 3.2
+    # The reserve's index in the pool's reserves list: its bit in users' configurations and in
+    # eMode bitmaps (-1: not known).
+    reserve_id: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +52,19 @@ class ReserveRates(Immutable):
 
 @dataclass(frozen=True, slots=True)
 class EModeInfo(Immutable):
+    """An eMode category. Since 3.2 it applies to the reserves whose bit (reserve id) is set
+    in `collateral_bitmap` (its LTV and LT) and `borrowable_bitmap`; since 3.6 the reserves in
+    `ltvzero_bitmap` have LTV 0 inside it; 3.7 categories may be `isolated`."""
+
     category: int
     ltv: int
     liquidation_threshold: int
     liquidation_bonus: int
     price_source: str
+    collateral_bitmap: int = 0
+    borrowable_bitmap: int = 0
+    ltvzero_bitmap: int = 0
+    isolated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,3 +206,17 @@ def test_cli_run_with_an_unknown_chain_exits_with_the_list(
     code = main(["run", "--chain", "solana", "--data-dir", str(tmp_path)])
     assert code == 2
     assert "built-ins are arbitrum, base, ethereum, optimism, polygon" in capsys.readouterr().err
+
+
+def test_aave_version_may_be_pinned_and_is_validated() -> None:
+    raw = tomllib.loads(builtin_text("ethereum"))
+    assert ChainConfig.from_dict(raw).aave_v3.version is None  # type: ignore[union-attr]
+    for given, pinned in (("3.7", "3.7"), ("v3.2.1", "3.2"), ("3.0", "3.0.2"), ("3.5.0", "3.5")):
+        raw["aave_v3"]["version"] = given
+        config = ChainConfig.from_dict(raw)
+        assert config.aave_v3 is not None and config.aave_v3.version == pinned
+        assert ChainConfig.from_dict(tomllib.loads(config.to_toml())) == config
+    for wrong in ("3.8", "4", "latest", 3.7):
+        raw["aave_v3"]["version"] = wrong
+        with pytest.raises(ConfigError, match=r"\[aave_v3\] version .* is not a known Aave"):
+            ChainConfig.from_dict(raw)

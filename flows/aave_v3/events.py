@@ -1,8 +1,11 @@
-"""Decode Aave V3 (v3.0.2) and Chainlink feed logs into small typed events (pure, no I/O).
+"""Decode Aave V3 (v3.0.2 .. v3.7) and Chainlink feed logs into small typed events (pure, no I/O).
 
 Roles: the Pool, the PoolConfigurator, the AaveOracle, each reserve's aToken / variable debt /
 stable debt token, and each price feed the oracle names. Signatures are from the
-`@aave/core-v3` 1.19.3 artifacts (v3.0.2).
+`@aave/core-v3` 1.19.3 artifacts (v3.0.2) and from the interfaces of aave-dao/aave-v3-origin
+at the tags v3.1.0 .. v3.6.0 and v3.7.0 (IPool, IPoolConfigurator, IAToken, IScaledBalanceToken,
+ICreditDelegationToken, IInitializable*Token, IAaveOracle, IBaseDelegation): every event any of
+them declares is either decoded here or listed as ignored, so none reaches the dead letters.
 """
 
 from __future__ import annotations
@@ -49,6 +52,23 @@ COLLATERAL_CONFIGURATION_CHANGED = _topic(
 )
 EMODE_ASSET_CATEGORY_CHANGED = _topic("EModeAssetCategoryChanged(address,uint8,uint8)")
 EMODE_CATEGORY_ADDED = _topic("EModeCategoryAdded(uint8,uint256,uint256,uint256,address,string)")
+RESERVE_DROPPED = _topic("ReserveDropped(address)")
+# Configurator, 3.2+: eMode membership is per category, as bitmaps over reserve ids.
+ASSET_COLLATERAL_IN_EMODE_CHANGED = _topic("AssetCollateralInEModeChanged(address,uint8,bool)")
+ASSET_BORROWABLE_IN_EMODE_CHANGED = _topic("AssetBorrowableInEModeChanged(address,uint8,bool)")
+ASSET_LTVZERO_IN_EMODE_CHANGED = _topic("AssetLtvzeroInEModeChanged(address,uint8,bool)")  # 3.6+
+EMODE_CATEGORY_ISOLATION_CHANGED = _topic("EModeCategoryIsolationChanged(uint8,bool)")  # 3.7
+PENDING_LTV_CHANGED = _topic("PendingLtvChanged(address,uint256)")
+LIQUIDATION_GRACE_PERIOD_CHANGED = _topic("LiquidationGracePeriodChanged(address,uint40)")
+LIQUIDATION_GRACE_PERIOD_DISABLED = _topic("LiquidationGracePeriodDisabled(address)")
+RESERVE_INTEREST_RATE_DATA_CHANGED = _topic("ReserveInterestRateDataChanged(address,address,bytes)")
+# Pool, 3.3+ / 3.4+
+DEFICIT_CREATED = _topic("DeficitCreated(address,address,uint256)")
+DEFICIT_COVERED = _topic("DeficitCovered(address,address,uint256)")
+POSITION_MANAGER_APPROVED = _topic("PositionManagerApproved(address,address)")
+POSITION_MANAGER_REVOKED = _topic("PositionManagerRevoked(address,address)")
+# The Pool proxy (InitializableImmutableAdminUpgradeabilityProxy): a new implementation.
+UPGRADED = _topic("Upgraded(address)")
 # Oracle and feeds
 ASSET_SOURCE_UPDATED = _topic("AssetSourceUpdated(address,address)")
 ANSWER_UPDATED = _topic("AnswerUpdated(int256,uint256,uint256)")
@@ -68,7 +88,6 @@ _IGNORED_SIGNATURES: dict[AaveRole, tuple[str, ...]] = {
         "MintedToTreasury(address,uint256)",
         "RebalanceStableBorrowRate(address,address)",
         "SwapBorrowRateMode(address,address,uint8)",
-        "Upgraded(address)",
     ),
     AaveRole.CONFIGURATOR: (
         "ATokenUpgraded(address,address,address)",
@@ -81,7 +100,6 @@ _IGNORED_SIGNATURES: dict[AaveRole, tuple[str, ...]] = {
         "LiquidationProtocolFeeChanged(address,uint256,uint256)",
         "ReserveActive(address,bool)",
         "ReserveBorrowing(address,bool)",
-        "ReserveDropped(address)",
         "ReserveFactorChanged(address,uint256,uint256)",
         "ReserveFlashLoaning(address,bool)",
         "ReserveFrozen(address,bool)",
@@ -103,12 +121,17 @@ _IGNORED_SIGNATURES: dict[AaveRole, tuple[str, ...]] = {
         "Transfer(address,address,uint256)",
         "Approval(address,address,uint256)",
         "Initialized(address,address,address,address,uint8,string,string,bytes)",
+        # The AAVE reserve's aToken (ATokenWithDelegation, 3.4+): governance power only.
+        "DelegateChanged(address,address,uint8)",
+        # The token's proxy, upgraded by the configurator (updateAToken).
+        "Upgraded(address)",
     ),
     AaveRole.VARIABLE_DEBT: (
         "Transfer(address,address,uint256)",
         "Approval(address,address,uint256)",
         "BorrowAllowanceDelegated(address,address,address,uint256)",
         "Initialized(address,address,address,uint8,string,string,bytes)",
+        "Upgraded(address)",
     ),
     AaveRole.STABLE_DEBT: (
         "Transfer(address,address,uint256)",
@@ -189,6 +212,61 @@ class EModeCategoryAdded(NamedTuple):
     price_source: str
 
 
+class ReserveDropped(NamedTuple):
+    """The reserve left the pool; its id is free for the next ReserveInitialized."""
+
+    asset: str
+
+
+class AssetInEModeChanged(NamedTuple):
+    """3.2+: `asset`'s bit in the category's collateral, borrowable or (3.6+) ltvzero bitmap."""
+
+    asset: str
+    category: int
+    bitmap: str  # "collateral" | "borrowable" | "ltvzero"
+    enabled: bool
+
+
+class EModeCategoryIsolationChanged(NamedTuple):
+    category: int
+    isolated: bool
+
+
+class PoolUpgraded(NamedTuple):
+    """The Pool proxy points at a new implementation: the revision in force may change."""
+
+    implementation: str
+
+
+class ReserveNotice(NamedTuple):
+    """A reserve-level change that moves no account balance and no number defimon values with:
+    the pending LTV of a frozen reserve (the LTV itself comes with
+    CollateralConfigurationChanged), a liquidation grace period (`value`: until, 0 when
+    disabled), new interest rate data (rates come with ReserveDataUpdated), a deficit covered.
+    Decoded so a malformed one is a dead letter, then kept out of the state."""
+
+    kind: str
+    asset: str
+    value: int
+
+
+class DeficitCreated(NamedTuple):
+    """3.3+: a liquidation left `amount` of `user`'s `debt_asset` debt as the reserve's deficit
+    (the debt token's Burn carries the account's side)."""
+
+    user: str
+    debt_asset: str
+    amount: int
+
+
+class PositionManagerChanged(NamedTuple):
+    """3.4+: `user` lets `manager` act for it (or no longer does); balances are unaffected."""
+
+    user: str
+    manager: str
+    approved: bool
+
+
 class AssetSourceUpdated(NamedTuple):
     asset: str
     source: str
@@ -201,12 +279,21 @@ class AnswerUpdated(NamedTuple):
 
 
 class ScaledDelta(NamedTuple):
-    """A change of a user's scaled balance (aToken or variable debt), exactly as the token
-    applied it: `amount` is the underlying amount the contract rayDiv'ed by `index`."""
+    """A token `Mint` or `Burn` (aToken or variable debt), its fields as emitted. The scaled
+    change behind it depends on the version and, since 3.5, on the user's previous scaled
+    balance: the shard recovers it (`math.scaled_delta_from_event`)."""
 
     user: str
-    amount: int  # positive: minted; negative: burned
+    value: int
+    balance_increase: int
     index_ray: int
+    burn: bool
+
+    @property
+    def moves_balance(self) -> bool:
+        # A Mint of exactly the accrued interest (a transfer's, since 3.5) moves no scaled
+        # balance; every other Mint or Burn does.
+        return self.burn or self.value != self.balance_increase
 
 
 class ScaledTransfer(NamedTuple):
@@ -234,6 +321,13 @@ Event = (
     | CollateralConfigurationChanged
     | EModeAssetCategoryChanged
     | EModeCategoryAdded
+    | ReserveDropped
+    | AssetInEModeChanged
+    | EModeCategoryIsolationChanged
+    | PoolUpgraded
+    | ReserveNotice
+    | DeficitCreated
+    | PositionManagerChanged
     | AssetSourceUpdated
     | AnswerUpdated
     | ScaledDelta
@@ -242,22 +336,30 @@ Event = (
 )
 
 
+_EMODE_BITMAPS = {
+    ASSET_COLLATERAL_IN_EMODE_CHANGED: "collateral",
+    ASSET_BORROWABLE_IN_EMODE_CHANGED: "borrowable",
+    ASSET_LTVZERO_IN_EMODE_CHANGED: "ltvzero",
+}
+
+
 def decode(role: AaveRole, log: RawLog) -> Event | None:
     """The event in `log`; None for a known event defimon ignores; DecodeError if unreadable."""
     if not log.topics:
         raise DecodeError("anonymous log (no topics)")
     t0 = log.topics[0]
     if role is AaveRole.A_TOKEN or role is AaveRole.VARIABLE_DEBT:
-        if t0 == SCALED_MINT:
-            _caller, on_behalf = _topics(log, 3)
+        if t0 == SCALED_MINT or t0 == SCALED_BURN:
+            # Mint(caller, onBehalfOf, ...) / Burn(from, target, ...): the account is the
+            # second topic of a Mint and the first of a Burn. A burn smaller than the accrued
+            # interest is emitted as a Mint below its balanceIncrease (_burnScaled).
+            first, second = _topics(log, 3)
             value, balance_increase, index = _words(log, 3)
-            # A burn smaller than the accrued interest is emitted as a Mint of the difference
-            # (ScaledBalanceTokenBase._burnScaled); a genuine mint always has value >= increase.
-            return ScaledDelta(_address(on_behalf), value - balance_increase, index)
-        if t0 == SCALED_BURN:
-            sender, _target = _topics(log, 3)
-            value, balance_increase, index = _words(log, 3)
-            return ScaledDelta(_address(sender), -(value + balance_increase), index)
+            burn = t0 == SCALED_BURN
+            if index == 0:
+                raise DecodeError("index is 0")
+            holder = _address(first if burn else second)
+            return ScaledDelta(holder, value, balance_increase, index, burn)
         if t0 == BALANCE_TRANSFER and role is AaveRole.A_TOKEN:
             sender, recipient = _topics(log, 3)
             scaled, index = _words(log, 2)
@@ -314,6 +416,25 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
             reserve, user, _repayer = _topics(log, 4)
             amount, _use_a = _words(log, 2)
             return UserAction("repay", _address(reserve), _address(user), amount)
+        if t0 == UPGRADED:
+            (implementation,) = _topics(log, 2)
+            _words(log, 0)
+            return PoolUpgraded(_address(implementation))
+        if t0 == DEFICIT_CREATED:
+            user, debt_asset = _topics(log, 3)
+            (amount,) = _words(log, 1)
+            return DeficitCreated(_address(user), _address(debt_asset), amount)
+        if t0 == DEFICIT_COVERED:
+            (reserve,) = _topics(log, 2)
+            caller, amount = _words(log, 2)
+            _address(caller)
+            return ReserveNotice("deficit_covered", _address(reserve), amount)
+        if t0 == POSITION_MANAGER_APPROVED or t0 == POSITION_MANAGER_REVOKED:
+            user, manager = _topics(log, 3)
+            _words(log, 0)
+            return PositionManagerChanged(
+                _address(user), _address(manager), t0 == POSITION_MANAGER_APPROVED
+            )
     elif role is AaveRole.CONFIGURATOR:
         if t0 == RESERVE_INITIALIZED:
             asset, a_token = _topics(log, 3)
@@ -345,6 +466,47 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
                 _bounded(bonus, 16, "liquidationBonus"),
                 _address(oracle),
             )
+        if t0 == RESERVE_DROPPED:
+            (asset,) = _topics(log, 2)
+            _words(log, 0)
+            return ReserveDropped(_address(asset))
+        if t0 in _EMODE_BITMAPS:
+            (asset,) = _topics(log, 2)
+            category, enabled = _words(log, 2)
+            return AssetInEModeChanged(
+                _address(asset),
+                _bounded(category, 8, "categoryId"),
+                _EMODE_BITMAPS[t0],
+                bool(_bounded(enabled, 1, "bool")),
+            )
+        if t0 == EMODE_CATEGORY_ISOLATION_CHANGED:
+            (category,) = _topics(log, 2)
+            (isolated,) = _words(log, 1)
+            return EModeCategoryIsolationChanged(
+                _bounded(category, 8, "categoryId"), bool(_bounded(isolated, 1, "bool"))
+            )
+        if t0 == PENDING_LTV_CHANGED:
+            (asset,) = _topics(log, 2)
+            (ltv,) = _words(log, 1)
+            return ReserveNotice("pending_ltv", _address(asset), _bounded(ltv, 16, "ltv"))
+        if t0 == LIQUIDATION_GRACE_PERIOD_CHANGED:
+            (asset,) = _topics(log, 2)
+            (until,) = _words(log, 1)
+            return ReserveNotice(
+                "grace_period", _address(asset), _bounded(until, 40, "gracePeriodUntil")
+            )
+        if t0 == LIQUIDATION_GRACE_PERIOD_DISABLED:
+            (asset,) = _topics(log, 2)
+            _words(log, 0)
+            return ReserveNotice("grace_period", _address(asset), 0)
+        if t0 == RESERVE_INTEREST_RATE_DATA_CHANGED:
+            asset, strategy = _topics(log, 3)
+            # `bytes data`: an offset word, a length word, then the rate data (ABI-encoded).
+            offset, length = _words(log, 2, at_least=True)
+            if offset != 32 or (len(log.data) - 2) // 2 < 64 + length:
+                raise DecodeError("rate data shorter than its length")
+            _address(strategy)
+            return ReserveNotice("rate_data", _address(asset), length)
     elif role is AaveRole.ORACLE:
         if t0 == ASSET_SOURCE_UPDATED:
             asset, source = _topics(log, 3)

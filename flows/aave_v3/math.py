@@ -12,17 +12,25 @@ The reference is the exact source deployed on our devnet, `@aave/core-v3@1.19.3`
 - `protocol/libraries/configuration/ReserveConfiguration.sol`, `UserConfiguration.sol`
 - `protocol/tokenization/AToken.sol`, `VariableDebtToken.sol`, `StableDebtToken.sol`
 
-Version differences of later releases (aave-dao/aave-v3-origin) are noted where they change a
-result; none of them is implemented here:
-- 3.1: `getNormalizedIncome`/`getNormalizedDebt` unchanged; eMode unchanged.
-- 3.2: stable debt removed; eMode price source removed; eMode LT/LTV apply only to assets in
-  the category's collateral bitmap (not "reserve category == user category").
-- 3.3: close factor applies to the whole position; bad-debt (deficit) accounting.
-- 3.5: directional rounding: aToken balances round down (`rayMulFloor`), debt rounds up
-  (`rayMulCeil`, then `mulDivCeil(debt, price, unit)`), and HF is computed as
-  `(sum(collateral_i * LT_i)).wadDiv(debt) / 1e4` instead of via the averaged LT.
-v3.0.2 rounds half up everywhere (WadRayMath/PercentageMath), and floors the base-currency
-conversions, which is what this module does.
+Later releases (aave-dao/aave-v3-origin, v3.1 to v3.7) are selected with an `AaveVersion`
+(read from the Pool's `POOL_REVISION`/`getRevision()` or pinned by a chain config); every
+function whose result differs between versions takes `version=` and defaults to v3.0.2, so a
+caller that passes nothing gets exactly the devnet's rules. What changes, by release:
+- 3.2: stable debt removed; eMode price source removed; eMode LT/LTV apply to the reserves in
+  the category's collateral bitmap (not "reserve category == user category"; reserve
+  configuration bits 168-175 are deprecated).
+- 3.3: close factor applies to the whole position; bad-debt (deficit) accounting (not modelled
+  here: `close_factor`/`max_liquidatable_debt` are v3.0.2's).
+- 3.4: compounded interest is `x + x·(x/2 + x·x/6)` in ray math, x = rate·Δt/year.
+- 3.5: directional rounding: aToken balances round down (`rayMulFloor`), debt up
+  (`rayMulCeil`, then `mulDivCeil(debt, price, unit)`); HF is `Σ(collateral_i·LT_i)
+  .wadDiv(debt) / 1e4` instead of via the averaged LT; available borrows use `percentMulFloor`;
+  `Mint`/`Burn` values are differences of rounded balances.
+- 3.6: a collateral flag counts whatever the reserve LT (an asset with LT 0 can be collateral
+  inside an eMode); an eMode category's `ltvzeroBitmap` gives LTV 0 to its assets.
+- 3.7: an isolated eMode gives LTV 0 to every asset outside its collateral bitmap.
+The vectors in tests/vectors/ were computed by the contracts' own code for v3.0.2, 3.3, 3.5, 3.6
+and 3.7 (labs/aave_vectors/gen_vectors.py).
 """
 
 from __future__ import annotations
@@ -55,6 +63,115 @@ MAX_LIQUIDATION_CLOSE_FACTOR = 10_000
 
 # ReserveConfiguration.MAX_RESERVES_COUNT (UserConfiguration checks reserve ids against it).
 MAX_RESERVES_COUNT = 128
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AaveVersion:
+    """An Aave V3 release; its properties say which rules of the math apply.
+
+    Build it from the Pool's revision (`AaveVersion.from_pool_revision(pool.getRevision())`) or
+    from a version string ("3.0.2", "3.7", "v3.7.0"). Ordered, so `version >= V3_5` reads as
+    "3.5 or later".
+    """
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> AaveVersion:
+        """ "3.7", "3.0.2", "v3.7.0" -> AaveVersion; anything else is a ValueError."""
+        parts = text.strip().removeprefix("v").split(".")
+        if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"Aave version {text!r} is not of the form 3.7 or 3.0.2")
+        numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
+        version = cls(numbers[0], numbers[1], numbers[2])
+        # 3.0.0 and 3.0.1 compute as 3.0.2 does: every rule here changes at 3.1 or later.
+        if not AaveVersion(3, 0) <= version < AaveVersion(3, LATEST.minor + 1):
+            raise ValueError(f"Aave version {text!r} is not one we know (3.0 to {LATEST})")
+        return version
+
+    @classmethod
+    def from_pool_revision(cls, revision: int) -> AaveVersion:
+        """The release of a Pool that answers `getRevision()`/`POOL_REVISION` = `revision`."""
+        try:
+            return POOL_REVISIONS[revision]
+        except KeyError:
+            raise ValueError(
+                f"Pool revision {revision} is not one we know ({min(POOL_REVISIONS)} to "
+                f"{max(POOL_REVISIONS)}); pin the Aave version in the chain config"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def emode_price_source(self) -> bool:
+        """Before 3.2 an eMode category may have its own price source."""
+        return self < V3_2
+
+    @property
+    def emode_bitmaps(self) -> bool:
+        """Since 3.2 eMode LT/LTV apply to the reserves in the category's collateral bitmap."""
+        return self >= V3_2
+
+    @property
+    def stable_debt(self) -> bool:
+        """Stable-rate debt exists before 3.2."""
+        return self < V3_2
+
+    @property
+    def compounded_interest_x(self) -> bool:
+        """Since 3.4 compounded interest is `x + x·(x/2 + x·x/6)` (x = rate·Δt/year, ray)."""
+        return self >= V3_4
+
+    @property
+    def directional_rounding(self) -> bool:
+        """Since 3.5 balances round by direction and the HF sums collateral · LT first."""
+        return self >= V3_5
+
+    @property
+    def collateral_needs_lt(self) -> bool:
+        """Before 3.6 a collateral flag counts only when the reserve LT is not 0."""
+        return self < V3_6
+
+    @property
+    def emode_ltvzero(self) -> bool:
+        """Since 3.6 eMode categories have an LTV-zero bitmap and LTV is taken per eMode rule."""
+        return self >= V3_6
+
+    @property
+    def isolated_emode(self) -> bool:
+        """Since 3.7 an isolated eMode gives LTV 0 to assets outside its collateral bitmap."""
+        return self >= V3_7
+
+
+V3_0_2 = AaveVersion(3, 0, 2)
+V3_1 = AaveVersion(3, 1)
+V3_2 = AaveVersion(3, 2)
+V3_3 = AaveVersion(3, 3)
+V3_4 = AaveVersion(3, 4)
+V3_5 = AaveVersion(3, 5)
+V3_6 = AaveVersion(3, 6)
+V3_7 = AaveVersion(3, 7)
+LATEST = V3_7
+
+# Pool.POOL_REVISION of each release (aave-dao/aave-v3-origin tags; npm @aave/core-v3 1.19.3
+# says 0x1). 3.0.x pools were deployed and upgraded at revisions 1 to 3 with the same math;
+# 3.2.1 (revision 6) only fixed 3.2.0.
+POOL_REVISIONS: dict[int, AaveVersion] = {
+    1: V3_0_2,
+    2: V3_0_2,
+    3: V3_0_2,
+    4: V3_1,
+    5: V3_2,
+    6: AaveVersion(3, 2, 1),
+    7: V3_3,
+    8: V3_4,
+    9: V3_5,
+    10: V3_6,
+    11: V3_7,
+}
 
 
 class MathError(ArithmeticError):
@@ -132,6 +249,80 @@ def percent_div(value: int, percentage: int) -> int:
     return (value * PERCENTAGE_FACTOR + percentage // 2) // percentage
 
 
+# Directional variants (3.5+). Their guards differ from the half-up ones: the product alone
+# must fit in 256 bits (`a > MAX / b` reverts), and b == 0 reverts only for the divisions.
+
+
+def _mul_guard(name: str, a: int, b: int) -> None:
+    if a < 0 or b < 0 or (b != 0 and a > UINT256_MAX // b):
+        raise MathError(f"{name}({a}, {b}) reverts")
+
+
+def _div_guard(name: str, a: int, b: int, factor: int) -> None:
+    if a < 0 or b <= 0 or a > UINT256_MAX // factor:
+        raise MathError(f"{name}({a}, {b}) reverts")
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -((-numerator) // denominator)
+
+
+def ray_mul_floor(a: int, b: int) -> int:
+    """WadRayMath.rayMulFloor (3.5+): a*b/1e27 rounded down."""
+    _mul_guard("rayMulFloor", a, b)
+    return a * b // RAY
+
+
+def ray_mul_ceil(a: int, b: int) -> int:
+    """WadRayMath.rayMulCeil (3.5+): a*b/1e27 rounded up."""
+    _mul_guard("rayMulCeil", a, b)
+    return _ceil_div(a * b, RAY)
+
+
+def ray_div_floor(a: int, b: int) -> int:
+    """WadRayMath.rayDivFloor (3.5+): a*1e27/b rounded down."""
+    _div_guard("rayDivFloor", a, b, RAY)
+    return a * RAY // b
+
+
+def ray_div_ceil(a: int, b: int) -> int:
+    """WadRayMath.rayDivCeil (3.5+): a*1e27/b rounded up."""
+    _div_guard("rayDivCeil", a, b, RAY)
+    return _ceil_div(a * RAY, b)
+
+
+def percent_mul_floor(value: int, percentage: int) -> int:
+    """PercentageMath.percentMulFloor (3.5+): value*percentage/1e4 rounded down."""
+    _mul_guard("percentMulFloor", value, percentage)
+    return value * percentage // PERCENTAGE_FACTOR
+
+
+def percent_mul_ceil(value: int, percentage: int) -> int:
+    """PercentageMath.percentMulCeil (3.5+): value*percentage/1e4 rounded up."""
+    _mul_guard("percentMulCeil", value, percentage)
+    return _ceil_div(value * percentage, PERCENTAGE_FACTOR)
+
+
+def percent_div_floor(value: int, percentage: int) -> int:
+    """PercentageMath.percentDivFloor (3.5+): value*1e4/percentage rounded down."""
+    _div_guard("percentDivFloor", value, percentage, PERCENTAGE_FACTOR)
+    return value * PERCENTAGE_FACTOR // percentage
+
+
+def percent_div_ceil(value: int, percentage: int) -> int:
+    """PercentageMath.percentDivCeil (3.5+): value*1e4/percentage rounded up."""
+    _div_guard("percentDivCeil", value, percentage, PERCENTAGE_FACTOR)
+    return _ceil_div(value * PERCENTAGE_FACTOR, percentage)
+
+
+def mul_div_ceil(a: int, b: int, c: int) -> int:
+    """MathUtils.mulDivCeil (3.5+): a*b/c rounded up; reverts on c == 0 or a*b overflow."""
+    if c <= 0:
+        raise MathError(f"mulDivCeil({a}, {b}, {c}) reverts")
+    _mul_guard("mulDivCeil", a, b)
+    return _ceil_div(a * b, c)
+
+
 # ---------------------------------------------------------------------------------------------
 # MathUtils
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +346,12 @@ def calculate_linear_interest(rate: int, last_update_ts: int, now_ts: int) -> in
     return RAY + result // SECONDS_PER_YEAR
 
 
-def calculate_compounded_interest(rate: int, last_update_ts: int, now_ts: int) -> int:
-    """MathUtils.calculateCompoundedInterest: the 3-term binomial approximation, in ray.
+def calculate_compounded_interest(
+    rate: int, last_update_ts: int, now_ts: int, version: AaveVersion = V3_0_2
+) -> int:
+    """MathUtils.calculateCompoundedInterest of `version`, in ray.
+
+    Before 3.4, the 3-term binomial approximation:
 
     (1+x)^n ≈ 1 + n·x + n(n-1)/2·x² + n(n-1)(n-2)/6·x³ with x = rate/SECONDS_PER_YEAR, where
     each power is floored as the contract does it: x² as `rate.rayMul(rate) / SPY²` and x³ as
@@ -166,6 +361,8 @@ def calculate_compounded_interest(rate: int, last_update_ts: int, now_ts: int) -
     exp = _elapsed(last_update_ts, now_ts)
     if exp == 0:
         return RAY
+    if version.compounded_interest_x:
+        return _compounded_interest_x(rate, exp)
     exp_minus_one = exp - 1
     exp_minus_two = exp - 2 if exp > 2 else 0
     base_power_two = ray_mul(rate, rate) // (SECONDS_PER_YEAR * SECONDS_PER_YEAR)
@@ -180,18 +377,33 @@ def calculate_compounded_interest(rate: int, last_update_ts: int, now_ts: int) -
     return result
 
 
+def _compounded_interest_x(rate: int, exp: int) -> int:
+    """3.4+: RAY + x + x·(x/2 + x·(x/6)) with x = rate·Δt/year (floored), ray multiplications
+    half up. The contract computes it `unchecked` except inside `rayMul`, whose guard still
+    reverts: so the sums wrap modulo 2**256 and only the two products can revert."""
+    x = ((rate * exp) & UINT256_MAX) // SECONDS_PER_YEAR
+    inner = (x // 2 + ray_mul(x, x // 6)) & UINT256_MAX
+    return (RAY + x + ray_mul(x, inner)) & UINT256_MAX
+
+
 # ---------------------------------------------------------------------------------------------
 # ReserveLogic and token balances
 # ---------------------------------------------------------------------------------------------
 
 
 def normalized_income(
-    liquidity_index: int, liquidity_rate: int, last_update_ts: int, now_ts: int
+    liquidity_index: int,
+    liquidity_rate: int,
+    last_update_ts: int,
+    now_ts: int,
+    version: AaveVersion = V3_0_2,
 ) -> int:
     """ReserveLogic.getNormalizedIncome: the supply index extrapolated (linearly) to now.
 
-    Returns the stored index when the reserve was updated in this very block.
+    Returns the stored index when the reserve was updated in this very block. The same in
+    every release so far; `version` is taken so callers pass one thing everywhere.
     """
+    del version  # unchanged from 3.0.2 to 3.7
     if last_update_ts == now_ts:
         return liquidity_index
     return ray_mul(
@@ -200,7 +412,11 @@ def normalized_income(
 
 
 def normalized_variable_debt(
-    variable_borrow_index: int, variable_borrow_rate: int, last_update_ts: int, now_ts: int
+    variable_borrow_index: int,
+    variable_borrow_rate: int,
+    last_update_ts: int,
+    now_ts: int,
+    version: AaveVersion = V3_0_2,
 ) -> int:
     """ReserveLogic.getNormalizedDebt: the variable borrow index compounded to now.
 
@@ -209,28 +425,130 @@ def normalized_variable_debt(
     if last_update_ts == now_ts:
         return variable_borrow_index
     return ray_mul(
-        calculate_compounded_interest(variable_borrow_rate, last_update_ts, now_ts),
+        calculate_compounded_interest(variable_borrow_rate, last_update_ts, now_ts, version),
         variable_borrow_index,
     )
 
 
-def a_token_balance(scaled_balance: int, normalized_income_ray: int) -> int:
-    """AToken.balanceOf: scaledBalance.rayMul(getReserveNormalizedIncome) (half up in 3.0.2).
+def a_token_balance(
+    scaled_balance: int, normalized_income_ray: int, version: AaveVersion = V3_0_2
+) -> int:
+    """AToken.balanceOf: scaledBalance · normalized income; half up before 3.5, down since
+    (TokenMath.getATokenBalance: `rayMulFloor`).
 
-    GenericLogic values collateral with exactly this product (`scaledBalanceOf(user)
-    .rayMul(normalizedIncome)`). 3.5+ rounds it down instead.
+    GenericLogic values collateral with exactly this product.
     """
+    if version.directional_rounding:
+        return ray_mul_floor(scaled_balance, normalized_income_ray)
     return ray_mul(scaled_balance, normalized_income_ray)
 
 
-def variable_debt_balance(scaled_balance: int, normalized_debt_ray: int) -> int:
-    """VariableDebtToken.balanceOf: 0, or scaledBalance.rayMul(getReserveNormalizedVariableDebt).
-
-    3.5+ rounds it up instead.
-    """
+def variable_debt_balance(
+    scaled_balance: int, normalized_debt_ray: int, version: AaveVersion = V3_0_2
+) -> int:
+    """VariableDebtToken.balanceOf: scaledBalance · normalized debt; half up (0 without a
+    balance) before 3.5, up since (TokenMath.getVTokenBalance: `rayMulCeil`)."""
     if scaled_balance == 0:
         return 0
+    if version.directional_rounding:
+        return ray_mul_ceil(scaled_balance, normalized_debt_ray)
     return ray_mul(scaled_balance, normalized_debt_ray)
+
+
+# TokenMath (3.5+): the scaled amount an underlying amount moves, rounded in the protocol's
+# favour. Before 3.5 every one of them is `amount.rayDiv(index)` (half up).
+
+
+def a_token_mint_scaled(amount: int, liquidity_index: int, version: AaveVersion = V3_0_2) -> int:
+    """Scaled aTokens minted for a supply of `amount` (3.5+: rayDivFloor)."""
+    if version.directional_rounding:
+        return ray_div_floor(amount, liquidity_index)
+    return ray_div(amount, liquidity_index)
+
+
+def a_token_burn_scaled(amount: int, liquidity_index: int, version: AaveVersion = V3_0_2) -> int:
+    """Scaled aTokens burned for a withdrawal of `amount` (3.5+: rayDivCeil); transfers too."""
+    if version.directional_rounding:
+        return ray_div_ceil(amount, liquidity_index)
+    return ray_div(amount, liquidity_index)
+
+
+def variable_debt_mint_scaled(
+    amount: int, variable_borrow_index: int, version: AaveVersion = V3_0_2
+) -> int:
+    """Scaled debt minted for a borrow of `amount` (3.5+: rayDivCeil)."""
+    if version.directional_rounding:
+        return ray_div_ceil(amount, variable_borrow_index)
+    return ray_div(amount, variable_borrow_index)
+
+
+def variable_debt_burn_scaled(
+    amount: int, variable_borrow_index: int, version: AaveVersion = V3_0_2
+) -> int:
+    """Scaled debt burned for a repayment of `amount` (3.5+: rayDivFloor)."""
+    if version.directional_rounding:
+        return ray_div_floor(amount, variable_borrow_index)
+    return ray_div(amount, variable_borrow_index)
+
+
+def mint_burn_amount(*, burn: bool, value: int, balance_increase: int) -> int:
+    """The signed change of a user's balance that a token `Mint`/`Burn` event reports.
+
+    `Mint(caller, onBehalfOf, value, balanceIncrease, index)` has value = change + interest;
+    `Burn(from, target, value, balanceIncrease, index)` has value = -change - interest. A
+    burn smaller than the interest accrued is emitted as a `Mint` whose value is below its
+    balanceIncrease, so the sign comes out right from either event. (In 3.0.2 to 3.4 the
+    change is the underlying amount; since 3.5 it is the difference of the rounded balances.)
+    """
+    if value < 0 or balance_increase < 0:
+        raise MathError(f"event value {value} / balanceIncrease {balance_increase} negative")
+    return -(value + balance_increase) if burn else value - balance_increase
+
+
+def scaled_delta_from_event(
+    *,
+    burn: bool,
+    value: int,
+    balance_increase: int,
+    index: int,
+    previous_scaled: int,
+    debt: bool,
+    version: AaveVersion = V3_0_2,
+) -> int:
+    """The exact signed change of the scaled balance behind a `Mint`/`Burn` token event.
+
+    `debt` says whether the event came from a variable debt token (else an aToken);
+    `previous_scaled` is the user's scaled balance before the event.
+
+    - Before 3.5 the token scaled the underlying amount with `rayDiv(amount, index)`, and the
+      event carries that amount: delta = ±rayDiv(|amount|, index).
+    - Since 3.5 the token scaled the amount first (TokenMath, by direction) and the event
+      carries `balance(S + delta) - balance(S)` in rounded balances, where balance is
+      `rayMulFloor` (aToken) or `rayMulCeil` (debt) at `index`. As `index >= 1e27`, balance()
+      is strictly increasing in the scaled amount, so exactly one delta fits: found here by
+      inverting it and checked. A MathError if none does (the event and `previous_scaled`
+      disagree).
+    """
+    amount = mint_burn_amount(burn=burn, value=value, balance_increase=balance_increase)
+    if not version.directional_rounding:
+        scaled = ray_div(abs(amount), index)
+        return scaled if amount >= 0 else -scaled
+    if index < RAY:
+        raise MathError(f"index {index} below 1 ray: a scaled delta is not unique")
+    if previous_scaled < 0:
+        raise MathError(f"previous scaled balance {previous_scaled} negative")
+    balance = ray_mul_ceil if debt else ray_mul_floor
+    target = balance(previous_scaled, index) + amount
+    if target < 0:
+        raise MathError(f"{'Burn' if burn else 'Mint'} of {amount} exceeds the balance")
+    # The least scaled y with balance(y) >= target (ceil) / the greatest with <= (floor).
+    y = target * RAY // index if debt else _ceil_div(target * RAY, index)
+    if balance(y, index) != target:
+        raise MathError(
+            f"no scaled balance gives {target} at index {index} (event disagrees with the "
+            f"previous scaled balance {previous_scaled})"
+        )
+    return y - previous_scaled
 
 
 def stable_debt_balance(
@@ -391,12 +709,20 @@ def is_using_as_collateral_or_borrowing(user_config: int, reserve_id: int) -> bo
 
 @dataclass(frozen=True, slots=True)
 class EModeCategory:
-    """`Pool.getEModeCategoryData(id)` (v3.0.2), plus the oracle price of its price source.
+    """`Pool.getEModeCategoryData(id)` and, since 3.2, the category's bitmaps.
 
-    `price` is `AaveOracle.getAssetPrice(price_source)`: the price source address is looked up
-    *as an asset* in the Aave oracle (its registered source, else the fallback oracle), not
-    read as an aggregator. 0 when the category has no price source; GenericLogic then keeps
-    each reserve's own price (it also does so when the oracle answers 0).
+    `price` (before 3.2 only) is `AaveOracle.getAssetPrice(price_source)`: the price source
+    address is looked up *as an asset* in the Aave oracle (its registered source, else the
+    fallback oracle), not read as an aggregator. 0 when the category has no price source;
+    GenericLogic then keeps each reserve's own price (it also does so when the oracle answers 0).
+
+    Since 3.2 a category's LT/LTV apply to the reserves whose bit (`reserve_id`) is set in
+    `collateral_bitmap` (`getEModeCategoryCollateralBitmap`); `borrowable_bitmap` says which
+    may be borrowed in it (validation only: it does not change account data). None means the
+    v3.0.x rule: the category applies to the reserves whose configuration names it. Since 3.6
+    `ltvzero_bitmap` (`getEModeCategoryLtvzeroBitmap`) gives LTV 0 to its reserves inside the
+    category; since 3.7 an `isolated` category gives LTV 0 to every reserve outside its
+    collateral bitmap.
     """
 
     ltv: int
@@ -405,6 +731,10 @@ class EModeCategory:
     price: int = 0
     price_source: str | None = None
     label: str = ""
+    collateral_bitmap: int | None = None
+    borrowable_bitmap: int | None = None
+    ltvzero_bitmap: int = 0
+    isolated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,15 +742,19 @@ class AccountReserve:
     """One reserve a user supplies (as collateral) and/or borrows, as GenericLogic reads it.
 
     - `price`: `AaveOracle.getAssetPrice(asset)`, base currency (8 decimals on USD markets).
-      For a user in an eMode category with a price source, `account_data` substitutes the
-      category price for the reserves of that category, as the contract does.
+      Before 3.2, for a user in an eMode category with a price source, `account_data`
+      substitutes the category price for the reserves of that category, as the contract does.
     - `collateral_enabled`: the user's collateral bit for this reserve.
-    - `ltv`, `liquidation_threshold`, `emode_category`, `decimals`: the reserve configuration.
-    - `a_token_balance`: `AToken.balanceOf(user)` (= scaled * normalized income, accrued).
-    - `debt`: variable + stable debt balances, both accrued, **summed before pricing**
-      (GenericLogic prices the sum: `price * (variable + stable) / unit`, floored once).
+    - `ltv`, `liquidation_threshold`, `emode_category`, `decimals`: the reserve configuration
+      (`emode_category`: bits 168-175, used by the v3.0.x rule only).
+    - `a_token_balance`: `AToken.balanceOf(user)` (= scaled · normalized income, accrued,
+      rounded as the version does: `a_token_balance(..., version=)`).
+    - `debt`: variable (+ stable before 3.2) debt balances, accrued, **summed before pricing**
+      (GenericLogic prices the sum once).
     - `borrowing`: the user's borrowing bit; debt only counts when it is set (a zero debt adds
       nothing either way).
+    - `reserve_id`: the reserve's index in the Pool (`getReserveData(asset).id`), its bit in
+      the user configuration and in eMode bitmaps; needed (>= 0) when a bitmap applies.
     """
 
     asset: str
@@ -432,13 +766,13 @@ class AccountReserve:
     emode_category: int
     a_token_balance: int
     debt: int
-    reserve_id: int | None = None
+    reserve_id: int = -1
     borrowing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class AccountData:
-    """The result of GenericLogic.calculateUserAccountData (v3.0.2).
+    """The result of GenericLogic.calculateUserAccountData.
 
     `Pool.getUserAccountData(user)` returns (total_collateral_base, total_debt_base,
     available_borrows_base, avg_liquidation_threshold, avg_ltv, health_factor), in that order.
@@ -450,12 +784,13 @@ class AccountData:
     avg_liquidation_threshold: int
     health_factor: int
     has_zero_ltv_collateral: bool
+    version: AaveVersion = V3_0_2
 
     @property
     def available_borrows_base(self) -> int:
         """GenericLogic.calculateAvailableBorrows, as Pool.getUserAccountData returns it."""
         return calculate_available_borrows(
-            self.total_collateral_base, self.total_debt_base, self.avg_ltv
+            self.total_collateral_base, self.total_debt_base, self.avg_ltv, self.version
         )
 
     @property
@@ -465,7 +800,7 @@ class AccountData:
 
 
 def is_in_emode_category(user_emode: int, asset_emode: int) -> bool:
-    """EModeLogic.isInEModeCategory: the user is in eMode and the asset is in that category."""
+    """EModeLogic.isInEModeCategory (v3.0.x): user in eMode, asset in that category."""
     return user_emode != 0 and asset_emode == user_emode
 
 
@@ -482,12 +817,61 @@ def _emode_for(user_emode: int, emode_categories: Mapping[int, EModeCategory]) -
         raise ValueError(f"eMode category {user_emode} not supplied") from None
 
 
-def _effective_price(position: AccountReserve, user_emode: int, emode: EModeCategory) -> int:
-    # `vars.eModeAssetPrice != 0 && userEModeCategory == eModeAssetCategory`: the eMode
-    # price applies to collateral *and* debt of that category.
-    if emode.price != 0 and user_emode == position.emode_category:
-        return emode.price
-    return position.price
+def _on_bitmap(bitmap: int, position: AccountReserve) -> bool:
+    # EModeConfiguration.isReserveEnabledOnBitmap: bit `reserveIndex` of a uint128.
+    if not 0 <= position.reserve_id < MAX_RESERVES_COUNT:
+        raise ValueError(
+            f"reserve {position.asset}: reserve_id {position.reserve_id} is needed for eMode "
+            "bitmaps (0 to 127)"
+        )
+    return (bitmap >> position.reserve_id) & 1 != 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """How GenericLogic counts one reserve for one user under one version."""
+
+    price: int
+    counts_as_collateral: bool
+    ltv: int  # 0: adds nothing to avgLtv and sets hasZeroLtvCollateral
+    liquidation_threshold: int
+
+
+def _terms(
+    position: AccountReserve, user_emode: int, emode: EModeCategory, version: AaveVersion
+) -> _Terms:
+    if version.emode_bitmaps and emode.collateral_bitmap is not None:
+        in_emode = user_emode != 0 and _on_bitmap(emode.collateral_bitmap, position)
+    else:
+        in_emode = is_in_emode_category(user_emode, position.emode_category)
+    price = position.price
+    # v3.0.x: `vars.eModeAssetPrice != 0 && userEModeCategory == eModeAssetCategory`: the
+    # eMode price applies to collateral *and* debt of that category. Gone in 3.2.
+    if version.emode_price_source and emode.price != 0 and user_emode == position.emode_category:
+        price = emode.price
+    counts = position.collateral_enabled and (
+        position.liquidation_threshold != 0 or not version.collateral_needs_lt
+    )
+    if version.emode_ltvzero:
+        # ValidationLogic.getUserReserveLtv (3.6+).
+        if in_emode:
+            ltv = 0 if _on_bitmap(emode.ltvzero_bitmap, position) else emode.ltv
+        elif user_emode != 0 and emode.isolated and version.isolated_emode:
+            ltv = 0
+        else:
+            ltv = position.ltv
+    else:
+        # Before 3.6 a reserve LTV of 0 wins even inside eMode.
+        ltv = 0 if position.ltv == 0 else (emode.ltv if in_emode else position.ltv)
+    lt = emode.liquidation_threshold if in_emode else position.liquidation_threshold
+    return _Terms(price, counts, ltv, lt)
+
+
+def _debt_value(debt: int, price: int, unit: int, version: AaveVersion) -> int:
+    # 3.5+: MathUtils.mulDivCeil(debt, price, unit); before: (price * debt) / unit.
+    if version.directional_rounding:
+        return mul_div_ceil(debt, price, unit)
+    return price * debt // unit
 
 
 def account_data(
@@ -495,17 +879,19 @@ def account_data(
     *,
     user_emode: int = 0,
     emode_categories: Mapping[int, EModeCategory] | None = None,
+    version: AaveVersion = V3_0_2,
 ) -> AccountData:
-    """GenericLogic.calculateUserAccountData (v3.0.2), exactly.
+    """GenericLogic.calculateUserAccountData of `version`, exactly.
 
-    Per reserve (all floors): collateral_i = a_token_balance * price / 10**decimals when the
-    user's collateral bit is set *and* the reserve LT != 0; debt_i = price * debt /
-    10**decimals when the borrowing bit is set. avgLtv and avgLT are the collateral-weighted
-    averages (floored) using the eMode LTV/LT when the reserve is in the user's category;
-    reserves with LTV 0 add nothing to avgLtv and set `has_zero_ltv_collateral` (the check is on
-    the *reserve* LTV even in eMode). HF = percentMul(totalCollateral, avgLT).wadDiv(totalDebt),
-    or type(uint256).max without debt. An empty position list gives (0, 0, 0, 0, max, False),
-    as `userConfig.isEmpty()` does.
+    Per reserve (all floors unless said): collateral_i = a_token_balance · price / 10**decimals
+    when the user's collateral bit is set (and, before 3.6, the reserve LT != 0); debt_i = price
+    · debt / 10**decimals (3.5+: rounded up) when the borrowing bit is set. avgLtv and avgLT are
+    the collateral-weighted averages (floored), with the eMode LTV/LT for the reserves the
+    user's category covers (see `EModeCategory`); a reserve whose LTV comes out 0 adds nothing to
+    avgLtv and sets `has_zero_ltv_collateral`. HF = percentMul(totalCollateral,
+    avgLT).wadDiv(totalDebt) before 3.5, Σ(collateral_i · LT_i).wadDiv(totalDebt) / 1e4 since;
+    type(uint256).max without debt. An empty position list gives (0, 0, 0, 0, max, False), as
+    `userConfig.isEmpty()` does.
     """
     emode = _emode_for(user_emode, emode_categories or {})
     total_collateral = 0
@@ -515,27 +901,25 @@ def account_data(
     has_zero_ltv_collateral = False
     for position in positions:
         unit = 10**position.decimals
-        price = _effective_price(position, user_emode, emode)
-        if position.liquidation_threshold != 0 and position.collateral_enabled:
-            value = position.a_token_balance * price // unit
+        terms = _terms(position, user_emode, emode, version)
+        if terms.counts_as_collateral:
+            value = position.a_token_balance * terms.price // unit
             total_collateral += value
-            in_emode = is_in_emode_category(user_emode, position.emode_category)
-            if position.ltv != 0:
-                ltv_weighted += value * (emode.ltv if in_emode else position.ltv)
+            if terms.ltv != 0:
+                ltv_weighted += value * terms.ltv
             else:
                 has_zero_ltv_collateral = True
-            lt_weighted += value * (
-                emode.liquidation_threshold if in_emode else position.liquidation_threshold
-            )
+            lt_weighted += value * terms.liquidation_threshold
         if position.borrowing:
-            total_debt += price * position.debt // unit
+            total_debt += _debt_value(position.debt, terms.price, unit, version)
     avg_ltv = ltv_weighted // total_collateral if total_collateral else 0
     avg_lt = lt_weighted // total_collateral if total_collateral else 0
-    health_factor = (
-        UINT256_MAX
-        if total_debt == 0
-        else wad_div(percent_mul(total_collateral, avg_lt), total_debt)
-    )
+    if total_debt == 0:
+        health_factor = UINT256_MAX
+    elif version.directional_rounding:
+        health_factor = wad_div(lt_weighted, total_debt) // PERCENTAGE_FACTOR
+    else:
+        health_factor = wad_div(percent_mul(total_collateral, avg_lt), total_debt)
     return AccountData(
         total_collateral_base=total_collateral,
         total_debt_base=total_debt,
@@ -543,12 +927,19 @@ def account_data(
         avg_liquidation_threshold=avg_lt,
         health_factor=health_factor,
         has_zero_ltv_collateral=has_zero_ltv_collateral,
+        version=version,
     )
 
 
-def calculate_available_borrows(total_collateral_base: int, total_debt_base: int, ltv: int) -> int:
-    """GenericLogic.calculateAvailableBorrows: max(0, percentMul(collateral, ltv) - debt)."""
-    available = percent_mul(total_collateral_base, ltv)
+def calculate_available_borrows(
+    total_collateral_base: int, total_debt_base: int, ltv: int, version: AaveVersion = V3_0_2
+) -> int:
+    """GenericLogic.calculateAvailableBorrows: max(0, collateral · ltv - debt); the product is
+    percentMul (half up) before 3.5, percentMulFloor since."""
+    if version.directional_rounding:
+        available = percent_mul_floor(total_collateral_base, ltv)
+    else:
+        available = percent_mul(total_collateral_base, ltv)
     return available - total_debt_base if available >= total_debt_base else 0
 
 
@@ -582,16 +973,13 @@ def max_liquidatable_debt(user_total_debt: int, health_factor: int) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
-    return -((-numerator) // denominator)
-
-
 def liquidation_price(
     positions: Sequence[AccountReserve],
     asset: str,
     *,
     user_emode: int = 0,
     emode_categories: Mapping[int, EModeCategory] | None = None,
+    version: AaveVersion = V3_0_2,
 ) -> int | None:
     """The oracle price of `asset` (base currency units) at which HF would reach exactly 1.
 
@@ -605,14 +993,17 @@ def liquidation_price(
 
     The exact solution is rounded up to an integer price: at any price below the result the
     (unfloored) HF is under 1. Exact only "to the displayed precision": the contract floors
-    each reserve's value and the averaged LT, which can move HF by a few parts in 1e4·collateral.
+    each reserve's value (and before 3.5 the averaged LT; since 3.5 it rounds debt up), which
+    can move HF by a few parts in 1e4·collateral. Which reserves count and with which LT
+    follow `version` as in `account_data`.
 
     Returns None when no fall in this price can bring HF to 1: the asset is not counted as
     collateral (bit off, LT 0) or not held, its own debt outweighs its weighted collateral
     (b·LT_i <= 1e4·d: a *rise* would hurt), or the account is safe even at a zero price
     (1e4·D <= W, e.g. no debt). If HF is already below 1 the current-state solution (above
-    the current price) is returned. For an eMode user whose category has a price source, all
-    of the category's reserves share one price; this function moves only `asset`'s entries.
+    the current price) is returned. Before 3.2, for an eMode user whose category has a price
+    source, all of the category's reserves share one price; this function moves only
+    `asset`'s entries.
     """
     emode = _emode_for(user_emode, emode_categories or {})
     weighted_other = 0  # W: base units * bps
@@ -621,26 +1012,21 @@ def liquidation_price(
     own_debt = 0  # d: token units
     unit: int | None = None
     for position in positions:
-        is_target = position.asset == asset
-        price = _effective_price(position, user_emode, emode)
+        terms = _terms(position, user_emode, emode, version)
         u = 10**position.decimals
-        counts_as_collateral = position.liquidation_threshold != 0 and position.collateral_enabled
-        lt = (
-            emode.liquidation_threshold
-            if is_in_emode_category(user_emode, position.emode_category)
-            else position.liquidation_threshold
-        )
-        if is_target:
+        if position.asset == asset:
             unit = u
-            if counts_as_collateral:
-                own_lt_balance += position.a_token_balance * lt
+            if terms.counts_as_collateral:
+                own_lt_balance += position.a_token_balance * terms.liquidation_threshold
             if position.borrowing:
                 own_debt += position.debt
             continue
-        if counts_as_collateral:
-            weighted_other += position.a_token_balance * price // u * lt
+        if terms.counts_as_collateral:
+            weighted_other += (
+                position.a_token_balance * terms.price // u * terms.liquidation_threshold
+            )
         if position.borrowing:
-            debt_other += price * position.debt // u
+            debt_other += _debt_value(position.debt, terms.price, u, version)
     if unit is None:
         return None
     numerator = PERCENTAGE_FACTOR * debt_other - weighted_other

@@ -21,6 +21,7 @@ from flows.aave_v3 import math as am
 from flows.windows import Observation, Subject, WindowBook
 from schemas.chain import RawLog, TokenInfo
 from schemas.lending import (
+    AAVE_VERSIONS,
     BASE_UNIT,
     AaveAccount,
     AccountReserveState,
@@ -36,8 +37,10 @@ from schemas.positions import BlockRef
 from schemas.watch import AaveSeed
 
 PROTOCOL_AAVE_V3 = "aave_v3"
+DEFAULT_VERSION = AAVE_VERSIONS[0]
 # Versions seeded at a block sort after the block's own logs.
 SEED_LOG_INDEX = 1 << 24
+_ZERO = "0x" + "00" * 20
 
 
 def account_id(chain_id: int, pool: str, user: str) -> str:
@@ -58,6 +61,12 @@ class AccountEvent:
     tx_hash: str
     asset: str = ""
     scaled_delta: int = 0
+    # A Mint/Burn as the token emitted it (index_ray != 0): the shard, which knows the
+    # previous scaled balance, recovers the exact scaled delta by the version's rules.
+    value: int = 0
+    balance_increase: int = 0
+    index_ray: int = 0
+    burn: bool = False
     principal: int = 0
     rate: int | None = None
     timestamp: int = 0
@@ -76,6 +85,8 @@ class AaveShardInput:
     emode: dict[int, EModeInfo] = field(default_factory=dict)
     # Wallet watch mode: accounts as read with eth_call at this block, after its events.
     seeds: list[AaveAccount] = field(default_factory=list)
+    # The Aave version in force (events.VERSIONS), sent when it changes ("": unchanged).
+    version: str = ""
 
 
 @dataclass(slots=True)
@@ -86,6 +97,9 @@ class AaveMarketOutput:
     emode: list[EModeInfo] = field(default_factory=list)
     dead: list[tuple[RawLog, str]] = field(default_factory=list)
     liquidations: list[tuple[RawLog, ev.LiquidationCall]] = field(default_factory=list)
+    # (revision, version) when the version in force was set or changed at this block
+    # (revision 0: pinned by the chain config).
+    version: tuple[int, str] | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +120,15 @@ class AaveMarket:
     asset_shards: dict[str, set[int]] = field(default_factory=dict)
     # Wallet watch mode: only these users' accounts are kept (None: every account).
     users: set[str] | None = None
+    # The version in force (events.VERSIONS): pinned by the chain config, else from the
+    # Pool's revision as the reader reads it (first block, each Upgraded of the Pool proxy).
+    version: str = DEFAULT_VERSION
+    revision: int = 0
+    pinned: bool = False
+    announced: bool = False
+    # reserve id -> asset: ReserveInitialized takes the first free id, ReserveDropped frees it
+    # (PoolLogic.executeInitReserve), as the pool's reserves list does.
+    reserve_list: dict[int, str] = field(default_factory=dict)
 
     def role_of(self, address: str) -> tuple[ev.AaveRole, str] | None:
         found = self.tokens.get(address)
@@ -128,9 +151,18 @@ class AaveMarket:
         token_info: dict[str, TokenInfo],
         route: dict[int, AaveShardInput],
         feed_answers: dict[str, tuple[int, int, int]] | None = None,
+        revision: int | None = None,
     ) -> AaveMarketOutput:
-        """Apply a block's Aave logs; fill `route` (shard -> input) with what each shard needs."""
+        """Apply a block's Aave logs; fill `route` (shard -> input) with what each shard needs.
+
+        `revision`: the Pool's `POOL_REVISION()` read at this block (its first, or one whose
+        logs upgrade the Pool proxy); its rules apply from this block on."""
         out = AaveMarketOutput()
+        if self.pinned:
+            if not self.announced:
+                self._announce(0, out, route)
+        elif revision is not None:
+            self._set_revision(revision, out, route)
         changed_rates: set[str] = set()
         changed_prices: set[str] = set()
         changed_reserves: set[str] = set()
@@ -168,11 +200,19 @@ class AaveMarket:
             at = (log.log_index, log.tx_hash)
             if isinstance(event, ev.ScaledDelta):
                 kind = "supply_scaled" if role is ev.AaveRole.A_TOKEN else "debt_scaled"
-                # The token rayDiv'ed the underlying amount by the index; so do we, exactly.
-                scaled = am.ray_div(abs(event.amount), event.index_ray)
-                delta = scaled if event.amount >= 0 else -scaled
-                if delta:
-                    to_shard(AccountEvent(kind, event.user, *at, asset, scaled_delta=delta))
+                if event.moves_balance:
+                    to_shard(
+                        AccountEvent(
+                            kind,
+                            event.user,
+                            *at,
+                            asset,
+                            value=event.value,
+                            balance_increase=event.balance_increase,
+                            index_ray=event.index_ray,
+                            burn=event.burn,
+                        )
+                    )
             elif isinstance(event, ev.ScaledTransfer):
                 if event.sender != event.recipient and event.scaled:
                     to_shard(
@@ -228,11 +268,22 @@ class AaveMarket:
                     event.variable_debt_token,
                     info.symbol,
                     info.decimals,
+                    reserve_id=self._take_reserve_id(event.asset),
                 )
-                self.tokens[event.a_token] = (ev.AaveRole.A_TOKEN, event.asset)
-                self.tokens[event.variable_debt_token] = (ev.AaveRole.VARIABLE_DEBT, event.asset)
-                self.tokens[event.stable_debt_token] = (ev.AaveRole.STABLE_DEBT, event.asset)
+                self._watch_tokens(self.reserves[event.asset])
                 changed_reserves.add(event.asset)
+            elif isinstance(event, ev.ReserveDropped):
+                dropped = self.reserves.get(event.asset)
+                if dropped is not None and self.reserve_list.get(dropped.reserve_id) == event.asset:
+                    del self.reserve_list[dropped.reserve_id]
+            elif isinstance(event, ev.AssetInEModeChanged):
+                if self._set_emode_bit(event, out, route):
+                    changed_reserves.add(event.asset)
+            elif isinstance(event, ev.EModeCategoryIsolationChanged):
+                current = self.emode.get(event.category)
+                if current is not None:
+                    self._put_emode(replace(current, isolated=event.isolated), out, route)
+
             elif isinstance(event, ev.CollateralConfigurationChanged):
                 if event.asset in self.reserves:
                     self.reserves[event.asset] = replace(
@@ -249,6 +300,8 @@ class AaveMarket:
                     )
                     changed_reserves.add(event.asset)
             elif isinstance(event, ev.EModeCategoryAdded):
+                # Also emitted when a category is reconfigured: its bitmaps stay (3.2+).
+                current = self.emode.get(event.category)
                 category = EModeInfo(
                     event.category,
                     event.ltv,
@@ -256,10 +309,15 @@ class AaveMarket:
                     event.liquidation_bonus,
                     event.price_source,
                 )
-                self.emode[event.category] = category
-                out.emode.append(category)
-                for item in route.values():
-                    item.emode[event.category] = category
+                if current is not None:
+                    category = replace(
+                        current,
+                        ltv=event.ltv,
+                        liquidation_threshold=event.liquidation_threshold,
+                        liquidation_bonus=event.liquidation_bonus,
+                        price_source=event.price_source,
+                    )
+                self._put_emode(category, out, route)
             elif isinstance(event, ev.AssetSourceUpdated):
                 old = self.sources.get(event.asset)
                 if old:
@@ -288,6 +346,78 @@ class AaveMarket:
                     changed_prices.add(feed_asset)
         self._fan_out(out, route, changed_rates, changed_prices, changed_reserves)
         return out
+
+    # Pool version, reserve ids, eMode categories ------------------------------------------
+
+    def pin(self, version: str) -> None:
+        """The chain config's `[aave_v3] version`: revisions read from the chain are ignored."""
+        self.version, self.pinned, self.announced = version, True, False
+
+    def _set_revision(
+        self, revision: int, out: AaveMarketOutput, route: dict[int, AaveShardInput]
+    ) -> None:
+        if revision == self.revision:
+            return
+        try:
+            version = version_of_revision(revision)
+        except ValueError:
+            # Not an Aave V3 Pool revision (0: no pool there yet): keep the rules in force.
+            return
+        self.revision, self.version = revision, version
+        self._announce(revision, out, route)
+
+    def _announce(
+        self, revision: int, out: AaveMarketOutput, route: dict[int, AaveShardInput]
+    ) -> None:
+        """The version in force from this block on: stored, and sent to every shard."""
+        self.announced = True
+        out.version = (revision, self.version)
+        for shard in range(self.shards):
+            item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
+            item.version = self.version
+
+    def _take_reserve_id(self, asset: str) -> int:
+        for reserve_id, listed in self.reserve_list.items():
+            if listed == asset:
+                return reserve_id
+        free = 0
+        while free in self.reserve_list:
+            free += 1
+        self.reserve_list[free] = asset
+        return free
+
+    def _watch_tokens(self, info: ReserveInfo) -> None:
+        self.tokens[info.a_token] = (ev.AaveRole.A_TOKEN, info.asset)
+        self.tokens[info.variable_debt_token] = (ev.AaveRole.VARIABLE_DEBT, info.asset)
+        # Reserves listed since 3.2 have no stable debt token (stableDebtToken = 0x0).
+        if int(info.stable_debt_token, 16):
+            self.tokens[info.stable_debt_token] = (ev.AaveRole.STABLE_DEBT, info.asset)
+
+    def _put_emode(
+        self, category: EModeInfo, out: AaveMarketOutput, route: dict[int, AaveShardInput]
+    ) -> None:
+        self.emode[category.category] = category
+        out.emode = [c for c in out.emode if c.category != category.category] + [category]
+        for item in route.values():
+            item.emode[category.category] = category
+        # Accounts in this category live in any shard: each gets the new category.
+        for shard in range(self.shards):
+            item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
+            item.emode[category.category] = category
+
+    def _set_emode_bit(
+        self, event: ev.AssetInEModeChanged, out: AaveMarketOutput, route: dict[int, AaveShardInput]
+    ) -> bool:
+        info = self.reserves.get(event.asset)
+        if info is None or info.reserve_id < 0:
+            return False
+        known = self.emode.get(event.category) or EModeInfo(event.category, 0, 0, 0, _ZERO)
+        field_name = f"{event.bitmap}_bitmap"
+        bit = 1 << info.reserve_id
+        bitmap = getattr(known, field_name)
+        bitmap = bitmap | bit if event.enabled else bitmap & ~bit
+        self._put_emode(replace(known, **{field_name: bitmap}), out, route)
+        return True
 
     def _fan_out(
         self,
@@ -323,9 +453,9 @@ class AaveMarket:
             self.users = set()
         for info in seed.reserves:
             self.reserves[info.asset] = info
-            self.tokens[info.a_token] = (ev.AaveRole.A_TOKEN, info.asset)
-            self.tokens[info.variable_debt_token] = (ev.AaveRole.VARIABLE_DEBT, info.asset)
-            self.tokens[info.stable_debt_token] = (ev.AaveRole.STABLE_DEBT, info.asset)
+            if info.reserve_id >= 0:
+                self.reserve_list[info.reserve_id] = info.asset
+            self._watch_tokens(info)
         for rate in seed.rates:
             self.rates[rate.asset] = rate
         for price in seed.prices:
@@ -401,18 +531,50 @@ class AaveShard:
     unvalued: set[str] = field(default_factory=set)
     # Accounts whose inputs changed since the last window boundary (flows.windows).
     window_dirty: set[str] = field(default_factory=set)
+    version: str = DEFAULT_VERSION
 
 
-def apply_account_event(account: AaveAccount, e: AccountEvent) -> AaveAccount:
+def _scaled_delta(e: AccountEvent, previous_scaled: int, version: am.AaveVersion) -> int:
+    """The scaled-balance change behind a token Mint/Burn, exactly as the token applied it."""
+    debt = e.kind == "debt_scaled"
+    try:
+        return am.scaled_delta_from_event(
+            burn=e.burn,
+            value=e.value,
+            balance_increase=e.balance_increase,
+            index=e.index_ray,
+            previous_scaled=previous_scaled,
+            debt=debt,
+            version=version,
+        )
+    except am.MathError:
+        # The event disagrees with the scaled balance we hold (an account first seen after
+        # its opening events, in a window the flow did not read): take the amount the token
+        # scaled, by the direction TokenMath uses, as the nearest reading.
+        amount = am.mint_burn_amount(
+            burn=e.burn, value=e.value, balance_increase=e.balance_increase
+        )
+        scale = am.ray_div_ceil if (amount >= 0) == debt else am.ray_div_floor
+        scaled = scale(abs(amount), e.index_ray)
+        return scaled if amount >= 0 else -scaled
+
+
+def apply_account_event(
+    account: AaveAccount, e: AccountEvent, version: am.AaveVersion = am.V3_0_2
+) -> AaveAccount:
     if e.kind == "emode":
         return replace(account, emode=e.category)
     current = account.reserves.get(e.asset) or AccountReserveState(e.asset)
     if e.kind == "supply_scaled":
-        current = replace(current, scaled_supply=current.scaled_supply + e.scaled_delta)
+        delta = e.scaled_delta
+        if e.index_ray:
+            delta = _scaled_delta(e, current.scaled_supply, version)
+        current = replace(current, scaled_supply=current.scaled_supply + delta)
     elif e.kind == "debt_scaled":
-        current = replace(
-            current, scaled_variable_debt=current.scaled_variable_debt + e.scaled_delta
-        )
+        delta = e.scaled_delta
+        if e.index_ray:
+            delta = _scaled_delta(e, current.scaled_variable_debt, version)
+        current = replace(current, scaled_variable_debt=current.scaled_variable_debt + delta)
     elif e.kind == "stable":
         current = replace(
             current,
@@ -429,26 +591,61 @@ def apply_account_event(account: AaveAccount, e: AccountEvent) -> AaveAccount:
     return replace(account, reserves=reserves)
 
 
+@lru_cache(maxsize=16)
+def math_version(version: str) -> am.AaveVersion:
+    """The math's rules object for a version name (schemas.lending.AAVE_VERSIONS)."""
+    return am.AaveVersion.parse(version)
+
+
+def version_of_revision(revision: int) -> str:
+    """The version name (schemas.lending.AAVE_VERSIONS) of a Pool answering POOL_REVISION()
+    = `revision`. A revision newer than any known follows the newest rules (the nearest
+    guess; a chain config can pin the version); 0 or an unknown older one is a ValueError."""
+    if revision > max(am.POOL_REVISIONS):
+        return AAVE_VERSIONS[-1]
+    found = am.AaveVersion.from_pool_revision(revision)
+    return DEFAULT_VERSION if found < am.V3_1 else f"{found.major}.{found.minor}"
+
+
 @lru_cache(maxsize=4096)
-def normalized_indices(rate: ReserveRates, timestamp: int) -> tuple[int, int]:
+def normalized_indices(
+    rate: ReserveRates, timestamp: int, version: am.AaveVersion = am.V3_0_2
+) -> tuple[int, int]:
     """A reserve's normalized income and debt at a block time: the same for every account of
     the reserve in that block, so a price update over 10,000 accounts computes them once."""
     return (
         am.normalized_income(
-            rate.liquidity_index, rate.liquidity_rate, rate.last_update, timestamp
+            rate.liquidity_index, rate.liquidity_rate, rate.last_update, timestamp, version
         ),
         am.normalized_variable_debt(
-            rate.variable_borrow_index, rate.variable_borrow_rate, rate.last_update, timestamp
+            rate.variable_borrow_index,
+            rate.variable_borrow_rate,
+            rate.last_update,
+            timestamp,
+            version,
         ),
     )
 
 
 @lru_cache(maxsize=256)
-def _categories(emode: tuple[tuple[int, EModeInfo], ...]) -> dict[int, am.EModeCategory]:
+def _categories(
+    emode: tuple[tuple[int, EModeInfo], ...], version: am.AaveVersion
+) -> dict[int, am.EModeCategory]:
     # v3.0.2 eMode categories may name their own price source; none of the markets defimon
-    # deploys does, and reading it would need that source's feed (left for later).
+    # deploys does, and reading it would need that source's feed (left for later). Since 3.2
+    # a category applies to the reserves of its bitmaps (None before: the reserve's field).
+    bitmaps = version.emode_bitmaps
     return {
-        c: am.EModeCategory(i.ltv, i.liquidation_threshold, i.liquidation_bonus) for c, i in emode
+        c: am.EModeCategory(
+            i.ltv,
+            i.liquidation_threshold,
+            i.liquidation_bonus,
+            collateral_bitmap=i.collateral_bitmap if bitmaps else None,
+            borrowable_bitmap=i.borrowable_bitmap if bitmaps else None,
+            ltvzero_bitmap=i.ltvzero_bitmap,
+            isolated=i.isolated,
+        )
+        for c, i in emode
     }
 
 
@@ -459,16 +656,20 @@ def value_account(
     prices: dict[str, OraclePrice],
     emode: dict[int, EModeInfo],
     timestamp: int,
+    *,
+    version: str = DEFAULT_VERSION,
 ) -> AccountValue:
-    """The account as `Pool.getUserAccountData` sees it at a block with this timestamp."""
+    """The account as `Pool.getUserAccountData` sees it at a block with this timestamp, by
+    the rules of the Aave `version` in force then."""
+    rules = math_version(version)
     rows = []
     for asset, held in sorted(account.reserves.items()):
         info, rate, price = reserves.get(asset), rates.get(asset), prices.get(asset)
         if info is None or rate is None:
             continue
-        income, debt_index = normalized_indices(rate, timestamp)
-        supplied = am.a_token_balance(held.scaled_supply, income)
-        variable = am.variable_debt_balance(held.scaled_variable_debt, debt_index)
+        income, debt_index = normalized_indices(rate, timestamp, rules)
+        supplied = am.a_token_balance(held.scaled_supply, income, rules)
+        variable = am.variable_debt_balance(held.scaled_variable_debt, debt_index, rules)
         stable = (
             am.stable_debt_balance(
                 held.stable_principal, held.stable_rate, held.stable_updated, timestamp
@@ -487,10 +688,13 @@ def value_account(
                 emode_category=info.emode_category,
                 a_token_balance=supplied,
                 debt=variable + stable,
+                reserve_id=info.reserve_id,
             )
         )
-    categories = _categories(tuple(sorted(emode.items())))
-    data = am.account_data(rows, user_emode=account.emode, emode_categories=categories)
+    categories = _categories(tuple(sorted(emode.items())), rules)
+    data = am.account_data(
+        rows, user_emode=account.emode, emode_categories=categories, version=rules
+    )
     return AccountValue(
         data.total_collateral_base,
         data.total_debt_base,
@@ -505,7 +709,11 @@ def value_account(
                 r.price,
                 r.collateral_enabled,
                 am.liquidation_price(
-                    rows, r.asset, user_emode=account.emode, emode_categories=categories
+                    rows,
+                    r.asset,
+                    user_emode=account.emode,
+                    emode_categories=categories,
+                    version=rules,
                 )
                 if r.collateral_enabled and r.a_token_balance and data.total_debt_base
                 else None,
@@ -528,6 +736,10 @@ def shard_step(
     state.emode.update(item.emode)
     versions: list[AccountVersion] = []
     changed: set[str] = set()
+    if item.version and item.version != state.version:
+        # New rules from this block on (rounding, eMode): every account is valued again.
+        state.version = item.version
+        changed |= set(state.accounts)
     for index, seeded in enumerate(item.seeds):
         # The account as the contracts hold it at this block: one version per reserve (each
         # row carries that reserve's whole state), after the block's own events.
@@ -544,7 +756,7 @@ def shard_step(
     for e in item.events:
         aid = account_id(chain_id, pool, e.user)
         account = state.accounts.get(aid) or AaveAccount(chain_id, pool, e.user, aid, 0, {})
-        account = apply_account_event(account, e)
+        account = apply_account_event(account, e, math_version(state.version))
         state.accounts[aid] = account
         state.updated_block[aid] = block.number
         if e.asset:
@@ -564,7 +776,13 @@ def shard_step(
     for aid in sorted(state.unvalued):
         account = state.accounts[aid]
         value = value_account(
-            account, state.reserves, state.rates, state.prices, state.emode, block.timestamp
+            account,
+            state.reserves,
+            state.rates,
+            state.prices,
+            state.emode,
+            block.timestamp,
+            version=state.version,
         )
         updates.append(
             AccountUpdate(account, value, block, state.updated_block.get(aid, 0), reserves)
@@ -599,7 +817,13 @@ def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[
         if not held and aid not in book.subjects:
             continue
         value = value_account(
-            account, state.reserves, state.rates, state.prices, state.emode, timestamp
+            account,
+            state.reserves,
+            state.rates,
+            state.prices,
+            state.emode,
+            timestamp,
+            version=state.version,
         )
         book.observe(
             Subject(account.chain_id, aid, account.protocol, account.user),

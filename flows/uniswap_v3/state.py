@@ -327,7 +327,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     anchors_changed = False
     if state.aave is not None:
         route: dict[int, AaveShardInput] = {}
-        out.aave = state.aave.step(batch.logs, block, state.tokens, route, batch.feed_answers)
+        out.aave = state.aave.step(
+            batch.logs, block, state.tokens, route, batch.feed_answers, batch.aave_revision
+        )
         out.aave_pool = state.aave.pool
         if batch.seeds is not None and batch.seeds.aave is not None:
             seeded = state.aave.seed(batch.seeds.aave, block, route)

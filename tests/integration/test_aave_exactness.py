@@ -123,3 +123,9 @@ def test_accounts_equal_get_user_account_data_live_and_at_every_block(
         assert below_one > 0, "the scenario should push an account below 1"
         stored = server.runtime.store.scalar("SELECT count() FROM defimon.liquidations FINAL")
         assert stored == len(liquidations)
+        # The devnet's Pool (npm @aave/core-v3 1.19.3) answers POOL_REVISION() = 1: v3.0.2,
+        # read from the chain once at the first block the flow read.
+        versions = server.runtime.store.rows(
+            "SELECT revision, aave_version FROM defimon.aave_pool_versions FINAL"
+        )
+        assert versions == [(1, "3.0.2")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from eth_abi.packed import encode_packed
 from eth_utils import keccak
 
-from flows.aave_v3.state import AaveMarket, AaveShardInput
+from flows.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
 from flows.uniswap_v3.math import get_sqrt_ratio_at_tick
 from flows.uniswap_v3.replica import NpmFeeTracker, PoolReplica
 from flows.uniswap_v3.state import MarketState, market_step, position_id, shard_step
@@ -231,4 +231,9 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
     logs = [a_token_mint(STRANGER, 0), a_token_mint(WALLET, 1)]
     state.aave.step(logs, BlockRef(1, 102, "0x" + "02" * 32, 1100), state.tokens, route)
     routed = [e for item in route.values() for e in item.events]
-    assert [(e.user, e.kind, e.scaled_delta) for e in routed] == [(WALLET, "supply_scaled", E18)]
+    # The market passes the Mint as emitted; the shard recovers the scaled delta.
+    assert [(e.user, e.kind, e.value, e.index_ray) for e in routed] == [
+        (WALLET, "supply_scaled", E18, 10**27)
+    ]
+    opened = apply_account_event(AaveAccount(1, "", WALLET, "", 0, {}), routed[0])
+    assert opened.reserves[routed[0].asset].scaled_supply == E18
