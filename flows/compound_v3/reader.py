@@ -2,8 +2,8 @@
 
 Comet emits no event when interest accrues, and its base amounts are present values, so the
 principal an event leaves depends on the index at that instant. Rather than re-deriving it, the
-reader asks the comet, at the end of each block where it emitted logs (and at checkpoint
-blocks): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
+reader asks the comet, at the end of each block the flow sees (every live block; in backfill,
+each block with any watched log, feed updates included, and each range end): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
 block touched, and `getPrice(feed)` for every feed it uses. Its configuration is read when it is
 first seen and again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
 pure fold (flows/compound_v3/state.py) turns them into account versions and values.
@@ -43,7 +43,14 @@ class CometReader:
         self._warned: set[str] = set()
 
     def read(self, batches: list[BlockBatch]) -> None:
-        """Fill `batch.comet` for every batch with comet logs or at a checkpoint."""
+        """Fill `batch.comet` for every batch: every live block, and every backfill block with
+        a watched log (a feed's update, say) or at a range's end.
+
+        Prices are read at every one of them, not only where the comet emitted logs: a price
+        moves without a comet event (`getPrice` reads the feed), and an account becomes
+        absorbable in that block. The cost is one JSON-RPC batch per block and comet:
+        `totalsBasic` + one `getPrice` per distinct feed (+ the accounts the block touched).
+        """
         for batch in batches:
             by_comet: dict[str, list[Any]] = {}
             for lg in batch.logs:
@@ -51,7 +58,9 @@ class CometReader:
                     by_comet.setdefault(lg.address, []).append(lg)
             for comet in self.comets:
                 logs = by_comet.get(comet, [])
-                if logs or batch.checkpoint:
+                # A comet not readable yet (not deployed) is tried again only where it
+                # emitted logs or at a checkpoint, not at every watched block.
+                if logs or batch.checkpoint or comet in self.configs:
                     reads = self._read_block(comet, batch, logs)
                     if reads is not None:
                         batch.comet[comet] = reads
