@@ -3,9 +3,10 @@
 Comet emits no event when interest accrues, and its base amounts are present values, so the
 principal an event leaves depends on the index at that instant. Rather than re-deriving it, the
 reader asks the comet, at the end of each block the flow sees (every live block; in backfill,
-each block with any watched log, feed updates included, and each range end): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
-block touched, and `getPrice(feed)` for every feed it uses. Its configuration is read when it is
-first seen and again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
+each block with any watched log, feed updates included, and each range end): `totalsBasic()`,
+`userBasic(account)` and `userCollateral(account, asset)` for what the block touched, and
+`getPrice(feed)` for every feed it uses. Its configuration is read when it is first seen and
+again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
 pure fold (flows/compound_v3/state.py) turns them into account versions and values.
 """
 

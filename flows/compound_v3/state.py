@@ -350,12 +350,12 @@ class CometMarket:
                 out.dead.append((log, str(exc)))
         for i, (log, events) in enumerate(decoded):
             for event in events:
+                applied: ev.Event | None = event
                 if isinstance(event, ev.BaseChanged) and event.counterparty == ev.ZERO_ADDRESS:
-                    found = base_transfer(decoded, i, event)
-                    if found is None:
-                        continue  # the ERC-20 mirror of a Supply, Withdraw or absorb
-                    event = found
-                self._apply(log, event, batch.comet.get(log.address), block, out)
+                    # None: the ERC-20 mirror of a Supply, Withdraw or absorb
+                    applied = base_transfer(decoded, i, event)
+                if applied is not None:
+                    self._apply(log, applied, batch.comet.get(log.address), block, out)
         out.dead.sort(key=lambda dead: dead[0].log_index)  # in log order, as they came
         # An account first seen here had its every collateral read, not only what the block
         # moved (it may hold some from before the start block): a version for each of those.

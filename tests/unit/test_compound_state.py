@@ -545,7 +545,7 @@ def test_a_base_transfer_between_accounts_is_exact_at_its_block() -> None:
                 ["uint256"],
                 [300 * e6],
             ),
-        ],  # fmt: skip
+        ],
         CometReads(
             totals=totals(1_500 * e6, 0, ts(2)),
             users={
@@ -573,10 +573,15 @@ def test_a_supply_then_a_transfer_in_one_transaction_keeps_the_transfer() -> Non
     """Only the Transfer right after its Supply is a mirror: a transfer later in the same
     transaction (a bulker's multicall) is a change of its own."""
     e6 = 10**6
-    logs = base_supply(1, 0, BOB, 100 * e6) + [
-        comet_log(1, 2, "Transfer(address,address,uint256)",
-                  [indexed(BOB), indexed(ZERO)], ["uint256"], [40 * e6]),
-    ]  # fmt: skip
+    transfer = comet_log(
+        1,
+        2,
+        "Transfer(address,address,uint256)",
+        [indexed(BOB), indexed(ZERO)],
+        ["uint256"],
+        [40 * e6],
+    )
+    logs = [*base_supply(1, 0, BOB, 100 * e6), transfer]
     reads = CometReads(
         config=config(),
         totals=totals(60 * e6, 40 * e6, ts(1)),
