@@ -42,6 +42,10 @@ class CometReader:
         # when first seen (they may hold collateral from before the start block).
         self._seen: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
+        # Watch mode: only these accounts are read (None: every account the logs touch).
+        self.users: set[str] | None = None
+        self.requests = 0  # JSON-RPC batches sent, and the eth_calls in them (for the costs)
+        self.calls = 0
 
     def read(self, batches: list[BlockBatch]) -> None:
         """Fill `batch.comet` for every batch: every live block, and every backfill block with
@@ -75,12 +79,38 @@ class CometReader:
         calls = [("eth_call", [{"to": comet, "data": d}, block]) for d in datas]
         if not calls:
             return []
+        self.requests += 1
+        self.calls += len(calls)
         # A node out of reach raises (RpcTransportError): the source retries the whole range,
         # so a network fault never turns into a missing read.
         return self.rpc.batch_each(calls)
 
-    def _read_config(self, comet: str, batch: BlockBatch) -> CometConfig:
-        block = self._block(batch)
+    def seed(self, users: Iterable[str], block: int) -> dict[str, CometReads]:
+        """Watch mode: each comet's configuration, totals and prices at the end of `block`,
+        and these wallets' `userBasic` and every `userCollateral`, so their accounts are
+        exact from that block on without the comet's history. One batch per comet (two more
+        the first time, for the configuration). A comet not readable there is left out."""
+        wanted = sorted(set(users))
+        if self.users is None:
+            self.users = set()
+        self.users.update(wanted)
+        out: dict[str, CometReads] = {}
+        for comet in self.comets:
+            if comet not in self.configs:
+                try:
+                    self.configs[comet], _tokens = self._read_config(comet, hex(block))
+                except RpcTransportError:
+                    raise  # the source reads the whole seed again
+                except (RpcError, rd.DecodeError) as exc:
+                    log.warning("comet.seed_unreadable", comet=comet, block=block, error=str(exc))
+                    continue
+            reads = self._read_state(comet, hex(block), wanted, set(), set(wanted))
+            reads.config = self.configs[comet]
+            out[comet] = reads
+        return out
+
+    def _read_config(self, comet: str, block: object) -> tuple[CometConfig, list[str]]:
+        """The configuration, and its tokens (the base first) for their metadata."""
         first = self._calls(comet, [*rd.CONFIG_SELECTORS, rd.NUM_ASSETS], block)
         for result in first:
             if isinstance(result, RpcError):
@@ -93,9 +123,7 @@ class CometReader:
                 raise result
             assets.append(rd.decode_asset_info(result))
         config = rd.decode_config(comet, first[:-1], assets)
-        # Symbols for the wire format; the fold names the assets from the flow's token table.
-        batch.tokens.update(self._token_infos([config.base_token, *(a.asset for a in assets)]))
-        return config
+        return config, [config.base_token, *(a.asset for a in assets)]
 
     def _read_block(self, comet: str, batch: BlockBatch, logs: list[Any]) -> CometReads | None:
         reads = CometReads()
@@ -109,7 +137,10 @@ class CometReader:
         upgraded = any(isinstance(e, ev.Upgraded) for e in decoded)
         if comet not in self.configs or upgraded:
             try:
-                reads.config = self.configs[comet] = self._read_config(comet, batch)
+                reads.config, tokens = self._read_config(comet, block)
+                self.configs[comet] = reads.config
+                # Symbols for the wire format; the fold names the assets from the token table.
+                batch.tokens.update(self._token_infos(tokens))
             except RpcTransportError:
                 raise
             except (RpcError, rd.DecodeError) as exc:
@@ -120,15 +151,34 @@ class CometReader:
                 if comet not in self.configs:
                     return None
                 reads.errors.append(f"configuration: {exc}")
-        config = self.configs[comet]
         accounts, pairs = ev.touched(decoded)
         # The comet's own collateral (sold by buyCollateral) is reserves, not an account.
         accounts.discard(comet)
-        pairs = {(a, asset) for a, asset in pairs if a != comet}
-        for a in accounts:
-            if (comet, a) not in self._seen:
-                pairs |= {(a, info.asset) for info in config.assets}
-        users, collateral = sorted(accounts), sorted(pairs)
+        if self.users is not None:
+            accounts &= self.users
+        pairs = {(a, asset) for a, asset in pairs if a in accounts}
+        fresh = {a for a in accounts if (comet, a) not in self._seen}
+        combined = self._read_state(comet, block, sorted(accounts), pairs, fresh)
+        combined.config, combined.errors = reads.config, reads.errors + combined.errors
+        return combined
+
+    def _read_state(
+        self,
+        comet: str,
+        block: object,
+        users: Sequence[str],
+        pairs: set[tuple[str, str]],
+        fresh: set[str],
+    ) -> CometReads:
+        """One batch: `totalsBasic`, each user's `userBasic`, the (user, asset) collateral
+        `pairs` and every asset's for the `fresh` users (never read in full: they may hold
+        collateral from before), and `getPrice` of every feed."""
+        reads = CometReads()
+        config = self.configs[comet]
+        wanted = set(pairs)
+        for a in fresh:
+            wanted |= {(a, info.asset) for info in config.assets}
+        collateral = sorted(wanted)
         feeds = config.feeds()
         datas = [
             rd.TOTALS_BASIC,
@@ -166,7 +216,7 @@ class CometReader:
             log.warning(
                 "comet.reads_failed",
                 comet=comet,
-                block=batch.header.number,
+                block=block,
                 errors=reads.errors[:5],
             )
         return reads

@@ -294,6 +294,8 @@ class CometMarket:
     updated_block: dict[str, int] = field(default_factory=dict)
     comet_accounts: dict[str, set[str]] = field(default_factory=dict)
     unvalued: set[str] = field(default_factory=set)
+    # Watch mode: the wallets whose accounts are kept (None: every account the logs show).
+    users: set[str] | None = None
 
     def _account(self, comet: str, user: str) -> CometAccount:
         aid = comet_account_id(self.chain_id, comet, user)
@@ -306,39 +308,17 @@ class CometMarket:
         out = CometOutput()
         changed_comets: set[str] = set()
         repriced = False
+        seeds = batch.seeds.comet if batch.seeds is not None else {}
+        if batch.seeds is not None:
+            # Watch mode from its first seed on: other wallets' accounts are never opened.
+            self.users = (self.users or set()) | set(batch.seeds.wallets)
         # 1. What the reader read at the end of this block: configuration, totals, prices,
-        #    and the touched accounts' principal and collateral.
-        for comet, reads in sorted(batch.comet.items()):
+        #    and the touched accounts' principal and collateral (a seed's too: the same
+        #    end-of-block state).
+        for comet, reads in [*sorted(batch.comet.items()), *sorted(seeds.items())]:
             if comet not in self.comets:
                 continue
-            if reads.config is not None:
-                config = with_symbols(reads.config, tokens)
-                if self.configs.get(comet) != config:
-                    self.configs[comet] = config
-                    out.configs.append(config)
-                    changed_comets.add(comet)
-            if reads.totals is not None and self.totals.get(comet) != reads.totals:
-                self.totals[comet] = reads.totals
-                out.totals.append((comet, reads.totals))
-                changed_comets.add(comet)
-            known = self.prices.setdefault(comet, {})
-            for feed, price in sorted(reads.prices.items()):
-                if known.get(feed) != price:
-                    known[feed] = price
-                    out.prices.append((comet, feed, price))
-                    changed_comets.add(comet)
-                    repriced = True
-            for user, basic in reads.users.items():
-                account = self._account(comet, user)
-                self.accounts[account.account_id] = replace(
-                    account, principal=basic.principal, assets_in=basic.assets_in
-                )
-            for (user, asset), balance in reads.collateral.items():
-                account = self._account(comet, user)
-                held = {a: b for a, b in account.collateral.items() if a != asset}
-                if balance:
-                    held[asset] = balance
-                self.accounts[account.account_id] = replace(account, collateral=held)
+            repriced |= self._take(comet, reads, tokens, out, changed_comets)
         # 2. The logs: why each account changed (one version per event).
         decoded: list[tuple[RawLog, list[ev.Event]]] = []
         for log in batch.logs:
@@ -376,6 +356,9 @@ class CometMarket:
                         event="collateral_read", amount=0, counterparty="",
                     )
                 )  # fmt: skip
+        # Seeded accounts: a version each, valued at this block like any changed account.
+        for comet, reads in sorted(seeds.items()):
+            self._seeded(comet, reads, block, out)
         # 3. Valuation at checkpoints, accrued to the block's own time.
         for comet in changed_comets:
             self.unvalued |= self.comet_accounts.get(comet, set())
@@ -384,6 +367,66 @@ class CometMarket:
         if batch.checkpoint or repriced:
             self._value(block, out)
         return out
+
+    def _take(
+        self,
+        comet: str,
+        reads: CometReads,
+        tokens: Mapping[str, TokenInfo],
+        out: CometOutput,
+        changed_comets: set[str],
+    ) -> bool:
+        """Apply one comet's end-of-block reads; True if a price moved."""
+        repriced = False
+        if reads.config is not None:
+            config = with_symbols(reads.config, tokens)
+            if self.configs.get(comet) != config:
+                self.configs[comet] = config
+                out.configs.append(config)
+                changed_comets.add(comet)
+        if reads.totals is not None and self.totals.get(comet) != reads.totals:
+            self.totals[comet] = reads.totals
+            out.totals.append((comet, reads.totals))
+            changed_comets.add(comet)
+        known = self.prices.setdefault(comet, {})
+        for feed, price in sorted(reads.prices.items()):
+            if known.get(feed) != price:
+                known[feed] = price
+                out.prices.append((comet, feed, price))
+                changed_comets.add(comet)
+                repriced = True
+        for user, basic in reads.users.items():
+            account = self._account(comet, user)
+            self.accounts[account.account_id] = replace(
+                account, principal=basic.principal, assets_in=basic.assets_in
+            )
+        for (user, asset), balance in reads.collateral.items():
+            account = self._account(comet, user)
+            held = {a: b for a, b in account.collateral.items() if a != asset}
+            if balance:
+                held[asset] = balance
+            self.accounts[account.account_id] = replace(account, collateral=held)
+        return repriced
+
+    def _seeded(self, comet: str, reads: CometReads, block: BlockRef, out: CometOutput) -> None:
+        """Watch mode: a wallet's account as the comet holds it at the seed block (versions
+        with event "seed"), exact from here on like any account the logs touched."""
+        if comet not in self.comets:
+            return
+        for user in sorted(reads.users):
+            account = self._account(comet, user)
+            aid = account.account_id
+            if not account.is_open or any(v.account.account_id == aid for v in out.versions):
+                continue  # nothing to show yet, or this block's own events versioned it
+            self.updated_block[aid] = block.number
+            self.comet_accounts.setdefault(comet, set()).add(aid)
+            self.unvalued.add(aid)
+            # One version for the base, one per collateral held (each asset's latest version
+            # carries its balance), at log index 0: no event of the block is theirs.
+            for asset in ["", *sorted(a for a, b in account.collateral.items() if b)]:
+                out.versions.append(
+                    CometAccountVersion(account, asset, block, 0, "", "seed", 0, "")
+                )
 
     def _apply(
         self,
@@ -468,9 +511,10 @@ class CometMarket:
                 event.amount,
                 event.counterparty,
             )
-        if user == comet:
+        if user == comet or (self.users is not None and user not in self.users):
             # The protocol's own collateral (absorbed, then sold: some builds' buyCollateral
-            # emits WithdrawCollateral from the comet itself) is reserves, not an account.
+            # emits WithdrawCollateral from the comet itself) is reserves, not an account;
+            # in watch mode only the watched wallets' accounts are kept.
             return
         if reads is None:
             out.dead.append((log, "the comet answered no reads at this block (not a comet?)"))
