@@ -27,6 +27,19 @@ from schemas.errors import RpcError, RpcTransportError
 log = structlog.get_logger("defimon.comet")
 
 
+def silent_accrual(before: int, accrued: int, timestamp: int, events: Sequence[ev.Event]) -> bool:
+    """True if the comet accrued (lastAccrualTime moved) where no event of this block says
+    which base balances changed: at an earlier block the flow did not read (no comet log),
+    or at this one without a base event (Supply, Withdraw, base Transfer, AbsorbDebt).
+    Collateral moves and collateral sales do not accrue."""
+    if accrued == before:
+        return False
+    explained = accrued == timestamp and any(
+        isinstance(e, ev.BaseChanged | ev.AbsorbDebt) for e in events
+    )
+    return not explained
+
+
 class CometReader:
     def __init__(
         self,
@@ -46,6 +59,7 @@ class CometReader:
         self.users: set[str] | None = None
         self.requests = 0  # JSON-RPC batches sent, and the eth_calls in them (for the costs)
         self.calls = 0
+        self._last_accrual: dict[str, int] = {}  # comet -> lastAccrualTime last read
 
     def read(self, batches: list[BlockBatch]) -> None:
         """Fill `batch.comet` for every batch: every live block, and every backfill block with
@@ -160,7 +174,33 @@ class CometReader:
         fresh = {a for a in accounts if (comet, a) not in self._seen}
         combined = self._read_state(comet, block, sorted(accounts), pairs, fresh)
         combined.config, combined.errors = reads.config, reads.errors + combined.errors
+        if combined.totals is not None:
+            accrued = combined.totals.last_accrual_time
+            before = self._last_accrual.get(comet)
+            self._last_accrual[comet] = accrued
+            if before is not None and silent_accrual(
+                before, accrued, batch.header.timestamp, decoded
+            ):
+                self._read_every_account(comet, block, combined)
         return combined
+
+    def _read_every_account(self, comet: str, block: object, reads: CometReads) -> None:
+        """The comet accrued without an event that says whose base balance moved: a base
+        `transfer` that only moved borrows (src borrows more, dst repays) emits nothing at
+        all. Read every known account's userBasic again (one more batch, only then)."""
+        known = sorted(
+            a
+            for c, a in self._seen
+            if c == comet and a not in reads.users and (self.users is None or a in self.users)
+        )
+        results = self._calls(comet, [rd.user_basic_data(a) for a in known], block)
+        for a, result in zip(known, results, strict=True):
+            try:
+                if isinstance(result, RpcError):
+                    raise result
+                reads.users[a] = rd.decode_user_basic(result)
+            except (RpcError, rd.DecodeError) as exc:
+                reads.errors.append(f"userBasic({a}): {exc}")
 
     def _read_state(
         self,

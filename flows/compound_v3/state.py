@@ -296,6 +296,7 @@ class CometMarket:
     unvalued: set[str] = field(default_factory=set)
     # Watch mode: the wallets whose accounts are kept (None: every account the logs show).
     users: set[str] | None = None
+    _moved: set[str] = field(default_factory=set)  # known accounts the block's reads changed
 
     def _account(self, comet: str, user: str) -> CometAccount:
         aid = comet_account_id(self.chain_id, comet, user)
@@ -356,6 +357,19 @@ class CometMarket:
                         event="collateral_read", amount=0, counterparty="",
                     )
                 )  # fmt: skip
+        # Known accounts that changed with no event of theirs: a base transfer that moved only
+        # borrows emits nothing (the reader re-read every account when the comet accrued
+        # without an event that explains it).
+        versioned = {v.account.account_id for v in out.versions}
+        for aid in sorted(self._moved - versioned):
+            account = self.accounts[aid]
+            self.updated_block[aid] = block.number
+            self.comet_accounts.setdefault(account.comet, set()).add(aid)
+            self.unvalued.add(aid)
+            out.versions.append(
+                CometAccountVersion(account, "", block, 0, "", "unlogged_transfer", 0, "")
+            )
+        self._moved = set()
         # Seeded accounts: a version each, valued at this block like any changed account.
         for comet, reads in sorted(seeds.items()):
             self._seeded(comet, reads, block, out)
@@ -397,6 +411,10 @@ class CometMarket:
                 repriced = True
         for user, basic in reads.users.items():
             account = self._account(comet, user)
+            if account.account_id in self.accounts and (
+                account.principal != basic.principal or account.assets_in != basic.assets_in
+            ):
+                self._moved.add(account.account_id)
             self.accounts[account.account_id] = replace(
                 account, principal=basic.principal, assets_in=basic.assets_in
             )

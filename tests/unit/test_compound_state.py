@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from eth_abi import encode
 from eth_utils import keccak
 
+from flows.compound_v3 import events as ev
 from flows.compound_v3 import math as cm
+from flows.compound_v3.reader import silent_accrual
 from flows.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
 from flows.rows import COLUMNS, market_rows
 from flows.uniswap_v3.state import MarketState, market_step
@@ -605,3 +607,46 @@ def test_a_price_drop_in_a_quiet_block_flips_is_liquidatable_at_that_block() -> 
     [update] = outs[2].updates
     assert update.block.number == 3 and update.account.user == ALICE
     assert update.value.is_liquidatable is True
+
+
+def test_a_transfer_that_moves_only_borrows_is_caught_from_the_accrual() -> None:
+    """Borrower to borrower, `transfer` emits nothing; only the comet's lastAccrualTime moves.
+    The reader then re-reads every known account (`silent_accrual`), and the fold versions
+    the accounts whose principal changed without an event."""
+    s = worked_example()
+    e6, debt = 10**6, 15_000 * 10**6
+    carol = CometReads(
+        totals=totals(0, 2 * debt, ts(3)),
+        users={CAROL: CometUserBasic(-debt, 0, 0, 0b1)},
+        collateral={(CAROL, WETH): 10 * E18},
+        prices=prices(2_000 * USD),
+    )
+    open_carol = comet_log(
+        3, 0, "Withdraw(address,address,uint256)", [indexed(CAROL), indexed(CAROL)],
+        ["uint256"], [debt],
+    )  # fmt: skip
+    quiet = CometReads(
+        totals=totals(0, 2 * debt, ts(4)),  # accrued at block 4, no event
+        users={
+            ALICE: CometUserBasic(-debt - 1_000 * e6, 0, 0, 0b1),
+            CAROL: CometUserBasic(-debt + 1_000 * e6, 0, 0, 0b1),
+        },
+        prices=prices(2_000 * USD),
+    )
+    _market, outs = run([*s.batches[:2], batch(3, [open_carol], carol), batch(4, [], quiet)])
+    assert [(v.event, v.account.user) for v in outs[3].versions] == [
+        ("unlogged_transfer", ALICE),
+        ("unlogged_transfer", CAROL),
+    ]
+    borrowed = {u.account.user: u.value.borrowed for u in outs[3].updates}
+    assert borrowed == {ALICE: debt + 1_000 * e6, CAROL: debt - 1_000 * e6}
+
+
+def test_silent_accrual_is_an_accrual_no_base_event_of_the_block_explains() -> None:
+    supply = ev.BaseChanged("supply", ALICE, ALICE, 5)
+    collateral = ev.CollateralChanged("supply_collateral", ALICE, ALICE, WETH, 5)
+    assert not silent_accrual(100, 100, 112, [])  # no accrual
+    assert not silent_accrual(100, 112, 112, [supply])  # this block's Supply accrued
+    assert silent_accrual(100, 112, 112, [])  # accrued here, no event
+    assert silent_accrual(100, 112, 112, [collateral])  # collateral moves do not accrue
+    assert silent_accrual(100, 106, 112, [supply])  # accrued at a block never read
