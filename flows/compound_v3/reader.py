@@ -142,12 +142,22 @@ class CometReader:
     def _read_block(self, comet: str, batch: BlockBatch, logs: list[Any]) -> CometReads | None:
         reads = CometReads()
         block = self._block(batch)
-        decoded: list[ev.Event] = []
+        by_log: list[tuple[Any, list[ev.Event]]] = []
         for lg in logs:
             try:
-                decoded += ev.decode(lg) or []
+                by_log.append((lg, ev.decode(lg) or []))
             except ev.DecodeError:
                 continue  # the fold dead-letters it with the reason
+        decoded = [e for _lg, events in by_log for e in events]
+        # A base transfer leg whose other side emitted nothing (src only borrowed more, or
+        # dst only repaid): that account changed silently, whoever it is.
+        half_transfer = any(
+            (leg := ev.base_transfer(by_log, i, e)) is not None
+            and leg.counterparty == ev.ZERO_ADDRESS
+            for i, (_lg, events) in enumerate(by_log)
+            for e in events
+            if isinstance(e, ev.BaseChanged) and e.counterparty == ev.ZERO_ADDRESS
+        )
         upgraded = any(isinstance(e, ev.Upgraded) for e in decoded)
         if comet not in self.configs or upgraded:
             try:
@@ -178,8 +188,9 @@ class CometReader:
             accrued = combined.totals.last_accrual_time
             before = self._last_accrual.get(comet)
             self._last_accrual[comet] = accrued
-            if before is not None and silent_accrual(
-                before, accrued, batch.header.timestamp, decoded
+            if half_transfer or (
+                before is not None
+                and silent_accrual(before, accrued, batch.header.timestamp, decoded)
             ):
                 self._read_every_account(comet, block, combined)
         return combined
