@@ -592,6 +592,9 @@ def main() -> None:
     artifacts = json.loads(Path(opts.artifacts).read_text())
     with Anvil(accounts=opts.users + 2).start() as anvil, RpcClient(anvil.rpc_url) as rpc:
         accounts = [a.lower() for a in rpc.call("eth_accounts")]
+        # Blocks 12 s apart, as on Ethereum: anvil's automine otherwise gives blocks of the
+        # same second the same timestamp, and Comet accrues only when time moved.
+        rpc.call("anvil_setBlockTimestampInterval", [12])
         lab = Lab(rpc, accounts, artifacts)
         t0 = time.monotonic()
         lab.setup()
