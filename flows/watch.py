@@ -9,7 +9,9 @@ A wallet the flow never indexed is shown from one block B on, without the chain'
   growth, protocol fees, spacing, every initialized tick found from the `tickBitmap` words)
   and the manager's `pool.positions(key)` for the NFTs' ranges, so the pool replica replays
   swaps exactly from B+1 on; Aave's reserves (data, configuration, oracle source and answer,
-  eMode categories) and the wallet's scaled balances, stable debt, collateral flags and eMode.
+  eMode categories) and the wallet's scaled balances, stable debt, collateral flags and eMode;
+  each comet's configuration, `totalsBasic` and prices, and the wallet's `userBasic` and every
+  `userCollateral` (from then on the comet reader reads only watched wallets' accounts).
 
 All of it rides on block B's batch (`BlockBatch.seeds`). From B+1 on the source follows the
 contracts the wallet needs (its pools, the position manager, the Aave pool, configurator,
@@ -24,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
@@ -41,6 +43,7 @@ from flows.uniswap_v3 import events as uni
 from flows.uniswap_v3.math import MAX_TICK, MIN_TICK
 from flows.uniswap_v3.state import position_id
 from schemas.chain import RawLog, TokenInfo
+from schemas.comet import CometReads
 from schemas.errors import RangeTooLarge, RpcError
 from schemas.lending import (
     AaveAccount,
@@ -215,9 +218,13 @@ class WatchReader:
         started, before = time.monotonic(), (self.cost.requests, self.cost.calls)
         positions, pools = self._uniswap(fresh, block) if fresh else ((), ())
         aave = self._aave(fresh, block) if fresh and self.config.aave_v3 is not None else None
+        comet = self._comet(fresh, block)
         tokens = {t for p in pools for t in (p.token0, p.token1)}
         if aave is not None:
             tokens |= {r.asset for r in aave.reserves}
+        for reads in comet.values():
+            if reads.config is not None:
+                tokens |= {reads.config.base_token, *(a.asset for a in reads.config.assets)}
         infos = self._token_infos(tokens)
         # Follow the new contracts from the next block read on; track the wallets' ERC-20s.
         self.reader.children.update(p.pool for p in pools if p.full)
@@ -241,7 +248,18 @@ class WatchReader:
             calls=self.cost.calls - before[1],
             seconds=round(time.monotonic() - started, 3),
         )
-        return WatchSeed(tuple(fresh), infos, pools, positions, aave)
+        return WatchSeed(tuple(fresh), infos, pools, positions, aave, comet)
+
+    def _comet(self, wallets: list[str], block: int) -> dict[str, CometReads]:
+        """The comets' state and the wallets' accounts at `block` (flows/compound_v3/reader)."""
+        comet = self.reader.comet
+        if not wallets or comet is None:
+            return {}
+        before = (comet.requests, comet.calls)
+        found = comet.seed(wallets, block)
+        self.cost.requests += comet.requests - before[0]
+        self.cost.calls += comet.calls - before[1]
+        return found
 
     def _count(self, calls_before: int) -> None:
         chain = str(self.chain_id)
@@ -600,7 +618,28 @@ def merge_seeds(first: WatchSeed | None, second: WatchSeed | None) -> WatchSeed 
         first.pools + second.pools,
         first.positions + second.positions,
         first.aave,
+        _merge_comet(first.comet, second.comet),
     )
+
+
+def _merge_comet(
+    first: dict[str, CometReads], second: dict[str, CometReads]
+) -> dict[str, CometReads]:
+    """Comet reads of two seeds at one block: the comet's state is the same; the accounts add."""
+    merged = dict(first)
+    for comet, reads in second.items():
+        known = merged.get(comet)
+        merged[comet] = (
+            reads
+            if known is None
+            else replace(
+                known,
+                users={**known.users, **reads.users},
+                collateral={**known.collateral, **reads.collateral},
+                errors=known.errors + reads.errors,
+            )
+        )
+    return merged
 
 
 class WatchRequests:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas.chain import TokenInfo
+from schemas.comet import CometReads
 from schemas.lending import AaveAccount, EModeInfo, OraclePrice, ReserveInfo, ReserveRates
 from schemas.positions import UniswapPosition
 
@@ -83,3 +84,6 @@ class WatchSeed:
     # deposits, withdrawals and collects summed from the NFT's own logs (topic-filtered).
     positions: tuple[UniswapPosition, ...] = ()
     aave: AaveSeed | None = None
+    # comet -> its configuration, totals and prices, and the wallets' userBasic and every
+    # userCollateral, read at the seed block (Compound V3)
+    comet: dict[str, CometReads] = field(default_factory=dict)

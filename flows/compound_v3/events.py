@@ -165,6 +165,53 @@ def decode(log: RawLog) -> list[Event] | None:
     raise DecodeError(f"unknown topic {t0} for a comet")
 
 
+def _adjacent(decoded: list[tuple[RawLog, list[Event]]], i: int, j: int) -> list[Event]:
+    """The events of comet log j if it directly neighbours log i in the same transaction."""
+    if not 0 <= j < len(decoded):
+        return []
+    log, other = decoded[i][0], decoded[j][0]
+    if other.tx_hash != log.tx_hash or abs(other.log_index - log.log_index) != 1:
+        return []
+    return decoded[j][1]
+
+
+def base_transfer(
+    decoded: list[tuple[RawLog, list[Event]]], i: int, event: BaseChanged
+) -> BaseChanged | None:
+    """A base `Transfer` with the zero address on one side (log i of the block's comet logs):
+    None if it is the ERC-20 mirror of the Supply, Withdraw or AbsorbDebt just before it
+    (Comet emits the mirror right after its event), else the leg of a base transfer between
+    accounts, with the other account as counterparty when the comet emitted both legs.
+
+    `transferBase` emits only `Transfer(src, 0)` (if src's supply shrank) and
+    `Transfer(0, dst)` (if dst's supply grew), adjacent, and no Supply or Withdraw: these
+    change balances as surely as a Supply does (the reader reads both accounts' userBasic).
+    A transfer that only moves borrows (src borrows more, dst repays) emits nothing at all.
+    """
+    for before in _adjacent(decoded, i, i - 1):
+        if (
+            isinstance(before, BaseChanged)
+            and before.account == event.account
+            and (before.kind, event.kind)
+            in {("supply", "transfer_in"), ("withdraw", "transfer_out")}
+        ) or (
+            isinstance(before, AbsorbDebt)
+            and before.borrower == event.account
+            and event.kind == "transfer_in"
+        ):
+            return None
+    # The other leg: Transfer(src, 0) is followed by Transfer(0, dst) of the same transfer.
+    other = _adjacent(decoded, i, i + 1 if event.kind == "transfer_out" else i - 1)
+    want = "transfer_in" if event.kind == "transfer_out" else "transfer_out"
+    for leg in other:
+        if isinstance(leg, BaseChanged) and leg.kind == want and leg.counterparty == ZERO_ADDRESS:
+            # Transfer(src, 0) right after a Withdraw is that Withdraw's mirror, not a leg.
+            if want == "transfer_out" and base_transfer(decoded, i - 1, leg) is None:
+                break
+            return event._replace(counterparty=leg.account)
+    return event
+
+
 def touched(events: list[Event]) -> tuple[set[str], set[tuple[str, str]]]:
     """Accounts whose `userBasic` and (account, asset) pairs whose `userCollateral` changed."""
     accounts: set[str] = set()

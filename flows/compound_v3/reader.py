@@ -2,10 +2,11 @@
 
 Comet emits no event when interest accrues, and its base amounts are present values, so the
 principal an event leaves depends on the index at that instant. Rather than re-deriving it, the
-reader asks the comet, at the end of each block where it emitted logs (and at checkpoint
-blocks): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
-block touched, and `getPrice(feed)` for every feed it uses. Its configuration is read when it is
-first seen and again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
+reader asks the comet, at the end of each block the flow sees (every live block; in backfill,
+each block with any watched log, feed updates included, and each range end): `totalsBasic()`,
+`userBasic(account)` and `userCollateral(account, asset)` for what the block touched, and
+`getPrice(feed)` for every feed it uses. Its configuration is read when it is first seen and
+again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
 pure fold (flows/compound_v3/state.py) turns them into account versions and values.
 """
 
@@ -26,6 +27,19 @@ from schemas.errors import RpcError, RpcTransportError
 log = structlog.get_logger("defimon.comet")
 
 
+def silent_accrual(before: int, accrued: int, timestamp: int, events: Sequence[ev.Event]) -> bool:
+    """True if the comet accrued (lastAccrualTime moved) where no event of this block says
+    which base balances changed: at an earlier block the flow did not read (no comet log),
+    or at this one without a base event (Supply, Withdraw, base Transfer, AbsorbDebt).
+    Collateral moves and collateral sales do not accrue."""
+    if accrued == before:
+        return False
+    explained = accrued == timestamp and any(
+        isinstance(e, ev.BaseChanged | ev.AbsorbDebt) for e in events
+    )
+    return not explained
+
+
 class CometReader:
     def __init__(
         self,
@@ -41,9 +55,21 @@ class CometReader:
         # when first seen (they may hold collateral from before the start block).
         self._seen: set[tuple[str, str]] = set()
         self._warned: set[str] = set()
+        # Watch mode: only these accounts are read (None: every account the logs touch).
+        self.users: set[str] | None = None
+        self.requests = 0  # JSON-RPC batches sent, and the eth_calls in them (for the costs)
+        self.calls = 0
+        self._last_accrual: dict[str, int] = {}  # comet -> lastAccrualTime last read
 
     def read(self, batches: list[BlockBatch]) -> None:
-        """Fill `batch.comet` for every batch with comet logs or at a checkpoint."""
+        """Fill `batch.comet` for every batch: every live block, and every backfill block with
+        a watched log (a feed's update, say) or at a range's end.
+
+        Prices are read at every one of them, not only where the comet emitted logs: a price
+        moves without a comet event (`getPrice` reads the feed), and an account becomes
+        absorbable in that block. The cost is one JSON-RPC batch per block and comet:
+        `totalsBasic` + one `getPrice` per distinct feed (+ the accounts the block touched).
+        """
         for batch in batches:
             by_comet: dict[str, list[Any]] = {}
             for lg in batch.logs:
@@ -51,7 +77,9 @@ class CometReader:
                     by_comet.setdefault(lg.address, []).append(lg)
             for comet in self.comets:
                 logs = by_comet.get(comet, [])
-                if logs or batch.checkpoint:
+                # A comet not readable yet (not deployed) is tried again only where it
+                # emitted logs or at a checkpoint, not at every watched block.
+                if logs or batch.checkpoint or comet in self.configs:
                     reads = self._read_block(comet, batch, logs)
                     if reads is not None:
                         batch.comet[comet] = reads
@@ -65,12 +93,38 @@ class CometReader:
         calls = [("eth_call", [{"to": comet, "data": d}, block]) for d in datas]
         if not calls:
             return []
+        self.requests += 1
+        self.calls += len(calls)
         # A node out of reach raises (RpcTransportError): the source retries the whole range,
         # so a network fault never turns into a missing read.
         return self.rpc.batch_each(calls)
 
-    def _read_config(self, comet: str, batch: BlockBatch) -> CometConfig:
-        block = self._block(batch)
+    def seed(self, users: Iterable[str], block: int) -> dict[str, CometReads]:
+        """Watch mode: each comet's configuration, totals and prices at the end of `block`,
+        and these wallets' `userBasic` and every `userCollateral`, so their accounts are
+        exact from that block on without the comet's history. One batch per comet (two more
+        the first time, for the configuration). A comet not readable there is left out."""
+        wanted = sorted(set(users))
+        if self.users is None:
+            self.users = set()
+        self.users.update(wanted)
+        out: dict[str, CometReads] = {}
+        for comet in self.comets:
+            if comet not in self.configs:
+                try:
+                    self.configs[comet], _tokens = self._read_config(comet, hex(block))
+                except RpcTransportError:
+                    raise  # the source reads the whole seed again
+                except (RpcError, rd.DecodeError) as exc:
+                    log.warning("comet.seed_unreadable", comet=comet, block=block, error=str(exc))
+                    continue
+            reads = self._read_state(comet, hex(block), wanted, set(), set(wanted))
+            reads.config = self.configs[comet]
+            out[comet] = reads
+        return out
+
+    def _read_config(self, comet: str, block: object) -> tuple[CometConfig, list[str]]:
+        """The configuration, and its tokens (the base first) for their metadata."""
         first = self._calls(comet, [*rd.CONFIG_SELECTORS, rd.NUM_ASSETS], block)
         for result in first:
             if isinstance(result, RpcError):
@@ -83,23 +137,34 @@ class CometReader:
                 raise result
             assets.append(rd.decode_asset_info(result))
         config = rd.decode_config(comet, first[:-1], assets)
-        # Symbols for the wire format; the fold names the assets from the flow's token table.
-        batch.tokens.update(self._token_infos([config.base_token, *(a.asset for a in assets)]))
-        return config
+        return config, [config.base_token, *(a.asset for a in assets)]
 
     def _read_block(self, comet: str, batch: BlockBatch, logs: list[Any]) -> CometReads | None:
         reads = CometReads()
         block = self._block(batch)
-        decoded: list[ev.Event] = []
+        by_log: list[tuple[Any, list[ev.Event]]] = []
         for lg in logs:
             try:
-                decoded += ev.decode(lg) or []
+                by_log.append((lg, ev.decode(lg) or []))
             except ev.DecodeError:
                 continue  # the fold dead-letters it with the reason
+        decoded = [e for _lg, events in by_log for e in events]
+        # A base transfer leg whose other side emitted nothing (src only borrowed more, or
+        # dst only repaid): that account changed silently, whoever it is.
+        half_transfer = any(
+            (leg := ev.base_transfer(by_log, i, e)) is not None
+            and leg.counterparty == ev.ZERO_ADDRESS
+            for i, (_lg, events) in enumerate(by_log)
+            for e in events
+            if isinstance(e, ev.BaseChanged) and e.counterparty == ev.ZERO_ADDRESS
+        )
         upgraded = any(isinstance(e, ev.Upgraded) for e in decoded)
         if comet not in self.configs or upgraded:
             try:
-                reads.config = self.configs[comet] = self._read_config(comet, batch)
+                reads.config, tokens = self._read_config(comet, block)
+                self.configs[comet] = reads.config
+                # Symbols for the wire format; the fold names the assets from the token table.
+                batch.tokens.update(self._token_infos(tokens))
             except RpcTransportError:
                 raise
             except (RpcError, rd.DecodeError) as exc:
@@ -110,15 +175,61 @@ class CometReader:
                 if comet not in self.configs:
                     return None
                 reads.errors.append(f"configuration: {exc}")
-        config = self.configs[comet]
         accounts, pairs = ev.touched(decoded)
         # The comet's own collateral (sold by buyCollateral) is reserves, not an account.
         accounts.discard(comet)
-        pairs = {(a, asset) for a, asset in pairs if a != comet}
-        for a in accounts:
-            if (comet, a) not in self._seen:
-                pairs |= {(a, info.asset) for info in config.assets}
-        users, collateral = sorted(accounts), sorted(pairs)
+        if self.users is not None:
+            accounts &= self.users
+        pairs = {(a, asset) for a, asset in pairs if a in accounts}
+        fresh = {a for a in accounts if (comet, a) not in self._seen}
+        combined = self._read_state(comet, block, sorted(accounts), pairs, fresh)
+        combined.config, combined.errors = reads.config, reads.errors + combined.errors
+        if combined.totals is not None:
+            accrued = combined.totals.last_accrual_time
+            before = self._last_accrual.get(comet)
+            self._last_accrual[comet] = accrued
+            if half_transfer or (
+                before is not None
+                and silent_accrual(before, accrued, batch.header.timestamp, decoded)
+            ):
+                self._read_every_account(comet, block, combined)
+        return combined
+
+    def _read_every_account(self, comet: str, block: object, reads: CometReads) -> None:
+        """The comet accrued without an event that says whose base balance moved: a base
+        `transfer` that only moved borrows (src borrows more, dst repays) emits nothing at
+        all. Read every known account's userBasic again (one more batch, only then)."""
+        known = sorted(
+            a
+            for c, a in self._seen
+            if c == comet and a not in reads.users and (self.users is None or a in self.users)
+        )
+        results = self._calls(comet, [rd.user_basic_data(a) for a in known], block)
+        for a, result in zip(known, results, strict=True):
+            try:
+                if isinstance(result, RpcError):
+                    raise result
+                reads.users[a] = rd.decode_user_basic(result)
+            except (RpcError, rd.DecodeError) as exc:
+                reads.errors.append(f"userBasic({a}): {exc}")
+
+    def _read_state(
+        self,
+        comet: str,
+        block: object,
+        users: Sequence[str],
+        pairs: set[tuple[str, str]],
+        fresh: set[str],
+    ) -> CometReads:
+        """One batch: `totalsBasic`, each user's `userBasic`, the (user, asset) collateral
+        `pairs` and every asset's for the `fresh` users (never read in full: they may hold
+        collateral from before), and `getPrice` of every feed."""
+        reads = CometReads()
+        config = self.configs[comet]
+        wanted = set(pairs)
+        for a in fresh:
+            wanted |= {(a, info.asset) for info in config.assets}
+        collateral = sorted(wanted)
         feeds = config.feeds()
         datas = [
             rd.TOTALS_BASIC,
@@ -156,7 +267,7 @@ class CometReader:
             log.warning(
                 "comet.reads_failed",
                 comet=comet,
-                block=batch.header.number,
+                block=block,
                 errors=reads.errors[:5],
             )
         return reads

@@ -243,6 +243,9 @@ class CometMarket:
     updated_block: dict[str, int] = field(default_factory=dict)
     comet_accounts: dict[str, set[str]] = field(default_factory=dict)
     unvalued: set[str] = field(default_factory=set)
+    # Watch mode: the wallets whose accounts are kept (None: every account the logs show).
+    users: set[str] | None = None
+    _moved: set[str] = field(default_factory=set)  # known accounts the block's reads changed
 
     def _account(self, comet: str, user: str) -> CometAccount:
         aid = comet_account_id(self.chain_id, comet, user)
@@ -254,49 +257,36 @@ class CometMarket:
     ) -> CometOutput:
         out = CometOutput()
         changed_comets: set[str] = set()
+        repriced = False
+        seeds = batch.seeds.comet if batch.seeds is not None else {}
+        if batch.seeds is not None:
+            # Watch mode from its first seed on: other wallets' accounts are never opened.
+            self.users = (self.users or set()) | set(batch.seeds.wallets)
         # 1. What the reader read at the end of this block: configuration, totals, prices,
-        #    and the touched accounts' principal and collateral.
-        for comet, reads in sorted(batch.comet.items()):
+        #    and the touched accounts' principal and collateral (a seed's too: the same
+        #    end-of-block state).
+        for comet, reads in [*sorted(batch.comet.items()), *sorted(seeds.items())]:
             if comet not in self.comets:
                 continue
-            if reads.config is not None:
-                config = with_symbols(reads.config, tokens)
-                if self.configs.get(comet) != config:
-                    self.configs[comet] = config
-                    out.configs.append(config)
-                    changed_comets.add(comet)
-            if reads.totals is not None and self.totals.get(comet) != reads.totals:
-                self.totals[comet] = reads.totals
-                out.totals.append((comet, reads.totals))
-                changed_comets.add(comet)
-            known = self.prices.setdefault(comet, {})
-            for feed, price in sorted(reads.prices.items()):
-                if known.get(feed) != price:
-                    known[feed] = price
-                    out.prices.append((comet, feed, price))
-                    changed_comets.add(comet)
-            for user, basic in reads.users.items():
-                account = self._account(comet, user)
-                self.accounts[account.account_id] = replace(
-                    account, principal=basic.principal, assets_in=basic.assets_in
-                )
-            for (user, asset), balance in reads.collateral.items():
-                account = self._account(comet, user)
-                held = {a: b for a, b in account.collateral.items() if a != asset}
-                if balance:
-                    held[asset] = balance
-                self.accounts[account.account_id] = replace(account, collateral=held)
+            repriced |= self._take(comet, reads, tokens, out, changed_comets)
         # 2. The logs: why each account changed (one version per event).
+        decoded: list[tuple[RawLog, list[ev.Event]]] = []
         for log in batch.logs:
             if log.address not in self.comets:
                 continue
             try:
-                decoded = ev.decode(log)
+                decoded.append((log, ev.decode(log) or []))
             except ev.DecodeError as exc:
                 out.dead.append((log, str(exc)))
-                continue
-            for event in decoded or ():
-                self._apply(log, event, batch.comet.get(log.address), block, out)
+        for i, (log, events) in enumerate(decoded):
+            for event in events:
+                applied: ev.Event | None = event
+                if isinstance(event, ev.BaseChanged) and event.counterparty == ev.ZERO_ADDRESS:
+                    # None: the ERC-20 mirror of a Supply, Withdraw or absorb
+                    applied = ev.base_transfer(decoded, i, event)
+                if applied is not None:
+                    self._apply(log, applied, batch.comet.get(log.address), block, out)
+        out.dead.sort(key=lambda dead: dead[0].log_index)  # in log order, as they came
         # An account first seen here had its every collateral read, not only what the block
         # moved (it may hold some from before the start block): a version for each of those.
         first: dict[str, CometAccountVersion] = {}
@@ -316,12 +306,94 @@ class CometMarket:
                         event="collateral_read", amount=0, counterparty="",
                     )
                 )  # fmt: skip
+        # Known accounts that changed with no event of theirs: a base transfer that moved only
+        # borrows emits nothing (the reader re-read every account when the comet accrued
+        # without an event that explains it).
+        versioned = {v.account.account_id for v in out.versions}
+        for aid in sorted(self._moved - versioned):
+            account = self.accounts[aid]
+            self.updated_block[aid] = block.number
+            self.comet_accounts.setdefault(account.comet, set()).add(aid)
+            self.unvalued.add(aid)
+            out.versions.append(
+                CometAccountVersion(account, "", block, 0, "", "unlogged_transfer", 0, "")
+            )
+        self._moved = set()
+        # Seeded accounts: a version each, valued at this block like any changed account.
+        for comet, reads in sorted(seeds.items()):
+            self._seeded(comet, reads, block, out)
         # 3. Valuation at checkpoints, accrued to the block's own time.
         for comet in changed_comets:
             self.unvalued |= self.comet_accounts.get(comet, set())
-        if batch.checkpoint:
+        # A price move values the accounts at its own block, checkpoint or not: it can make
+        # an account absorbable in a block where the comet emitted nothing.
+        if batch.checkpoint or repriced:
             self._value(block, out)
         return out
+
+    def _take(
+        self,
+        comet: str,
+        reads: CometReads,
+        tokens: Mapping[str, TokenInfo],
+        out: CometOutput,
+        changed_comets: set[str],
+    ) -> bool:
+        """Apply one comet's end-of-block reads; True if a price moved."""
+        repriced = False
+        if reads.config is not None:
+            config = with_symbols(reads.config, tokens)
+            if self.configs.get(comet) != config:
+                self.configs[comet] = config
+                out.configs.append(config)
+                changed_comets.add(comet)
+        if reads.totals is not None and self.totals.get(comet) != reads.totals:
+            self.totals[comet] = reads.totals
+            out.totals.append((comet, reads.totals))
+            changed_comets.add(comet)
+        known = self.prices.setdefault(comet, {})
+        for feed, price in sorted(reads.prices.items()):
+            if known.get(feed) != price:
+                known[feed] = price
+                out.prices.append((comet, feed, price))
+                changed_comets.add(comet)
+                repriced = True
+        for user, basic in reads.users.items():
+            account = self._account(comet, user)
+            if account.account_id in self.accounts and (
+                account.principal != basic.principal or account.assets_in != basic.assets_in
+            ):
+                self._moved.add(account.account_id)
+            self.accounts[account.account_id] = replace(
+                account, principal=basic.principal, assets_in=basic.assets_in
+            )
+        for (user, asset), balance in reads.collateral.items():
+            account = self._account(comet, user)
+            held = {a: b for a, b in account.collateral.items() if a != asset}
+            if balance:
+                held[asset] = balance
+            self.accounts[account.account_id] = replace(account, collateral=held)
+        return repriced
+
+    def _seeded(self, comet: str, reads: CometReads, block: BlockRef, out: CometOutput) -> None:
+        """Watch mode: a wallet's account as the comet holds it at the seed block (versions
+        with event "seed"), exact from here on like any account the logs touched."""
+        if comet not in self.comets:
+            return
+        for user in sorted(reads.users):
+            account = self._account(comet, user)
+            aid = account.account_id
+            if not account.is_open or any(v.account.account_id == aid for v in out.versions):
+                continue  # nothing to show yet, or this block's own events versioned it
+            self.updated_block[aid] = block.number
+            self.comet_accounts.setdefault(comet, set()).add(aid)
+            self.unvalued.add(aid)
+            # One version for the base, one per collateral held (each asset's latest version
+            # carries its balance), at log index 0: no event of the block is theirs.
+            for asset in ["", *sorted(a for a, b in account.collateral.items() if b)]:
+                out.versions.append(
+                    CometAccountVersion(account, asset, block, 0, "", "seed", 0, "")
+                )
 
     def _apply(
         self,
@@ -399,8 +471,6 @@ class CometMarket:
                 event.counterparty,
             )
         else:
-            if event.counterparty == ev.ZERO_ADDRESS and event.kind.startswith("transfer"):
-                return  # the ERC-20 mirror of a Supply, Withdraw or absorb: no new version
             user, asset, kind, amount, other = (
                 event.account,
                 "",
@@ -408,9 +478,10 @@ class CometMarket:
                 event.amount,
                 event.counterparty,
             )
-        if user == comet:
+        if user == comet or (self.users is not None and user not in self.users):
             # The protocol's own collateral (absorbed, then sold: some builds' buyCollateral
-            # emits WithdrawCollateral from the comet itself) is reserves, not an account.
+            # emits WithdrawCollateral from the comet itself) is reserves, not an account;
+            # in watch mode only the watched wallets' accounts are kept.
             return
         if reads is None:
             out.dead.append((log, "the comet answered no reads at this block (not a comet?)"))

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from eth_abi import encode
 from eth_utils import keccak
 
+from flows.compound_v3 import events as ev
 from flows.compound_v3 import math as cm
+from flows.compound_v3.reader import silent_accrual
 from flows.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
 from flows.rows import COLUMNS, market_rows
 from flows.uniswap_v3.state import MarketState, market_step
@@ -91,12 +93,19 @@ def indexed(address: str) -> str:
 
 
 def comet_log(
-    number: int, index: int, signature: str, topics: list[str], types: list[str], values: list
+    number: int,
+    index: int,
+    signature: str,
+    topics: list[str],
+    types: list[str],
+    values: list,
+    tx: int = 0,
 ) -> RawLog:
+    """A comet log; the block's logs share one transaction unless `tx` says otherwise."""
     t0 = "0x" + keccak(text=signature).hex()
     data = "0x" + encode(types, values).hex()
     return RawLog(
-        CHAIN, number, f"0x{number:064x}", index, f"0x{number:062x}{index:02x}", 0, COMET,
+        CHAIN, number, f"0x{number:064x}", index, f"0x{number:062x}{tx:02x}", 0, COMET,
         (t0, *topics), data,
     )  # fmt: skip
 
@@ -490,3 +499,154 @@ def test_the_comets_own_collateral_is_not_an_account() -> None:
     )  # fmt: skip
     _, [out] = run([batch(1, [sale], CometReads(config=config(), totals=totals(0, 0, ts(1))))])
     assert out.versions == [] and out.dead == [] and out.updates == []
+
+
+def base_supply(number: int, index: int, user: str, amount: int) -> list[RawLog]:
+    """Supply of base and its ERC-20 mirror, as Comet.supplyBase emits them (adjacent)."""
+    return [
+        comet_log(number, index, "Supply(address,address,uint256)",
+                  [indexed(user), indexed(user)], ["uint256"], [amount]),
+        comet_log(number, index + 1, "Transfer(address,address,uint256)",
+                  [indexed(ZERO), indexed(user)], ["uint256"], [amount]),
+    ]  # fmt: skip
+
+
+def test_a_base_transfer_between_accounts_is_exact_at_its_block() -> None:
+    """Comet.transferBase emits only Transfer(src, 0) and Transfer(0, dst): both accounts
+    change at that block (they were skipped as mirrors of a Supply before)."""
+    e6 = 10**6
+    b1 = batch(
+        1,
+        base_supply(1, 0, BOB, 1_000 * e6) + base_supply(1, 2, CAROL, 500 * e6),
+        CometReads(
+            config=config(),
+            totals=totals(1_500 * e6, 0, ts(1)),
+            users={
+                BOB: CometUserBasic(1_000 * e6, 0, 0, 0),
+                CAROL: CometUserBasic(500 * e6, 0, 0, 0),
+            },
+            prices=prices(2_000 * USD),
+        ),
+    )
+    b2 = batch(
+        2,
+        [
+            comet_log(
+                2,
+                5,
+                "Transfer(address,address,uint256)",
+                [indexed(BOB), indexed(ZERO)],
+                ["uint256"],
+                [300 * e6],
+            ),
+            comet_log(
+                2,
+                6,
+                "Transfer(address,address,uint256)",
+                [indexed(ZERO), indexed(CAROL)],
+                ["uint256"],
+                [300 * e6],
+            ),
+        ],
+        CometReads(
+            totals=totals(1_500 * e6, 0, ts(2)),
+            users={
+                BOB: CometUserBasic(700 * e6, 0, 0, 0),
+                CAROL: CometUserBasic(800 * e6, 0, 0, 0),
+            },
+            prices=prices(2_000 * USD),
+        ),
+    )
+    _market, outs = run([b1, b2])
+    # The mirrors of the two Supply events make no version of their own.
+    assert [(v.event, v.account.user) for v in outs[0].versions] == [
+        ("supply", BOB),
+        ("supply", CAROL),
+    ]
+    assert [(v.event, v.account.user, v.counterparty, v.amount) for v in outs[1].versions] == [
+        ("transfer_out", BOB, CAROL, 300 * e6),
+        ("transfer_in", CAROL, BOB, 300 * e6),
+    ]
+    served = {u.account.user: u.value.supplied for u in outs[1].updates}
+    assert served == {BOB: 700 * e6, CAROL: 800 * e6}
+
+
+def test_a_supply_then_a_transfer_in_one_transaction_keeps_the_transfer() -> None:
+    """Only the Transfer right after its Supply is a mirror: a transfer later in the same
+    transaction (a bulker's multicall) is a change of its own."""
+    e6 = 10**6
+    transfer = comet_log(
+        1,
+        2,
+        "Transfer(address,address,uint256)",
+        [indexed(BOB), indexed(ZERO)],
+        ["uint256"],
+        [40 * e6],
+    )
+    logs = [*base_supply(1, 0, BOB, 100 * e6), transfer]
+    reads = CometReads(
+        config=config(),
+        totals=totals(60 * e6, 40 * e6, ts(1)),
+        users={BOB: CometUserBasic(60 * e6, 0, 0, 0)},
+        prices=prices(2_000 * USD),
+    )
+    _market, outs = run([batch(1, logs, reads)])
+    assert [(v.event, v.counterparty) for v in outs[0].versions] == [
+        ("supply", BOB),
+        ("transfer_out", ZERO),  # its other leg moved only borrows: Comet emitted none
+    ]
+
+
+def test_a_price_drop_in_a_quiet_block_flips_is_liquidatable_at_that_block() -> None:
+    """Block 3 has no comet log and is no checkpoint (a backfill block with a feed update):
+    the prices read there still value Alice at that block."""
+    s = worked_example()
+    s.batches[2].checkpoint = False
+    _market, outs = run(s.batches[:3])
+    assert outs[1].updates[-1].value.is_liquidatable is False
+    [update] = outs[2].updates
+    assert update.block.number == 3 and update.account.user == ALICE
+    assert update.value.is_liquidatable is True
+
+
+def test_a_transfer_that_moves_only_borrows_is_caught_from_the_accrual() -> None:
+    """Borrower to borrower, `transfer` emits nothing; only the comet's lastAccrualTime moves.
+    The reader then re-reads every known account (`silent_accrual`), and the fold versions
+    the accounts whose principal changed without an event."""
+    s = worked_example()
+    e6, debt = 10**6, 15_000 * 10**6
+    carol = CometReads(
+        totals=totals(0, 2 * debt, ts(3)),
+        users={CAROL: CometUserBasic(-debt, 0, 0, 0b1)},
+        collateral={(CAROL, WETH): 10 * E18},
+        prices=prices(2_000 * USD),
+    )
+    open_carol = comet_log(
+        3, 0, "Withdraw(address,address,uint256)", [indexed(CAROL), indexed(CAROL)],
+        ["uint256"], [debt],
+    )  # fmt: skip
+    quiet = CometReads(
+        totals=totals(0, 2 * debt, ts(4)),  # accrued at block 4, no event
+        users={
+            ALICE: CometUserBasic(-debt - 1_000 * e6, 0, 0, 0b1),
+            CAROL: CometUserBasic(-debt + 1_000 * e6, 0, 0, 0b1),
+        },
+        prices=prices(2_000 * USD),
+    )
+    _market, outs = run([*s.batches[:2], batch(3, [open_carol], carol), batch(4, [], quiet)])
+    assert [(v.event, v.account.user) for v in outs[3].versions] == [
+        ("unlogged_transfer", ALICE),
+        ("unlogged_transfer", CAROL),
+    ]
+    borrowed = {u.account.user: u.value.borrowed for u in outs[3].updates}
+    assert borrowed == {ALICE: debt + 1_000 * e6, CAROL: debt - 1_000 * e6}
+
+
+def test_silent_accrual_is_an_accrual_no_base_event_of_the_block_explains() -> None:
+    supply = ev.BaseChanged("supply", ALICE, ALICE, 5)
+    collateral = ev.CollateralChanged("supply_collateral", ALICE, ALICE, WETH, 5)
+    assert not silent_accrual(100, 100, 112, [])  # no accrual
+    assert not silent_accrual(100, 112, 112, [supply])  # this block's Supply accrued
+    assert silent_accrual(100, 112, 112, [])  # accrued here, no event
+    assert silent_accrual(100, 112, 112, [collateral])  # collateral moves do not accrue
+    assert silent_accrual(100, 106, 112, [supply])  # accrued at a block never read

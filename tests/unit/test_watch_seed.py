@@ -1,6 +1,6 @@
 """Wallet watch mode, the pure parts: a pool replica seeded at one block (knowing only some
-positions) stays equal to one built from the pool's creation; the market seeds pools, NFTs and
-Aave accounts from a WatchSeed and keeps other wallets out; the reader's helpers."""
+positions) stays equal to one built from the pool's creation; the market seeds pools, NFTs,
+Aave and Comet accounts from a WatchSeed and keeps other wallets out; the reader's helpers."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ from eth_abi.packed import encode_packed
 from eth_utils import keccak
 
 from flows.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
+from flows.compound_v3 import math as cm
+from flows.compound_v3.state import CometMarket
 from flows.uniswap_v3.math import get_sqrt_ratio_at_tick
 from flows.uniswap_v3.replica import NpmFeeTracker, PoolReplica
 from flows.uniswap_v3.state import MarketState, market_step, position_id, shard_step
 from flows.watch import bitmap_words, held_token_ids, merge_seeds, pool_position_key
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
+from schemas.comet import CometReads, CometUserBasic
 from schemas.lending import AaveAccount, AccountReserveState, ReserveInfo, ReserveRates
 from schemas.positions import BlockRef, UniswapPosition
 from schemas.watch import AaveSeed, PoolPositionSeed, PoolSeed, TickSeed, WatchSeed
+from tests.unit import test_compound_state as cs
 
 E18 = 10**18
 NPM = "0x" + "ab" * 20
@@ -237,3 +241,67 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
     ]
     opened = apply_account_event(AaveAccount(1, "", WALLET, "", 0, {}), routed[0])
     assert opened.reserves[routed[0].asset].scaled_supply == E18
+
+
+def test_a_seeded_comet_account_is_exact_from_the_seed_block_and_strangers_stay_out() -> None:
+    """Watch mode seeds Comet: the comet's configuration, totals and prices and the wallet's
+    userBasic and userCollateral at block B make its account exact at B (valued as the comet
+    does: accrued, liquidatable) without the comet's history; from B+1 its events update it,
+    and a stranger's events neither open an account nor need reads."""
+    debt, ten = 15_000 * 10**6, 10 * E18
+    si, bi = cm.BASE_INDEX_SCALE + 7 * 10**12, cm.BASE_INDEX_SCALE + 3 * 10**13
+    principal = -cm.principal_value_borrow(bi, debt)
+    reads = CometReads(
+        config=cs.config(),
+        totals=cs.totals(50_000 * 10**6, 40_000 * 10**6, cs.ts(100) - 600, si, bi),
+        users={WALLET: CometUserBasic(principal, 0, 0, 0b1)},
+        collateral={(WALLET, cs.WETH): ten},
+        prices=cs.prices(1_700 * cs.USD),
+    )
+    market = CometMarket(cs.CHAIN, (cs.COMET,))
+    seed = WatchSeed((WALLET,), dict(cs.TOKENS), comet={cs.COMET: reads})
+    b = cs.batch(100, [], None)
+    b.seeds = seed
+    out = market.step(b, cs.ref(100), cs.TOKENS)
+    assert [(v.event, v.asset, v.account.principal) for v in out.versions] == [
+        ("seed", "", principal),
+        ("seed", cs.WETH, principal),
+    ]
+    [update] = out.updates
+    assert update.block.number == 100 and update.account.user == WALLET
+    # What the comet's own views answer at B: borrowBalanceOf accrued from the stored totals
+    # to B's time, and isLiquidatable from the stored indices.
+    totals = reads.totals
+    assert totals is not None
+    stored = cm.CometTotals(
+        si, bi, totals.total_supply_base, totals.total_borrow_base, totals.last_accrual_time
+    )
+    params = cm.InterestRateParams(0, 0, 0, 0, 0, 0, 0, 0)
+    assert update.value.borrowed == cm.borrow_balance_of(principal, stored, params, cs.ts(100))
+    assert update.value.is_liquidatable == cm.is_liquidatable(
+        principal, si, bi, cs.USD, 10**6, [cs.weth(ten, 1_700 * cs.USD)], skip_zero_lcf=True
+    )
+    assert update.value.is_liquidatable is True
+    assert market.users == {WALLET}
+
+    # B+1: a stranger supplies (no read was made for it: watch mode reads watched wallets
+    # only); the wallet repays part of its debt.
+    supply = cs.comet_log(
+        101, 0, "Supply(address,address,uint256)",
+        [cs.indexed(STRANGER), cs.indexed(STRANGER)], ["uint256"], [10**6],
+    )  # fmt: skip
+    repay = cs.comet_log(
+        101, 1, "Supply(address,address,uint256)",
+        [cs.indexed(WALLET), cs.indexed(WALLET)], ["uint256"], [5_000 * 10**6], tx=1,
+    )  # fmt: skip
+    after = principal + cm.principal_value_borrow(bi, 5_000 * 10**6)
+    reads2 = CometReads(
+        totals=cs.totals(50_000 * 10**6, 35_000 * 10**6, cs.ts(101), si, bi),
+        users={WALLET: CometUserBasic(after, 0, 0, 0b1)},
+        prices=cs.prices(1_700 * cs.USD),
+    )
+    out2 = market.step(cs.batch(101, [supply, repay], reads2), cs.ref(101), cs.TOKENS)
+    assert out2.dead == []
+    assert [(v.event, v.account.user) for v in out2.versions] == [("supply", WALLET)]
+    [update2] = out2.updates
+    assert update2.account.principal == after and update2.account.collateral == {cs.WETH: ten}
