@@ -19,6 +19,9 @@ It is a small TOML file::
     pool = "0x..."
     pool_configurator = "0x..."
     oracle = "0x..."           # AaveOracle; its AssetSourceUpdated events name the feeds
+    price_reads = "on_change"  # optional: when sources are read with eth_call, "on_change"
+                               # (where an input may have changed) or "every_block"
+                               # (flows/prices_reader.py gives the RPC cost of each)
 
     [compound_v3]              # optional
     comets = ["0x..."]
@@ -57,6 +60,7 @@ class AaveV3Config:
     pool: str
     pool_configurator: str
     oracle: str
+    price_reads: str = "on_change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +120,17 @@ class ChainConfig:
             aave = None
             if "aave_v3" in raw:
                 a = raw["aave_v3"]
+                price_reads = str(a.get("price_reads", "on_change"))
+                if price_reads not in ("on_change", "every_block"):
+                    raise ConfigError(
+                        f"aave_v3.price_reads must be 'on_change' or 'every_block', "
+                        f"not {price_reads!r}"
+                    )
                 aave = AaveV3Config(
                     pool=normalize_address(a["pool"]),
                     pool_configurator=normalize_address(a["pool_configurator"]),
                     oracle=normalize_address(a["oracle"]),
+                    price_reads=price_reads,
                 )
             compound = None
             if "compound_v3" in raw:

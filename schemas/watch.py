@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from schemas.chain import TokenInfo
 from schemas.lending import AaveAccount, EModeInfo, OraclePrice, ReserveInfo, ReserveRates
 from schemas.positions import UniswapPosition
+from schemas.prices import SourceRead
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ class AaveSeed:
     prices: tuple[OraclePrice, ...] = ()
     emode: tuple[EModeInfo, ...] = ()
     accounts: tuple[AaveAccount, ...] = ()
+    # The seeded reserves' sources as read at the seed block (a proxy's aggregator with it).
+    source_reads: tuple[SourceRead, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

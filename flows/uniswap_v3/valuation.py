@@ -93,7 +93,7 @@ def route_prices(
     hops = 0
     while frontier:
         hops += 1
-        best: dict[str, tuple[int, str, Fraction]] = {}
+        best: dict[str, tuple[int, str, Fraction, str]] = {}
         for address in sorted(pools):
             token0, token1, dec0, dec1 = pools[address]
             state = states.get(address)
@@ -110,11 +110,11 @@ def route_prices(
                     price = exact[priced] / rate
                 current = best.get(other)
                 if current is None or state.liquidity > current[0]:
-                    best[other] = (state.liquidity, address, price)
+                    best[other] = (state.liquidity, address, price, out[priced].stale)
         frontier = deque()
         for token in sorted(best):
-            _liquidity, address, price = best[token]
+            _liquidity, address, price, stale = best[token]
             exact[token] = price
-            out[token] = TokenPrice(token, float(price), address, hops)
+            out[token] = TokenPrice(token, float(price), address, hops, stale=stale)
             frontier.append(token)
     return out
