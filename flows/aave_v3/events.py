@@ -364,7 +364,7 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
             (round_id,) = _topics(log, 2)
             words = _words(log, 4, at_least=True)
             # OCR2 names the observations' time; OCR1's is in its report context (not kept).
-            updated_at = words[3] if t0 == NEW_TRANSMISSION_OCR2 else 0
+            updated_at = words[2] if t0 == NEW_TRANSMISSION_OCR2 else 0
             return AnswerUpdated(_signed(words[0]), round_id, updated_at)
         # An aggregator's other logs (submissions, rounds, permissions, billing: dozens over
         # the Flux, OCR and OCR2 versions) say nothing the answer does not.

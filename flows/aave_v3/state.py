@@ -54,16 +54,15 @@ def oracle_price(
     if fallback is not None and fallback > 0:
         return OraclePrice(asset, fallback, 0, 0, read.source, block)
     if read.source == ZERO:
-        why = f"no source and the fallback oracle has no price at block {block}"
+        why = "no source and the fallback oracle has no price"
     elif answer is None:
-        why = f"source {read.source} unreadable at block {block}: {read.error or 'reverted'}"
+        why = f"source {read.source} unreadable: {read.error or 'reverted'}"
     else:
-        why = (
-            f"source {read.source} answered {answer} at block {block} and the fallback "
-            "oracle has no price"
-        )
+        why = f"source {read.source} answered {answer} and the fallback oracle has no price"
+    if previous is not None and previous.stale.startswith(why + " since block "):
+        return previous  # still so: nothing new to store or revalue
     last = previous.answer if previous is not None else 0
-    return OraclePrice(asset, last, 0, 0, read.source, block, stale=why)
+    return OraclePrice(asset, last, 0, 0, read.source, block, stale=f"{why} since block {block}")
 
 
 def same_price(a: OraclePrice | None, b: OraclePrice) -> bool:
