@@ -202,7 +202,7 @@ class ChainReader:
                 stamp = item.get("blockTimestamp")
                 if isinstance(stamp, str):
                     stamps[n] = int(stamp, 16)
-            if self.prices.policy == "every_block":
+            if live or self.prices.policy == "every_block":
                 numbers = list(range(start, end + 1))
             else:
                 numbers = sorted(addresses.keys() | announced.keys())
@@ -213,14 +213,22 @@ class ChainReader:
                 BlockLogs(n, stamps.get(n, 0), frozenset(addresses.get(n, ()))) for n in numbers
             ]
             reads = self.prices.read(self.prices.plan(blocks, announced, live))
-            since = self.prices.new_aggregators(reads)
-            if not since:
+            found = self.prices.new_aggregators(reads)
+            if not found:
                 break
+            # The swap happened after the read point before (which still saw the old
+            # aggregator): the new one's answers from there on are read points too.
+            points = sorted(reads)
+            since = {
+                aggregator: max((p for p in points if p < n), default=start - 1) + 1
+                for aggregator, n in found.items()
+            }
             raw += self._logs_since(base, since)
             raw.sort(key=_position)
-        if self.prices.policy != "every_block" and stamps:
-            last = max(n for n in addresses.keys() | announced.keys())
-            self.prices.last_timestamp = stamps.get(last, self.prices.last_timestamp)
+        with_logs = addresses.keys() | announced.keys()
+        if with_logs and max(with_logs) in stamps:
+            # Where the next range's first window boundary is counted from.
+            self.prices.last_timestamp = stamps[max(with_logs)]
         # every_block: a block whose reads equal the block before's adds nothing.
         kept: dict[int, dict[str, SourceRead]] = {}
         previous = self.prices.last_reads

@@ -8,15 +8,19 @@ batch per range, and rides on the block's `BlockBatch.price_reads`; the market s
 it (flows/aave_v3/state.py `AaveMarket.read_prices`). Every source is read at a read point:
 
 - where it is announced (its price before then is not in the logs read from then on);
-- ``on_change`` (default): every block with a log of a followed aggregator or feed (an answer
-  changed), of a polled source or one of its inputs (a CAPO adapter's base feed and ratio
-  provider, the aggregator behind that base), the first block of each new minute among the
-  blocks read (the window boundaries), and live, every block that carries any watched log.
-  A proxy's `aggregator()` is read with its answer, so a silent aggregator swap (new phase)
-  shows at the next read point and the new aggregator is followed from there;
-- ``every_block``: every block, live and in backfill (a backfilled block whose reads differ
-  from the block before becomes a batch of its own): exact at every block for adapters
-  whose answer moves with time alone (a CAPO cap growing), at the cost below.
+- live, every block (a silent change, below, shows in the block it happened);
+- in backfill, ``on_change`` (default): every block with a log of a followed aggregator or
+  feed (an answer changed), of a polled source or one of its inputs (a CAPO adapter's base
+  feed and ratio provider, the aggregator behind that base), and the first block of each new
+  minute among the blocks read (the window boundaries). A proxy's `aggregator()` is read with
+  its answer, so a silent aggregator swap (a new phase) shows at the next read point; the new
+  aggregator's logs are then read from the read point before, so its answers are read points
+  too. What stays unseen until the next read point is a change with no log at all in a
+  block of its own: the swap's own block when it moves the price, and an adapter whose
+  answer moves with time alone (a cap growing with time);
+- in backfill, ``every_block``: every block (a block whose reads differ from the block
+  before becomes a batch of its own): exact at every block whatever the source, at the
+  cost below.
 
 RPC cost: a read point is one `eth_call` per source plus one more per proxy (`aggregator()`),
 all in the range's batches, plus one `AaveOracle.getAssetPrice` per asset whose source
@@ -72,7 +76,10 @@ def read_plan(
     live: bool,
     last_timestamp: int | None,
 ) -> list[int]:
-    """The blocks (of those read) at which every source is read, under ``on_change``."""
+    """The blocks (of those read) at which every source is read: live, all of them (each
+    block is read on its own); in backfill, under ``on_change``."""
+    if live:
+        return [b.number for b in blocks]
     points = []
     previous = last_timestamp
     for b in blocks:
@@ -81,7 +88,6 @@ def read_plan(
             previous = b.timestamp  # only blocks with logs count for windows (flows/windows)
         if (
             b.number in announced
-            or (live and b.addresses)
             or not triggers.isdisjoint(b.addresses)
             or (boundary and b.addresses)
         ):

@@ -194,7 +194,7 @@ def test_the_read_plan_on_change() -> None:
     announced = {3: {ADAPTER}}
     points = read_plan(blocks, announced, {AGG_1, ADAPTER}, live=False, last_timestamp=t0)
     assert points == [2, 3, 5, 6]
-    # Live: every block that carries a watched log.
+    # Live: every block, also one without a log (a silent aggregator swap shows at once).
     points = read_plan(blocks, announced, {AGG_1, ADAPTER}, live=True, last_timestamp=t0)
     assert points == [1, 2, 3, 4, 5, 6]
 
