@@ -205,7 +205,7 @@ class ChainReader:
             if live or self.prices.policy == "every_block":
                 numbers = list(range(start, end + 1))
             else:
-                numbers = sorted(addresses.keys() | announced.keys())
+                numbers = sorted(addresses.keys() | announced.keys() | {end})
                 headers.update(self.headers([n for n in numbers if n not in stamps | headers]))
                 for n, h in headers.items():
                     stamps.setdefault(n, h.timestamp)

@@ -12,7 +12,8 @@ it (flows/aave_v3/state.py `AaveMarket.read_prices`). Every source is read at a 
 - in backfill, ``on_change`` (default): every block with a log of a followed aggregator or
   feed (an answer changed), of a polled source or one of its inputs (a CAPO adapter's base
   feed and ratio provider, the aggregator behind that base), and the first block of each new
-  minute among the blocks read (the window boundaries). A proxy's `aggregator()` is read with
+  minute among the blocks read (the window boundaries), and the last block of each range
+  read (so a change inside a range is found within it). A proxy's `aggregator()` is read with
   its answer, so a silent aggregator swap (a new phase) shows at the next read point; the new
   aggregator's logs are then read from the read point before, so its answers are read points
   too. What stays unseen until the next read point is a change with no log at all in a
@@ -75,6 +76,7 @@ def read_plan(
     *,
     live: bool,
     last_timestamp: int | None,
+    end: int | None = None,
 ) -> list[int]:
     """The blocks (of those read) at which every source is read: live, all of them (each
     block is read on its own); in backfill, under ``on_change``."""
@@ -88,6 +90,7 @@ def read_plan(
             previous = b.timestamp  # only blocks with logs count for windows (flows/windows)
         if (
             b.number in announced
+            or b.number == end
             or not triggers.isdisjoint(b.addresses)
             or (boundary and b.addresses)
         ):
@@ -226,7 +229,12 @@ class PriceReader:
         if self.policy == "every_block":
             return [b.number for b in blocks]
         return read_plan(
-            blocks, announced, self.triggers, live=live, last_timestamp=self.last_timestamp
+            blocks,
+            announced,
+            self.triggers,
+            live=live,
+            last_timestamp=self.last_timestamp,
+            end=blocks[-1].number if blocks else None,
         )
 
     def read(self, numbers: list[int]) -> dict[int, dict[str, SourceRead]]:

@@ -194,9 +194,13 @@ def test_the_read_plan_on_change() -> None:
     announced = {3: {ADAPTER}}
     points = read_plan(blocks, announced, {AGG_1, ADAPTER}, live=False, last_timestamp=t0)
     assert points == [2, 3, 5, 6]
+    # The range's last block always: a change inside a range is found within it.
+    blocks.append(BlockLogs(7, t0 + 63, frozenset()))
+    points = read_plan(blocks, announced, {AGG_1, ADAPTER}, live=False, last_timestamp=t0, end=7)
+    assert points == [2, 3, 5, 6, 7]
     # Live: every block, also one without a log (a silent aggregator swap shows at once).
     points = read_plan(blocks, announced, {AGG_1, ADAPTER}, live=True, last_timestamp=t0)
-    assert points == [1, 2, 3, 4, 5, 6]
+    assert points == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_new_transmission_carries_the_answer() -> None:
