@@ -394,7 +394,9 @@ class _LendingBook:
         ]
 
     def feed_update(self, rng: Random) -> tuple[Tx, _Action]:
-        symbol = rng.choice(self.symbols)
+        # Only a reserve with a PriceFeed of its own takes setAnswer (the mainnet layout's
+        # proxy and adapter are moved by the lending simulator); the same draws for "feeds".
+        symbol = rng.choice([s for s in self.symbols if s in self.aave.feeds])
         current = math.log(self.answers[symbol])
         pull = 0.1 * (math.log(self.reference[symbol]) - current)
         answer = max(1, round(math.exp(current + pull + rng.gauss(0, FEED_STEP))))
