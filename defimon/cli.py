@@ -377,10 +377,10 @@ def _add_layout_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layout",
         default=None,
-        help="what prices the devnet's Aave reserves: mainnet (the default: WETH behind a "
-        "Chainlink EACAggregatorProxy whose aggregator is swapped mid-scenario, wstETH behind "
-        "a CAPO-shaped adapter that emits no prices) or feeds (a PriceFeed each, emitting "
-        "its own AnswerUpdated)",
+        help="what prices the devnet's Aave reserves: feeds (the default: a PriceFeed each, "
+        "emitting its own AnswerUpdated) or mainnet (WETH behind a Chainlink "
+        "EACAggregatorProxy whose aggregator is swapped mid-scenario, wstETH behind a "
+        "CAPO-shaped adapter that emits no prices)",
     )
 
 

@@ -193,6 +193,7 @@ class ChainReader:
         if not self.prices.sources:
             return reads, headers
         announced = {b: s for b, s in self._announced_sources.items() if start <= b <= end}
+        discovered: dict[str, str] = {}  # new aggregator -> its proxy
         for _attempt in range(4):
             stamps: dict[int, int] = {}
             addresses: dict[int, set[str]] = {}
@@ -216,6 +217,10 @@ class ChainReader:
             found = self.prices.new_aggregators(reads)
             if not found:
                 break
+            for got in reads.values():
+                for source, read in got.items():
+                    if read.aggregator in found:
+                        discovered[read.aggregator] = source
             # The swap happened after the read point before (which still saw the old
             # aggregator): the new one's answers from there on are read points too.
             points = sorted(reads)
@@ -225,6 +230,27 @@ class ChainReader:
             }
             raw += self._logs_since(base, since)
             raw.sort(key=_position)
+        if discovered:
+            # A live run follows a new aggregator from the block its proxy points at it: its
+            # logs from before (its first rounds, read by the look-back) are dropped, so both
+            # runs store the same logs.
+            since = {
+                aggregator: min(
+                    (n for n, got in reads.items() if got[proxy].aggregator == aggregator),
+                    default=end + 1,
+                )
+                for aggregator, proxy in discovered.items()
+            }
+            raw[:] = [
+                item
+                for item in raw
+                if int(str(item["blockNumber"]), 16)
+                >= since.get(str(item["address"]).lower(), start)
+            ]
+            addresses = {}
+            for item in raw:
+                n = int(str(item["blockNumber"]), 16)
+                addresses.setdefault(n, set()).add(str(item["address"]).lower())
         with_logs = addresses.keys() | announced.keys()
         if with_logs and max(with_logs) in stamps:
             # Where the next range's first window boundary is counted from.
