@@ -346,7 +346,7 @@ class Queries:
         versions = {v["pool"]: v["aave_version"] for v in version_rows}
         assets = sorted({r["asset"] for r in reserve_rows})
         price_rows = self.store.dicts(
-            "SELECT asset, feed, answer, round_id, updated_at, block_number "
+            "SELECT asset, feed, answer, round_id, updated_at, block_number, stale "
             "FROM defimon.oracle_prices FINAL WHERE chain_id = {chain:UInt64} "
             "AND asset IN {assets:Array(String)} AND block_number <= {block:UInt64} "
             "ORDER BY asset, block_number DESC LIMIT 1 BY asset",
@@ -360,6 +360,7 @@ class Queries:
                 int(p["updated_at"]),
                 p["feed"],
                 int(p["block_number"]),
+                p["stale"],
             )
             for p in price_rows
         }

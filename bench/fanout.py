@@ -48,6 +48,7 @@ from flows.sinks import account_events
 from flows.uniswap_v3.state import MarketState, ShardOutput, ShardState, shard_step
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
+from schemas.prices import SourceRead
 
 CHAIN_ID = 31337
 ACCOUNTS = 10_000
@@ -251,9 +252,9 @@ class SyntheticMarket:
             block.tx()  # the first supply of the reserve: rates and indices
             self._reserve_data(block, r)
         tokens = {r.asset: TokenInfo(r.asset, r.symbol, r.decimals) for r in self.reserves}
-        # The feeds' answers as the source reads them (eth_call) when AssetSourceUpdated names them.
-        answers = {r.feed: (r.answer, r.round_id, block.timestamp) for r in self.reserves}
-        batches = [block.batch(live=False, checkpoint=False, tokens=tokens, feed_answers=answers)]
+        # The feeds as the source reads them (eth_call) when AssetSourceUpdated names them.
+        reads = {r.feed: SourceRead(r.feed, "feed", r.answer) for r in self.reserves}
+        batches = [block.batch(live=False, checkpoint=False, tokens=tokens, price_reads=reads)]
 
         users = [_address(f"user {i}") for i in range(self.accounts)]
         for start in range(0, len(users), ACCOUNTS_PER_BLOCK):

@@ -314,13 +314,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from devnet.main import DevnetSimulator
     from flows.source import ChainEndpoint
 
+    layout = _devnet_layout(args)
     # The devnet is a new chain every time, so last run's data describes a chain that is gone.
     if settings.data_dir.exists():
         shutil.rmtree(settings.data_dir)
     anvil = Anvil().start()
     stop = threading.Event()
     try:
-        deployment = deploy(anvil.rpc_url)
+        deployment = deploy(anvil.rpc_url, layout=layout)
         # One thread drives both markets: anvil's unlocked accounts race on nonces otherwise.
         simulator = DevnetSimulator(anvil.rpc_url, deployment, seed=args.seed)
         for _ in range(args.warmup):
@@ -366,8 +367,31 @@ def cmd_devnet(args: argparse.Namespace, settings: Settings) -> int:
         Path(args.write_config) if args.write_config else None,
         seed=args.seed,
         interval=args.interval,
+        layout=_devnet_layout(args),
     )
     return 0
+
+
+def _add_layout_argument(parser: argparse.ArgumentParser) -> None:
+    # no `choices` from devnet.oracles: importing devnet at parse time slows every command
+    parser.add_argument(
+        "--layout",
+        default=None,
+        help="what prices the devnet's Aave reserves: feeds (the default: a PriceFeed each, "
+        "emitting its own AnswerUpdated) or mainnet (WETH behind a Chainlink "
+        "EACAggregatorProxy whose aggregator is swapped mid-scenario, wstETH behind a "
+        "CAPO-shaped adapter that emits no prices)",
+    )
+
+
+def _devnet_layout(args: argparse.Namespace) -> str:
+    from devnet.oracles import DEFAULT_LAYOUT, LAYOUTS
+
+    if args.layout is None:
+        return DEFAULT_LAYOUT
+    if args.layout not in LAYOUTS:
+        raise ConfigError(f"--layout {args.layout!r}: expected one of {', '.join(LAYOUTS)}")
+    return str(args.layout)
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -418,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between market rounds")
     demo.add_argument("--warmup", type=int, default=10, help="market rounds before serving")
+    _add_layout_argument(demo)
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser(
@@ -498,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--write-config", default=None, help="write the chain config TOML here")
     devnet.add_argument("--seed", type=int, default=7)
     devnet.add_argument("--interval", type=float, default=0.5)
+    _add_layout_argument(devnet)
     devnet.set_defaults(func=cmd_devnet)
 
     keys = sub.add_parser(

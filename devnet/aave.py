@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,15 @@ from devnet.contracts import (
     PROVIDER_SET_PRICE_ORACLE,
     load_artifact,
 )
+from devnet.oracles import (
+    DEFAULT_LAYOUT,
+    FEED,
+    LST_SYMBOL,
+    PriceSource,
+    check_layout,
+    deploy_mainnet_sources,
+    feed_answer,
+)
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
 
@@ -49,7 +58,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("defimon.devnet")
 
 MARKET_ID = "defimon devnet"
-FEED_DECIMALS = 8
 BASE_CURRENCY_UNIT = 10**8  # USD with 8 decimals, like Aave's markets on mainnet
 BASE_CURRENCY = "0x" + "00" * 20  # USD: no token
 RAY = 10**27
@@ -60,6 +68,12 @@ COLLATERAL_PARAMS: dict[str, tuple[int, int, int]] = {
     "WBTC": (7000, 7500, 10650),
     "USDC": (7700, 8000, 10450),
     "DAI": (7500, 8000, 10500),
+    LST_SYMBOL: (7850, 8100, 10600),  # the mainnet layout's LST (Ethereum's wstETH, 2025)
+}
+# the reserves of each layout, in the order they are initialized
+LAYOUT_RESERVES: dict[str, tuple[str, ...]] = {
+    "feeds": ("WETH", "WBTC", "USDC", "DAI"),
+    "mainnet": ("WETH", "WBTC", "USDC", "DAI", LST_SYMBOL),
 }
 RESERVE_FACTOR = 1000  # 10% of the interest goes to the treasury
 EMODE_CATEGORY = 1
@@ -129,8 +143,11 @@ class AaveDeployment:
     addresses_provider: str
     data_provider: str  # AaveProtocolDataProvider
     acl_manager: str
-    feeds: dict[str, str]  # symbol -> PriceFeed (Chainlink-compatible, 8 decimals, USD)
+    # symbol -> PriceFeed (Chainlink-compatible, 8 decimals, USD), for the reserves priced by one
+    feeds: dict[str, str]
     reserves: dict[str, AaveReserve]  # by symbol
+    # symbol -> what AaveOracle reads for it (every reserve; a PriceFeed is kind "feed")
+    sources: dict[str, PriceSource] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> AaveDeployment:
@@ -139,6 +156,10 @@ class AaveDeployment:
             symbol: AaveReserve(**reserve) for symbol, reserve in raw["reserves"].items()
         }
         fields["feeds"] = dict(raw["feeds"])
+        fields["sources"] = {
+            symbol: PriceSource.from_dict(source)
+            for symbol, source in raw.get("sources", {}).items()
+        } or {symbol: PriceSource(FEED, feed) for symbol, feed in raw["feeds"].items()}
         return cls(**fields)
 
     def reserve_by_asset(self, asset: str) -> tuple[str, AaveReserve]:
@@ -149,35 +170,35 @@ class AaveDeployment:
         raise KeyError(asset)
 
 
-def feed_answer(price: Fraction) -> int:
-    """A USD price as the feeds and AaveOracle carry it (8 decimals)."""
-    return round(price * 10**FEED_DECIMALS)
-
-
 def deploy_aave(
     rpc_url: str,
     tokens: Mapping[str, Token],
     deployer: str,
     wallets: Sequence[str],
     prices: Mapping[str, Fraction] | None = None,
+    layout: str = DEFAULT_LAYOUT,
 ) -> AaveDeployment:
-    """Deploy the market for `tokens` (WETH, WBTC, USDC, DAI) from `deployer` (~0.2 s).
+    """Deploy the market for `tokens` (LAYOUT_RESERVES[layout]) from `deployer` (~0.2 s).
 
-    `prices` (USD per token) default to `devnet.deploy.TOKEN_SPECS`, the same prices the
-    Uniswap pools start at. Every wallet gets LENDING_FUNDING_USD of each token and approves
-    the Pool. Leaves automine on.
+    `prices` (USD per token) default to `devnet.deploy.ALL_TOKEN_SPECS`, the same prices the
+    Uniswap pools start at. The layout says what prices each reserve (devnet.oracles). Every
+    wallet gets LENDING_FUNDING_USD of each token and approves the Pool. Leaves automine on.
     """
+    check_layout(layout)
     if prices is None:
-        from devnet.deploy import TOKEN_SPECS  # deferred: devnet.deploy imports this module
+        from devnet.deploy import ALL_TOKEN_SPECS  # deferred: devnet.deploy imports this module
 
-        prices = {symbol: spec[1] for symbol, spec in TOKEN_SPECS.items()}
-    missing = set(COLLATERAL_PARAMS) - set(tokens)
+        prices = {symbol: spec[1] for symbol, spec in ALL_TOKEN_SPECS.items()}
+    symbols = LAYOUT_RESERVES[layout]
+    missing = set(symbols) - set(tokens)
     if missing:
         raise ValueError(f"the Aave market needs the tokens {sorted(missing)}")
     started = time.perf_counter()
     with RpcClient(rpc_url) as rpc:
         try:
-            aave = _deploy(rpc, tokens, deployer.lower(), [w.lower() for w in wallets], prices)
+            aave = _deploy(
+                rpc, tokens, deployer.lower(), [w.lower() for w in wallets], prices, layout
+            )
         finally:
             rpc.call("evm_setAutomine", [True])
     log.info(
@@ -195,8 +216,12 @@ def _deploy(
     deployer: str,
     wallets: list[str],
     prices: Mapping[str, Fraction],
+    layout: str,
 ) -> AaveDeployment:
-    symbols = list(COLLATERAL_PARAMS)
+    symbols = list(LAYOUT_RESERVES[layout])
+    # the mainnet layout's proxy and adapter first (their own blocks); PriceFeeds for the rest
+    sources = deploy_mainnet_sources(rpc, deployer, prices) if layout == "mainnet" else {}
+    feed_symbols = [symbol for symbol in symbols if symbol not in sources]
 
     def create(name: str, types: tuple[str, ...] = (), args: tuple[Any, ...] = ()) -> Tx:
         artifact = load_artifact(name)
@@ -238,7 +263,7 @@ def _deploy(
                     ("string", "int256"),
                     (f"{symbol} / USD", feed_answer(prices[symbol])),
                 )
-                for symbol in symbols
+                for symbol in feed_symbols
             ),
             create("AaveProtocolDataProvider", ("address",), (provider,)),
             create("DefaultReserveInterestRateStrategy", rate_types, (provider, *volatile_rates)),
@@ -250,7 +275,9 @@ def _deploy(
         receipts
     )
     libraries["FlashLoanLogic"] = flash_loan_logic
-    feeds = dict(zip(symbols, feed_list, strict=True))
+    feeds = dict(zip(feed_symbols, feed_list, strict=True))
+    sources.update((symbol, PriceSource(FEED, feed)) for symbol, feed in feeds.items())
+    sources = {symbol: sources[symbol] for symbol in symbols}
     strategy = {symbol: stable if symbol in STABLE_SYMBOLS else volatile for symbol in symbols}
 
     # block 3: ACL, the pool implementation, the oracle (sources given to the constructor),
@@ -262,7 +289,14 @@ def _deploy(
         create(
             "AaveOracle",
             ("address", "address[]", "address[]", "address", "address", "uint256"),
-            (provider, assets, feed_list, BASE_CURRENCY, BASE_CURRENCY, BASE_CURRENCY_UNIT),
+            (
+                provider,
+                assets,
+                [source.address for source in sources.values()],
+                BASE_CURRENCY,
+                BASE_CURRENCY,
+                BASE_CURRENCY_UNIT,
+            ),
         ),
     ]
     for wallet in wallets:
@@ -404,4 +438,5 @@ def _deploy(
         acl_manager=acl_manager,
         feeds=feeds,
         reserves=reserves,
+        sources=sources,
     )

@@ -4,9 +4,9 @@ Calls are encoded from their canonical signatures with eth-abi rather than throu
 contract objects: it is several times faster, and MintableERC20's overloaded `mint` needs
 an explicit signature anyway.
 
-The one contract of our own, `contracts/PriceFeed.sol`, ships compiled next to its source
-(`contracts/PriceFeed.json`, from npm solc 0.8.20). If the source no longer matches the
-committed artifact, it is compiled with that solc through node and cached under
+Our own contracts (`contracts/*.sol`: PriceFeed, PriceCapAdapter, RatioProvider) ship compiled
+next to their sources (`contracts/<name>.json`, from npm solc 0.8.20). If a source no longer
+matches its committed artifact, it is compiled with that solc through node and cached under
 `node_modules/.cache/defimon/`; `write_local_artifacts()` rewrites the committed artifact.
 """
 
@@ -48,6 +48,10 @@ ARTIFACTS: dict[str, Path] = {
     "WETH9Mocked": Path(
         "@aave/core-v3/artifacts/contracts/mocks/tokens/WETH9Mocked.sol/WETH9Mocked.json"
     ),
+    # Chainlink's v0.6 data feed contracts as deployed on mainnet (npm @chainlink/abi 0.1.4):
+    # the proxy Aave's oracle names, and the Flux-style aggregator behind it
+    "EACAggregatorProxy": Path("@chainlink/abi/v0.6/EACAggregatorProxy.json"),
+    "AccessControlledAggregator": Path("@chainlink/abi/v0.6/AccessControlledAggregator.json"),
     # Aave V3 (v3.0.2 code in @aave/core-v3 1.19.3), Hardhat artifacts: <dir>/<name>.sol/<name>.json
     **{
         name: _AAVE / directory / f"{name}.sol" / f"{name}.json"
@@ -76,7 +80,11 @@ ARTIFACTS: dict[str, Path] = {
 
 # our own contracts: name -> Solidity source under devnet/contracts/
 LOCAL_CONTRACTS_DIR = Path(__file__).parent / "contracts"
-LOCAL_SOURCES: dict[str, str] = {"PriceFeed": "PriceFeed.sol"}
+LOCAL_SOURCES: dict[str, str] = {
+    "PriceFeed": "PriceFeed.sol",
+    "PriceCapAdapter": "PriceCapAdapter.sol",
+    "RatioProvider": "RatioProvider.sol",
+}
 SOLC_CACHE = NODE_MODULES / ".cache" / "defimon"
 # paris: no PUSH0, so the bytecode also runs on nodes configured for older forks
 SOLC_SETTINGS: dict[str, Any] = {
@@ -381,6 +389,7 @@ DATA_PROVIDER_USER_RESERVE = Function(
 )
 ORACLE_GET_ASSET_PRICE = Function("getAssetPrice(address)", ("uint256",))
 ORACLE_GET_SOURCE = Function("getSourceOfAsset(address)", ("address",))
+ORACLE_GET_ASSETS_PRICES = Function("getAssetsPrices(address[])", ("uint256[]",))
 
 # PriceFeed (devnet/contracts/PriceFeed.sol), Chainlink-compatible
 FEED_SET_ANSWER = Function("setAnswer(int256)")
@@ -388,6 +397,31 @@ FEED_LATEST_ANSWER = Function("latestAnswer()", ("int256",))
 FEED_LATEST_ROUND_DATA = Function(
     "latestRoundData()", ("uint80", "int256", "uint256", "uint256", "uint80")
 )
+
+# Chainlink EACAggregatorProxy (v0.6): it emits nothing, not even when its aggregator changes
+PROXY_AGGREGATOR = Function("aggregator()", ("address",))
+PROXY_PHASE_ID = Function("phaseId()", ("uint16",))
+PROXY_PHASE_AGGREGATORS = Function("phaseAggregators(uint16)", ("address",))
+PROXY_PROPOSE_AGGREGATOR = Function("proposeAggregator(address)")
+PROXY_CONFIRM_AGGREGATOR = Function("confirmAggregator(address)")
+# Chainlink AccessControlledAggregator (Flux): oracles submit rounds; a round with enough
+# submissions (1 here) is answered and emits AnswerUpdated
+AGGREGATOR_CHANGE_ORACLES = Function(
+    "changeOracles(address[],address[],address[],uint32,uint32,uint32)"
+)
+AGGREGATOR_SUBMIT = Function("submit(uint256,int256)")
+AGGREGATOR_ADD_ACCESS = Function("addAccess(address)")
+AGGREGATOR_LATEST_ROUND = Function("latestRound()", ("uint256",))
+
+# our CAPO-shaped PriceCapAdapter and its RatioProvider (devnet/contracts/)
+ADAPTER_SET_PRICE_CAP = Function("setPriceCap(int256)")
+ADAPTER_GET_PRICE_CAP = Function("getPriceCap()", ("int256",))
+ADAPTER_GET_RATIO = Function("getRatio()", ("int256",))
+ADAPTER_IS_CAPPED = Function("isCapped()", ("bool",))
+ADAPTER_BASE_AGGREGATOR = Function("BASE_TO_USD_AGGREGATOR()", ("address",))
+ADAPTER_RATIO_PROVIDER = Function("RATIO_PROVIDER()", ("address",))
+RATIO_SET_RATE = Function("setRate(uint256)")
+RATIO_GET_RATE = Function("getRate()", ("uint256",))
 
 # Aave and Chainlink events
 RESERVE_INITIALIZED_TOPIC = event_topic(
@@ -407,6 +441,8 @@ BALANCE_TRANSFER_TOPIC = event_topic("BalanceTransfer(address,address,uint256,ui
 ASSET_SOURCE_UPDATED_TOPIC = event_topic("AssetSourceUpdated(address,address)")
 ANSWER_UPDATED_TOPIC = event_topic("AnswerUpdated(int256,uint256,uint256)")
 NEW_ROUND_TOPIC = event_topic("NewRound(uint256,address,uint256)")
+PRICE_CAP_UPDATED_TOPIC = event_topic("PriceCapUpdated(int256)")
+RATE_UPDATED_TOPIC = event_topic("RateUpdated(uint256,uint256,uint256)")
 
 
 def write_local_artifacts() -> None:

@@ -22,6 +22,7 @@ from devnet.contracts import (
     POOL_INITIALIZE,
     load_artifact,
 )
+from devnet.oracles import DEFAULT_LAYOUT, LST_BASE, LST_RATIO, LST_SYMBOL, check_layout
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
 from devnet.univ3math import sqrt_price_x96_from_price
@@ -44,6 +45,16 @@ TOKEN_SPECS: dict[str, tuple[int, Fraction]] = {
     "DAI": (18, Fraction(1)),
     "WBTC": (8, Fraction(60_000)),
     "WETH": (18, Fraction(3_000)),
+}
+# the tokens of the mainnet layout only: an LST (its price follows WETH x its ratio)
+LAYOUT_TOKEN_SPECS: dict[str, dict[str, tuple[int, Fraction]]] = {
+    "feeds": {},
+    "mainnet": {LST_SYMBOL: (18, TOKEN_SPECS[LST_BASE][1] * LST_RATIO)},
+}
+# every token any layout deploys: reference prices for the simulators
+ALL_TOKEN_SPECS: dict[str, tuple[int, Fraction]] = {
+    **TOKEN_SPECS,
+    **{symbol: spec for specs in LAYOUT_TOKEN_SPECS.values() for symbol, spec in specs.items()},
 }
 USD_STABLECOINS = ("USDC", "DAI")
 # (base, quote, fee): pools start at the reference price ratio base/quote
@@ -94,6 +105,7 @@ class Deployment:
     deployer: str
     start_block: int
     aave: AaveDeployment | None = None  # None: deployed with aave=False
+    layout: str = DEFAULT_LAYOUT  # devnet.oracles.LAYOUTS: what prices the Aave reserves
 
     def token_by_address(self, address: str) -> Token:
         for token in self.tokens.values():
@@ -144,11 +156,14 @@ class Deployment:
         return cls(**raw)
 
 
-def deploy(rpc_url: str, *, aave: bool = True) -> Deployment:
+def deploy(rpc_url: str, *, aave: bool = True, layout: str = DEFAULT_LAYOUT) -> Deployment:
     """Deploy everything from anvil account 0 and fund accounts 1..N-1.
 
-    Uniswap V3 takes ~0.1 s, then (with `aave`) the Aave V3 market ~0.2 s more.
+    Uniswap V3 takes ~0.1 s, then (with `aave`) the Aave V3 market ~0.2 s more. `layout`
+    (devnet.oracles) says what prices the Aave reserves: "feeds", a PriceFeed each, or
+    "mainnet", WETH behind a Chainlink proxy and an LST (wstETH) behind a CAPO-shaped adapter.
     """
+    check_layout(layout)
     started = time.perf_counter()
     with RpcClient(rpc_url) as rpc:
         accounts = [account.lower() for account in rpc.call("eth_accounts")]
@@ -159,7 +174,7 @@ def deploy(rpc_url: str, *, aave: bool = True) -> Deployment:
         deployer, wallets = accounts[0], accounts[1:]
         chain_id = int(rpc.call("eth_chainId"), 16)
         try:
-            deployment = _deploy(rpc, rpc_url, chain_id, deployer, wallets)
+            deployment = _deploy(rpc, rpc_url, chain_id, deployer, wallets, layout)
         finally:
             rpc.call("evm_setAutomine", [True])
     log.info(
@@ -171,18 +186,19 @@ def deploy(rpc_url: str, *, aave: bool = True) -> Deployment:
         deployment.start_block,
     )
     if aave:
-        prices = {symbol: spec[1] for symbol, spec in TOKEN_SPECS.items()}
-        market = deploy_aave(rpc_url, deployment.tokens, deployer, wallets, prices)
+        prices = {symbol: spec[1] for symbol, spec in ALL_TOKEN_SPECS.items()}
+        market = deploy_aave(rpc_url, deployment.tokens, deployer, wallets, prices, layout)
         deployment = replace(deployment, aave=market)
     return deployment
 
 
 def _deploy(
-    rpc: RpcClient, rpc_url: str, chain_id: int, deployer: str, wallets: list[str]
+    rpc: RpcClient, rpc_url: str, chain_id: int, deployer: str, wallets: list[str], layout: str
 ) -> Deployment:
     erc20 = load_artifact("MintableERC20")
     weth9 = load_artifact("WETH9Mocked")
-    symbols = list(TOKEN_SPECS)
+    specs = {**TOKEN_SPECS, **LAYOUT_TOKEN_SPECS[layout]}
+    symbols = list(specs)
 
     # block 1: factory and tokens (the blocks stay under anvil's 30M gas limit)
     token_txs = [
@@ -191,9 +207,7 @@ def _deploy(
         else Tx(
             deployer,
             None,
-            erc20.deploy_data(
-                ("string", "string", "uint8"), (symbol, symbol, TOKEN_SPECS[symbol][0])
-            ),
+            erc20.deploy_data(("string", "string", "uint8"), (symbol, symbol, specs[symbol][0])),
             _GAS_DEPLOY_TOKEN,
         )
         for symbol in symbols
@@ -203,7 +217,7 @@ def _deploy(
     factory = receipts[0]["contractAddress"].lower()
     start_block = int(receipts[0]["blockNumber"], 16)
     tokens = {
-        symbol: Token(symbol, receipt["contractAddress"].lower(), TOKEN_SPECS[symbol][0])
+        symbol: Token(symbol, receipt["contractAddress"].lower(), specs[symbol][0])
         for symbol, receipt in zip(symbols, receipts[1:], strict=True)
     }
     weth = tokens["WETH"].address
@@ -269,7 +283,7 @@ def _deploy(
         txs.append(Tx(deployer, pool.address, POOL_INITIALIZE.encode(sqrt_price), _GAS_SMALL_CALL))
     for wallet in wallets:
         for token in tokens.values():
-            amount = WALLET_FUNDING_USD * 10**token.decimals // TOKEN_SPECS[token.symbol][1]
+            amount = WALLET_FUNDING_USD * 10**token.decimals // specs[token.symbol][1]
             # the mocks let anyone mint, so the deployer mints straight to the wallet
             txs.append(
                 Tx(deployer, token.address, ERC20_MINT.encode(wallet, int(amount)), _GAS_SMALL_CALL)
@@ -303,4 +317,5 @@ def _deploy(
         wallets=wallets,
         deployer=deployer,
         start_block=start_block,
+        layout=layout,
     )

@@ -43,7 +43,8 @@ from devnet.contracts import (
     TRANSFER_TOPIC,
     ZERO_TOPIC,
 )
-from devnet.deploy import TOKEN_SPECS, Deployment, Pool
+from devnet.deploy import ALL_TOKEN_SPECS, Deployment, Pool
+from devnet.oracles import FEED
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, TxFailed, pending_nonces, tx_params
 from devnet.univ3math import MAX_SQRT_RATIO, MIN_SQRT_RATIO, floor_tick
@@ -144,7 +145,7 @@ class _HistoryGenerator:
         self.lending = _LendingBook(deployment) if self.aave is not None else None
         self.positions: dict[int, _Position] = {}
         self.usd_price = {
-            token.address: TOKEN_SPECS[token.symbol][1] / 10**token.decimals
+            token.address: ALL_TOKEN_SPECS[token.symbol][1] / 10**token.decimals
             for token in deployment.tokens.values()
         }  # USD per base unit
         self.ticks = self._read_ticks()
@@ -358,15 +359,23 @@ class _LendingBook:
 
     def __init__(self, deployment: Deployment) -> None:
         assert deployment.aave is not None
+        if any(source.kind != FEED for source in deployment.aave.sources.values()):
+            # it pre-encodes PriceFeed.setAnswer for every reserve; proxies and adapters differ
+            raise ValueError(
+                "generate_history moves PriceFeed sources only: deploy with layout='feeds', "
+                f"not {deployment.layout!r}"
+            )
         self.aave = deployment.aave
         self.deployer = deployment.deployer
         self.wallets = deployment.wallets
         self.symbols = list(self.aave.reserves)
         self.usd_price = {  # USD per base unit
-            symbol: TOKEN_SPECS[symbol][1] / 10**reserve.decimals
+            symbol: ALL_TOKEN_SPECS[symbol][1] / 10**reserve.decimals
             for symbol, reserve in self.aave.reserves.items()
         }
-        self.reference = {symbol: feed_answer(TOKEN_SPECS[symbol][1]) for symbol in self.symbols}
+        self.reference = {
+            symbol: feed_answer(ALL_TOKEN_SPECS[symbol][1]) for symbol in self.symbols
+        }
         self.answers = dict(self.reference)  # assumes the feeds were not moved before
         self.supplied: dict[tuple[str, str], int] = {}  # (wallet, symbol) -> amount
         self.debt: dict[tuple[str, str], int] = {}
@@ -385,7 +394,9 @@ class _LendingBook:
         ]
 
     def feed_update(self, rng: Random) -> tuple[Tx, _Action]:
-        symbol = rng.choice(self.symbols)
+        # Only a reserve with a PriceFeed of its own takes setAnswer (the mainnet layout's
+        # proxy and adapter are moved by the lending simulator); the same draws for "feeds".
+        symbol = rng.choice([s for s in self.symbols if s in self.aave.feeds])
         current = math.log(self.answers[symbol])
         pull = 0.1 * (math.log(self.reference[symbol]) - current)
         answer = max(1, round(math.exp(current + pull + rng.gauss(0, FEED_STEP))))

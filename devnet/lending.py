@@ -36,15 +36,26 @@ from devnet.contracts import (
     ERC20_BALANCE_OF,
     ERC20_TRANSFER,
     FEED_LATEST_ANSWER,
-    FEED_SET_ANSWER,
     INTEREST_RATE_VARIABLE,
     LIQUIDATION_CALL_TOPIC,
     MAX_UINT256,
+    RATIO_GET_RATE,
     SUPPLY_TOPIC,
     USER_EMODE_SET_TOPIC,
 )
-from devnet.deploy import TOKEN_SPECS, Deployment
+from devnet.deploy import ALL_TOKEN_SPECS, Deployment
 from devnet.loop import run_every
+from devnet.oracles import (
+    CAPO_ADAPTER,
+    CHAINLINK_PROXY,
+    LST_SYMBOL,
+    NO_CAP,
+    RATIO_UNIT,
+    set_answer_tx,
+    set_cap_tx,
+    set_ratio_tx,
+    swap_aggregator,
+)
 from devnet.rpc import RpcClient
 from devnet.txs import send_estimated
 
@@ -56,11 +67,15 @@ BASE_UNIT = 10**8  # Aave's base currency: USD with 8 decimals
 ROLE_PATTERN = ("supplier", "borrower", "borrower", "supplier", "borrower", "emode")
 # borrower i posts COLLATERAL_CYCLE[i] and borrows one of DEBT_CHOICES[collateral]
 COLLATERAL_CYCLE = ("WETH", "WBTC", "WETH", "USDC", "WETH", "DAI", "WBTC", "WETH", "USDC")
+# with an LST reserve (the mainnet layout), two borrowers in five post it: a wstETH-collateral
+# WETH-debt loop is the position an unread adapter or a frozen WETH price gets most wrong
+LST_COLLATERAL_CYCLE = (LST_SYMBOL, "WETH", "WBTC", LST_SYMBOL, "USDC", "WETH", "DAI", "WBTC")
 DEBT_CHOICES: dict[str, tuple[str, ...]] = {
     "WETH": ("USDC", "DAI"),
     "WBTC": ("USDC", "WETH"),
     "USDC": ("WETH",),
     "DAI": ("WETH", "WBTC"),
+    LST_SYMBOL: ("WETH", "USDC"),
 }
 EMODE_PAIRS = (("USDC", "DAI"), ("DAI", "USDC"))  # eMode user j: (collateral, debt) = [j % 2]
 BORROW_SHARE_BPS = (9000, 9950)  # of the available borrows, for a borrow near the limit
@@ -93,6 +108,13 @@ SHOCKS: tuple[tuple[str, float, float, float], ...] = (
     ("WETH", 8.0, 15.0, 1.5),
 )
 SECONDS_PER_TICK = 3600
+# the mainnet layout's oracle events, by tick number (1 = the first tick): WETH's proxy gets a
+# new aggregator; wstETH's cap is set just under its price, then released; its ratio grows
+AGGREGATOR_SWAP_TICK = 3
+PRICE_CAP_TICKS = (2, 6)  # set at the first, released at the second
+PRICE_CAP_BELOW_BPS = 50  # the cap is set 0.5% under the adapter's uncapped price
+RATIO_EVERY_TICKS = 2
+RATIO_GROWTH_PPM = (5, 30)  # per move, like a rebase of staking rewards (0.5-3 bp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +158,22 @@ class LendingSimulator:
         self.suppliers = [user for user in self.users if roles[user] == "supplier"]
         self.borrowers = [user for user in self.users if roles[user] == "borrower"]
         self.emode_users = [user for user in self.users if roles[user] == "emode"]
+        cycle = LST_COLLATERAL_CYCLE if LST_SYMBOL in self.aave.reserves else COLLATERAL_CYCLE
         self._collateral_of = {
-            user: COLLATERAL_CYCLE[index % len(COLLATERAL_CYCLE)]
-            for index, user in enumerate(self.borrowers)
+            user: cycle[index % len(cycle)] for index, user in enumerate(self.borrowers)
         }
         self._emode_pair = {
             user: EMODE_PAIRS[index % len(EMODE_PAIRS)]
             for index, user in enumerate(self.emode_users)
         }
-        self._reference = {symbol: feed_answer(TOKEN_SPECS[symbol][1]) for symbol in self.symbols}
-        self._answers = self._read_answers()
+        self.sources = self.aave.sources
+        # reserves priced by an adapter: their answer follows their inputs, it is not set
+        self._derived = [s for s in self.symbols if self.sources[s].kind == CAPO_ADAPTER]
+        self._reference = {
+            symbol: feed_answer(ALL_TOKEN_SPECS[symbol][1]) for symbol in self.symbols
+        }
+        self._answers = self._read_answers(self.symbols)
+        self._ticks = 0
         self._accounts: set[str] = set()
         self._emode: dict[str, int] = {}
         self._collateral_off: set[tuple[str, str]] = set()  # (user, symbol) switched off
@@ -164,7 +192,7 @@ class LendingSimulator:
             return sorted(self._accounts)
 
     def prices(self) -> dict[str, int]:
-        """The feeds' current answers (USD, 8 decimals) by symbol."""
+        """The sources' current answers (USD, 8 decimals) by symbol: what AaveOracle reads."""
         with self._lock:
             return dict(self._answers)
 
@@ -176,10 +204,13 @@ class LendingSimulator:
             return blocks + self._actions(self._rng.randint(*ACTIONS_PER_STEP))
 
     def drift_prices(self) -> list[int]:
-        """Move every feed one step of a mean-reverting random walk; the blocks mined."""
+        """Move every settable source (feed or Chainlink aggregator) one step of a
+        mean-reverting random walk; the blocks mined. An adapter's price follows its base."""
         with self._lock:
             blocks = []
             for symbol in self.symbols:
+                if symbol in self._derived:
+                    continue
                 current = math.log(self._answers[symbol])
                 pull = REVERSION[symbol] * (math.log(self._reference[symbol]) - current)
                 answer = round(math.exp(current + pull + self._rng.gauss(0, VOLATILITY[symbol])))
@@ -191,6 +222,8 @@ class LendingSimulator:
     def shock(self, symbol: str, pct: float) -> int | None:
         """Move one feed by `pct` percent at once (e.g. shock("WETH", -15)); the block."""
         with self._lock:
+            if symbol in self._derived:
+                raise ValueError(f"{symbol} is priced by an adapter: shock its base instead")
             answer = round(self._answers[symbol] * (1 + pct / 100))
             log.info("price shock: %s %+.1f%% to $%.4f", symbol, pct, answer / BASE_UNIT)
             return self._set_answer(symbol, answer)
@@ -279,9 +312,70 @@ class LendingSimulator:
                 block = self.shock(symbol, rng.uniform(low, high))
                 if block is not None:
                     blocks.append(block)
+            blocks += self._oracle_events()
             blocks.append(self.pass_time(seconds))
             blocks += self.liquidate_unhealthy()
             return blocks
+
+    def swap_aggregator(self, symbol: str = "WETH") -> list[int]:
+        """Point `symbol`'s Chainlink proxy at a new aggregator (a new phase, no proxy event),
+        which starts at the current answer; the blocks mined."""
+        with self._lock:
+            source = self.sources[symbol]
+            first = int(self._rpc.call("eth_blockNumber"), 16) + 1
+            aggregator = swap_aggregator(
+                self._rpc, self.deployment.deployer, source, self._answers[symbol]
+            )
+            last = int(self._rpc.call("eth_blockNumber"), 16)
+            log.info("%s proxy %s now reads aggregator %s", symbol, source.address, aggregator)
+            return list(range(first, last + 1))
+
+    def uncapped_price(self, symbol: str = LST_SYMBOL) -> int:
+        """An adapter's price without its cap: base answer x ratio / 1e18 (8 decimals)."""
+        with self._lock:
+            source = self.sources[symbol]
+            assert source.base_symbol is not None
+            return self._answers[source.base_symbol] * self._ratio(symbol) // RATIO_UNIT
+
+    def set_price_cap(self, symbol: str = LST_SYMBOL, cap: int | None = None) -> int | None:
+        """Set an adapter's cap (default: PRICE_CAP_BELOW_BPS under its uncapped price, so it
+        binds at once); the block."""
+        with self._lock:
+            if cap is None:
+                cap = self.uncapped_price(symbol) * (10_000 - PRICE_CAP_BELOW_BPS) // 10_000
+            tx = set_cap_tx(self.deployment.deployer, self.sources[symbol], cap)
+            shown = "released" if cap == NO_CAP else f"${cap / BASE_UNIT:,.4f}"
+            return self._send_oracle_tx(tx.to, tx.data, f"{symbol} price cap {shown}")
+
+    def release_price_cap(self, symbol: str = LST_SYMBOL) -> int | None:
+        """Lift an adapter's cap (type(int256).max never binds); the block."""
+        return self.set_price_cap(symbol, NO_CAP)
+
+    def move_ratio(self, symbol: str = LST_SYMBOL, ratio: int | None = None) -> int | None:
+        """Set an adapter's ratio (default: grown by RATIO_GROWTH_PPM, as a rebase); the block."""
+        with self._lock:
+            if ratio is None:
+                ratio = self._ratio(symbol)
+                ratio += ratio * self._rng.randint(*RATIO_GROWTH_PPM) // 1_000_000
+            tx = set_ratio_tx(self.deployment.deployer, self.sources[symbol], ratio)
+            return self._send_oracle_tx(tx.to, tx.data, f"{symbol} ratio to {ratio / RATIO_UNIT}")
+
+    def _oracle_events(self) -> list[int]:
+        """The mainnet layout's scheduled oracle changes for this tick (none for "feeds")."""
+        self._ticks += 1
+        blocks: list[int | None] = []
+        proxies = [s for s in self.symbols if self.sources[s].kind == CHAINLINK_PROXY]
+        if self._ticks == AGGREGATOR_SWAP_TICK:
+            for symbol in proxies:
+                blocks += self.swap_aggregator(symbol)
+        for symbol in self._derived:
+            if self._ticks % RATIO_EVERY_TICKS == 0:
+                blocks.append(self.move_ratio(symbol))
+            if self._ticks == PRICE_CAP_TICKS[0]:
+                blocks.append(self.set_price_cap(symbol))
+            elif self._ticks == PRICE_CAP_TICKS[1]:
+                blocks.append(self.release_price_cap(symbol))
+        return [block for block in blocks if block is not None]
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """tick() every `interval` s until `stop` is set; RPC errors are logged, not raised."""
@@ -485,13 +579,26 @@ class LendingSimulator:
 
     def _set_answer(self, symbol: str, answer: int) -> int | None:
         answer = max(1, answer)
-        data = FEED_SET_ANSWER.encode(answer)
-        what = f"{symbol} feed to ${answer / BASE_UNIT:,.4f}"
-        receipt = self._send(self.deployment.deployer, self.aave.feeds[symbol], data, what)
+        tx = set_answer_tx(self._rpc, self.deployment.deployer, self.sources[symbol], answer)
+        what = f"{symbol} {self.sources[symbol].kind} to ${answer / BASE_UNIT:,.4f}"
+        return self._send_oracle_tx(tx.to, tx.data, what)
+
+    def _send_oracle_tx(self, to: str | None, data: str, what: str) -> int | None:
+        """A price-moving transaction from the deployer; then the answers are read again (an
+        adapter's follows its base, ratio and cap). The block, or None if it failed."""
+        assert to is not None
+        receipt = self._send(self.deployment.deployer, to, data, what)
         if receipt is None or receipt["status"] != "0x1":
             return None
-        self._answers[symbol] = answer
+        self._answers.update(self._read_answers(self.symbols))
         return int(receipt["blockNumber"], 16)
+
+    def _ratio(self, symbol: str) -> int:
+        provider = self.sources[symbol].ratio_provider
+        assert provider is not None
+        return int(
+            RATIO_GET_RATE.decode(self._rpc.call(*self._call(provider, RATIO_GET_RATE.encode())))[0]
+        )
 
     # -- chain access ---------------------------------------------------------------------
 
@@ -532,14 +639,16 @@ class LendingSimulator:
         }
         return _UserState(collateral, debt, available, ltv, health_factor, holdings, cash)
 
-    def _read_answers(self) -> dict[str, int]:
+    def _read_answers(self, symbols: list[str]) -> dict[str, int]:
+        """latestAnswer() of each symbol's source: a feed, a Chainlink proxy and an adapter
+        all have it."""
         answers = self._rpc.batch(
-            self._call(self.aave.feeds[symbol], FEED_LATEST_ANSWER.encode())
-            for symbol in self.symbols
+            self._call(self.sources[symbol].address, FEED_LATEST_ANSWER.encode())
+            for symbol in symbols
         )
         return {
             symbol: FEED_LATEST_ANSWER.decode(answer)[0]
-            for symbol, answer in zip(self.symbols, answers, strict=True)
+            for symbol, answer in zip(symbols, answers, strict=True)
         }
 
     def _send(self, sender: str, to: str, data: str, what: str) -> dict[str, Any] | None:

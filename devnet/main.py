@@ -16,6 +16,7 @@ from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
 from devnet.lending import SECONDS_PER_TICK, LendingSimulator
 from devnet.loop import run_every
+from devnet.oracles import DEFAULT_LAYOUT
 from devnet.simulator import MarketSimulator
 
 log = logging.getLogger("defimon.devnet")
@@ -92,11 +93,13 @@ def run_devnet(
     interval: float = 0.5,
     stop: threading.Event | None = None,
     on_ready: Callable[[Anvil, Deployment], None] | None = None,
+    layout: str = DEFAULT_LAYOUT,
 ) -> None:
-    """Start anvil, deploy, write the config, simulate the markets until `stop` is set or Ctrl-C."""
+    """Start anvil, deploy (`layout`: devnet.oracles.LAYOUTS), write the config, simulate the
+    markets until `stop` is set or Ctrl-C."""
     stop = stop if stop is not None else threading.Event()
     with Anvil(port=port) as anvil:
-        deployment = deploy(anvil.rpc_url)
+        deployment = deploy(anvil.rpc_url, layout=layout)
         if write_config is not None:
             write_config.parent.mkdir(parents=True, exist_ok=True)
             write_config.write_text(deployment.to_chain_config().to_toml())

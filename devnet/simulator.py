@@ -33,7 +33,7 @@ from devnet.contracts import (
     TRANSFER_TOPIC,
     ZERO_TOPIC,
 )
-from devnet.deploy import TOKEN_SPECS, Deployment, Pool
+from devnet.deploy import ALL_TOKEN_SPECS, Deployment, Pool
 from devnet.loop import run_every
 from devnet.rpc import RpcClient, RpcError, RpcTransportError
 from devnet.txs import wait_receipts
@@ -76,7 +76,7 @@ class MarketSimulator:
             (pool.token0, pool.token1, pool.fee): pool for pool in deployment.pools
         }
         self._usd_price = {
-            token.address: TOKEN_SPECS[token.symbol][1] / 10**token.decimals
+            token.address: ALL_TOKEN_SPECS[token.symbol][1] / 10**token.decimals
             for token in deployment.tokens.values()
         }  # USD per base unit
         self._positions: dict[int, _Position] = {}

@@ -19,17 +19,18 @@ import structlog
 from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, UPGRADED
 from flows.balance_reader import BalanceTracker, TrackedRead
 from flows.compound_v3.reader import CometReader
+from flows.prices_reader import BlockLogs, PriceReader
 from flows.rpc import RpcClient
 from flows.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
 from schemas.errors import RpcError, RpcTransportError
+from schemas.prices import PriceSource, SourceRead
 
 log = structlog.get_logger("defimon.source")
 
 _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
-_LATEST_ROUND_DATA = "0xfeaf968c"  # latestRoundData()
 _POOL_REVISION = "0x0148170e"  # POOL_REVISION(): the Aave Pool's implementation revision
 _HEADER_BATCH = 200
 _LOG_INDEX = itemgetter(3)  # RawLog.log_index
@@ -48,7 +49,11 @@ class Child:
     block: int
     address: str
     tokens: tuple[str, ...]  # ERC-20s whose metadata the flow needs because of it
-    kind: str = ""  # "feed" for a price feed, whose current answer is read on discovery
+    kind: str = ""  # "feed" for an oracle source, classified and read where announced
+
+
+def _position(item: dict[str, Any]) -> tuple[int, int]:
+    return int(str(item["blockNumber"]), 16), int(str(item["logIndex"]), 16)
 
 
 def _word_address(word: str) -> str:
@@ -96,6 +101,7 @@ class ChainReader:
         children: Iterable[str] = (),
         wallets: Iterable[str] = (),
         tokens: Iterable[str] = (),
+        prices: Iterable[PriceSource] = (),
     ) -> None:
         self.rpc = rpc
         self.config = config
@@ -124,7 +130,15 @@ class ChainReader:
         self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
         self._token_info: dict[str, TokenInfo] = {}
-        self._feed_answers: dict[int, dict[str, tuple[int, int, int]]] = {}
+        # The oracle's price sources: classified, followed and read (flows/prices_reader.py).
+        aave_cfg = config.aave_v3
+        self.prices = PriceReader(
+            rpc,
+            aave_cfg.oracle if aave_cfg else "",
+            aave_cfg.price_reads if aave_cfg else "on_change",
+            prices,
+        )
+        self._announced_sources: dict[int, set[str]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
         # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
         self.balances = BalanceTracker(rpc, config, wallets, tokens)
@@ -136,10 +150,14 @@ class ChainReader:
 
     # Logs -----------------------------------------------------------------------------------
 
+    def _watched(self) -> list[str]:
+        extra = (self.children | self.prices.watched) - set(self.fixed)
+        return self.fixed + sorted(extra)
+
     def prefetch(self, headers: Iterable[BlockHeader]) -> None:
         """Start reading these blocks' logs ahead, as `read_block` will ask for them if the
         watched set does not change before (a read that changed it asks anew)."""
-        watched = set(self.fixed) | self.children
+        watched = set(self._watched())
         filters: list[dict[str, Any]] = []
         for header in headers:
             base: dict[str, object] = {"blockHash": header.hash}
@@ -148,66 +166,48 @@ class ChainReader:
         self.rpc.prefetch_logs(filters)
 
     def _watched_filter(self, base: dict[str, object]) -> dict[str, Any]:
-        return {**base, "address": self.fixed + sorted(self.children)}
+        return {**base, "address": sorted(set(self._watched()))}
 
     def _fetch(self, base: dict[str, object]) -> tuple[list[dict], set[str]]:
         """Logs of the watched set for one filter, following children announced inside it."""
+        before = set(self._watched())
         raw = self.rpc.get_logs(self._watched_filter(base))
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
         announced = [c for item in raw for c in children_of(item, self.parents)]
         self._announced = announced
-        # A feed's answers before it was announced are not in the logs read from then on, so
-        # its current answer is read at the announcement block (also for a feed seen before).
-        for child in announced:
-            if child.kind == "feed":
-                self._read_feed(child)
+        # A source's answers before it was announced are not in the logs read from then on,
+        # so it is classified and read at the announcement block (also one seen before).
+        sources = [(c.block, c.address, c.tokens[0]) for c in announced if c.kind == "feed"]
+        self._announced_sources = {}
+        for block, source, _asset in sources:
+            self._announced_sources.setdefault(block, set()).add(source)
+        since = self.prices.announce(sources)
         created = [c for c in announced if c.address not in self.children]
         if created:
-            new_children = sorted({c.address for c in created})
-            self.children.update(new_children)
+            self.children.update(c.address for c in created)
             for child in created:
                 new_tokens.update(child.tokens)
-            flt = dict(base)
-            if "fromBlock" in flt:
-                flt["fromBlock"] = hex(min(c.block for c in created))
-            # Each child from its own announcement on, as a live run reads it: otherwise its
-            # earlier logs would be stored or not depending on where the range began.
-            since: dict[str, int] = {}
-            for c in created:
-                since[c.address] = min(c.block, since.get(c.address, c.block))
-            raw += [
-                item
-                for item in self.rpc.get_logs({**flt, "address": new_children})
-                if int(item["blockNumber"], 16) >= since[item["address"].lower()]
-            ]
-            raw.sort(key=lambda x: (int(str(x["blockNumber"]), 16), int(str(x["logIndex"]), 16)))
+                since[child.address] = min(child.block, since.get(child.address, child.block))
+        later = self._logs_since(base, {a: b for a, b in since.items() if a not in before})
+        if later:
+            raw += later
+            raw.sort(key=_position)
         return raw, new_tokens - self._tokens_seen
 
-    def _read_feed(self, child: Child) -> None:
-        try:
-            out = self.rpc.call(
-                "eth_call", [{"to": child.address, "data": _LATEST_ROUND_DATA}, hex(child.block)]
-            )
-            words = [int(out[2 + 64 * i : 66 + 64 * i], 16) for i in range(5)]
-        except RpcTransportError:
-            raise  # a fault, not an answer: the source reads the range again
-        except (RpcError, ValueError, TypeError) as exc:
-            log.warning("feed.unreadable", feed=child.address, error=str(exc))
-            return
-        answer = words[1] - (1 << 256) if words[1] >> 255 else words[1]
-        self._feed_answers.setdefault(child.block, {})[child.address] = (
-            answer,
-            words[0],
-            words[3],
-        )
-
-    def _take_feed_answers(self, batches: list[BlockBatch]) -> None:
-        for batch in batches:
-            found = self._feed_answers.pop(batch.header.number, None)
-            if found:
-                batch.feed_answers = found
-        self._take_revisions(batches)
+    def _logs_since(self, base: dict[str, object], since: dict[str, int]) -> list[dict]:
+        """Logs of newly followed contracts, each from its own block on, as a live run reads
+        them: otherwise its earlier logs would be stored or not depending on the range."""
+        if not since:
+            return []
+        flt = dict(base)
+        if "fromBlock" in flt:
+            flt["fromBlock"] = hex(max(min(since.values()), int(str(flt["fromBlock"]), 16)))
+        return [
+            item
+            for item in self.rpc.get_logs({**flt, "address": sorted(since)})
+            if int(item["blockNumber"], 16) >= since[item["address"].lower()]
+        ]
 
     # The Aave Pool's revision ---------------------------------------------------------------
 
@@ -252,6 +252,89 @@ class ChainReader:
             if batch is not None:
                 batch.aave_revision = self._revisions.pop(block)
 
+    def _price_reads(
+        self, raw: list[dict], base: dict[str, object], start: int, end: int, live: bool
+    ) -> tuple[dict[int, dict[str, SourceRead]], dict[int, BlockHeader]]:
+        """The sources read at this range's read points (flows/prices_reader.py). A proxy
+        found pointing at an aggregator not followed yet (a new phase) has that aggregator's
+        logs read from there on (added to `raw`), and the points are planned again."""
+        headers: dict[int, BlockHeader] = {}
+        reads: dict[int, dict[str, SourceRead]] = {}
+        if not self.prices.sources:
+            return reads, headers
+        announced = {b: s for b, s in self._announced_sources.items() if start <= b <= end}
+        discovered: dict[str, str] = {}  # new aggregator -> its proxy
+        for _attempt in range(4):
+            stamps: dict[int, int] = {}
+            addresses: dict[int, set[str]] = {}
+            for item in raw:
+                n = int(str(item["blockNumber"]), 16)
+                addresses.setdefault(n, set()).add(str(item["address"]).lower())
+                stamp = item.get("blockTimestamp")
+                if isinstance(stamp, str):
+                    stamps[n] = int(stamp, 16)
+            if live or self.prices.policy == "every_block":
+                numbers = list(range(start, end + 1))
+            else:
+                numbers = sorted(addresses.keys() | announced.keys() | {end})
+                headers.update(self.headers([n for n in numbers if n not in stamps | headers]))
+                for n, h in headers.items():
+                    stamps.setdefault(n, h.timestamp)
+            blocks = [
+                BlockLogs(n, stamps.get(n, 0), frozenset(addresses.get(n, ()))) for n in numbers
+            ]
+            reads = self.prices.read(self.prices.plan(blocks, announced, live))
+            found = self.prices.new_aggregators(reads)
+            if not found:
+                break
+            for got in reads.values():
+                for source, read in got.items():
+                    if read.aggregator in found:
+                        discovered[read.aggregator] = source
+            # The swap happened after the read point before (which still saw the old
+            # aggregator): the new one's answers from there on are read points too.
+            points = sorted(reads)
+            since = {
+                aggregator: max((p for p in points if p < n), default=start - 1) + 1
+                for aggregator, n in found.items()
+            }
+            raw += self._logs_since(base, since)
+            raw.sort(key=_position)
+        if discovered:
+            # A live run follows a new aggregator from the block its proxy points at it: its
+            # logs from before (its first rounds, read by the look-back) are dropped, so both
+            # runs store the same logs.
+            since = {
+                aggregator: min(
+                    (n for n, got in reads.items() if got[proxy].aggregator == aggregator),
+                    default=end + 1,
+                )
+                for aggregator, proxy in discovered.items()
+            }
+            raw[:] = [
+                item
+                for item in raw
+                if int(str(item["blockNumber"]), 16)
+                >= since.get(str(item["address"]).lower(), start)
+            ]
+            addresses = {}
+            for item in raw:
+                n = int(str(item["blockNumber"]), 16)
+                addresses.setdefault(n, set()).add(str(item["address"]).lower())
+        with_logs = addresses.keys() | announced.keys()
+        if with_logs and max(with_logs) in stamps:
+            # Where the next range's first window boundary is counted from.
+            self.prices.last_timestamp = stamps[max(with_logs)]
+        # every_block: a block whose reads equal the block before's adds nothing.
+        kept: dict[int, dict[str, SourceRead]] = {}
+        previous = self.prices.last_reads
+        for n in sorted(reads):
+            if reads[n] != previous or n in addresses or n in announced or n == end:
+                kept[n] = reads[n]
+            previous = reads[n]
+        self.prices.last_reads = previous
+        return kept, headers
+
     @contextmanager
     def _all_or_nothing(self) -> Iterator[None]:
         """A read that fails part-way (a provider fault: the source reads it again) leaves no
@@ -262,16 +345,17 @@ class ChainReader:
             set(self.children),
             set(self._initial_tokens),
             set(self._tokens_seen),
-            {block: dict(answers) for block, answers in self._feed_answers.items()},
         )
         revisions = (self._revision_read, dict(self._revisions))
         tracker = self.balances.checkpoint()
+        prices = self.prices.checkpoint()
         try:
             yield
         except BaseException:
-            self.children, self._initial_tokens, self._tokens_seen, self._feed_answers = saved
+            self.children, self._initial_tokens, self._tokens_seen = saved
             self._revision_read, self._revisions = revisions
             self.balances.rollback(tracker)
+            self.prices.rollback(prices)
             raise
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
@@ -286,6 +370,7 @@ class ChainReader:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
         raw, new_tokens = self._fetch(flt)
         self._read_revisions(raw, start)
+        reads, price_headers = self._price_reads(raw, flt, start, end, live)
         tracked = self._track_balances(raw, flt, start)
         by_block: dict[int, list[RawLog]] = {}
         stamps: dict[int, int] = {}
@@ -300,12 +385,16 @@ class ChainReader:
             logs_of_block.append(lg)
         self._add_transfers(tracked.logs, by_block, stamps)
         numbers = sorted(
-            by_block.keys() | tracked.openings.keys() | tracked.unreadable.keys() | {end}
+            by_block.keys()
+            | tracked.openings.keys()
+            | tracked.unreadable.keys()
+            | reads.keys()
+            | {end}
         )
         # Logs that carry blockTimestamp (anvil, reth, recent geth) spare the header reads;
         # the range's last block is always read, so progress and parent hashes stay anchored.
-        to_read = [n for n in numbers if n not in stamps or n == end]
-        headers = self.headers(to_read)
+        to_read = [n for n in numbers if (n not in stamps or n == end) and n not in price_headers]
+        headers = {**price_headers, **self.headers(to_read)}
         tokens = self.token_infos(new_tokens)
         batches = []
         for n in numbers:
@@ -319,8 +408,9 @@ class ChainReader:
             batches.append(BlockBatch(header, logs, head, live, checkpoint=n == end))
         if batches and tokens:
             batches[0].tokens = tokens
-        self._take_feed_answers(batches)
+        self._take_revisions(batches)
         for batch in batches:
+            batch.price_reads = reads.get(batch.header.number, {})
             batch.balances = tracked.openings.get(batch.header.number, {})
             batch.unreadable_balances = tracked.unreadable.get(batch.header.number, {})
         self.balances.commit(tracked)
@@ -337,12 +427,14 @@ class ChainReader:
         flt: dict[str, object] = {"blockHash": header.hash}
         raw, new_tokens = self._fetch(flt)
         self._read_revisions(raw, header.number)
+        reads, _headers = self._price_reads(raw, flt, header.number, header.number, True)
         tracked = self._track_balances(raw, flt, header.number)
         by_block = {header.number: [self._to_log(item) for item in raw]}
         self._add_transfers(tracked.logs, by_block, {})
         logs = by_block[header.number]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
-        self._take_feed_answers([batch])
+        self._take_revisions([batch])
+        batch.price_reads = reads.get(header.number, {})
         batch.balances = tracked.openings.get(header.number, {})
         batch.unreadable_balances = tracked.unreadable.get(header.number, {})
         self.balances.commit(tracked)

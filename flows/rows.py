@@ -223,6 +223,7 @@ COLUMNS.update(
             "round_id",
             "updated_at",
             "version",
+            "stale",
         ),
         "defimon.account_versions": (
             "chain_id",
@@ -687,6 +688,7 @@ def _aave_market_rows(out: MarketOutput, when: datetime, version: int) -> dict[s
                 p.round_id,
                 p.updated_at,
                 version,
+                p.stale,
             )
             for p in aave.prices
         ],

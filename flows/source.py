@@ -38,6 +38,7 @@ from flows.watch import WatchReader, WatchRequests, merge_seeds
 from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
 from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, ReorgTooDeep, RpcError
+from schemas.prices import PriceSource
 from schemas.watch import WatchSeed
 
 log = structlog.get_logger("defimon.source")
@@ -68,6 +69,8 @@ class SourceCursor:
     recent: tuple[tuple[int, str], ...] = ()
     # Wallet watch mode: the wallets seeded so far, with the block each was seeded at.
     watched: tuple[tuple[str, int], ...] = ()
+    # Oracle price sources as classified (flows/prices_reader.py), with what they follow.
+    prices: tuple[PriceSource, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ class _Reader(threading.Thread):
             stop=stop,
         )
         self.reader = ChainReader(
-            self.rpc, endpoint.config, cursor.pools, cursor.wallets, cursor.tokens
+            self.rpc, endpoint.config, cursor.pools, cursor.wallets, cursor.tokens, cursor.prices
         )
         self.next_block = cursor.next_block
         self.last_hash = cursor.last_hash
@@ -603,6 +606,7 @@ class ChainPartition(StatefulSourcePartition[SourceItem, SourceCursor]):
             *tracked,
             recent=recent,
             watched=watched,
+            prices=self._reader.reader.prices.snapshot,
         )
         return items
 

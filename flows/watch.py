@@ -35,7 +35,7 @@ from eth_abi import decode, encode
 from eth_utils import keccak
 
 from defimon.metrics import METRICS
-from flows.aave_v3.state import account_id
+from flows.aave_v3.state import account_id, oracle_price
 from flows.abi import selector
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
@@ -49,11 +49,11 @@ from schemas.lending import (
     AaveAccount,
     AccountReserveState,
     EModeInfo,
-    OraclePrice,
     ReserveInfo,
     ReserveRates,
 )
 from schemas.positions import UniswapPosition
+from schemas.prices import SourceRead
 from schemas.watch import AaveSeed, PoolPositionSeed, PoolSeed, TickSeed, WatchSeed
 
 log = structlog.get_logger("defimon.watch")
@@ -86,7 +86,6 @@ _EMODE_BITMAPS = (
     selector("getIsEModeCategoryIsolated(uint8)"),
 )
 _SOURCE_OF_ASSET = selector("getSourceOfAsset(address)")
-_LATEST_ROUND_DATA = selector("latestRoundData()")
 _SCALED_BALANCE = selector("scaledBalanceOf(address)")
 _PRINCIPAL_BALANCE = selector("principalBalanceOf(address)")
 _USER_STABLE_RATE = selector("getUserStableRate(address)")
@@ -231,7 +230,6 @@ class WatchReader:
         if aave is not None:
             for r in aave.reserves:
                 self.reader.children.update((r.a_token, r.stable_debt_token, r.variable_debt_token))
-            self.reader.children.update(p.feed for p in aave.prices)
         self.reader.balances.track(fresh, tokens)
         for wallet in fresh:
             self.watched[wallet] = block
@@ -495,13 +493,16 @@ class WatchReader:
         new = [a for a in assets if _address(reserves[a][8]) not in self.reader.children]
         infos = self._token_infos(assets)
         seed_reserves, rates, prices = [], [], []
+        source_reads: dict[str, SourceRead] = {}
         if new:
             sources = self._calls(
                 [(aave.oracle, _SOURCE_OF_ASSET + _arg(["address"], [a])) for a in new], block
             )
             feeds = {a: _address(_words(out, 1)[0]) for a, out in zip(new, sources, strict=True)}
-            answers = self._calls([(feeds[a], _LATEST_ROUND_DATA) for a in new], block)
-            for asset, out in zip(new, answers, strict=True):
+            # Classified and followed like an announced source; read as the oracle reads it.
+            self.reader.prices.announce([(block, feeds[a], a) for a in new])
+            source_reads = self.reader.prices.read([block])[block]
+            for asset in new:
                 w = reserves[asset]
                 config = w[0]
                 seed_reserves.append(
@@ -522,13 +523,7 @@ class WatchReader:
                 # getReserveData: liquidityIndex, liquidityRate, variableBorrowIndex,
                 # variableBorrowRate, stableBorrowRate, lastUpdateTimestamp (words 1..6)
                 rates.append(ReserveRates(asset, w[2], w[5], w[4], w[1], w[3], w[6]))
-                if out is not None and feeds[asset] != ZERO_ADDRESS:
-                    round_id, answer, _started, updated_at, _ = _words(out, 5)
-                    prices.append(
-                        OraclePrice(
-                            asset, _signed(answer, 256), round_id, updated_at, feeds[asset], block
-                        )
-                    )
+                prices.append(oracle_price(asset, source_reads[feeds[asset]], None, block))
         # The wallets' accounts: every reserve's token balances, configuration and eMode.
         calls: list[tuple[str, str]] = []
         for wallet in wallets:
@@ -604,7 +599,12 @@ class WatchReader:
                 )
             self._emode_seen.update(wanted)
         return AaveSeed(
-            tuple(seed_reserves), tuple(rates), tuple(prices), tuple(emode_out), tuple(accounts)
+            tuple(seed_reserves),
+            tuple(rates),
+            tuple(prices),
+            tuple(emode_out),
+            tuple(accounts),
+            tuple(source_reads[s] for s in sorted(source_reads)),
         )
 
 

@@ -81,6 +81,9 @@ class LendingReserveOut(BaseModel):
         description="The price of this collateral at which the health factor reaches 1"
     )
     liquidation_price_usd: float | None
+    price_stale: str | None = Field(
+        None, description="Why the price is not current (its source could not be read)"
+    )
 
 
 class AccountOut(BaseModel):
@@ -100,6 +103,11 @@ class AccountOut(BaseModel):
     health_factor: str = Field(description="Wad (1e18 = 1.0); 2^256-1 without debt")
     health_factor_float: float | None
     reserves: list[LendingReserveOut]
+    stale: list[str] | None = Field(
+        None,
+        description="'SYMBOL: reason' for each held reserve whose oracle source could not be "
+        "read; the figures then use its last good price. None: every price is current",
+    )
     updated_block: int | None
     block_number: int
     block_hash: str

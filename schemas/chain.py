@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from schemas.comet import CometReads
+from schemas.prices import SourceRead
 
 if TYPE_CHECKING:
     from schemas.watch import WatchSeed
@@ -65,8 +66,9 @@ class BlockBatch:
     live: bool
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     checkpoint: bool = True
-    # feed -> (answer, round id, updatedAt) read with eth_call when a feed was announced here
-    feed_answers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # oracle source -> what the reader read from it with eth_call at the end of this block
+    # (flows/prices_reader.py: where it was announced, at checkpoints, when inputs changed)
+    price_reads: dict[str, SourceRead] = field(default_factory=dict)
     # The Aave Pool's POOL_REVISION() read at this block (the first read, or an upgrade)
     aave_revision: int | None = None
     # comet -> what the reader read from it with eth_call at this block (Compound V3)

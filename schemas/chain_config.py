@@ -25,6 +25,9 @@ It is a small TOML file::
                                # schemas.lending.AAVE_VERSIONS); by default the Pool's
                                # POOL_REVISION() names it, read at the first block and at
                                # each upgrade of the Pool proxy
+    price_reads = "on_change"  # optional: when sources are read with eth_call, "on_change"
+                               # (where an input may have changed) or "every_block"
+                               # (flows/prices_reader.py gives the RPC cost of each)
 
     [compound_v3]              # optional
     comets = ["0x..."]
@@ -71,6 +74,7 @@ class AaveV3Config:
     pool_configurator: str
     oracle: str
     version: str | None = None  # pinned release; None: read from the Pool's revision
+    price_reads: str = "on_change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +137,18 @@ class ChainConfig:
             aave = None
             if "aave_v3" in raw:
                 a = raw["aave_v3"]
+                price_reads = str(a.get("price_reads", "on_change"))
+                if price_reads not in ("on_change", "every_block"):
+                    raise ConfigError(
+                        f"aave_v3.price_reads must be 'on_change' or 'every_block', "
+                        f"not {price_reads!r}"
+                    )
                 aave = AaveV3Config(
                     pool=normalize_address(a["pool"]),
                     pool_configurator=normalize_address(a["pool_configurator"]),
                     oracle=normalize_address(a["oracle"]),
                     version=_aave_version(a.get("version")),
+                    price_reads=price_reads,
                 )
             compound = None
             if "compound_v3" in raw:
@@ -223,6 +234,8 @@ class ChainConfig:
             ]
             if a.version is not None:
                 lines.append(f'version = "{a.version}"')
+            if a.price_reads != "on_change":
+                lines.append(f'price_reads = "{a.price_reads}"')
         if self.compound_v3:
             comets = ", ".join(f'"{c}"' for c in self.compound_v3.comets)
             lines += ["", "[compound_v3]", f"comets = [{comets}]"]

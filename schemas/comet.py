@@ -188,6 +188,7 @@ def comet_account_json(
             "debt_usd": value.debt_value / PRICE_UNIT,
             "liquidation_price": None,
             "liquidation_price_usd": None,
+            "price_stale": None,
         }
     ]
     for c in value.collaterals:
@@ -210,6 +211,7 @@ def comet_account_json(
                 "liquidation_price_usd": None
                 if c.liquidation_price is None
                 else c.liquidation_price / PRICE_UNIT,
+                "price_stale": None,
             }
         )
     hf = value.health_factor
@@ -240,4 +242,6 @@ def comet_account_json(
         "base_principal": str(account.principal),
         "is_liquidatable": value.is_liquidatable,
         "absorbable": value.absorbable,
+        # Aave's field (schemas/lending.py): comet prices are read from the comet at the block.
+        "stale": None,
     }

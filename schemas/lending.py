@@ -77,6 +77,9 @@ class OraclePrice(Immutable):
     updated_at: int
     feed: str
     block: int
+    # Why the source could not be read at `block` ("" when it was): `answer` is then the
+    # last good answer (0 if there never was one), and every value built on it is stale.
+    stale: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,7 @@ class ReserveValue(Immutable):
     price: int  # base currency, 8 decimals
     collateral: bool
     liquidation_price: int | None  # base currency, 8 decimals; None if no price gets HF to 1
+    stale: str = ""  # why `price` is not current ("" when it is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,9 @@ class AccountValue(Immutable):
     avg_liquidation_threshold: int
     health_factor: int  # wad; MAX_UINT256 without debt
     reserves: tuple[ReserveValue, ...]
+    # "SYMBOL: reason" for each held reserve whose price could not be read: the figures
+    # above use its last good price and are stale.
+    stale: tuple[str, ...] = ()
 
 
 def health_factor_float(hf: int) -> float | None:
@@ -156,6 +163,7 @@ def account_json(
                 "liquidation_price_usd": None
                 if r.liquidation_price is None
                 else r.liquidation_price / BASE_UNIT,
+                "price_stale": r.stale or None,
             }
         )
     return {
@@ -175,6 +183,7 @@ def account_json(
         "health_factor": str(value.health_factor),
         "health_factor_float": health_factor_float(value.health_factor),
         "reserves": rows,
+        "stale": list(value.stale) or None,
         "updated_block": updated_block,
         "block_number": as_of.number,
         "block_hash": as_of.hash,

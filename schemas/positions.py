@@ -99,6 +99,9 @@ class TokenPrice(Immutable):
     source: str  # a feed, the pool the last hop came from, or "usd" for a stablecoin itself
     hops: int
     round_id: int | None = None  # the feed's round, for oracle prices
+    # Why this price is not current: its oracle root could not be read (the reason is the
+    # root's, carried along every route from it); "" when it is current.
+    stale: str = ""
 
 
 @dataclass(frozen=True, slots=True)

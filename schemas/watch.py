@@ -13,6 +13,7 @@ from schemas.chain import TokenInfo
 from schemas.comet import CometReads
 from schemas.lending import AaveAccount, EModeInfo, OraclePrice, ReserveInfo, ReserveRates
 from schemas.positions import UniswapPosition
+from schemas.prices import SourceRead
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ class AaveSeed:
     prices: tuple[OraclePrice, ...] = ()
     emode: tuple[EModeInfo, ...] = ()
     accounts: tuple[AaveAccount, ...] = ()
+    # The seeded reserves' sources as read at the seed block (a proxy's aggregator with it).
+    source_reads: tuple[SourceRead, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import pytest
 
 from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
+from devnet.oracles import DEFAULT_LAYOUT
 from devnet.simulator import MarketSimulator
 from flows.source import ChainEndpoint
 
@@ -29,9 +30,9 @@ class Devnet:
         )
 
 
-def start_devnet(seed: int = 7, steps: int = 0) -> Devnet:
+def start_devnet(seed: int = 7, steps: int = 0, layout: str = DEFAULT_LAYOUT) -> Devnet:
     anvil = Anvil().start()
-    deployment = deploy(anvil.rpc_url)
+    deployment = deploy(anvil.rpc_url, layout=layout)
     simulator = MarketSimulator(anvil.rpc_url, deployment, seed=seed)
     for _ in range(steps):
         simulator.step()

@@ -104,7 +104,7 @@ def market() -> Iterator[Market]:
     rpc = RpcClient(anvil.rpc_url)
     simulator: LendingSimulator | None = None
     try:
-        deployment = deploy(anvil.rpc_url)
+        deployment = deploy(anvil.rpc_url, layout="feeds")  # what these tests check
         first_block = int(rpc.call("eth_blockNumber"), 16) + 1
         simulator = LendingSimulator(anvil.rpc_url, deployment, seed=11)
         growth = []
@@ -341,7 +341,7 @@ def test_deploy_without_aave(market: Market) -> None:
 
 def test_history_mixes_uniswap_and_aave() -> None:
     with Anvil() as anvil, RpcClient(anvil.rpc_url) as rpc:
-        deployment = deploy(anvil.rpc_url)
+        deployment = deploy(anvil.rpc_url, layout="feeds")  # what these tests check
         assert deployment.aave is not None
         first = int(rpc.call("eth_blockNumber"), 16) + 1
         produced = generate_history(anvil.rpc_url, deployment, target_logs=8000, aave=True)
@@ -362,7 +362,7 @@ def test_history_mixes_uniswap_and_aave() -> None:
 
 def test_combined_simulator_drives_both_markets() -> None:
     with Anvil() as anvil, RpcClient(anvil.rpc_url) as rpc:
-        deployment = deploy(anvil.rpc_url)
+        deployment = deploy(anvil.rpc_url, layout="feeds")  # what these tests check
         assert deployment.aave is not None
         simulator = DevnetSimulator(anvil.rpc_url, deployment, seed=3)
         first = int(rpc.call("eth_blockNumber"), 16) + 1

@@ -72,6 +72,12 @@ UPGRADED = _topic("Upgraded(address)")
 # Oracle and feeds
 ASSET_SOURCE_UPDATED = _topic("AssetSourceUpdated(address,address)")
 ANSWER_UPDATED = _topic("AnswerUpdated(int256,uint256,uint256)")
+# OCR aggregators also carry the answer in NewTransmission (first data word, an int192):
+# OCR1 (AccessControlledOffchainAggregator) and OCR2 (libocr contract2) spell it differently.
+NEW_TRANSMISSION_OCR1 = _topic("NewTransmission(uint32,int192,address,int192[],bytes,bytes32)")
+NEW_TRANSMISSION_OCR2 = _topic(
+    "NewTransmission(uint32,int192,address,uint32,int192[],bytes,int192,bytes32,uint40)"
+)
 # Scaled-balance tokens
 SCALED_MINT = _topic("Mint(address,address,uint256,uint256,uint256)")
 SCALED_BURN = _topic("Burn(address,address,uint256,uint256,uint256)")
@@ -511,10 +517,20 @@ def decode(role: AaveRole, log: RawLog) -> Event | None:
         if t0 == ASSET_SOURCE_UPDATED:
             asset, source = _topics(log, 3)
             return AssetSourceUpdated(_address(asset), _address(source))
-    elif role is AaveRole.FEED and t0 == ANSWER_UPDATED:
-        current, round_id = _topics(log, 3)
-        (updated_at,) = _words(log, 1)
-        return AnswerUpdated(_signed(current), round_id, updated_at)
+    elif role is AaveRole.FEED:
+        if t0 == ANSWER_UPDATED:
+            current, round_id = _topics(log, 3)
+            (updated_at,) = _words(log, 1)
+            return AnswerUpdated(_signed(current), round_id, updated_at)
+        if t0 in (NEW_TRANSMISSION_OCR1, NEW_TRANSMISSION_OCR2):
+            (round_id,) = _topics(log, 2)
+            words = _words(log, 4, at_least=True)
+            # OCR2 names the observations' time; OCR1's is in its report context (not kept).
+            updated_at = words[2] if t0 == NEW_TRANSMISSION_OCR2 else 0
+            return AnswerUpdated(_signed(words[0]), round_id, updated_at)
+        # An aggregator's other logs (submissions, rounds, permissions, billing: dozens over
+        # the Flux, OCR and OCR2 versions) say nothing the answer does not.
+        return None
     if t0 in IGNORED[role]:
         return None
     raise DecodeError(f"unknown topic {t0} for a {role.value}")

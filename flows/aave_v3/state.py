@@ -34,6 +34,7 @@ from schemas.lending import (
     health_factor_float,
 )
 from schemas.positions import BlockRef
+from schemas.prices import ZERO, SourceRead
 from schemas.watch import AaveSeed
 
 PROTOCOL_AAVE_V3 = "aave_v3"
@@ -41,6 +42,35 @@ DEFAULT_VERSION = AAVE_VERSIONS[0]
 # Versions seeded at a block sort after the block's own logs.
 SEED_LOG_INDEX = 1 << 24
 _ZERO = "0x" + "00" * 20
+
+
+def oracle_price(
+    asset: str, read: SourceRead, previous: OraclePrice | None, block: int
+) -> OraclePrice:
+    """What `AaveOracle.getAssetPrice(asset)` gives at the end of `block`, from the source as
+    read then: its `latestAnswer()` if positive, else the fallback oracle's price. A source
+    that cannot be read is never a price of 0: the last good answer is kept, marked stale."""
+    answer = read.answer
+    if answer is not None and answer > 0 and read.source != ZERO:
+        return OraclePrice(asset, answer, 0, 0, read.source, block)
+    fallback = dict(read.fallback).get(asset)
+    if fallback is not None and fallback > 0:
+        return OraclePrice(asset, fallback, 0, 0, read.source, block)
+    if read.source == ZERO:
+        why = "no source and the fallback oracle has no price"
+    elif answer is None:
+        why = f"source {read.source} unreadable: {read.error or 'reverted'}"
+    else:
+        why = f"source {read.source} answered {answer} and the fallback oracle has no price"
+    if previous is not None and previous.stale.startswith(why + " since block "):
+        return previous  # still so: nothing new to store or revalue
+    last = previous.answer if previous is not None else 0
+    return OraclePrice(asset, last, 0, 0, read.source, block, stale=f"{why} since block {block}")
+
+
+def same_price(a: OraclePrice | None, b: OraclePrice) -> bool:
+    """Same answer from the same source, equally stale: nothing for anyone to revalue."""
+    return a is not None and (a.answer, a.feed, a.stale) == (b.answer, b.feed, b.stale)
 
 
 def account_id(chain_id: int, pool: str, user: str) -> str:
@@ -112,8 +142,11 @@ class AaveMarket:
     reserves: dict[str, ReserveInfo] = field(default_factory=dict)
     rates: dict[str, ReserveRates] = field(default_factory=dict)
     emode: dict[int, EModeInfo] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)  # asset -> feed
-    feed_assets: dict[str, set[str]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # asset -> oracle source
+    # source -> the contract whose logs carry its answers: a proxy's current aggregator,
+    # else the source itself (polled sources have none that matter)
+    emitters: dict[str, str] = field(default_factory=dict)
+    feed_assets: dict[str, set[str]] = field(default_factory=dict)  # emitter -> assets
     prices: dict[str, OraclePrice] = field(default_factory=dict)
     # token contract -> (role, asset)
     tokens: dict[str, tuple[ev.AaveRole, str]] = field(default_factory=dict)
@@ -150,10 +183,10 @@ class AaveMarket:
         block: BlockRef,
         token_info: dict[str, TokenInfo],
         route: dict[int, AaveShardInput],
-        feed_answers: dict[str, tuple[int, int, int]] | None = None,
         revision: int | None = None,
     ) -> AaveMarketOutput:
         """Apply a block's Aave logs; fill `route` (shard -> input) with what each shard needs.
+        Prices read with eth_call at the block's end follow with `read_prices`.
 
         `revision`: the Pool's `POOL_REVISION()` read at this block (its first, or one whose
         logs upgrade the Pool proxy); its rules apply from this block on."""
@@ -319,20 +352,9 @@ class AaveMarket:
                     )
                 self._put_emode(category, out, route)
             elif isinstance(event, ev.AssetSourceUpdated):
-                old = self.sources.get(event.asset)
-                if old:
-                    self.feed_assets.get(old, set()).discard(event.asset)
-                self.sources[event.asset] = event.source
-                self.feed_assets.setdefault(event.source, set()).add(event.asset)
-                # The feed's answer at this block, read when it was announced; its later
-                # AnswerUpdated logs in this block (if any) come after and win.
-                known = (feed_answers or {}).get(event.source)
-                if known is not None:
-                    answer, round_id, updated_at = known
-                    self.prices[event.asset] = OraclePrice(
-                        event.asset, answer, round_id, updated_at, event.source, block.number
-                    )
-                    changed_prices.add(event.asset)
+                # Its price at this block is read with eth_call at the block's end (the
+                # reader always reads a source where it is announced): `read_prices`.
+                self._set_source(event.asset, event.source)
             elif isinstance(event, ev.AnswerUpdated):
                 for feed_asset in sorted(self.feed_assets.get(log.address, ())):
                     self.prices[feed_asset] = OraclePrice(
@@ -340,7 +362,7 @@ class AaveMarket:
                         event.answer,
                         event.round_id,
                         event.updated_at,
-                        log.address,
+                        self.sources.get(feed_asset, log.address),
                         block.number,
                     )
                     changed_prices.add(feed_asset)
@@ -419,6 +441,42 @@ class AaveMarket:
         self._put_emode(replace(known, **{field_name: bitmap}), out, route)
         return True
 
+    def _set_source(self, asset: str, source: str) -> None:
+        old = self.sources.get(asset)
+        if old is not None:
+            self.feed_assets.get(self.emitters.get(old, old), set()).discard(asset)
+        self.sources[asset] = source
+        emitter = self.emitters.setdefault(source, source)
+        self.feed_assets.setdefault(emitter, set()).add(asset)
+
+    def read_prices(
+        self, reads: Mapping[str, SourceRead], block: BlockRef, route: dict[int, AaveShardInput]
+    ) -> AaveMarketOutput:
+        """Apply the sources as read at the end of this block (after its logs and any seed):
+        a proxy's aggregator (a new one is followed from here on: a new phase) and the price
+        `AaveOracle.getAssetPrice` gives, stale with the reason when it cannot be read."""
+        out = AaveMarketOutput()
+        changed: set[str] = set()
+        for source, read in sorted(reads.items()):
+            if read.kind == "proxy" and read.aggregator:
+                old = self.emitters.get(source, source)
+                if old != read.aggregator:
+                    moved = {a for a, s in self.sources.items() if s == source}
+                    if old in self.feed_assets:
+                        self.feed_assets[old] -= moved
+                    self.emitters[source] = read.aggregator
+                    self.feed_assets.setdefault(read.aggregator, set()).update(moved)
+        for asset, source in sorted(self.sources.items()):
+            found = reads.get(source)
+            if found is None:
+                continue
+            price = oracle_price(asset, found, self.prices.get(asset), block.number)
+            if not same_price(self.prices.get(asset), price):
+                self.prices[asset] = price
+                changed.add(asset)
+        self._fan_out(out, route, set(), changed, set())
+        return out
+
     def _fan_out(
         self,
         out: AaveMarketOutput,
@@ -459,11 +517,7 @@ class AaveMarket:
         for rate in seed.rates:
             self.rates[rate.asset] = rate
         for price in seed.prices:
-            old = self.sources.get(price.asset)
-            if old:
-                self.feed_assets.get(old, set()).discard(price.asset)
-            self.sources[price.asset] = price.feed
-            self.feed_assets.setdefault(price.feed, set()).add(price.asset)
+            self._set_source(price.asset, price.feed)
             self.prices[price.asset] = price
         for category in seed.emode:
             self.emode[category.category] = category
@@ -491,6 +545,11 @@ class AaveMarket:
             {p.asset for p in seed.prices},
             {r.asset for r in seed.reserves},
         )
+        if seed.source_reads:
+            # A proxy's aggregator as read then: its logs carry the seeded prices from here on.
+            read = self.read_prices({r.source: r for r in seed.source_reads}, block, route)
+            known = {p.asset for p in read.prices}
+            out.prices = [p for p in out.prices if p.asset not in known] + read.prices
         return out
 
 
@@ -681,6 +740,8 @@ def value_account(
             am.AccountReserve(
                 asset=asset,
                 decimals=info.decimals,
+                # A stale price keeps its last good answer (0 only if there never was one:
+                # the value then says so in `stale`).
                 price=price.answer if price is not None and price.answer > 0 else 0,
                 collateral_enabled=held.collateral,
                 ltv=info.ltv,
@@ -695,6 +756,7 @@ def value_account(
     data = am.account_data(
         rows, user_emode=account.emode, emode_categories=categories, version=rules
     )
+    stale = {r.asset: _stale_reason(prices.get(r.asset)) for r in rows}
     return AccountValue(
         data.total_collateral_base,
         data.total_debt_base,
@@ -717,10 +779,24 @@ def value_account(
                 )
                 if r.collateral_enabled and r.a_token_balance and data.total_debt_base
                 else None,
+                stale[r.asset],
             )
             for r in rows
         ),
+        tuple(
+            f"{reserves[r.asset].symbol}: {stale[r.asset]}"
+            for r in rows
+            if stale[r.asset] and (r.a_token_balance or r.debt)
+        ),
     )
+
+
+def _stale_reason(price: OraclePrice | None) -> str:
+    if price is None:
+        return "no price read from the oracle yet"
+    if price.stale:
+        return price.stale
+    return "" if price.answer > 0 else f"the oracle answered {price.answer}"
 
 
 def shard_step(

@@ -328,22 +328,28 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     if state.aave is not None:
         route: dict[int, AaveShardInput] = {}
         out.aave = state.aave.step(
-            batch.logs, block, state.tokens, route, batch.feed_answers, batch.aave_revision
+            batch.logs, block, state.tokens, route, revision=batch.aave_revision
         )
         out.aave_pool = state.aave.pool
         if batch.seeds is not None and batch.seeds.aave is not None:
             seeded = state.aave.seed(batch.seeds.aave, block, route)
             _merge_aave(out.aave, seeded)
+        if batch.price_reads:
+            _merge_aave(out.aave, state.aave.read_prices(batch.price_reads, block, route))
         if batch.seeds is not None and state.aave.users is not None:
             # A watched wallet without an account yet opens one with its first supply.
             state.aave.users.update(batch.seeds.wallets)
         for oracle in out.aave.prices:
+            anchors_changed = True
+            if oracle.answer <= 0:
+                # Never read (stale from the start): no root at all rather than a root of 0.
+                state.anchors.pop(oracle.asset, None)
+                continue
             usd = Fraction(oracle.answer, 10**8)
             state.anchors[oracle.asset] = (
                 usd,
-                TokenPrice(oracle.asset, float(usd), oracle.feed, 0, oracle.round_id),
+                TokenPrice(oracle.asset, float(usd), oracle.feed, 0, oracle.round_id, oracle.stale),
             )
-            anchors_changed = True
         for shard, aave_item in route.items():
             shard_input(shard).aave = aave_item
 

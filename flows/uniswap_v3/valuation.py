@@ -185,7 +185,7 @@ def route_prices(
         hops += 1
         # USD per base unit of each priced token, for this level's depths
         unit_usd: dict[tuple[str, int], Fraction] = {}
-        best: dict[str, tuple[Fraction, str, int]] = {}
+        best: dict[str, tuple[Fraction, str, int, str]] = {}
         for address in sorted({a for t in frontier for a in by_token.get(t, ())}):
             token0, token1, dec0, dec1 = pools[address]
             state = states.get(address)
@@ -208,15 +208,15 @@ def route_prices(
                     continue
                 current = best.get(other)
                 if current is None or depth > current[0]:
-                    best[other] = (depth, address, side)
+                    best[other] = (depth, address, side, out[priced].stale)
         frontier = []
         for token in sorted(best):
-            _depth, address, side = best[token]
+            _depth, address, side, stale = best[token]
             token0, token1, dec0, dec1 = pools[address]
             rate = pool_rate(states[address].sqrt_price_x96, dec0, dec1)  # token1 per token0
             # USD(token0) = USD(token1) * rate; USD(token1) = USD(token0) / rate.
             price = exact[token1] * rate if side == 1 else exact[token0] / rate
             exact[token] = price
-            out[token] = TokenPrice(token, float(price), address, hops)
+            out[token] = TokenPrice(token, float(price), address, hops, stale=stale)
             frontier.append(token)
     return out

@@ -122,7 +122,22 @@ def test_accounts_equal_get_user_account_data_live_and_at_every_block(
         assert checked > 300
         assert below_one > 0, "the scenario should push an account below 1"
         stored = server.runtime.store.scalar("SELECT count() FROM defimon.liquidations FINAL")
-        assert stored == len(liquidations)
+        # Every LiquidationCall the pool logged (the simulator's ticks liquidate too; on the
+        # mainnet layout the wstETH borrowers can fall below 1 before the explicit call).
+        assert devnet.deployment.aave is not None
+        on_chain = rpc(
+            devnet.rpc_url,
+            "eth_getLogs",
+            [
+                {
+                    "fromBlock": "0x0",
+                    "toBlock": hex(head),
+                    "address": devnet.deployment.aave.pool,
+                    "topics": [aave_events.LIQUIDATION_CALL],
+                }
+            ],
+        )
+        assert stored == len(on_chain) >= len(liquidations)
         # The devnet's Pool (npm @aave/core-v3 1.19.3) answers POOL_REVISION() = 1: v3.0.2,
         # read from the chain once at the first block the flow read.
         versions = server.runtime.store.rows(

@@ -96,7 +96,7 @@ def market() -> AaveMarket:
 
 def step(m: AaveMarket, logs: list[RawLog], revision: int | None = None) -> tuple:
     route: dict[int, AaveShardInput] = {}
-    out = m.step(logs, BlockRef(1, 10, "0xbb", 1_000), {}, route, None, revision)
+    out = m.step(logs, BlockRef(1, 10, "0xbb", 1_000), {}, route, revision=revision)
     return out, route
 
 
