@@ -377,18 +377,21 @@ def _add_layout_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layout",
         default=None,
-        help="what prices the devnet's Aave reserves: feeds (the default: a PriceFeed each, "
-        "emitting its own AnswerUpdated) or mainnet (WETH behind a Chainlink "
-        "EACAggregatorProxy whose aggregator is swapped mid-scenario, wstETH behind a "
-        "CAPO-shaped adapter that emits no prices)",
+        help="what prices the devnet's Aave reserves: mainnet (the default: WETH behind a "
+        "Chainlink EACAggregatorProxy whose aggregator is swapped mid-scenario, wstETH behind "
+        "a CAPO-shaped adapter that emits no prices) or feeds (a PriceFeed each, emitting its "
+        "own AnswerUpdated, shaped like 2022)",
     )
 
 
 def _devnet_layout(args: argparse.Namespace) -> str:
-    from devnet.oracles import DEFAULT_LAYOUT, LAYOUTS
+    from devnet.oracles import LAYOUTS
 
     if args.layout is None:
-        return DEFAULT_LAYOUT
+        # What a user sees is shaped like the chains their money is on. (The test suite's
+        # fixtures default to devnet.oracles.DEFAULT_LAYOUT; the mainnet layout has tests of
+        # its own: tests/integration/test_price_sources.py, tests/test_devnet_mainnet.py.)
+        return "mainnet"
     if args.layout not in LAYOUTS:
         raise ConfigError(f"--layout {args.layout!r}: expected one of {', '.join(LAYOUTS)}")
     return str(args.layout)
