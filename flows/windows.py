@@ -12,8 +12,12 @@ the same state, and close the same windows with the same numbers.
   close is the observation at its end; the 1-hour and 1-day windows fold those observations.
 - Every subject is observed at every boundary, so quiet positions close their windows too. A
   subject whose inputs did not change keeps its last observation and is not revalued.
-- A subject that can never change again (a burned position, an emptied account) closes all
-  its open windows at the next boundary and leaves the book.
+- A subject that can never change again (a burned position) closes all its open windows at
+  the next boundary and leaves the book.
+- A subject that holds nothing but may hold again (an emptied lending account) is dormant: its
+  windows close when they end, as anyone's, and it leaves the book when its day window ends
+  with it still empty. Closing early would let a re-supply the same day open a second window
+  with the same start, the key a reorg retracts rows by.
 - Fees earned are the growth of the position's lifetime fees over the window, in token units,
   valued at the window's closing prices.
 """
@@ -61,6 +65,7 @@ class Observation:
     decimals0: int = 0
     decimals1: int = 0
     final: bool = False  # the subject can never change again
+    dormant: bool = False  # holds nothing now, may hold again: leaves when its day ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +169,11 @@ class WindowBook:
         rows: list[WindowRow] = []
         at_block, now = boundary.last_block, boundary.now
         finished = []
+        last = len(RESOLUTIONS) - 1
         for sid in sorted(self.subjects):
             held = self.subjects[sid]
             at = held.last
+            leaves = at.final
             for i, (label, seconds) in enumerate(RESOLUTIONS):
                 window = held.open[i]
                 start = at_block.timestamp // seconds * seconds
@@ -181,7 +188,9 @@ class WindowBook:
                 held.open[i] = (
                     None if at.final else OpenWindow.opening(now // seconds * seconds, at)
                 )
-            if at.final:
+                # Every finer window ended with the coarsest: nothing open is lost.
+                leaves = leaves or (at.dormant and i == last)
+            if leaves:
                 finished.append(sid)
         for sid in finished:
             del self.subjects[sid]

@@ -457,10 +457,12 @@ class AaveMarket:
         `AaveOracle.getAssetPrice` gives, stale with the reason when it cannot be read."""
         out = AaveMarketOutput()
         changed: set[str] = set()
+        swapped: set[str] = set()
         for source, read in sorted(reads.items()):
             if read.kind == "proxy" and read.aggregator:
                 old = self.emitters.get(source, source)
                 if old != read.aggregator:
+                    swapped.add(source)
                     moved = {a for a, s in self.sources.items() if s == source}
                     if old in self.feed_assets:
                         self.feed_assets[old] -= moved
@@ -468,7 +470,7 @@ class AaveMarket:
                     self.feed_assets.setdefault(read.aggregator, set()).update(moved)
         for asset, source in sorted(self.sources.items()):
             found = reads.get(source)
-            if found is None:
+            if found is None or self._logged(asset, found, swapped):
                 continue
             price = oracle_price(asset, found, self.prices.get(asset), block.number)
             if not same_price(self.prices.get(asset), price):
@@ -476,6 +478,24 @@ class AaveMarket:
                 changed.add(asset)
         self._fan_out(out, route, set(), changed, set())
         return out
+
+    def _logged(self, asset: str, read: SourceRead, swapped: set[str]) -> bool:
+        """A feed's (or a proxy's, on the same aggregator) answer changes only with a round,
+        and every round logs it (`AnswerUpdated`): the logs already gave the price, and the
+        read adds nothing but the chance of a node answering for another block. The read
+        counts where the logs cannot say: at the source's first read, on a new aggregator,
+        when it fails (stale) or gives no positive answer (the fallback), and on recovery."""
+        current = self.prices.get(asset)
+        return (
+            read.kind in ("feed", "proxy")
+            and read.source not in swapped
+            and read.answer is not None
+            and read.answer > 0
+            and current is not None
+            and not current.stale
+            and current.feed == read.source
+            and current.answer > 0
+        )
 
     def _fan_out(
         self,
@@ -880,8 +900,8 @@ def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[
     Unlike an LP position, an account changes with time alone (interest), so every account
     in the book is revalued, not only those whose inputs changed: a window's close is then
     what `getUserAccountData` said at the window's last block. An account that holds nothing
-    leaves the book (closing its windows) and comes back with its next supply; one never seen
-    holding anything is not observed at all.
+    is dormant: its windows close as they end, and it leaves the book when its day window ends
+    empty, coming back with its next supply; one never seen holding anything is not observed.
     """
     observed: set[str] = set()
     in_book = {aid for aid in book.subjects if aid in state.accounts}
@@ -906,7 +926,7 @@ def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[
             Observation(
                 value_usd=(value.total_collateral_base - value.total_debt_base) / BASE_UNIT,
                 health_factor=health_factor_float(value.health_factor),
-                final=not held,
+                dormant=not held,
             ),
         )
         observed.add(aid)

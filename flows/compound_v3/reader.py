@@ -61,6 +61,14 @@ class CometReader:
         self.calls = 0
         self._last_accrual: dict[str, int] = {}  # comet -> lastAccrualTime last read
 
+    def checkpoint(self) -> tuple[dict[str, CometConfig], set[tuple[str, str]], dict[str, int]]:
+        return dict(self.configs), set(self._seen), dict(self._last_accrual)
+
+    def rollback(
+        self, saved: tuple[dict[str, CometConfig], set[tuple[str, str]], dict[str, int]]
+    ) -> None:
+        self.configs, self._seen, self._last_accrual = saved
+
     def read(self, batches: list[BlockBatch]) -> None:
         """Fill `batch.comet` for every batch: every live block, and every backfill block with
         a watched log (a feed's update, say) or at a range's end.

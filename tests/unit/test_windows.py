@@ -156,3 +156,25 @@ def test_health_factor_without_debt_is_null_and_does_not_break_the_fold() -> Non
     (hour,) = by(rows, "1h", account)
     assert (hour.health_factor.high, hour.health_factor.low) == (1.5, 1.2)
     assert window_json(hour)["health_factor"]["close"] is None
+
+
+def test_a_dormant_subject_keeps_its_windows_until_its_day_ends_then_leaves() -> None:
+    """An emptied account re-supplied the same day continues its windows: a second window with
+    the same start would share the key a reorg retracts rows by."""
+    book = WindowBook()
+    book.observe(LP, Observation(value_usd=10.0))
+    book.close(boundary(1, T0 + 10, T0 + 60), {LP.subject_id})
+    book.observe(LP, Observation(value_usd=0.0, dormant=True))
+    rows = book.close(boundary(2, T0 + 70, T0 + 120), {LP.subject_id})
+    assert [r.window for r in rows] == ["1m"]  # the hour and the day stay open
+    book.observe(LP, Observation(value_usd=4.0))
+    rows = book.close(boundary(3, T0 + 130, T0 + 3600), {LP.subject_id})
+    (hour,) = by(rows, "1h")
+    assert (hour.start, hour.value.open, hour.value.low, hour.value.close) == (T0, 10.0, 0.0, 4.0)
+    starts = {(r.window, r.start) for r in rows}
+    book.observe(LP, Observation(value_usd=0.0, dormant=True))
+    rows = book.close(boundary(4, T0 + 3610, T0 + 86400 + 5), {LP.subject_id})
+    assert sorted(r.window for r in rows) == ["1d", "1h", "1m"]
+    assert not starts & {(r.window, r.start) for r in rows}
+    assert LP.subject_id not in book.subjects
+    assert book.close(boundary(5, T0 + 86410, T0 + 86470), set()) == []
