@@ -385,13 +385,12 @@ def _add_layout_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _devnet_layout(args: argparse.Namespace) -> str:
-    from devnet.oracles import LAYOUTS
+    from devnet.oracles import DEFAULT_LAYOUT, LAYOUTS
 
     if args.layout is None:
-        # What a user sees is shaped like the chains their money is on. (The test suite's
-        # fixtures default to devnet.oracles.DEFAULT_LAYOUT; the mainnet layout has tests of
-        # its own: tests/integration/test_price_sources.py, tests/test_devnet_mainnet.py.)
-        return "mainnet"
+        # What a user sees is shaped like the chains their money is on (and what the test
+        # suite's fixtures use).
+        return DEFAULT_LAYOUT
     if args.layout not in LAYOUTS:
         raise ConfigError(f"--layout {args.layout!r}: expected one of {', '.join(LAYOUTS)}")
     return str(args.layout)

@@ -41,7 +41,7 @@ from devnet.txs import Tx, mine_block
 log = logging.getLogger("defimon.devnet")
 
 LAYOUTS = ("feeds", "mainnet")
-DEFAULT_LAYOUT = "feeds"  # "mainnet" once test_reorg passes on it (window observations differ)
+DEFAULT_LAYOUT = "mainnet"  # the shape of the chains users hold money on (LAYOUTS)
 
 # PriceSource.kind
 FEED = "feed"  # our PriceFeed: emits AnswerUpdated itself
