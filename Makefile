@@ -1,6 +1,7 @@
 # defimon: every target installs what it needs, then runs.
 #   make demo    devnet + simulator + flow + API + page on http://127.0.0.1:8000/
 #   make test    lint, types and the whole test suite (real anvil, chDB, Chromium)
+#   make test-fast  lint, types and the unit tests (no anvil, no browser): seconds, while you work
 #   make bench   the benchmarks; one JSON object per line
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: demo test bench lint deps browser clean
+.PHONY: demo test test-fast bench lint deps browser clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "defimon needs Python 3.11 or 3.12 (Bytewax 0.21.1 has no wheels for newer)"'
@@ -41,6 +42,9 @@ lint: $(BIN)/.installed
 
 test: deps browser lint
 	$(BIN)/pytest
+
+test-fast: lint
+	$(BIN)/pytest tests/unit -q
 
 bench: deps
 	$(BIN)/python -m bench
