@@ -34,7 +34,8 @@ def devnet_with_history(target_logs: int, *, aave: bool = False) -> tuple[Anvil,
     anvil = Anvil().start()
     try:
         started = time.perf_counter()
-        deployment = deploy(anvil.rpc_url)
+        # generate_history moves PriceFeed sources: the feeds layout
+        deployment = deploy(anvil.rpc_url, layout="feeds")
         logs = generate_history(anvil.rpc_url, deployment, target_logs, aave=aave)
     except BaseException:
         anvil.stop()

@@ -34,7 +34,6 @@ _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
 _POOL_REVISION = "0x0148170e"  # POOL_REVISION(): the Aave Pool's implementation revision
 _HEADER_BATCH = 200
-_T = TypeVar("_T")
 _LOG_INDEX = itemgetter(3)  # RawLog.log_index
 
 
@@ -42,6 +41,9 @@ _LOG_INDEX = itemgetter(3)  # RawLog.log_index
 class RangeRead:
     batches: list[BlockBatch]
     log_count: int
+
+
+_T = TypeVar("_T", RangeRead, BlockBatch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,22 +386,42 @@ class ChainReader:
             self._racy_head = version.lower().startswith("anvil")
         return self._racy_head
 
-    def _read_at_head(self, read: Callable[[], _T], newest: int) -> _T:
-        """A read whose state calls (prices, balances, comets) are at `newest`, the head when
-        it started. On a racy node, if the chain grew meanwhile the read is undone and made
-        again: `newest` is then an older block, whose state every node serves exactly (the
-        head check after the read caught 893 of the 896 racy reads measured; the rest is
-        the node's)."""
+    def _read_at_head(self, read: Callable[[], _T], block: int, head: int) -> _T:
+        """A read whose state calls (prices, balances, comets) are at `block`. When `block`
+        is the head, on a racy node, and the chain grew meanwhile, the read is undone and
+        made again: `block` is then an older block, whose state every node serves exactly
+        (the head check after the read caught 893 of the 896 racy reads measured; the rest
+        is the node's). A block below the head is read once."""
+        if block < head:
+            with self._all_or_nothing():
+                return read()
         try:
             with self._all_or_nothing():
+                reads_before = self.prices.last_reads
                 out = read()
-                if self._racy_node() and self.rpc.block_number() > newest:
+                if (
+                    self._state_read_at(out, block, reads_before)
+                    and self._racy_node()
+                    and self.rpc.block_number() > block
+                ):
                     raise _ReadAgain
                 return out
         except _ReadAgain:
-            log.debug("read.again_head_moved", chain_id=self.chain_id, block=newest)
+            log.debug("read.again_head_moved", chain_id=self.chain_id, block=block)
             with self._all_or_nothing():
                 return read()
+
+    def _state_read_at(
+        self, out: RangeRead | BlockBatch, block: int, reads_before: dict[str, SourceRead]
+    ) -> bool:
+        """Whether the read took state at `block` that a racy answer could have changed:
+        prices that moved from the block before's (an answer from the next block that moved
+        nothing is the right answer), comet reads, opening balances."""
+        batches = out.batches if isinstance(out, RangeRead) else [out]
+        at = [b for b in batches if b.header.number == block]
+        return self.prices.last_reads != reads_before or any(
+            b.comet or b.balances or b.unreadable_balances for b in at
+        )
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         """Every watched log in [start, end], as one BlockBatch per block that has logs.
@@ -407,9 +429,8 @@ class ChainReader:
         The last block of the range is always emitted, logs or not, so progress reaches it.
         """
         if live:
-            return self._read_at_head(
-                partial(self._read_range, start, end, head=head, live=live), end
-            )
+            read = partial(self._read_range, start, end, head=head, live=live)
+            return self._read_at_head(read, end, head)
         with self._all_or_nothing():
             return self._read_range(start, end, head=head, live=live)
 
@@ -467,7 +488,8 @@ class ChainReader:
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         """One block, whole, by hash (so a reorg cannot mix two blocks' logs)."""
-        return self._read_at_head(partial(self._read_block, header, head=head), header.number)
+        read = partial(self._read_block, header, head=head)
+        return self._read_at_head(read, header.number, head)
 
     def _read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         flt: dict[str, object] = {"blockHash": header.hash}

@@ -119,13 +119,14 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
                 f"/v1/portfolio/{owner}/diff", **{"from": str(start_block), "to": str(end_block)}
             ).json()
             parts = diff["explained"]
-            assert sum(parts.values()) == pytest.approx(diff["change"], abs=1e-6)
+            # (float sums in another order: exact to the last bits of a value of 10^8 USD)
+            assert sum(parts.values()) == pytest.approx(diff["change"], rel=1e-12, abs=1e-6)
             total = {
                 at: server.get(f"/v1/portfolio/{owner}", at=str(at)).json()["total_usd"]
                 for at in (start_block, end_block)
             }
-            assert diff["value_from"] == pytest.approx(total[start_block], abs=1e-6)
-            assert diff["value_to"] == pytest.approx(total[end_block], abs=1e-6)
+            assert diff["value_from"] == pytest.approx(total[start_block], rel=1e-12, abs=1e-6)
+            assert diff["value_to"] == pytest.approx(total[end_block], rel=1e-12, abs=1e-6)
             for subject in diff["subjects"]:
                 if subject["protocol"] == "uniswap_v3":
                     assert subject["fees"] >= 0 and subject["interest"] == 0

@@ -457,7 +457,12 @@ def shared_range_rounding(
 
     token_a = mint(owner_a, 1000)  # its share of a swap's fees is far below 1 wei
     token_b = mint(owner_b, replica.liquidity * 7 // 5 + 12_345)  # no round ratio to the rest
-    usd = {t.address: TOKEN_SPECS[t.symbol][1] for t in deployment.tokens.values()}
+    # (the pools' tokens: the mainnet layout's LST has no pool)
+    usd = {
+        t.address: TOKEN_SPECS[t.symbol][1]
+        for t in deployment.tokens.values()
+        if t.symbol in TOKEN_SPECS
+    }
     decimals = {t.address: t.decimals for t in deployment.tokens.values()}
     capped_blocks = 0
     for cycle in range(40):
