@@ -534,13 +534,13 @@ def bench_flow(accounts: int, shards: int, repeats: int, directory: Path) -> Dat
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.header.chain_id))
     market = op.map(
         "market_out",
-        op.stateful_map("uniswap_v3_market", by_chain, market_mapper({CHAIN_ID: config}, shards)),
+        op.stateful_map("market", by_chain, market_mapper({CHAIN_ID: config}, shards)),
         lambda kv: kv[1],
     )
     shard_inputs = op.flat_map("to_shards", market, to_shards)
     positions = op.map(
         "positions_out",
-        op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step),
+        op.stateful_map("positions", shard_inputs, shard_step),
         lambda kv: kv[1],
     )
     op.output("done", positions, _ArrivalSink(directory))

@@ -26,6 +26,11 @@ import structlog
 
 log = structlog.get_logger("defimon.recovery")
 
+# Step ids an earlier defimon saved state under. The two stateful stages run every protocol,
+# not Uniswap's alone, and are now `market` and `positions`; Bytewax would load nothing for
+# the new ids and start those stages empty while the source resumed mid-chain.
+RETIRED_STEP_IDS = ("uniswap_v3_market", "uniswap_v3_positions")
+
 
 def _parts(recovery_dir: Path) -> list[Path]:
     return sorted(recovery_dir.glob("*.sqlite3"))
@@ -53,6 +58,19 @@ def resume_epoch(recovery_dir: Path) -> int | None:
         if ex == ex_num and worker in progress:
             progress[worker] = max(progress[worker], frontier)
     return min(progress.values())
+
+
+def retired_steps(recovery_dir: Path) -> list[str]:
+    """The retired step ids (RETIRED_STEP_IDS) this directory holds snapshots of."""
+    found: set[str] = set()
+    for part in _parts(recovery_dir):
+        with closing(sqlite3.connect(part)) as db:
+            for (step_id,) in db.execute("SELECT DISTINCT step_id FROM snaps"):
+                # "<flow>.<step>.<operator internals>"
+                names = str(step_id).split(".")
+                if len(names) > 1 and names[1] in RETIRED_STEP_IDS:
+                    found.add(names[1])
+    return sorted(found)
 
 
 def discard_uncommitted_snapshots(recovery_dir: Path) -> int:

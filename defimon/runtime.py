@@ -16,7 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from defimon.bus import Bus, InProcessBus
-from defimon.recovery import discard_uncommitted_snapshots
+from defimon.recovery import discard_uncommitted_snapshots, retired_steps
 from defimon.settings import Settings
 from defimon.status import FlowStatus
 from defimon.store import Store
@@ -84,6 +84,14 @@ class Runtime:
             self.recovery_dir.mkdir(parents=True)
             init_db_dir(self.recovery_dir, RECOVERY_PARTITIONS)
         else:
+            retired = retired_steps(self.recovery_dir)
+            if retired:
+                raise ConfigError(
+                    f"the recovery directory {self.recovery_dir} holds the state of an earlier "
+                    f"defimon under step ids {', '.join(retired)} (now 'market' and "
+                    f"'positions'); delete it (rm -r {self.recovery_dir}): the flow then reads "
+                    "each chain again from its start block and writes the same rows"
+                )
             discard_uncommitted_snapshots(self.recovery_dir)
         return RecoveryConfig(str(self.recovery_dir))
 

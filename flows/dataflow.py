@@ -1,15 +1,16 @@
 """The Bytewax dataflow: wiring only. The logic lives in pure functions it calls.
 
-    chain ─┬─ chain_rows ──────────────────────────────────────────┐
-           └─ by_chain ─ uniswap_v3_market ─┬─ market_rows ────────────┼─ store
-                                            └─ to_shards               │
-                                               └─ uniswap_v3_positions ┼─ shard_rows
-                                                                       └─ bus
+    chain ─┬─ chain_rows ───────────────────────────────┐
+           └─ by_chain ─ market ─┬─ market_rows ────────────┼─ store
+                                 └─ to_shards               │
+                                    └─ positions ───────────┼─ shard_rows
+                                                            └─ bus
     (market ─ market_bus: Compound V3 accounts, ERC-20 balances, live Aave liquidations)
 The source may emit a Rewind (a reorg) between blocks: chain_rows turns it into the retraction of
 the orphaned rows, both stateful stages roll back (flows/rewind.py), and the store sink announces
 it on the bus once every path has delivered it and the orphaned rows are retracted.
-Step ids are part of the recovery store's keys: renaming one orphans its saved state.
+Step ids are part of the recovery store's keys: renaming one orphans its saved state (the
+runtime refuses a recovery directory holding retired ids: defimon/recovery.py).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def build_flow(
     )
     market = op.map(
         "market_out",
-        op.stateful_map("uniswap_v3_market", by_chain, market_step_undoable),
+        op.stateful_map("market", by_chain, market_step_undoable),
         lambda kv: kv[1],
     )
     market_store = op.map("market_rows", market, market_rows)
@@ -161,7 +162,7 @@ def build_flow(
     shard_step_undoable = rewindable(shard_step, lambda i: i.block.number, lambda i: i.final_block)
     positions_all = op.map(
         "positions_out",
-        op.stateful_map("uniswap_v3_positions", shard_inputs, shard_step_undoable),
+        op.stateful_map("positions", shard_inputs, shard_step_undoable),
         shard_output,
     )
     position_store = op.map("shard_rows", positions_all, shard_rows)

@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from defimon.recovery import discard_uncommitted_snapshots, resume_epoch
+from defimon.recovery import discard_uncommitted_snapshots, resume_epoch, retired_steps
 
 STEP = "count.count.stateful_flat_map.stateful.stateful_batch"
 
@@ -103,3 +103,26 @@ def test_resume_epoch_follows_bytewax(tmp_path: Path) -> None:
     with closing(sqlite3.connect(tmp_path / "part-0.sqlite3")) as db, db:
         db.execute("INSERT INTO fronts (ex_num, worker_index, worker_frontier) VALUES (7, 1, 43)")
     assert resume_epoch(tmp_path) == 43
+
+
+def test_state_saved_under_retired_step_ids_is_named(tmp_path: Path) -> None:
+    """A recovery directory of a defimon from before the stages were renamed (`market`,
+    `positions`) is found out, so the runtime refuses it instead of resuming mid-chain with
+    empty stages."""
+    recovery = tmp_path
+    init_db_dir(recovery, 1)
+    assert retired_steps(recovery) == []
+    run(recovery, ["a", "b"])  # a flow of today's: its ids are not retired
+    assert retired_steps(recovery) == []
+    (part,) = sorted(recovery.glob("*.sqlite3"))
+    with closing(sqlite3.connect(part)) as db, db:
+        db.execute(
+            "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, ?, ?)",
+            (
+                "defimon.uniswap_v3_positions.stateful_flat_map.stateful.stateful_batch",
+                "31337:0",
+                1,
+                pickle.dumps(None),
+            ),
+        )
+    assert retired_steps(recovery) == ["uniswap_v3_positions"]
