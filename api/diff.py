@@ -24,6 +24,7 @@ differences, made floats last.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -192,18 +193,20 @@ def balance_change(
 
 
 def summarize(changes: list[Change]) -> dict[str, Any]:
-    total = dict.fromkeys(("price", "interest", "fees", "actions"), 0.0)
-    for c in changes:
-        total["price"] += c.price
-        total["interest"] += c.interest
-        total["fees"] += c.fees
-        total["actions"] += c.actions
+    """The wallet's totals. `change` and each part are correctly rounded sums over the
+    subjects (math.fsum): a wallet worth billions (a devnet deployer) has totals whose last
+    bit is a microdollar, so the difference of the two rounded totals can miss the parts' sum
+    by more than the parts' own rounding; summed per subject they agree."""
+    total = {
+        part: math.fsum(getattr(c, part) for c in changes)
+        for part in ("price", "interest", "fees", "actions")
+    }
     value_from = sum(c.value_from for c in changes)
     value_to = sum(c.value_to for c in changes)
     return {
         "value_from": value_from,
         "value_to": value_to,
-        "change": value_to - value_from,
+        "change": math.fsum(c.value_to - c.value_from for c in changes),
         "explained": total,
         "subjects": [c.json() for c in sorted(changes, key=lambda c: c.id)],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -1019,7 +1020,10 @@ def _sort_key(subject: dict[str, Any], sort: str, descending: bool) -> SortKey:
 
 
 def _encode_cursor(key: SortKey, sort: str, descending: bool) -> str:
-    raw = orjson.dumps([sort, descending, key[0], key[1], key[2]])
+    # A lending account without debt sorts by an infinite health factor, which JSON cannot
+    # hold as a number (orjson writes null): it goes as its name, which float() reads back.
+    value: float | str = key[1] if math.isfinite(key[1]) else repr(key[1])
+    raw = orjson.dumps([sort, descending, key[0], value, key[2]])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
