@@ -11,18 +11,26 @@ LP positions (values from `position_json` at both ends):
   the later prices; a position that changed hands counts wholly as an action;
 - price: the rest, which is the market's doing (including impermanent loss).
 
-Lending accounts (by counterfactual: the earlier account state valued at the later block):
+Lending accounts, Aave and Compound V3 alike (by counterfactual: the earlier account state
+valued at the later block):
 - interest: the earlier balances at the later indices and time, prices held at the earlier
   oracle answers, minus the earlier value;
 - price: the earlier balances at the later indices, later prices minus earlier prices;
-- actions: the rest (supplies, withdrawals, borrows, repayments, liquidations).
+- actions: the rest (supplies, withdrawals, borrows, repayments, liquidations, absorbs).
+Comet values are the contract's integers (USD with 8 decimals), so its parts are exact integer
+differences, made floats last.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from flows.compound_v3.state import CometMarketView, net_value, prices_held
+from schemas.comet import PRICE_UNIT, PROTOCOL_COMPOUND_V3, CometAccount
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,57 @@ def lending_change(
     )
 
 
+def exact_lending_change(
+    account_id: str,
+    protocol: str,
+    unit: int,
+    value_from: int,
+    value_to: int,
+    earlier_at_later_rates: int,
+    earlier_at_later_block: int,
+) -> Change:
+    """`lending_change` on integer values (`unit` of them to the dollar): each part is an
+    exact difference before it is divided, so nothing is lost subtracting close floats."""
+    return Change(
+        account_id,
+        protocol,
+        value_from / unit,
+        value_to / unit,
+        price=(earlier_at_later_block - earlier_at_later_rates) / unit,
+        interest=(earlier_at_later_rates - value_from) / unit,
+        actions=(value_to - earlier_at_later_block) / unit,
+    )
+
+
+def comet_change(
+    account_id: str,
+    before: CometAccount | None,
+    after: CometAccount | None,
+    earlier: CometMarketView | None,
+    later: CometMarketView | None,
+) -> Change:
+    """One Compound V3 account, as `lending_change` splits an Aave one: the earlier principal
+    and collateral at the later totals and time with the earlier prices (interest), then at
+    the later prices (price); the rest is the owner's doing (or an absorb's). `before` and
+    `after` are None where the account was closed or not yet open; a market is None where
+    the comet was not readable by then (its accounts are in no portfolio at that block)."""
+    v0 = net_value(earlier.value(before)) if earlier and before else 0
+    v1 = net_value(later.value(after)) if later and after else 0
+    if earlier is None or before is None or later is None:
+        return exact_lending_change(account_id, PROTOCOL_COMPOUND_V3, PRICE_UNIT, v0, v1, v0, v0)
+    held = prices_held(later.config, earlier.config, earlier.prices, later.prices)
+    at_later_rates = dataclasses.replace(later, prices=held)
+    return exact_lending_change(
+        account_id,
+        PROTOCOL_COMPOUND_V3,
+        PRICE_UNIT,
+        v0,
+        v1,
+        net_value(at_later_rates.value(before)),
+        net_value(later.value(before)),
+    )
+
+
 def balance_change(
     subject_id: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
 ) -> Change:
@@ -134,18 +193,20 @@ def balance_change(
 
 
 def summarize(changes: list[Change]) -> dict[str, Any]:
-    total = dict.fromkeys(("price", "interest", "fees", "actions"), 0.0)
-    for c in changes:
-        total["price"] += c.price
-        total["interest"] += c.interest
-        total["fees"] += c.fees
-        total["actions"] += c.actions
+    """The wallet's totals. `change` and each part are correctly rounded sums over the
+    subjects (math.fsum): a wallet worth billions (a devnet deployer) has totals whose last
+    bit is a microdollar, so the difference of the two rounded totals can miss the parts' sum
+    by more than the parts' own rounding; summed per subject they agree."""
+    total = {
+        part: math.fsum(getattr(c, part) for c in changes)
+        for part in ("price", "interest", "fees", "actions")
+    }
     value_from = sum(c.value_from for c in changes)
     value_to = sum(c.value_to for c in changes)
     return {
         "value_from": value_from,
         "value_to": value_to,
-        "change": value_to - value_from,
+        "change": math.fsum(c.value_to - c.value_from for c in changes),
         "explained": total,
         "subjects": [c.json() for c in sorted(changes, key=lambda c: c.id)],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -17,10 +18,17 @@ from typing import Any
 
 import orjson
 
-from api.diff import Change, balance_change, lending_change, lp_change, summarize
+from api.diff import (
+    Change,
+    balance_change,
+    comet_change,
+    lending_change,
+    lp_change,
+    summarize,
+)
 from defimon.store import Store
 from flows.aave_v3.state import holds_anything, value_account
-from flows.compound_v3.state import value_comet_account
+from flows.compound_v3.state import CometMarketView
 from flows.erc20.book import balance_value
 from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
@@ -239,11 +247,15 @@ class Queries:
         return self.accounts(as_of, [owner])
 
     def accounts(
-        self, as_of: AsOf, owners: Sequence[str] | None, tokens: Sequence[str] | None = None
+        self,
+        as_of: AsOf,
+        owners: Sequence[str] | None,
+        tokens: Sequence[str] | None = None,
+        pools: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Aave accounts at the block (of these owners; holding any of these assets), valued
-        as getUserAccountData would."""
-        held = self.aave_accounts(as_of, owners, tokens)
+        """Aave accounts at the block (of these owners; holding any of these assets; in these
+        pools), valued as getUserAccountData would."""
+        held = self.aave_accounts(as_of, owners, tokens, pools)
         if not held:
             return []
         markets = self.aave_markets(as_of, sorted({a.pool for a, _ in held}))
@@ -255,7 +267,11 @@ class Queries:
         return out
 
     def aave_accounts(
-        self, as_of: AsOf, owners: Sequence[str] | None, tokens: Sequence[str] | None = None
+        self,
+        as_of: AsOf,
+        owners: Sequence[str] | None,
+        tokens: Sequence[str] | None = None,
+        pools: Sequence[str] | None = None,
     ) -> list[tuple[AaveAccount, int]]:
         """Open Aave accounts at the block, with the block of their latest version."""
         params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number}
@@ -263,6 +279,9 @@ class Queries:
         if owners is not None:
             where += " AND owner IN {owners:Array(String)}"
             params["owners"] = list(owners)
+        if pools is not None:
+            where += " AND pool IN {pools:Array(String)}"
+            params["pools"] = list(pools)
         if tokens is not None:
             where += (
                 " AND account_id IN (SELECT account_id FROM defimon.account_versions "
@@ -426,26 +445,82 @@ class Queries:
         """The owner's Compound V3 accounts at the block: principal and collateral from their
         latest versions, the comet's configuration, stored totals and prices then, accrued
         to the block's time with the flow's own function."""
-        params = {"chain": as_of.chain_id, "block": as_of.number, "owner": owner}
+        return self.comet_subjects(as_of, [owner])
+
+    def comet_subjects(
+        self, as_of: AsOf, owners: Sequence[str] | None, comets: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Open Compound V3 accounts at the block (of these owners; on these comets), valued
+        as the flow values them, in the lending account shape."""
+        held = self.comet_accounts(as_of, owners, comets)
+        if not held:
+            return []
+        markets = self.comet_markets(as_of, sorted({a.comet for a, _ in held}))
+        out = []
+        for account, updated in held:
+            market = markets.get(account.comet)
+            if market is None:
+                continue  # the comet was not readable at that block: nothing exact to say
+            out.append(
+                comet_account_json(
+                    account, market.value(account), market.config, market.block, updated
+                )
+            )
+        return out
+
+    def comet_accounts(
+        self, as_of: AsOf, owners: Sequence[str] | None, comets: Sequence[str] | None = None
+    ) -> list[tuple[CometAccount, int]]:
+        """Open Compound V3 accounts at the block, with the block of their latest version."""
+        params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number}
+        where = ""
+        if owners is not None:
+            where += " AND owner IN {owners:Array(String)}"
+            params["owners"] = list(owners)
+        if comets is not None:
+            where += " AND comet IN {comets:Array(String)}"
+            params["comets"] = list(comets)
         rows = self.store.dicts(
-            "SELECT account_id, comet, asset, principal, assets_in, collateral, block_number, "
-            "log_index FROM defimon.comet_account_versions FINAL "
-            "WHERE chain_id = {chain:UInt64} AND owner = {owner:String} "
+            "SELECT account_id, comet, owner, asset, principal, assets_in, collateral, "
+            "block_number, log_index FROM defimon.comet_account_versions FINAL "
+            f"WHERE chain_id = {{chain:UInt64}} {where} "
             "AND block_number <= {block:UInt64} "
             "ORDER BY account_id, asset, block_number DESC, log_index DESC "
             "LIMIT 1 BY account_id, asset",
             params,
         )
-        if not rows:
-            return []
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            grouped.setdefault(r["account_id"], []).append(r)
+        out = []
+        for aid, versions in sorted(grouped.items()):
+            latest = max(versions, key=lambda r: (r["block_number"], r["log_index"]))
+            account = CometAccount(
+                as_of.chain_id,
+                latest["comet"],
+                latest["owner"],
+                aid,
+                int(latest["principal"]),
+                int(latest["assets_in"]),
+                {
+                    r["asset"]: int(r["collateral"])
+                    for r in versions
+                    if r["asset"] and r["collateral"]
+                },
+            )
+            if account.is_open:  # else a closed account
+                out.append((account, int(latest["block_number"])))
+        return out
+
+    def comet_markets(self, as_of: AsOf, comets: Sequence[str]) -> dict[str, CometMarketView]:
+        """Each comet's configuration, stored totals and prices at the block (a comet with no
+        configuration or totals read by then is left out)."""
+        if not comets:
+            return {}
         timestamp = self.timestamp(as_of)
         if timestamp is None:
             raise NotFound(f"block {as_of.number}'s time is unknown (not stored, node unreachable)")
-        by_comet = {
-            "chain": as_of.chain_id,
-            "block": as_of.number,
-            "comets": sorted({r["comet"] for r in rows}),
-        }
+        by_comet = {"chain": as_of.chain_id, "block": as_of.number, "comets": list(comets)}
         latest_by_comet = (
             "WHERE chain_id = {chain:UInt64} AND comet IN {comets:Array(String)} "
             "AND block_number <= {block:UInt64} "
@@ -539,30 +614,11 @@ class Queries:
             if as_of.timestamp is not None
             else BlockRef(as_of.chain_id, as_of.number, as_of.hash or "", timestamp)
         )
-        accounts: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            accounts.setdefault(r["account_id"], []).append(r)
-        out = []
-        for aid, held in sorted(accounts.items()):
-            latest = max(held, key=lambda r: (r["block_number"], r["log_index"]))
-            comet = latest["comet"]
-            config, total = configs.get(comet), totals.get(comet)
-            if config is None or total is None:
-                continue  # not readable at that block: nothing exact to say
-            account = CometAccount(
-                as_of.chain_id,
-                comet,
-                owner,
-                aid,
-                int(latest["principal"]),
-                int(latest["assets_in"]),
-                {r["asset"]: int(r["collateral"]) for r in held if r["asset"] and r["collateral"]},
-            )
-            if not account.is_open:
-                continue  # a closed account
-            value = value_comet_account(account, config, total, prices.get(comet, {}), timestamp)
-            out.append(comet_account_json(account, value, config, ref, int(latest["block_number"])))
-        return out
+        return {
+            comet: CometMarketView(ref, config, totals[comet], prices.get(comet, {}))
+            for comet, config in configs.items()
+            if comet in totals
+        }
 
     def _uncollected(
         self,
@@ -694,15 +750,22 @@ class Queries:
             changes.append(
                 balance_change(f"{start.chain_id}:{owner}:{token}", b0.get(token), b1.get(token))
             )
-        # Compound V3 accounts count in the totals; their change is not split yet (no devnet
-        # comet to check a split against), so it is reported whole as `actions`.
-        c0 = {a["id"]: a for a in self.comet_lending(owner, start)}
-        c1 = {a["id"]: a for a in self.comet_lending(owner, end)}
-        for cid in sorted(set(c0) | set(c1)):
-            v0 = c0[cid]["value_usd"] if cid in c0 else 0.0
-            v1 = c1[cid]["value_usd"] if cid in c1 else 0.0
-            changes.append(Change(cid, "compound_v3", v0, v1, actions=v1 - v0))
+        changes += self._comet_changes(owner, start, end)
         return {"address": owner, "from": start.json(), "to": end.json(), **summarize(changes)}
+
+    def _comet_changes(self, owner: str, start: AsOf, end: AsOf) -> list[Change]:
+        """The owner's Compound V3 accounts from `start` to `end`, split as Aave's are
+        (api.diff.comet_change)."""
+        c0 = {a.account_id: a for a, _ in self.comet_accounts(start, [owner])}
+        c1 = {a.account_id: a for a, _ in self.comet_accounts(end, [owner])}
+        comets = sorted({a.comet for a in (*c0.values(), *c1.values())})
+        k0, k1 = self.comet_markets(start, comets), self.comet_markets(end, comets)
+        changes = []
+        for cid in sorted(set(c0) | set(c1)):
+            before, after = c0.get(cid), c1.get(cid)
+            comet = (before or after).comet  # type: ignore[union-attr]
+            changes.append(comet_change(cid, before, after, k0.get(comet), k1.get(comet)))
+        return changes
 
     def subjects(self, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
         """Every open position and lending account at the block that the filter matches,
@@ -729,8 +792,12 @@ class Queries:
             # Burned and transferred-away positions drop out after the latest version is known.
             held = [v for v in versions if not v["burned"] and (not owners or v["owner"] in owners)]
             found += self._value(as_of, held)
-        if (not flt.protocol or "aave_v3" in flt.protocol) and not flt.pool:
-            found += self.accounts(as_of, owners, tokens)
+        # A lending account's `pool` is its market: the Aave Pool, the comet.
+        pools = sorted(flt.pool) or None
+        if not flt.protocol or "aave_v3" in flt.protocol:
+            found += self.accounts(as_of, owners, tokens, pools)
+        if not flt.protocol or "compound_v3" in flt.protocol:
+            found += self.comet_subjects(as_of, owners, pools)
         return [s for s in found if flt.matches(s)]
 
     def balances(self, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
@@ -953,7 +1020,10 @@ def _sort_key(subject: dict[str, Any], sort: str, descending: bool) -> SortKey:
 
 
 def _encode_cursor(key: SortKey, sort: str, descending: bool) -> str:
-    raw = orjson.dumps([sort, descending, key[0], key[1], key[2]])
+    # A lending account without debt sorts by an infinite health factor, which JSON cannot
+    # hold as a number (orjson writes null): it goes as its name, which float() reads back.
+    value: float | str = key[1] if math.isfinite(key[1]) else repr(key[1])
+    raw = orjson.dumps([sort, descending, key[0], value, key[2]])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -5,8 +5,10 @@ same dictionaries the API returns and the stream sends, so a position matches th
 `/v1/positions`, through `/v1/stream` and through an alert rule alike.
 
 Grammar (query parameters; repeatable ones are OR within, every parameter is AND across):
-- `protocol`, `chain_id`, `owner`, `pool`, `token`: repeatable exact matches; `token` matches
-  a position holding that token (either side of an LP pair, any reserve of an account);
+- `protocol`, `chain_id`, `owner`, `pool`, `token`: repeatable exact matches; `pool` is an LP
+  position's pool or a lending account's market (the Aave Pool, the comet); `token` matches
+  a position holding that token (either side of an LP pair, any reserve of an account: for a
+  Comet account its base token and its collateral);
 - `min_X` / `max_X` (inclusive) for X in `value_usd`, `health_factor`, `il_usd`, `il_pct`,
   `debt_usd`: a subject without the field (an LP position has no health factor) does not
   match a bound on it; a lending account without debt has an infinite health factor;

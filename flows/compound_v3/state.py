@@ -218,6 +218,51 @@ def value_comet_account(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CometMarketView:
+    """A comet as of one block: its configuration, stored totals and prices then, and the
+    block's time: enough to value any account state at that block."""
+
+    block: BlockRef
+    config: CometConfig
+    totals: CometTotalsBasic
+    prices: Mapping[str, int]  # price feed -> getPrice(feed), 8 decimals
+
+    def value(self, account: CometAccount) -> CometAccountValue:
+        return value_comet_account(
+            account, self.config, self.totals, self.prices, self.block.timestamp
+        )
+
+
+def net_value(value: CometAccountValue) -> int:
+    """What the account owns, USD with 8 decimals: collateral and base supply, less the debt
+    (the `value_usd` of `comet_account_json`, as an exact integer)."""
+    return value.collateral_value + value.supply_value - value.debt_value
+
+
+def prices_held(
+    later: CometConfig,
+    earlier: CometConfig,
+    earlier_prices: Mapping[str, int],
+    later_prices: Mapping[str, int],
+) -> dict[str, int]:
+    """The later configuration's feeds, each answering what the same asset's feed answered
+    under the earlier configuration: prices held while indices and time move on. Prices are
+    per feed and an upgrade may give an asset another feed, so the match is by asset. An
+    asset the earlier configuration did not list keeps its later price (no earlier state
+    holds it); one listed but never priced keeps that (0), as the earlier valuation had it."""
+    feed_of = {earlier.base_token: earlier.base_token_price_feed}
+    feed_of.update({a.asset: a.price_feed for a in earlier.assets})
+    out = dict(later_prices)
+    for asset, feed in (
+        (later.base_token, later.base_token_price_feed),
+        *((a.asset, a.price_feed) for a in later.assets),
+    ):
+        if asset in feed_of:
+            out[feed] = earlier_prices.get(feed_of[asset], 0)
+    return out
+
+
 def with_symbols(config: CometConfig, tokens: Mapping[str, TokenInfo]) -> CometConfig:
     """The configuration with the symbols the flow's token table knows."""
 

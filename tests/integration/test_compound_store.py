@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 
+from api.aggregate import aggregate, parse_metrics
 from api.queries import Queries
 from defimon.store import Store
 from flows.compound_v3 import math as cm
 from flows.compound_v3.state import CometMarket
 from flows.rows import COLUMNS, SinkBatch, chain_rows, market_rows
 from flows.uniswap_v3.state import MarketState, market_step
+from schemas.filters import Filter
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, E18, worked_example
 
 RATES = cm.InterestRateParams.from_per_year(
@@ -89,3 +91,43 @@ def test_a_wallet_without_comet_accounts_has_none(store: Store) -> None:
     as_of = queries.resolve_at(CHAIN, 1, None)
     assert queries.comet_lending("0x" + "99" * 20, as_of) == []
     assert queries.comet_lending(ALICE, as_of) == []  # comets not configured: nothing folded
+
+
+def test_positions_aggregates_and_the_diff_read_comet_accounts(store: Store) -> None:
+    state = MarketState(CHAIN, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
+    state.comet = CometMarket(CHAIN, (COMET,))
+    for b in worked_example(RATES).batches:
+        state, out = market_step(state, b)
+        insert(store, chain_rows(b))
+        insert(store, market_rows(out))
+    queries = Queries(store)
+    at3 = queries.resolve_at(CHAIN, 3, None)
+    [account] = queries.portfolio(ALICE, at3)["lending"]
+    assert queries.subjects(at3, Filter()) == [account]
+    for selects in ({"protocol": ["compound_v3"]}, {"pool": [COMET]}, {"owner": [ALICE]}):
+        assert queries.subjects(at3, Filter.parse(selects)) == [account], selects
+    for excludes in (
+        {"protocol": ["aave_v3"]},
+        {"pool": ["0x" + "99" * 20]},
+        {"min_debt_usd": ["1e9"]},
+    ):
+        assert queries.subjects(at3, Filter.parse(excludes)) == [], excludes
+    page = queries.positions(
+        at3, Filter(), sort="health_factor", descending=False, limit=10, cursor=None
+    )
+    assert page["positions"] == [account]
+    [group] = aggregate([account], ("protocol",), parse_metrics("count,sum(debt_usd)"))
+    assert group["metrics"]["count"] == 1
+    assert group["metrics"]["sum(debt_usd)"] == account["debt_usd"] > 15_000
+
+    # Block 3: WETH fell from $2,000 to $1,700 and 12 seconds passed: 10 WETH x -$300 of
+    # price, to the cent; the debt's 12 seconds of interest; nothing of hers.
+    at2 = queries.resolve_at(CHAIN, 2, None)
+    [part] = queries.diff(ALICE, at2, at3)["subjects"]
+    assert (part["protocol"], part["price"], part["actions"]) == ("compound_v3", -3_000.0, 0.0)
+    assert part["interest"] < 0
+    assert part["price"] + part["interest"] == pytest.approx(part["change"], abs=1e-9)
+    # Block 4: the absorb took her collateral and her debt: the change is none of the market's.
+    at4 = queries.resolve_at(CHAIN, 4, None)
+    [absorbed] = queries.diff(ALICE, at3, at4)["subjects"]
+    assert absorbed["price"] == 0.0 and absorbed["actions"] == pytest.approx(absorbed["change"])

@@ -8,6 +8,7 @@ import pytest
 
 from schemas.errors import InvalidInput
 from schemas.filters import Filter, Range
+from tests.unit import test_compound_state as worked
 
 A = "0x" + "a" * 40
 B = "0x" + "b" * 40
@@ -102,3 +103,16 @@ def test_the_canonical_query_parses_back_to_the_same_filter() -> None:
     assert f.value_usd == Range(0.1, None)
     assert f.numeric and not parse(owner=A).numeric
     assert Range(None, None).holds(math.inf) and not Range(0, 1).holds(None)
+
+
+def test_a_comet_account_matches_by_its_market_tokens_and_health() -> None:
+    _, outs = worked.run(worked.worked_example().batches)
+    borrowed = outs[1].updates[0].json()  # 10 WETH at $2,000 against 15,000 USDC: HF 1.133
+    assert parse(protocol="compound_v3", pool=worked.COMET).matches(borrowed)
+    assert not parse(protocol="aave_v3").matches(borrowed)
+    assert not parse(pool=B).matches(borrowed)
+    assert parse(token=worked.USDC).matches(borrowed) and parse(token=worked.WETH).matches(borrowed)
+    assert parse(max_health_factor="1.134", min_debt_usd="15000").matches(borrowed)
+    assert not parse(max_health_factor="1.133").matches(borrowed)
+    assert parse(min_value_usd="5000", max_value_usd="5000").matches(borrowed)
+    assert not parse(in_range="true").matches(borrowed)
