@@ -212,7 +212,8 @@ def test_real_caps_at_real_size_are_read_exactly_and_each_limit_is_learned_once(
         f"real caps: {len(raw_logs)} logs to block {head}, {proxy.most_addresses} addresses in "
         f"the longest filter, {crowd.head - deployment.start_block + 1} blocks backfilled through "
         f"the capped proxy in {capped_seconds:.1f} s with {backfill_requests} requests "
-        f"({proxy.requests} with the live blocks; {dict(proxy.methods)}), refusals "
+        f"({proxy.requests} with the live blocks; {dict(proxy.methods)}; "
+        f"{proxy.logs_served} logs served), refusals "
         f"{dict(proxy.refused)}; direct run {direct_seconds:.1f} s"
     )
     for kind, flt in proxy.refused_filters:
