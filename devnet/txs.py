@@ -20,6 +20,8 @@ log = logging.getLogger("defimon.devnet")
 
 RECEIPT_TIMEOUT = 30.0
 GAS_MARGIN = 1.25  # over eth_estimateGas: state can change between the estimate and the block
+# Calldata (hex characters) sent in one JSON-RPC batch: anvil refuses bodies over 2 MB.
+BATCH_BYTES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,17 @@ def mine_block(rpc: RpcClient, txs: Sequence[Tx], *, check: bool = True) -> list
     """
     rpc.call("evm_setAutomine", [False])
     nonces = pending_nonces(rpc, [tx.sender for tx in txs])
-    calls = []
+    hashes: list[str] = []
+    calls: list[tuple[str, list[Any]]] = []
+    size = 0
     for tx in txs:
+        if calls and size + len(tx.data) > BATCH_BYTES:
+            hashes += rpc.batch(calls)
+            calls, size = [], 0
         calls.append(("eth_sendTransaction", [tx_params(tx, nonces[tx.sender])]))
+        size += len(tx.data)
         nonces[tx.sender] += 1
-    hashes = rpc.batch(calls)
+    hashes += rpc.batch(calls)
     rpc.call("evm_mine", [])
     receipts = wait_receipts(rpc, hashes)
     if check:

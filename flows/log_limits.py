@@ -19,7 +19,12 @@ A refusal teaches a limit (`LogLimits.learn`), which the RPC client keeps per en
 later filter is planned within it (`plan`), so a refused shape is never sent again. A refusal
 that teaches nothing new cuts the refused filter (`shrink`: the provider's suggested range,
 else a half or a quarter, else fewer addresses). `read_logs` runs that loop with a bounded
-number of refusals per filter, and merges the parts in log order.
+number of refusals per read, and merges the parts in log order.
+
+A dense spot costs one refusal per cut down to it: a block with more logs than the cap is
+found by quartering the range, then, alone, cut by its addresses, a quarter at a time, until
+each part fits. A filter of one block and one address that is still refused cannot be cut:
+it reaches the caller marked `uncut` (flows/rpc.py stops on it when every endpoint refused).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ from schemas.errors import RangeTooLarge
 # Ranges aim below this many logs per request: half the common 10,000-log caps (Alchemy,
 # Infura), so a density that doubles from one range to the next still fits.
 TARGET_LOGS = 5_000
-# Refusals tolerated along one filter's cuts before the refusal reaches the caller: enough for
-# a learned limit (1) and two cuts of a density jump of up to 16x (a quarter, then a quarter).
-MAX_REFUSALS = 3
+# Refusals tolerated in one read (a filter and all its cuts) before the refusal reaches the
+# caller. Each cut towards a dense spot is refused once: from the widest range (100,000
+# blocks) to the block, 9 quarterings; from 1,000 addresses to the one, 5; plus the refusals
+# that teach the limits. A provider that refuses every part is given up on after as many.
+MAX_REFUSALS = 16
 
 RANGE, RESULTS, SIZE, ADDRESSES = "range", "results", "size", "addresses"
 
@@ -295,11 +302,12 @@ def read_logs(
     learn: Callable[[RangeTooLarge, dict[str, Any]], None],
 ) -> list[dict[str, Any]]:
     """Every log of `flt`, asked within the learned limits; a refused part teaches its limit
-    and is asked again planned within it, or cut (`shrink`). A part refused MAX_REFUSALS times
-    along its cuts, or that cannot be cut, raises its RangeTooLarge. Parts are merged in log
-    order (they are disjoint: ranges and address sets never overlap)."""
+    and is asked again planned within it, or cut (`shrink`). The MAX_REFUSALS-th refusal of a
+    read, or one of a part that cannot be cut (one block, one address: its RangeTooLarge
+    carries it as `uncut`), reaches the caller. Parts are merged in log order (they are
+    disjoint: ranges and address sets never overlap)."""
     logs: list[dict[str, Any]] = []
-    sent = _read(flt, send, limits, learn, 0, logs)
+    sent = _read(flt, send, limits, learn, [0], logs)
     if sent > 1:
         logs.sort(key=log_order)
     return logs
@@ -310,11 +318,12 @@ def _read(
     send: Callable[[dict[str, Any]], list[dict[str, Any]]],
     limits: Callable[[], LogLimits],
     learn: Callable[[RangeTooLarge, dict[str, Any]], None],
-    refusals: int,
+    refused: list[int],
     into: list[dict[str, Any]],
 ) -> int:
-    """Reads `flt` into `into`; the number of answered requests. After a refusal the parts not
-    sent yet are planned again too: a limit learned on one part holds for its siblings."""
+    """Reads `flt` into `into`; the number of answered requests. `refused` counts the read's
+    refusals so far (shared by all its parts). After a refusal the parts not sent yet are
+    planned again too: a limit learned on one part holds for its siblings."""
     sent = 0
     pending = plan(flt, limits())
     while pending:
@@ -326,7 +335,8 @@ def _read(
         except RangeTooLarge as exc:
             before = limits()
             learn(exc, part)
-            if refusals + 1 >= MAX_REFUSALS:
+            refused[0] += 1
+            if refused[0] >= MAX_REFUSALS:
                 raise
             refusal = exc.refusal if isinstance(exc.refusal, Refusal) else parse_refusal(str(exc))
             now = limits()
@@ -337,7 +347,8 @@ def _read(
             else:
                 smaller = shrink(part, refusal)
             if not smaller:
+                exc.uncut = part
                 raise
         for piece in smaller:
-            sent += _read(piece, send, limits, learn, refusals + 1, into)
+            sent += _read(piece, send, limits, learn, refused, into)
     return sent

@@ -50,6 +50,7 @@ from defimon.metrics import METRICS
 from flows.log_limits import (
     RANGE,
     REFUSAL_WORDS,
+    RESULTS,
     LogLimits,
     Refusal,
     filter_addresses,
@@ -60,6 +61,7 @@ from flows.log_limits import (
 from schemas.errors import (
     ArchiveRequired,
     ConfigError,
+    LogsUnreadable,
     MalformedResponse,
     RangeTooLarge,
     RpcError,
@@ -563,6 +565,8 @@ class RpcClient:
         # Live pipelining: block-hash log reads started ahead (prefetch_logs), taken by get_logs.
         self._prefetched: dict[bytes, Future[list[dict[str, Any]]]] = {}
         self._pool: ThreadPoolExecutor | None = None
+        # (block, address) of a filter that cannot be cut -> the endpoints that refused it
+        self._uncut_refusers: dict[tuple[str, str], set[str]] = {}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -710,7 +714,47 @@ class RpcClient:
             result: list[dict[str, Any]] = self.call("eth_getLogs", [part])
             return result
 
-        return read_logs(flt, send, self.log_limits, self._learn)
+        try:
+            return read_logs(flt, send, self.log_limits, self._learn)
+        except RangeTooLarge as exc:
+            unreadable = self._unreadable(exc)
+            if unreadable is not None:
+                raise unreadable from exc
+            raise
+
+    def _unreadable(self, exc: RangeTooLarge) -> LogsUnreadable | None:
+        """The error to stop on when a filter of one block and one address has been refused
+        for its count by every usable endpoint: no filter is smaller, and a count does not
+        change. A refusal for size or time may pass another time: it stays a RangeTooLarge
+        (the caller backs off and reads again), as does one other endpoints may still serve."""
+        part = exc.uncut
+        refusal = exc.refusal if isinstance(exc.refusal, Refusal) else parse_refusal(str(exc))
+        if part is None or refusal.kind != RESULTS or exc.endpoint is None:
+            return None
+        block = str(part.get("blockHash") or part.get("fromBlock"))
+        address = part.get("address")
+        if isinstance(address, list):
+            address = address[0] if address else None
+        contract = str(address) if address else "every contract"
+        with self._lock:
+            refusers = self._uncut_refusers.setdefault((block, contract), set())
+            refusers.add(exc.endpoint)
+            usable = {e.label for e in self._endpoints if e.disabled is None}
+            if not usable <= refusers:
+                return None
+            endpoints = ", ".join(sorted(refusers))
+        if block.startswith("0x") and len(block) < 66:
+            block = str(int(block, 16))
+        chain = f" of chain {self._expected_chain}" if self._expected_chain is not None else ""
+        message = (
+            f"eth_getLogs cannot read block {block}{chain}: {contract} alone logged more in it "
+            f"than {endpoints} return in one answer ({exc}), and no filter is smaller than one "
+            "block of one contract. The flow stops rather than go on without those logs: give "
+            "the chain an endpoint without a result cap (a node of your own; Alchemy serves "
+            "ranges of up to 2,000 blocks uncapped)"
+        )
+        log.error("rpc.logs_unreadable", block=block, address=contract, endpoints=endpoints)
+        return LogsUnreadable(message)
 
     def log_limits(self) -> LogLimits:
         """The tightest learned limits over the usable endpoints (any may serve a request)."""

@@ -60,7 +60,8 @@ class RangeTooLarge(RpcError):
     """`eth_getLogs` refused a filter as too large; `hint` is the provider's suggested range,
     if any. `refusal` (a flows.rpc.Refusal) says which limit it hit (block range, result
     count, response size, address count) and the limit when the provider named it;
-    `endpoint` is the label of the endpoint that refused (its limits are learned)."""
+    `endpoint` is the label of the endpoint that refused (its limits are learned); `uncut`
+    is the refused filter when nothing smaller can be asked (one block, one address)."""
 
     def __init__(
         self,
@@ -74,6 +75,14 @@ class RangeTooLarge(RpcError):
         self.hint = hint
         self.refusal = refusal
         self.endpoint: str | None = None
+        self.uncut: dict[str, object] | None = None
+
+
+class LogsUnreadable(DefimonError):
+    """One block's logs of one contract that no endpoint returns: each caps an `eth_getLogs`
+    answer below what that contract logged in that block, and no filter is smaller than one
+    block of one address. Not an RpcError: retrying cannot read them, and going on without
+    them would serve a wrong state, so the flow stops with this message."""
 
 
 class ArchiveRequired(RpcError):

@@ -108,6 +108,10 @@ class FaultProxy:
         self.latency = latency  # seconds added to every HTTP request
         # refusals made under `limits`: span, addresses, results, pruned
         self.refused: Counter[str] = Counter()
+        # (kind, filter) of every eth_getLogs refused under `limits`
+        self.refused_filters: list[tuple[str, dict[str, Any]]] = []
+        self.most_addresses = 0  # the longest address list an eth_getLogs filter carried
+        self.logs_served = 0  # logs answered to eth_getLogs under a result cap
         self.methods: Counter[str] = Counter()  # requests by method ("batch:<first>" for batches)
         # (monotonic time, fault kind or "" for a clean answer) of every HTTP request
         self.history: list[tuple[float, str]] = []
@@ -310,6 +314,8 @@ class FaultProxy:
         self, request: dict[str, Any], what: str, refusal: tuple[int, str], **fill: Any
     ) -> Any:
         self.refused[what] += 1
+        if request.get("method") == "eth_getLogs":
+            self.refused_filters.append((what, (request.get("params") or [{}])[0]))
         code, message = refusal
         return {
             "jsonrpc": "2.0",
@@ -353,13 +359,15 @@ class FaultProxy:
         flt = (request.get("params") or [{}])[0]
         if not isinstance(flt, dict):
             return None
+        addresses = flt.get("address")
+        if isinstance(addresses, list):
+            self.most_addresses = max(self.most_addresses, len(addresses))
         if limits.max_span is not None and "fromBlock" in flt:
             span = int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1
             if span > limits.max_span:
                 return self._refuse(
                     request, "span", limits.span_refusal, span=span, cap=limits.max_span
                 )
-        addresses = flt.get("address")
         if (
             limits.max_addresses is not None
             and isinstance(addresses, list)
@@ -378,6 +386,7 @@ class FaultProxy:
         answer = upstream.json()
         if isinstance(answer.get("result"), list) and len(answer["result"]) > limits.max_results:
             return self._refuse(request, "results", limits.results_refusal, cap=limits.max_results)
+        self.logs_served += len(answer.get("result") or ())
         return answer  # within the cap: the node's answer (not asked twice)
 
     def _range_error(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import pytest
 
 from flows.log_limits import (
     ADDRESSES,
+    MAX_REFUSALS,
     RANGE,
     RESULTS,
     SIZE,
@@ -412,6 +413,76 @@ def test_a_refusal_that_cannot_be_cut_reaches_the_caller_after_bounded_tries() -
     # One block over the result cap, one address: nothing left to cut.
     logs = chain_logs(10, 1, 50, addresses=1)
     provider = Provider(result_cap(10, -32005, "query returned more than {cap} results"), logs)
-    with pytest.raises(RangeTooLarge):
+    with pytest.raises(RangeTooLarge) as raised:
         provider.read({"fromBlock": hex(0), "toBlock": hex(9), "address": ["0x" + "0" * 40]})
     assert len(provider.requests) <= 3
+    # The part that cannot be cut is named: one block, one address (flows/rpc.py stops on it).
+    uncut = raised.value.uncut
+    assert (
+        uncut is not None
+        and filter_span(uncut) == 1
+        and filter_addresses(uncut) == ["0x" + "0" * 40]
+    )
+
+
+INFURA_RESULTS = "query returned more than {cap} results"
+
+
+def dense_block(
+    blocks: int, block: int, heavy: dict[int, int], addresses: int
+) -> list[dict[str, Any]]:
+    """One log every 16 blocks, from the contracts in turn, and in `block` also `heavy[a]`
+    logs of contract a."""
+    out = []
+    for b in range(blocks):
+        emitters = [a for a, n in heavy.items() for _ in range(n)] if b == block else []
+        for index, a in enumerate(emitters + ([b // 16 % addresses] if b % 16 == 0 else [])):
+            out.append({"blockNumber": hex(b), "logIndex": hex(index), "address": f"0x{a:040x}"})
+    return out
+
+
+def capped(p: Provider, flt: dict[str, Any], span: int, n: int) -> dict[str, Any] | None:
+    """The real caps: 1,000 addresses (publicnode's words), 10,000 results (Infura's)."""
+    return addresses_cap(1_000)(p, flt, span, n) or result_cap(10_000, -32005, INFURA_RESULTS)(
+        p, flt, span, n
+    )
+
+
+@pytest.mark.parametrize("span", [1, 16, 1_024, 65_536])
+def test_a_block_over_the_result_cap_is_found_and_cut_by_its_addresses(span: int) -> None:
+    # 10,500 logs in one block from two contracts that are neighbours in the list (as the
+    # factory and the position manager are in the reader's), among 1,150 addresses: the range
+    # is quartered down to the block, the block's addresses down to the two. Each cut is one
+    # refusal; with three allowed per filter (as before) the read never succeeded, whatever
+    # the range, and the source asked again forever.
+    block = 70_000
+    logs = dense_block(block + 8, block, {0: 3_500, 1: 7_000}, 1_150)
+    provider, unlimited = Provider(capped, logs), Provider(lambda *_: None, logs)
+    low = block - span // 2
+    flt = {
+        "fromBlock": hex(low),
+        "toBlock": hex(low + span - 1),
+        "address": [f"0x{i:040x}" for i in range(1_150)],
+    }
+    got = provider.read(flt)
+    assert got == unlimited.read(flt) and got == sorted(got, key=log_order)
+    refused = [f for f, r in provider.requests if r]
+    # Addresses learned once (a quarter of 1,150), then only cuts holding the dense block.
+    assert provider.limits == LogLimits(max_results=10_000, max_addresses=287)
+    assert all(int(f["fromBlock"], 16) <= block <= int(f["toBlock"], 16) for f in refused[1:])
+    quarterings = -(-(span - 1).bit_length() // 2)  # range: ceil(log4(span))
+    assert len(refused) <= 1 + quarterings + 5, len(refused)  # addresses: 287 -> 1 in 5
+
+
+def test_a_provider_that_refuses_every_part_is_given_up_on() -> None:
+    # Refusing every range over one block (by time, nothing to learn): cut after cut would end
+    # in a thousand one-block requests; the read gives up after MAX_REFUSALS refusals instead.
+    def timeout(_p: Provider, _f: dict[str, Any], span: int, _n: int) -> dict[str, Any] | None:
+        return _err(-32000, "query timeout exceeded") if span > 1 else None
+
+    provider = Provider(timeout, chain_logs(1_000, 1, 2, addresses=8))
+    flt = {"fromBlock": hex(0), "toBlock": hex(999), "address": [f"0x{i:040x}" for i in range(8)]}
+    with pytest.raises(RangeTooLarge) as raised:
+        provider.read(flt)
+    assert sum(refused for _f, refused in provider.requests) == MAX_REFUSALS
+    assert len(provider.requests) < 100 and raised.value.uncut is None

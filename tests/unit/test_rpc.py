@@ -3,17 +3,20 @@ backoff, URL redaction and the per-method validation of answers."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from defimon.chains import endpoints_from_args
 from defimon.cli import build_parser
 from flows.rpc import (
     AdaptiveRate,
+    RpcClient,
     backoff_seconds,
     classify_error,
     parse_hint,
@@ -25,6 +28,7 @@ from flows.rpc import (
 from schemas.errors import (
     ArchiveRequired,
     ConfigError,
+    LogsUnreadable,
     MalformedResponse,
     RangeTooLarge,
     RpcError,
@@ -304,6 +308,61 @@ def test_logs_must_be_whole_and_inside_the_filter() -> None:
     assert validate_result("eth_getLogs", ({"topics": [None, H2]},), logs) is logs
     with pytest.raises(MalformedResponse):
         validate_result("eth_getLogs", ({"topics": [H2]},), logs)
+
+
+# A block no endpoint can serve ----------
+
+
+def logs_client(urls: list[str], logs: list[dict[str, Any]]) -> tuple[RpcClient, list[str]]:
+    """An RpcClient over endpoints that answer eth_getLogs from `logs`, the "capped" ones
+    refusing more than 10 results (Infura's words); the endpoints asked, in order."""
+    client = RpcClient(urls)
+    asked: list[str] = []
+
+    def post(endpoint: Any, payload: bytes) -> Any:
+        body = orjson.loads(payload)
+        asked.append(endpoint.url)
+        flt = body["params"][0]
+        low, high = int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+        wanted = set(flt["address"])
+        found = [x for x in logs if low <= int(x["blockNumber"], 16) <= high]
+        found = [x for x in found if x["address"] in wanted]
+        if "capped" in endpoint.url and len(found) > 10:
+            error = {"code": -32005, "message": "query returned more than 10 results"}
+            return {"jsonrpc": "2.0", "id": body["id"], "error": error}
+        return {"jsonrpc": "2.0", "id": body["id"], "result": found}
+
+    client._post = post  # type: ignore[method-assign]
+    return client, asked
+
+
+def test_a_block_one_contract_filled_past_every_endpoints_cap_stops_with_a_clear_error() -> None:
+    # Block 0x10: 11 logs of one contract. Nothing smaller than one block of one contract
+    # can be asked, so an endpoint that caps answers at 10 can never serve it.
+    logs = [a_log(blockNumber="0x10", logIndex=hex(i), transactionIndex=hex(i)) for i in range(11)]
+    flt = {"fromBlock": "0x0", "toBlock": "0x20", "address": [ADDRESS, "0x" + "34" * 20]}
+    both = ["http://capped-a", "http://capped-b"]
+    client, asked = logs_client(both, logs)
+    # The first endpoint's refusal leaves the other to try: the caller asks again.
+    with pytest.raises(RangeTooLarge) as first:
+        client.get_logs(flt)
+    assert first.value.uncut == {"fromBlock": "0x10", "toBlock": "0x10", "address": [ADDRESS]}
+    with pytest.raises(LogsUnreadable) as stopped:
+        for _ in range(4):  # round robin: the other endpoint refuses it within a few reads
+            with contextlib.suppress(RangeTooLarge):
+                client.get_logs(flt)
+    message = str(stopped.value)
+    assert "block 16" in message and ADDRESS in message
+    assert "capped-a" in message and "capped-b" in message and "without a result cap" in message
+    assert set(asked) == set(both)
+    # With an endpoint that serves it: read, whole.
+    client, asked = logs_client(["http://capped-a", "http://whole"], logs)
+    got: list[dict[str, Any]] = []
+    for _ in range(4):
+        with contextlib.suppress(RangeTooLarge):
+            got = client.get_logs(flt)
+            break
+    assert got == logs
 
 
 # Configuration ----------
