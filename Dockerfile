@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY defimon defimon
+COPY ports ports
 COPY flows flows
 COPY api api
 COPY schemas schemas

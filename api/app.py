@@ -1,11 +1,17 @@
-"""The FastAPI application: routes, error mapping, the page, /metrics, and the hub's wiring."""
+"""The FastAPI application: routes, error mapping, the page, /metrics, and the hub's wiring.
+
+It is built from its parts (`ApiParts`), not from the process that runs it: `defimon run`
+and `defimon demo` hand it the parts of a process that also runs the flow, `defimon api`
+those of a process without one (so neither Bytewax nor the flow is imported there).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,17 +22,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.alerts.engine import AlertEngine
 from api.alerts.store import AlertStore
+from api.chains import Chains
 from api.hub import Hub
 from api.queries import Queries
 from api.routes import alerts, health, portfolio, sql, stream, watch
-from defimon import __version__
-from defimon.analyst_runner import AnalystSql
-from defimon.analyst_sql import SqlLimits, SqlTimeout
-from defimon.bus import SequencedBus
-from defimon.keys import KeyFile, RateLimiter
-from defimon.metrics import METRICS
-from defimon.runtime import Runtime
+from flows.endpoint import ChainEndpoint
 from flows.rpc import RpcClient
+from ports import __version__
+from ports.analyst_runner import AnalystSql
+from ports.analyst_sql import SqlLimits, SqlTimeout
+from ports.bus import Bus, SequencedBus
+from ports.keys import KeyFile, RateLimiter
+from ports.metrics import METRICS
+from ports.settings import Settings
+from ports.status import FlowStatus
+from ports.store import Store
+from ports.watch import WatchRequests
 from schemas.api import ErrorOut
 from schemas.errors import (
     Forbidden,
@@ -41,11 +52,30 @@ from schemas.errors import (
 STATIC = Path(__file__).parent / "static"
 
 
-def _block_time_from_nodes(runtime: Runtime) -> Callable[[int, int], int | None]:
+@dataclass(frozen=True, slots=True)
+class ApiParts:
+    """What the API is built from; the composition root (defimon/) wires them."""
+
+    settings: Settings
+    # The process's store handle: the API opens its own handles from it (`another`) and
+    # closes those; the owner closes this one.
+    store: Store
+    bus: Bus  # events in; attached to the hub and the alert engine while serving
+    # The flow's progress: this process's flow, or (defimon api) the flow process's as the
+    # bus reports it.
+    status: FlowStatus
+    endpoints: Sequence[ChainEndpoint]
+    watch_requests: WatchRequests  # POST /v1/watch hands wallets to the chain readers here
+    suggested_wallets: tuple[str, ...] = ()
+
+
+def _block_time_from_nodes(
+    endpoints: Sequence[ChainEndpoint],
+) -> Callable[[int, int], int | None]:
     """A block's timestamp from the chain's node, for blocks the store does not hold."""
     clients = {
         e.config.chain_id: RpcClient(e.http_urls, timeout=5, chain_id=e.config.chain_id)
-        for e in runtime.endpoints
+        for e in endpoints
     }
 
     @lru_cache(maxsize=65536)
@@ -62,11 +92,20 @@ def _block_time_from_nodes(runtime: Runtime) -> Callable[[int, int], int | None]
     return block_time
 
 
-def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
+def create_app(
+    parts: ApiParts,
+    *,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app over `parts`. `on_start` runs once the bus is attached (where the one-process
+    runtime starts its flow); `on_stop` runs, off the event loop, once the alert engine has
+    stopped (where the owner stops its flow and closes the bus and its store handle)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        bus = runtime.bus
+        bus = parts.bus
         if isinstance(bus, SequencedBus):
             # Event ids are the bus's own, the same in every API process.
             bus.attach_sequenced(loop, app.state.hub.publish_sequenced)
@@ -76,14 +115,15 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
             bus.attach(loop, app.state.hub.publish)
             bus.attach(loop, app.state.alerts.on_events)
         await app.state.alerts.start()
-        if start_flow:
-            runtime.start_flow()
+        if on_start is not None:
+            on_start()
         yield
         await app.state.alerts.stop()
         if isinstance(bus, SequencedBus):
             await bus.aclose()
-        # Runtime.stop joins the flow thread; keep the loop free while it flushes.
-        await asyncio.to_thread(runtime.stop)
+        if on_stop is not None:
+            # Stopping a flow joins its thread; keep the loop free while its sinks flush.
+            await asyncio.to_thread(on_stop)
         # chDB binds one data path per process until every handle is closed.
         app.state.queries.store.close()
         app.state.analyst.close()
@@ -98,18 +138,29 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
         # FastAPI's list of error objects: document that shape for every route.
         responses={422: {"model": ErrorOut, "description": "A parameter is malformed"}},
     )
-    app.state.runtime = runtime
-    app.state.queries = Queries(runtime.store.another(), _block_time_from_nodes(runtime))
-    app.state.analyst = AnalystSql(runtime.store, SqlLimits.from_settings(runtime.settings))
+    # What the routes take, each as its own dependency (api/deps.py).
+    settings = parts.settings
+    app.state.settings = settings
+    app.state.store = parts.store
+    app.state.status = parts.status
+    app.state.chains = Chains(parts.endpoints, parts.status)
+    app.state.watch_requests = parts.watch_requests
+    app.state.suggested_wallets = parts.suggested_wallets
+    app.state.queries = Queries(parts.store.another(), _block_time_from_nodes(parts.endpoints))
+    app.state.analyst = AnalystSql(parts.store, SqlLimits.from_settings(settings))
     app.state.hub = Hub(
-        runtime.settings.sse_queue_size,
-        runtime.settings.sse_replay,
-        runtime.bus if isinstance(runtime.bus, SequencedBus) else None,
+        settings.sse_queue_size,
+        settings.sse_replay,
+        parts.bus if isinstance(parts.bus, SequencedBus) else None,
     )
-    app.state.keys = KeyFile(runtime.settings.keys_path)
+    app.state.keys = KeyFile(settings.keys_path)
     app.state.limiter = RateLimiter()
     app.state.alerts = AlertEngine(
-        AlertStore(runtime.store.another()), app.state.hub, app.state.queries, runtime
+        AlertStore(parts.store.another()),
+        app.state.hub,
+        app.state.queries,
+        app.state.chains,
+        settings,
     )
 
     @app.exception_handler(InvalidInput)
@@ -159,7 +210,7 @@ def create_app(runtime: Runtime, *, start_flow: bool = True) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        runtime.status.export()
+        parts.status.export()
         return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)

@@ -7,19 +7,51 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 
+from api.chains import Chains
 from api.hub import Hub
 from api.queries import AsOf, Queries, parse_at
-from defimon.keys import KeyFile
-from defimon.runtime import Runtime
+from ports.keys import KeyFile
+from ports.settings import Settings
+from ports.status import FlowStatus
+from ports.store import Store
+from ports.watch import WatchRequests
 from schemas.api import ErrorOut
 from schemas.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from schemas.filters import Filter
 from schemas.hexutil import normalize_address
 
+# Each route takes only what it uses; create_app (api/app.py) puts these on app.state.
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> Store:
+    """The process's store handle (its backend, its settings); queries go through Queries."""
+    store: Store = request.app.state.store
+    return store
+
+
+def get_status(request: Request) -> FlowStatus:
+    status: FlowStatus = request.app.state.status
+    return status
+
+
+def get_chains(request: Request) -> Chains:
+    chains: Chains = request.app.state.chains
+    return chains
+
+
+def get_watch_requests(request: Request) -> WatchRequests:
+    requests: WatchRequests = request.app.state.watch_requests
+    return requests
+
+
+def get_suggested_wallets(request: Request) -> tuple[str, ...]:
+    wallets: tuple[str, ...] = request.app.state.suggested_wallets
+    return wallets
 
 
 def get_queries(request: Request) -> Queries:
@@ -32,7 +64,12 @@ def get_hub(request: Request) -> Hub:
     return hub
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+StatusDep = Annotated[FlowStatus, Depends(get_status)]
+ChainsDep = Annotated[Chains, Depends(get_chains)]
+WatchRequestsDep = Annotated[WatchRequests, Depends(get_watch_requests)]
+SuggestedWalletsDep = Annotated[tuple[str, ...], Depends(get_suggested_wallets)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 
@@ -138,45 +175,35 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def chain_for(runtime: Runtime, chain_id: int | None) -> int:
-    chains = [e.config.chain_id for e in runtime.endpoints]
-    if chain_id is None:
-        if len(chains) == 1:
-            return chains[0]
-        raise InvalidInput(f"several chains are indexed ({chains}); pass chain_id")
-    if chain_id not in chains:
-        raise InvalidInput(f"chain {chain_id} is not indexed here (indexed: {chains})")
-    return chain_id
+def chain_for(chains: Chains, chain_id: int | None) -> int:
+    return chains.one(chain_id)
 
 
-def chains_for(runtime: Runtime, chain_ids: Iterable[int] | None) -> list[int]:
+def chains_for(chains: Chains, chain_ids: Iterable[int] | None) -> list[int]:
     """The chains a request covers: those asked for (each checked), else every chain
     followed, in chain-id order."""
-    asked = sorted(set(chain_ids or ()))
-    if not asked:
-        return sorted({e.config.chain_id for e in runtime.endpoints})
-    return [chain_for(runtime, c) for c in asked]
+    return chains.some(chain_ids)
 
 
 def as_of_each(
-    runtime: Runtime, queries: Queries, chains: Sequence[int], at: str | None
+    chains: Chains, queries: Queries, chain_ids: Sequence[int], at: str | None
 ) -> list[AsOf]:
     """The block to answer at on each chain: `at` (a time, or a block number when there is
     one chain) else each chain's head. With several chains, a chain with nothing indexed at
     that point is left out (nothing to show there yet)."""
     when = parse_at(at)
-    if len(chains) == 1:
-        chain = chains[0]
-        return [queries.resolve_at(chain, when, runtime.status.chain(chain).processed)]
+    if len(chain_ids) == 1:
+        chain = chain_ids[0]
+        return [queries.resolve_at(chain, when, chains.processed(chain))]
     if isinstance(when, int):
         raise InvalidInput(
             "at= as a block number names a block of one chain; with several chains pass "
             "chain_id, or give at= as a time"
         )
     found = []
-    for chain in chains:
+    for chain in chain_ids:
         try:
-            found.append(queries.resolve_at(chain, when, runtime.status.chain(chain).processed))
+            found.append(queries.resolve_at(chain, when, chains.processed(chain)))
         except NotFound:
             continue
     if not found:
@@ -195,10 +222,15 @@ __all__ = [
     "AUTH_ERRORS",
     "AtParam",
     "ChainParam",
+    "ChainsDep",
     "FilterDep",
     "HubDep",
     "QueriesDep",
-    "RuntimeDep",
+    "SettingsDep",
+    "StatusDep",
+    "StoreDep",
+    "SuggestedWalletsDep",
+    "WatchRequestsDep",
     "address",
     "as_of_each",
     "chain_for",

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import structlog
 
-from defimon.metrics import METRICS
+from ports.metrics import METRICS
 from schemas.filters import Filter
 from schemas.stream import BusEvent
 

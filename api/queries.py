@@ -26,13 +26,13 @@ from api.diff import (
     lp_change,
     summarize,
 )
-from defimon.store import Store
 from flows.aave_v3.state import holds_anything, value_account
 from flows.compound_v3.state import CometMarketView
 from flows.erc20.book import balance_value
 from flows.uniswap_v3.math import fee_growth_inside
 from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
 from flows.uniswap_v3.valuation import value_position
+from ports.store import Store
 from schemas.balances import balance_json
 from schemas.chain import TokenInfo
 from schemas.comet import (

@@ -25,9 +25,9 @@ import httpx
 from bench.common import devnet_with_history, emit, percentile
 from defimon.logs import configure
 from defimon.runtime import Runtime
-from defimon.settings import Settings
 from devnet.anvil import free_port
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
+from ports.settings import Settings
 from tests.support import LiveServer, block_number
 
 TARGET_POSITIONS = 100_000

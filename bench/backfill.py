@@ -18,10 +18,10 @@ from typing import Any
 from bench.common import devnet_with_history, emit
 from defimon.logs import configure
 from defimon.runtime import Runtime
-from defimon.settings import Settings
-from defimon.store import Store
 from devnet.deploy import Deployment
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
+from ports.settings import Settings
+from ports.store import Store
 from tests.support import block_number
 
 DEFAULT_LOGS = 650_000  # logs of every kind; about 200k of them are watched

@@ -37,15 +37,15 @@ from typing import Any, TypeVar
 
 from bench.backfill import DEFAULT_LOGS
 from bench.common import devnet_with_history, emit
-from defimon.bus import InProcessBus
 from defimon.logs import configure
 from defimon.runtime import tune_gc
-from defimon.settings import Settings
-from defimon.status import FlowStatus
-from defimon.store import Store
 from devnet.anvil import free_port
 from devnet.deploy import Deployment
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
+from ports.bus import InProcessBus
+from ports.settings import Settings
+from ports.status import FlowStatus
+from ports.store import Store
 from tests.support import block_number
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (processes, workers per process)

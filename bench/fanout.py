@@ -39,13 +39,13 @@ from eth_utils import keccak
 from bench.common import emit, percentile
 from defimon.logs import configure
 from defimon.runtime import tune_gc
-from defimon.settings import Settings
 from devnet.anvil import free_port
 from flows.aave_v3 import events as ev
 from flows.aave_v3 import math as am
 from flows.dataflow import DEFAULT_SHARDS, market_mapper, to_shards
 from flows.sinks import account_events
 from flows.uniswap_v3.state import MarketState, ShardOutput, ShardState, shard_step
+from ports.settings import Settings
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 from schemas.prices import SourceRead

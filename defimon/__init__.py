@@ -1,3 +1,8 @@
-"""defimon: a self-hostable, real-time DeFi risk monitor."""
+"""defimon: a self-hostable, real-time DeFi risk monitor.
 
-__version__ = "0.1.0"
+This package is the composition root (the command line and the one-process runtime); what
+the flow and the API share lives in `ports`."""
+
+from ports import __version__
+
+__all__ = ["__version__"]

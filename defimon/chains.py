@@ -21,8 +21,8 @@ from pathlib import Path
 
 import structlog
 
+from flows.endpoint import ChainEndpoint
 from flows.rpc import RpcOptions
-from flows.source import ChainEndpoint
 from schemas.chain_config import ChainConfig, builtin_names
 from schemas.errors import ConfigError
 from schemas.hexutil import decimal_uint

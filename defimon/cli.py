@@ -8,40 +8,43 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from defimon import __version__
-from defimon.keys import KeyFile, parse_scopes
 from defimon.logs import configure
-from defimon.settings import Settings
+from ports.keys import KeyFile, parse_scopes
+from ports.settings import Settings
 from schemas.chain_config import ChainConfig
 from schemas.errors import ConfigError, DefimonError, InvalidInput
 from schemas.hexutil import normalize_address
 
 if TYPE_CHECKING:  # the heavy modules load only for the command that needs them
+    from defimon.instance import Instance
     from defimon.nats_bus import NatsConfig
-    from defimon.runtime import Runtime
-    from flows.source import ChainEndpoint
+    from flows.endpoint import ChainEndpoint
 
 log = structlog.get_logger("defimon.cli")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _serve(runtime: Runtime, *, start_flow: bool = True) -> None:
+def _serve(instance: Instance, *, start: Callable[[], None] | None = None) -> None:
+    """Serve the API over `instance`'s ports; `start` (the flow, in the one-process runtime)
+    runs once the bus is attached, and the instance stops when the server does."""
     import uvicorn
 
     from api.app import create_app
 
-    app = create_app(runtime, start_flow=start_flow)
-    host = bind_host(runtime.settings.host, KeyFile(runtime.settings.keys_path).configured)
+    app = create_app(instance.api_parts(), on_start=start, on_stop=instance.stop)
+    settings = instance.settings
+    host = bind_host(settings.host, KeyFile(settings.keys_path).configured)
     config = uvicorn.Config(
         app,
         host=host,
-        port=runtime.settings.port,
+        port=settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -51,10 +54,10 @@ def _serve(runtime: Runtime, *, start_flow: bool = True) -> None:
 
     def graceful_stop_done(signum: int, frame: object) -> None:
         # uvicorn handles SIGINT/SIGTERM while it serves: it stops accepting requests, runs the
-        # lifespan shutdown (Runtime.stop: the flow ends and its sinks flush) and then re-raises
-        # the signal, which lands here. Everything processed is stored by then, so the process
-        # exits normally (code 0) instead of dying of the signal. A signal in the instant before
-        # uvicorn takes over asks the server to exit at once.
+        # lifespan shutdown (instance.stop: a Runtime's flow ends and its sinks flush) and then
+        # re-raises the signal, which lands here. Everything processed is stored by then, so the
+        # process exits normally (code 0) instead of dying of the signal. A signal in the instant
+        # before uvicorn takes over asks the server to exit at once.
         stopped_by.append(signum)
         server.should_exit = True
 
@@ -150,7 +153,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         mode="watch" if watch is not None else "full",
         url=f"http://{settings.host}:{settings.port}/",
     )
-    _serve(runtime)
+    _serve(runtime, start=runtime.start_flow)
     return 0
 
 
@@ -214,11 +217,11 @@ def nats_config(settings: Settings, command: str) -> NatsConfig:
 
 def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
     """The dataflow, its store writes and the NATS publishing; no API."""
-    from defimon.analyst_sql import SqlLimits
     from defimon.ch_http import ChdbHttpEngine, ClickHouseHttpServer, store_users
     from defimon.flow_health import FlowHealthServer
     from defimon.nats_bus import NatsBus
     from defimon.runtime import Runtime
+    from ports.analyst_sql import SqlLimits
 
     bus = NatsBus(nats_config(settings, "flow"))
     if args.store_http_port is not None and settings.clickhouse_url:
@@ -285,9 +288,10 @@ def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """The API alone: events from NATS, the store over HTTP (a ClickHouse server, or a flow
-    process's embedded store via `defimon flow --store-http-port`)."""
+    process's embedded store via `defimon flow --store-http-port`). No flow runs here, so
+    neither Bytewax nor the flow is imported."""
+    from defimon.instance import Instance
     from defimon.nats_bus import NatsBus
-    from defimon.runtime import Runtime
 
     bus = NatsBus(nats_config(settings, "api"))
     if not settings.clickhouse_url:
@@ -295,15 +299,15 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
             "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
         )
-    runtime = Runtime(settings, chain_endpoints(args, settings), bus=bus)
-    bus.status = runtime.status  # mirrors the flow process's progress
+    instance = Instance(settings, chain_endpoints(args, settings), bus=bus)
+    bus.status = instance.status  # mirrors the flow process's progress
     log.info(
         "api.start",
         nats=settings.nats_url,
         store=settings.clickhouse_url.split("@")[-1],
         url=f"http://{settings.host}:{settings.port}/",
     )
-    _serve(runtime, start_flow=False)
+    _serve(instance)
     return 0
 
 
@@ -312,7 +316,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from devnet.anvil import Anvil
     from devnet.deploy import deploy
     from devnet.main import DevnetSimulator
-    from flows.source import ChainEndpoint
+    from flows.endpoint import ChainEndpoint
 
     layout = _devnet_layout(args)
     # The devnet is a new chain every time, so last run's data describes a chain that is gone.
@@ -352,7 +356,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             "",
         ]
         print("\n".join(banner), flush=True)
-        _serve(runtime)
+        _serve(runtime, start=runtime.start_flow)
     finally:
         stop.set()
         anvil.stop()

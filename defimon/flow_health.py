@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from defimon.metrics import METRICS
-from defimon.status import FlowStatus
+from ports.metrics import METRICS
+from ports.status import FlowStatus
 
 
 class _Handler(BaseHTTPRequestHandler):

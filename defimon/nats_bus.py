@@ -38,9 +38,9 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from defimon.bus import Listener, SequencedBus, SequencedListener
-from defimon.metrics import METRICS
-from defimon.status import FlowStatus
+from ports.bus import Listener, SequencedBus, SequencedListener
+from ports.metrics import METRICS
+from ports.status import FlowStatus
 from schemas.stream import BusEvent
 
 log = structlog.get_logger("defimon.nats")

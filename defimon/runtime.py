@@ -1,7 +1,9 @@
 """One process, everything in it: the flow in a worker thread, the API in the event loop.
 
 chDB locks its data directory to one process, so the embedded mode is this single process;
-the flow writes through its own store handle and the API reads through another.
+the flow writes through its own store handle and the API reads through another. The ports
+(store, bus, status, watch requests) are wired by `Instance`; this adds the flow, and is the
+only module of the composition root that imports Bytewax.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import structlog
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from defimon.bus import Bus, InProcessBus
+from defimon.instance import Instance
 from defimon.recovery import discard_uncommitted_snapshots, retired_steps
-from defimon.settings import Settings
-from defimon.status import FlowStatus
-from defimon.store import Store
 from flows.dataflow import build_flow
-from flows.source import ChainEndpoint, HeadFollowing
-from flows.watch import WatchRequests
+from flows.endpoint import ChainEndpoint
+from flows.source import HeadFollowing
+from ports.bus import Bus
+from ports.settings import Settings
 from schemas.errors import ConfigError, DefimonError
 
 log = structlog.get_logger("defimon.runtime")
@@ -51,7 +52,7 @@ def root_cause(exc: BaseException) -> BaseException:
     return innermost
 
 
-class Runtime:
+class Runtime(Instance):
     def __init__(
         self,
         settings: Settings,
@@ -61,18 +62,7 @@ class Runtime:
         bus: Bus | None = None,
     ) -> None:
         tune_gc()
-        self.settings = settings
-        self.endpoints = endpoints
-        self.suggested_wallets = suggested_wallets
-        self.bus: Bus = bus or InProcessBus()
-        self.status = FlowStatus()
-        self.stop_event = threading.Event()
-        # Wallets added at runtime (POST /v1/watch), handed to the chain readers.
-        self.watch_requests = WatchRequests()
-        self.store = Store.connect(
-            settings.clickhouse_url, settings.data_dir, settings.clickhouse_analyst_url
-        )
-        self.store.migrate()
+        super().__init__(settings, endpoints, suggested_wallets=suggested_wallets, bus=bus)
         self._thread: threading.Thread | None = None
 
     @property
@@ -94,19 +84,6 @@ class Runtime:
                 )
             discard_uncommitted_snapshots(self.recovery_dir)
         return RecoveryConfig(str(self.recovery_dir))
-
-    def confirmed(self, chain_id: int, block: int) -> bool:
-        """Whether a block is at least the chain's finality depth below the head seen."""
-        depth = next(
-            (e.config.finality_depth for e in self.endpoints if e.config.chain_id == chain_id),
-            0,
-        )
-        head = self.status.chain(chain_id).head
-        return head >= 0 and block <= head - depth
-
-    def watch_mode(self, chain_id: int) -> bool:
-        """Whether the chain runs in wallet watch mode (else the full protocols)."""
-        return any(e.watch is not None for e in self.endpoints if e.config.chain_id == chain_id)
 
     def start_flow(
         self,
@@ -169,11 +146,10 @@ class Runtime:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the flow (its sinks flush on the way out), then close the store."""
+        """Stop the flow (its sinks flush on the way out), then close the bus and the store."""
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("flow.stop_timeout", seconds=timeout)
-        self.bus.close()
-        self.store.close()
+        super().stop(timeout)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
-from defimon.settings import Settings
+from ports.settings import Settings
 from schemas.errors import DefimonError
 
 
@@ -48,9 +48,9 @@ def via_api(api: str, sql: str, fmt: str, timeout: float) -> bytes:
 
 def direct(settings: Settings, sql: str, fmt: str) -> bytes:
     """Open the store in this process. Raises StoreError mentioning the lock if it is held."""
-    from defimon.analyst_runner import AnalystSql
-    from defimon.analyst_sql import SqlLimits
-    from defimon.store import Store
+    from ports.analyst_runner import AnalystSql
+    from ports.analyst_sql import SqlLimits
+    from ports.store import Store
 
     if settings.clickhouse_url is None and not (settings.data_dir / "chdb").is_dir():
         raise SqlCliError(f"no store at {settings.data_dir} (pass --data-dir, or --api URL)")

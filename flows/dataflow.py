@@ -21,16 +21,13 @@ from collections.abc import Callable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from defimon.bus import Bus
-from defimon.metrics import METRICS
-from defimon.status import FlowStatus
-from defimon.store import Store
 from flows.aave_v3.state import AaveMarket
 from flows.compound_v3.state import CometMarket
+from flows.endpoint import ChainEndpoint
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
-from flows.source import ChainEndpoint, ChainSource, HeadFollowing
+from flows.source import ChainSource, HeadFollowing
 from flows.uniswap_v3.state import (
     MarketOutput,
     MarketState,
@@ -39,7 +36,11 @@ from flows.uniswap_v3.state import (
     market_step,
     shard_step,
 )
-from flows.watch import WatchRequests
+from ports.bus import Bus
+from ports.metrics import METRICS
+from ports.status import FlowStatus
+from ports.store import Store
+from ports.watch import WatchRequests
 from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 

@@ -458,7 +458,7 @@ class SinkBatch:
     rows: dict[str, list[Row]]
     # The market stage's batch names the shards that owe rows for this block; a shard's batch
     # names its shard. The sink reports both once stored, and a block counts as processed when
-    # the market and all its shards are in (defimon.status).
+    # the market and all its shards are in (ports.status).
     expects_shards: tuple[int, ...] | None = None
     shard: int | None = None
     rewind: Rewind | None = None  # a reorg passed this path: see rewind_marker

@@ -46,7 +46,6 @@ import httpx
 import orjson
 import structlog
 
-from defimon.metrics import METRICS
 from flows.log_limits import (
     RANGE,
     REFUSAL_WORDS,
@@ -58,6 +57,7 @@ from flows.log_limits import (
     parse_refusal,
     read_logs,
 )
+from ports.metrics import METRICS
 from schemas.errors import (
     ArchiveRequired,
     ConfigError,
@@ -155,7 +155,7 @@ class RpcOptions:
 
     @classmethod
     def from_settings(cls, settings: Any) -> RpcOptions:
-        """From defimon.settings.Settings (the `rpc_*` fields)."""
+        """From ports.settings.Settings (the `rpc_*` fields)."""
         return cls(
             timeout=settings.rpc_timeout_seconds,
             rate_initial=settings.rpc_rate_initial,

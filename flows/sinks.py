@@ -15,10 +15,6 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from defimon.bus import Bus
-from defimon.metrics import METRICS
-from defimon.status import FlowStatus
-from defimon.store import Store
 from flows.aave_v3.events import LiquidationCall
 from flows.aave_v3.state import AccountUpdate, account_id
 from flows.compound_v3.state import CometAccountUpdate
@@ -26,6 +22,10 @@ from flows.erc20.book import BalanceChange
 from flows.rows import COLUMNS, Row, SinkBatch, retraction_statements
 from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
 from flows.windows import WindowRow, window_json
+from ports.bus import Bus
+from ports.metrics import METRICS
+from ports.status import FlowStatus
+from ports.store import Store
 from schemas.balances import balance_json
 from schemas.chain import RawLog, Rewind
 from schemas.lending import account_json

@@ -29,14 +29,15 @@ from typing import Any, TypeVar
 import structlog
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from defimon.metrics import METRICS
-from defimon.status import FlowStatus
 from flows.chain_reader import ChainReader
+from flows.endpoint import ChainEndpoint
 from flows.log_limits import TARGET_LOGS
-from flows.rpc import RpcClient, RpcOptions
-from flows.watch import WatchReader, WatchRequests, merge_seeds
+from flows.rpc import RpcClient
+from flows.watch import WatchReader, merge_seeds
+from ports.metrics import METRICS
+from ports.status import FlowStatus
+from ports.watch import WatchRequests
 from schemas.chain import BlockBatch, BlockHeader, Rewind, SourceItem
-from schemas.chain_config import ChainConfig
 from schemas.errors import RangeTooLarge, ReorgTooDeep, RpcError
 from schemas.prices import PriceSource
 from schemas.watch import WatchSeed
@@ -71,23 +72,6 @@ class SourceCursor:
     watched: tuple[tuple[str, int], ...] = ()
     # Oracle price sources as classified (flows/prices_reader.py), with what they follow.
     prices: tuple[PriceSource, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ChainEndpoint:
-    config: ChainConfig
-    rpc_url: str
-    ws_url: str | None = None
-    from_block: int | None = None  # overrides the config's start_block on a fresh start
-    # Wallet watch mode (flows/watch.py) with these wallets to start with; None: the full
-    # protocols from start_block. A fresh watch-mode start begins at the head.
-    watch: tuple[str, ...] | None = None
-    rpc_urls: tuple[str, ...] = ()  # more HTTP endpoints of the same chain, rotated with rpc_url
-    rpc_options: RpcOptions | None = None  # rate limits, timeouts, retry budget
-
-    @property
-    def http_urls(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((self.rpc_url, *self.rpc_urls)))
 
 
 @dataclass(frozen=True, slots=True)

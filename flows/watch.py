@@ -17,13 +17,12 @@ All of it rides on block B's batch (`BlockBatch.seeds`). From B+1 on the source 
 contracts the wallet needs (its pools, the position manager, the Aave pool, configurator,
 oracle, reserve tokens and feeds) with the usual address-filtered `eth_getLogs`.
 
-`WatchRequests` is the thread-safe hand-off from the API (`POST /v1/watch`) to the chain
-reader's thread.
+The hand-off from the API (`POST /v1/watch`) to the chain reader's thread is
+`ports.watch.WatchRequests`: the API imports it without importing the flow.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +33,6 @@ import structlog
 from eth_abi import decode, encode
 from eth_utils import keccak
 
-from defimon.metrics import METRICS
 from flows.aave_v3.state import account_id, oracle_price
 from flows.abi import selector
 from flows.chain_reader import ChainReader
@@ -42,6 +40,7 @@ from flows.rpc import RpcClient
 from flows.uniswap_v3 import events as uni
 from flows.uniswap_v3.math import MAX_TICK, MIN_TICK
 from flows.uniswap_v3.state import position_id
+from ports.metrics import METRICS
 from schemas.chain import RawLog, TokenInfo
 from schemas.comet import CometReads
 from schemas.errors import RangeTooLarge, RpcError
@@ -640,48 +639,3 @@ def _merge_comet(
             )
         )
     return merged
-
-
-class WatchRequests:
-    """Wallets to start watching, handed from the API's threads to each chain's reader."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._pending: dict[int, list[str]] = {}
-        self._started: dict[int, dict[str, int]] = {}
-
-    def add(self, chain_id: int, wallet: str) -> None:
-        with self._changed:
-            queue = self._pending.setdefault(chain_id, [])
-            if wallet not in queue and wallet not in self._started.get(chain_id, {}):
-                queue.append(wallet)
-
-    def pending(self, chain_id: int) -> bool:
-        with self._changed:
-            return bool(self._pending.get(chain_id))
-
-    def take(self, chain_id: int) -> list[str]:
-        with self._changed:
-            return self._pending.pop(chain_id, [])
-
-    def started(self, chain_id: int, wallets: dict[str, int]) -> None:
-        """These wallets are shown from these blocks on (called by the reader)."""
-        with self._changed:
-            self._started.setdefault(chain_id, {}).update(wallets)
-            self._changed.notify_all()
-
-    def start_block(self, chain_id: int, wallet: str) -> int | None:
-        with self._changed:
-            return self._started.get(chain_id, {}).get(wallet)
-
-    def wait(self, chain_id: int, wallet: str, timeout: float) -> int | None:
-        """The block the wallet is shown from, waiting up to `timeout` s for its seed."""
-        with self._changed:
-            self._changed.wait_for(
-                lambda: wallet in self._started.get(chain_id, {}), timeout=timeout
-            )
-            return self._started.get(chain_id, {}).get(wallet)
-
-    def watched(self, chain_id: int) -> dict[str, int]:
-        with self._changed:
-            return dict(self._started.get(chain_id, {}))

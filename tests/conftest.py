@@ -11,7 +11,7 @@ from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
 from devnet.oracles import DEFAULT_LAYOUT
 from devnet.simulator import MarketSimulator
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 
 
 @dataclass

@@ -17,11 +17,11 @@ from httpx_sse import connect_sse
 
 from api.app import create_app
 from defimon.runtime import Runtime
-from defimon.settings import Settings
-from defimon.store import Store
 from devnet.anvil import free_port
+from flows.endpoint import ChainEndpoint
 from flows.rows import COLUMNS
-from flows.source import ChainEndpoint
+from ports.settings import Settings
+from ports.store import Store
 
 
 def rpc(url: str, method: str, params: list[Any]) -> Any:
@@ -152,7 +152,11 @@ class LiveServer:
         self.runtime = runtime
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.app = create_app(runtime, start_flow=start_flow)
+        self.app = create_app(
+            runtime.api_parts(),
+            on_start=runtime.start_flow if start_flow else None,
+            on_stop=runtime.stop,
+        )
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",

@@ -31,7 +31,7 @@ import orjson
 import structlog
 
 from api.alerts.store import AlertStore
-from defimon.settings import Settings
+from ports.settings import Settings
 
 log = structlog.get_logger("defimon.alerts")
 

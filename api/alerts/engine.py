@@ -33,9 +33,10 @@ from api.alerts.rules import (
     wallet_sample,
 )
 from api.alerts.store import AlertStore
+from api.chains import Chains
 from api.hub import Hub
 from api.queries import Queries
-from defimon.runtime import Runtime
+from ports.settings import Settings
 from schemas.errors import NotFound, StoreError
 from schemas.filters import Filter
 from schemas.stream import BusEvent
@@ -60,12 +61,15 @@ def _closed(data: dict[str, Any]) -> bool:
 
 
 class AlertEngine:
-    def __init__(self, store: AlertStore, hub: Hub, queries: Queries, runtime: Runtime) -> None:
+    def __init__(
+        self, store: AlertStore, hub: Hub, queries: Queries, chains: Chains, settings: Settings
+    ) -> None:
         self.store = store
         self.hub = hub
         self.queries = queries
-        self.runtime = runtime
-        self.deliverer = Deliverer(store, runtime.settings)
+        self.chains = chains
+        self.settings = settings
+        self.deliverer = Deliverer(store, settings)
         self.rules: dict[str, Rule] = {}
         self.states: dict[str, dict[str, SubjectState]] = {}
         self.subjects: dict[str, dict[str, Any]] = {}
@@ -98,9 +102,8 @@ class AlertEngine:
     async def _seed(self, flt: Filter, rules: list[Rule]) -> None:
         """Merge the store's subjects at the head into the cache; evaluate `rules` on them."""
         found: list[dict[str, Any]] = []
-        for endpoint in self.runtime.endpoints:
-            chain = endpoint.config.chain_id
-            processed = self.runtime.status.chain(chain).processed
+        for chain in self.chains.ids:
+            processed = self.chains.processed(chain)
             try:
                 as_of = await asyncio.to_thread(self.queries.resolve_at, chain, None, processed)
                 found += await asyncio.to_thread(self.queries.subjects, as_of, flt)
@@ -110,7 +113,7 @@ class AlertEngine:
         self._evaluate(fresh, rules)
 
     async def _resume_deliveries(self) -> None:
-        max_age = self.runtime.settings.alert_max_age_seconds
+        max_age = self.settings.alert_max_age_seconds
         since = datetime.now(UTC) - timedelta(seconds=max_age)
         payloads = await asyncio.to_thread(self.store.alert_payloads, since)
         if not payloads:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from api.alerts.rules import Delivery, Fired, Rule, SubjectState
-from defimon.store import Store
+from ports.store import Store
 from schemas.filters import Filter
 
 RULE_COLUMNS = (

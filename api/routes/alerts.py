@@ -10,7 +10,15 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from api.alerts.backtest import backtest as run_backtest
 from api.alerts.engine import AlertEngine
 from api.alerts.rules import Delivery, Rule, validate
-from api.deps import AUTH_ERRORS, QueriesDep, RuntimeDep, chain_for, parse_at, require
+from api.deps import (
+    AUTH_ERRORS,
+    ChainsDep,
+    QueriesDep,
+    SettingsDep,
+    chain_for,
+    parse_at,
+    require,
+)
 from schemas.alerts import (
     AlertsOut,
     BacktestOut,
@@ -154,7 +162,8 @@ def list_alerts(
 def backtest(
     rule_id: RuleId,
     request: Request,
-    runtime: RuntimeDep,
+    chains: ChainsDep,
+    settings: SettingsDep,
     queries: QueriesDep,
     from_: Annotated[
         str | None,
@@ -177,8 +186,8 @@ def backtest(
     rule = find(get_engine(request), rule_id)
     if chain_id is None and len(rule.filter.chain_id) == 1:
         chain_id = next(iter(rule.filter.chain_id))
-    chain = chain_for(runtime, chain_id)
-    head = runtime.status.chain(chain).processed
+    chain = chain_for(chains, chain_id)
+    head = chains.processed(chain)
     start_at = parse_at(from_)
     if start_at is None:
         indexed = queries.indexed_range(chain)
@@ -189,4 +198,4 @@ def backtest(
     end = queries.resolve_at(chain, parse_at(to), head)
     if start.number > end.number:
         raise InvalidInput("from is after to")
-    return run_backtest(queries, rule, start, end, runtime.settings.alert_backtest_max_blocks)
+    return run_backtest(queries, rule, start, end, settings.alert_backtest_max_blocks)

@@ -11,10 +11,10 @@ from api.deps import (
     AUTH_ERRORS,
     AtParam,
     ChainParam,
+    ChainsDep,
     FilterDep,
     FromParam,
     QueriesDep,
-    RuntimeDep,
     ToParam,
     address,
     as_of_each,
@@ -52,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/portfolio/{wallet}", response_model=PortfolioOut, responses=ERRORS)
 def portfolio(
     wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
-    runtime: RuntimeDep,
+    chains: ChainsDep,
     queries: QueriesDep,
     at: AtParam = None,
     chain_id: ChainParam = None,
@@ -61,14 +61,14 @@ def portfolio(
     totals, as of the head or `at`: on every chain followed (each at its own head, or at the
     time `at`), or on `chain_id` only. Every item names its chain; totals sum the chains."""
     owner = address(wallet, "wallet")
-    chains = chains_for(runtime, None if chain_id is None else [chain_id])
-    return queries.portfolio_across(owner, as_of_each(runtime, queries, chains, at))
+    wanted = chains_for(chains, None if chain_id is None else [chain_id])
+    return queries.portfolio_across(owner, as_of_each(chains, queries, wanted, at))
 
 
 @router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)
 def portfolio_diff(
     wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
-    runtime: RuntimeDep,
+    chains: ChainsDep,
     queries: QueriesDep,
     from_: Annotated[
         str, Query(alias="from", max_length=64, description="Block number or ISO-8601 time")
@@ -82,8 +82,8 @@ def portfolio_diff(
     """How the wallet's value changed between two points, and why: price moves, interest,
     fees and the owner's own actions, each in USD; they sum to the change."""
     owner = address(wallet, "wallet")
-    chain = chain_for(runtime, chain_id)
-    head = runtime.status.chain(chain).processed
+    chain = chain_for(chains, chain_id)
+    head = chains.processed(chain)
     start = queries.resolve_at(chain, parse_at(from_), head)
     end = queries.resolve_at(chain, parse_at(to), head)
     if start.number > end.number:
@@ -94,7 +94,7 @@ def portfolio_diff(
 @router.get("/portfolio/{wallet}/history", response_model=WalletHistoryOut, responses=ERRORS)
 def portfolio_history(
     wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
-    runtime: RuntimeDep,
+    chains: ChainsDep,
     queries: QueriesDep,
     window: Annotated[str, Query(description="1m, 1h or 1d")] = "1m",
     from_: FromParam = None,
@@ -105,7 +105,7 @@ def portfolio_history(
     """The wallet's value per closed window (the sum of its positions' and accounts' window
     opens and closes): what the page's chart draws."""
     owner = address(wallet, "wallet")
-    chain = chain_for(runtime, chain_id)
+    chain = chain_for(chains, chain_id)
     start, end = window_span(queries, chain, window, from_, to)
     rows = queries.wallet_history(chain, owner, window, start, end, limit + 1)
     return {
@@ -118,7 +118,7 @@ def portfolio_history(
 
 @router.get("/positions", response_model=PositionsPage, responses=ERRORS)
 def positions(
-    runtime: RuntimeDep,
+    chains: ChainsDep,
     queries: QueriesDep,
     flt: FilterDep,
     sort: Annotated[
@@ -136,7 +136,7 @@ def positions(
     field come last."""
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order={order!r} is not asc or desc")
-    as_ofs = as_of_each(runtime, queries, chains_for(runtime, flt.chain_id), at)
+    as_ofs = as_of_each(chains, queries, chains_for(chains, flt.chain_id), at)
     return queries.positions(
         as_ofs, flt, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
     )
@@ -144,7 +144,7 @@ def positions(
 
 @router.get("/aggregate", response_model=AggregateOut, responses=ERRORS)
 def aggregate(
-    runtime: RuntimeDep,
+    chains: ChainsDep,
     queries: QueriesDep,
     flt: FilterDep,
     group_by: Annotated[
@@ -164,7 +164,7 @@ def aggregate(
     """Positions and accounts matching the filter, grouped and aggregated, on every chain
     followed (or those in `chain_id`), each at its own head or at the time `at`."""
     dims, wanted = parse_group_by(group_by), parse_metrics(metrics)
-    as_ofs = as_of_each(runtime, queries, chains_for(runtime, flt.chain_id), at)
+    as_ofs = as_of_each(chains, queries, chains_for(chains, flt.chain_id), at)
     return {
         "as_of": as_ofs[0].json(),
         "chains": [a.json() for a in as_ofs],

@@ -1,4 +1,4 @@
-"""POST /v1/sql: read-only analyst SQL (checks and limits in defimon/analyst_sql.py)."""
+"""POST /v1/sql: read-only analyst SQL (checks and limits in ports/analyst_sql.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from api.deps import AUTH_ERRORS, require
-from defimon.analyst_runner import MEDIA_TYPES, AnalystSql
+from ports.analyst_runner import MEDIA_TYPES, AnalystSql
 from schemas.api import ErrorOut, SqlIn, SqlResultOut
 
 router = APIRouter(

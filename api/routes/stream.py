@@ -8,9 +8,9 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import AUTH_ERRORS, FilterDep, HubDep, RuntimeDep, require
+from api.chains import Chains
+from api.deps import AUTH_ERRORS, ChainsDep, FilterDep, HubDep, SettingsDep, require
 from api.hub import LAGGED, RESET, Hub
-from defimon.runtime import Runtime
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 from schemas.filters import Filter
@@ -25,16 +25,16 @@ router = APIRouter(
 )
 
 
-def _event(seq: int, event: BusEvent, runtime: Runtime) -> ServerSentEvent:
+def _event(seq: int, event: BusEvent, chains: Chains) -> ServerSentEvent:
     return ServerSentEvent(
-        data=event.json_text(runtime.confirmed(event.chain_id, event.block_number)),
+        data=event.json_text(chains.confirmed(event.chain_id, event.block_number)),
         event=event.kind,
         id=str(seq),
     )
 
 
 async def _events(
-    hub: Hub, runtime: Runtime, flt: Filter, last_id: int | None, after_block: int | None
+    hub: Hub, chains: Chains, flt: Filter, last_id: int | None, after_block: int | None
 ) -> AsyncIterator[ServerSentEvent]:
     # Subscribing here, not in the route, ties the subscription to the generator's life: a
     # client that leaves before the first byte cannot leave a subscriber behind.
@@ -62,7 +62,7 @@ async def _events(
                 continue
             assert isinstance(item, tuple)
             seq, event = item
-            yield _event(seq, event, runtime)
+            yield _event(seq, event, chains)
     finally:
         hub.unsubscribe(sub)
 
@@ -75,7 +75,8 @@ async def _events(
     },
 )
 async def stream(
-    runtime: RuntimeDep,
+    chains: ChainsDep,
+    settings: SettingsDep,
     hub: HubDep,
     flt: FilterDep,
     after_block: Annotated[
@@ -108,8 +109,8 @@ async def stream(
         if last_id is None:
             raise InvalidInput(f"Last-Event-ID {last_event_id!r} is not an event id")
     return EventSourceResponse(
-        _events(hub, runtime, flt, last_id, after_block),
-        ping=runtime.settings.sse_ping_seconds,
+        _events(hub, chains, flt, last_id, after_block),
+        ping=settings.sse_ping_seconds,
         send_timeout=30,
         headers={"Cache-Control": "no-store"},
     )

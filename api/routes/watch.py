@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
-from api.deps import AUTH_ERRORS, RuntimeDep, address, chain_for, require
-from defimon.runtime import Runtime
+from api.chains import Chains
+from api.deps import AUTH_ERRORS, ChainsDep, WatchRequestsDep, address, chain_for, require
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 
@@ -50,8 +50,8 @@ class WatchedOut(BaseModel):
     wallets: list[WatchOut]
 
 
-def _mode(runtime: Runtime, chain_id: int) -> Literal["watch", "balances"]:
-    return "watch" if runtime.watch_mode(chain_id) else "balances"
+def _mode(chains: Chains, chain_id: int) -> Literal["watch", "balances"]:
+    return "watch" if chains.watch_mode(chain_id) else "balances"
 
 
 @router.post(
@@ -64,15 +64,16 @@ def _mode(runtime: Runtime, chain_id: int) -> Literal["watch", "balances"]:
         400: {"model": ErrorOut, "description": "Not an address, or an unknown chain"},
     },
 )
-def add_watch(body: WatchIn, runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+def add_watch(
+    body: WatchIn, chains: ChainsDep, requests: WatchRequestsDep, response: Response
+) -> dict[str, Any]:
     """Start showing a wallet: in watch mode its Uniswap V3 positions, Aave account and ERC-20
     balances are read at the current block and followed from there (exact from that block
     on); in full-protocol mode its ERC-20 balances are tracked from the next block."""
     wallet = address(body.wallet, "wallet")
     if wallet == ZERO_ADDRESS:
         raise InvalidInput("the zero address cannot be watched")
-    chain = chain_for(runtime, body.chain_id)
-    requests = runtime.watch_requests
+    chain = chain_for(chains, body.chain_id)
     requests.add(chain, wallet)
     block = requests.wait(chain, wallet, SEED_WAIT_SECONDS)
     if block is None:
@@ -80,7 +81,7 @@ def add_watch(body: WatchIn, runtime: RuntimeDep, response: Response) -> dict[st
     return {
         "wallet": wallet,
         "chain_id": chain,
-        "mode": _mode(runtime, chain),
+        "mode": _mode(chains, chain),
         "status": "pending" if block is None else "watching",
         "from_block": block,
     }
@@ -93,17 +94,18 @@ def add_watch(body: WatchIn, runtime: RuntimeDep, response: Response) -> dict[st
     responses={400: {"model": ErrorOut, "description": "An unknown chain"}},
 )
 def list_watched(
-    runtime: RuntimeDep,
+    chains: ChainsDep,
+    requests: WatchRequestsDep,
     chain_id: Annotated[int | None, Query(ge=1, description="Chain id")] = None,
 ) -> dict[str, Any]:
     """The wallets added with `--watch` or `POST /v1/watch`, and where each starts."""
-    chain = chain_for(runtime, chain_id)
-    mode = _mode(runtime, chain)
+    chain = chain_for(chains, chain_id)
+    mode = _mode(chains, chain)
     return {
         "chain_id": chain,
         "mode": mode,
         "wallets": [
             {"wallet": w, "chain_id": chain, "mode": mode, "status": "watching", "from_block": b}
-            for w, b in sorted(runtime.watch_requests.watched(chain).items())
+            for w, b in sorted(requests.watched(chain).items())
         ],
     }

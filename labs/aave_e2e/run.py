@@ -39,7 +39,7 @@ from devnet.anvil import Anvil
 from devnet.contracts import MAX_UINT256, Artifact, Function, load_artifact
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, TxFailed, mine_block
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 from tests.integration.test_aave_exactness import served
 from tests.support import block_number, collect_events, live_server, selector

@@ -678,7 +678,7 @@ def watch_phase(lab: Lab, anvil: Anvil, scenario: Scenario, steps: int) -> list[
 def start_defimon(
     lab: Lab, anvil: Anvil, watch: tuple[str, ...] | None = None
 ) -> tuple[Any, Any, int]:
-    from flows.source import ChainEndpoint
+    from flows.endpoint import ChainEndpoint
     from schemas.chain_config import ChainConfig, CompoundV3Config, UniswapV3Config
     from tests.support import live_server
 

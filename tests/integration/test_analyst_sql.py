@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from defimon.runtime import Runtime
-from defimon.settings import Settings
 from devnet.anvil import Anvil, free_port
 from devnet.deploy import deploy
 from devnet.main import DevnetSimulator
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
+from ports.settings import Settings
 from tests.support import LiveServer, block_number, live_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,7 +400,7 @@ def test_cli_goes_through_the_api_when_the_store_is_held(indexed: Indexed) -> No
 def test_cli_opens_the_store_directly_when_free(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
     fill = (
-        "from pathlib import Path; from defimon.store import Store\n"
+        "from pathlib import Path; from ports.store import Store\n"
         f"s = Store.connect(None, Path({str(data_dir)!r})); s.migrate()\n"
         "s.command(\"INSERT INTO defimon.tokens VALUES (1, '0xabc', 'WETH', 18, 1)\")\n"
         "s.close()\n"

@@ -25,8 +25,8 @@ from devnet.lending import LendingSimulator
 from devnet.rpc import RpcClient
 from devnet.txs import send_estimated
 from flows.aave_v3.events import BORROW, SUPPLY
+from flows.endpoint import ChainEndpoint
 from flows.erc20.events import TRANSFER
-from flows.source import ChainEndpoint
 from tests.conftest import Devnet
 from tests.support import block_number, collect_events, live_server, rpc, selector
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from eth_abi import encode
 
 from flows.compound_v3 import events as cev
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from schemas.chain_config import CompoundV3Config
 from tests.conftest import Devnet
 from tests.integration.test_exactness import check_block

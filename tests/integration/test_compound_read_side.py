@@ -23,12 +23,12 @@ from eth_abi import encode
 from eth_utils import keccak
 
 from defimon.runtime import Runtime
-from defimon.settings import Settings
 from devnet.lending import LendingSimulator
 from flows.compound_v3 import math as cm
 from flows.compound_v3.state import CometMarket
 from flows.rows import COLUMNS, market_rows
 from flows.uniswap_v3.state import MarketState, market_step
+from ports.settings import Settings
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometAssetInfo, CometConfig, CometReads, CometTotalsBasic, CometUserBasic
 from tests.conftest import Devnet

@@ -18,12 +18,12 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from defimon.store import Store
 from devnet.anvil import Anvil
 from devnet.deploy import deploy
 from devnet.history import generate_history
 from devnet.main import DevnetSimulator
 from flows.uniswap_v3 import events
+from ports.store import Store
 from tests.defimon_process import DefimonProcess
 from tests.support import block_number, chain_tables, rpc
 

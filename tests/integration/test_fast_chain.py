@@ -14,7 +14,7 @@ from devnet.anvil import Anvil
 from devnet.deploy import deploy
 from devnet.rpc import RpcClient
 from devnet.simulator import MarketSimulator
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from tests.fault_proxy import FaultProxy
 from tests.integration.test_rpc_faults import FAST
 from tests.support import block_number, live_server

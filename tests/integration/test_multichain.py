@@ -28,7 +28,7 @@ from devnet.rpc import RpcClient
 from devnet.simulator import MarketSimulator
 from devnet.txs import send_estimated
 from devnet.univ3math import MAX_TICK, MIN_TICK, floor_tick
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from tests.integration.test_aave_exactness import served
 from tests.support import Npm, block_number, collect_events, eth_call, live_server, selector
 

@@ -15,7 +15,7 @@ import pytest
 
 from api.hub import LAGGED, RESET, Hub
 from defimon.nats_bus import NatsBus, NatsConfig, decode_event
-from defimon.status import FlowStatus
+from ports.status import FlowStatus
 from schemas.stream import BusEvent
 from tests.nats_server import NatsServer
 

@@ -24,7 +24,7 @@ from schemathesis.checks import (
 from devnet.anvil import Anvil
 from devnet.deploy import deploy
 from devnet.main import DevnetSimulator
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from tests.support import LiveServer, block_number, live_server
 
 EXAMPLES_PER_OPERATION = 200

@@ -37,8 +37,8 @@ import pytest
 from devnet.contracts import FACTORY_CREATE_POOL, POOL_INITIALIZE, Function, load_artifact
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
+from flows.endpoint import ChainEndpoint
 from flows.log_limits import MAX_REFUSALS
-from flows.source import ChainEndpoint
 from tests.conftest import Devnet, start_devnet
 from tests.fault_proxy import FaultProxy, ProviderLimits
 from tests.integration.test_provider_limits import _history

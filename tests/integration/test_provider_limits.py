@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from defimon.store import Store
 from devnet.lending import LendingSimulator
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
+from ports.store import Store
 from tests.conftest import Devnet
 from tests.fault_proxy import FaultProxy, ProviderLimits
 from tests.integration.test_exactness import check_block

@@ -20,8 +20,8 @@ import pytest
 
 from devnet.lending import LendingSimulator
 from devnet.simulator import MarketSimulator
+from flows.endpoint import ChainEndpoint
 from flows.rows import COLUMNS
-from flows.source import ChainEndpoint
 from tests.conftest import Devnet
 from tests.support import (
     LiveServer,

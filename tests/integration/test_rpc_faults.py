@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from defimon.metrics import METRICS
-from defimon.store import Store
 from devnet.anvil import Anvil, free_port
 from devnet.lending import LendingSimulator
+from flows.endpoint import ChainEndpoint
 from flows.rpc import RpcClient, RpcOptions, redact_url
-from flows.source import ChainEndpoint
+from ports.metrics import METRICS
+from ports.store import Store
 from schemas.errors import ConfigError, RangeTooLarge
 from tests.conftest import Devnet
 from tests.fault_proxy import ALL_KINDS, HTTP_KINDS, FaultProxy

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from defimon.analyst_runner import AnalystSql
-from defimon.analyst_sql import SqlLimits
 from defimon.ch_http import ChdbHttpEngine, ClickHouseHttpServer, store_users
-from defimon.settings import Settings
-from defimon.store import Store
+from ports.analyst_runner import AnalystSql
+from ports.analyst_sql import SqlLimits
+from ports.settings import Settings
+from ports.store import Store
 from schemas.errors import QueryFailed, StoreError
 
 

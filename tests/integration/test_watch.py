@@ -18,7 +18,7 @@ import httpx
 
 from devnet.lending import LendingSimulator
 from devnet.rpc import RpcClient
-from flows.source import ChainEndpoint
+from flows.endpoint import ChainEndpoint
 from tests.conftest import Devnet, start_devnet
 from tests.integration.test_aave_exactness import account_data, served
 from tests.integration.test_balances import balances_of, fund

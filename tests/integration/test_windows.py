@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from defimon.store import Store
 from devnet.lending import LendingSimulator
+from ports.store import Store
 from schemas.lending import BASE_UNIT, health_factor_float
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from defimon.runtime import Runtime
-from defimon.settings import Settings
 from devnet.anvil import free_port
 from flows.rows import COLUMNS
+from ports.settings import Settings
 from tests.conftest import Devnet
 from tests.integration.test_reorg import Market, wait_reorgs
 from tests.support import LiveServer, block_number, chain_tables, live_server, rpc

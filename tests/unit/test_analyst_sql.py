@@ -8,7 +8,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from defimon.analyst_sql import (
+from ports.analyst_sql import (
     SqlFailed,
     SqlLimitExceeded,
     SqlLimits,

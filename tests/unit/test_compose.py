@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from defimon.cli import build_parser
-from defimon.settings import Settings
+from ports.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # ${NAME}, ${NAME:-default}, ${NAME:?error}: what `docker compose config` substitutes.

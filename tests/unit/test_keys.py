@@ -1,4 +1,4 @@
-"""API keys (defimon.keys): stored hashed, found by token, revoked, rate-limited."""
+"""API keys (ports.keys): stored hashed, found by token, revoked, rate-limited."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from defimon.cli import bind_host
-from defimon.keys import KeyFile, RateLimiter, hash_key, parse_scopes
+from ports.keys import KeyFile, RateLimiter, hash_key, parse_scopes
 from schemas.errors import InvalidInput
 
 

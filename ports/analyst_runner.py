@@ -13,7 +13,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from defimon.analyst_sql import (
+from ports.analyst_sql import (
     FORMATS,
     MAX_SQL_CHARS,
     SqlLimits,
@@ -25,7 +25,7 @@ from defimon.analyst_sql import (
     json_result,
     parse_ast,
 )
-from defimon.store import Store
+from ports.store import Store
 from schemas.errors import InvalidInput, QueryFailed, StoreError
 
 MEDIA_TYPES = {

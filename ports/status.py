@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from defimon.metrics import METRICS
+from ports.metrics import METRICS
 
 
 @dataclass(slots=True)

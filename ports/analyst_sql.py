@@ -1,7 +1,7 @@
 """Analyst SQL, the pure part: which statements may run, the limits, and how results are shaped.
 
 A statement reaches the engine only after two checks on ClickHouse's own reading of it (see
-`defimon/analyst_runner.py`): `formatQuerySingleLine` (given the text as a *parameter*, so it
+`ports/analyst_runner.py`): `formatQuerySingleLine` (given the text as a *parameter*, so it
 parses without running anything) turns it into one canonical statement with comments and
 heredocs gone, or fails on a syntax error or a second statement; `EXPLAIN AST` of that canonical
 text gives the tree checked here. The canonical text is what runs, so no quirk of a tokenizer

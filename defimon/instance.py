@@ -1,0 +1,61 @@
+"""One defimon process's ports wired together, without a flow: what `defimon api` runs on.
+`Runtime` (defimon/runtime.py) adds the flow; only it imports Bytewax."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from flows.endpoint import ChainEndpoint
+from ports.bus import Bus, InProcessBus
+from ports.settings import Settings
+from ports.status import FlowStatus
+from ports.store import Store
+from ports.watch import WatchRequests
+
+if TYPE_CHECKING:  # the API (FastAPI, uvicorn) loads only for the commands that serve it
+    from api.app import ApiParts
+
+
+class Instance:
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: list[ChainEndpoint],
+        *,
+        suggested_wallets: tuple[str, ...] = (),
+        bus: Bus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.suggested_wallets = suggested_wallets
+        self.bus: Bus = bus or InProcessBus()
+        # This process's flow's progress; in `defimon api` the bus fills it in from the flow
+        # process's reports.
+        self.status = FlowStatus()
+        self.stop_event = threading.Event()
+        # Wallets added at runtime (POST /v1/watch), handed to the chain readers.
+        self.watch_requests = WatchRequests()
+        self.store = Store.connect(
+            settings.clickhouse_url, settings.data_dir, settings.clickhouse_analyst_url
+        )
+        self.store.migrate()
+
+    def api_parts(self) -> ApiParts:
+        from api.app import ApiParts
+
+        return ApiParts(
+            settings=self.settings,
+            store=self.store,
+            bus=self.bus,
+            status=self.status,
+            endpoints=self.endpoints,
+            watch_requests=self.watch_requests,
+            suggested_wallets=self.suggested_wallets,
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Close the bus (it sends what it holds), then the store."""
+        self.stop_event.set()
+        self.bus.close()
+        self.store.close()
