@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from flows.endpoint import ChainEndpoint
@@ -33,7 +32,6 @@ class Instance:
         # This process's flow's progress; in `defimon api` the bus fills it in from the flow
         # process's reports.
         self.status = FlowStatus()
-        self.stop_event = threading.Event()
         # Wallets added at runtime (POST /v1/watch), handed to the chain readers.
         self.watch_requests = WatchRequests()
         self.store = Store.connect(
@@ -55,7 +53,7 @@ class Instance:
         )
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Close the bus (it sends what it holds), then the store."""
-        self.stop_event.set()
+        """Close the bus (it sends what it holds), then the store. (`timeout` is for a flow
+        to end: Runtime.stop's.)"""
         self.bus.close()
         self.store.close()

@@ -63,6 +63,7 @@ class Runtime(Instance):
     ) -> None:
         tune_gc()
         super().__init__(settings, endpoints, suggested_wallets=suggested_wallets, bus=bus)
+        self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
