@@ -103,7 +103,10 @@ def get_filter(
     ] = None,
     chain_id: Annotated[list[str] | None, Query(description="Chain ids (repeatable)")] = None,
     owner: Annotated[list[str] | None, Query(description="Wallets (repeatable)")] = None,
-    pool: Annotated[list[str] | None, Query(description="Uniswap pools (repeatable)")] = None,
+    pool: Annotated[
+        list[str] | None,
+        Query(description="markets (repeatable): Uniswap pools, Aave Pools, comets"),
+    ] = None,
     token: Annotated[
         list[str] | None, Query(description="Holding this token: LP side or reserve")
     ] = None,
