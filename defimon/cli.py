@@ -175,16 +175,11 @@ def cmd_chains(args: argparse.Namespace, settings: Settings) -> int:
     rows = [("name", "chain id", "protocols", "start block", "finality", "default rpc")]
     for name in builtin_names():
         config = ChainConfig.builtin(name)
-        protocols = ["uniswap_v3"]
-        if config.aave_v3 is not None:
-            protocols.append("aave_v3")
-        if config.compound_v3 is not None and config.compound_v3.comets:
-            protocols.append("compound_v3")
         rows.append(
             (
                 name,
                 str(config.chain_id),
-                ",".join(protocols),
+                ",".join(config.protocols),
                 str(config.start_block),
                 str(config.finality_depth),
                 config.rpc_http[0] if config.rpc_http else "-",

@@ -72,7 +72,8 @@ class BalanceTracker:
         self.wallets: set[str] = set(wallets)
         self.tokens: set[str] = set(tokens)
         self.wallet_topics = dict(_WALLET_TOPICS)
-        self.wallet_topics[TRANSFER] = config.uniswap_v3.position_manager
+        if config.uniswap_v3 is not None:
+            self.wallet_topics[TRANSFER] = config.uniswap_v3.position_manager
         if config.aave_v3 is not None:
             self.wallet_topics[SUPPLY] = self.wallet_topics[BORROW] = config.aave_v3.pool
         # The watch list (and the config's priced tokens) start at the first block read.

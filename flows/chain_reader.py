@@ -116,8 +116,12 @@ class ChainReader:
         self.config = config
         self.chain_id = config.chain_id
         # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
-        self.parents: dict[str, str] = {config.uniswap_v3.factory: "factory"}
-        self.fixed = [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
+        # Only the protocols the config names are watched (any subset of them).
+        self.parents: dict[str, str] = {}
+        self.fixed: list[str] = []
+        if config.uniswap_v3 is not None:
+            self.parents[config.uniswap_v3.factory] = "factory"
+            self.fixed += [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
         # The Aave Pool whose revision is read (none when the config pins the version): at
         # the first block read, and at each block where its proxy logs `Upgraded`.
         self._aave_pool: str | None = None
@@ -149,6 +153,9 @@ class ChainReader:
         )
         self._announced_sources: dict[int, set[str]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
+        # The config's own feeds are price sources like the oracle's (classified, followed,
+        # read at read points: flows/price_roots.py), announced at the first block read.
+        self._initial_feeds = set(config.feeds)
         # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
         self.balances = BalanceTracker(rpc, config, wallets, tokens)
         self._announced: list[Child] = []
@@ -178,13 +185,16 @@ class ChainReader:
     def _watched_filter(self, base: dict[str, object]) -> dict[str, Any]:
         return {**base, "address": sorted(set(self._watched()))}
 
-    def _fetch(self, base: dict[str, object]) -> tuple[list[dict], set[str]]:
-        """Logs of the watched set for one filter, following children announced inside it."""
+    def _fetch(self, base: dict[str, object], first: int) -> tuple[list[dict], set[str]]:
+        """Logs of the watched set for one filter (from block `first`), following children
+        announced inside it."""
         before = set(self._watched())
         raw = self.rpc.get_logs(self._watched_filter(base))
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
         announced = [c for item in raw for c in children_of(item, self.parents)]
+        announced += [Child(first, f, (t,), "feed") for t, f in sorted(self._initial_feeds)]
+        self._initial_feeds = set()
         self._announced = announced
         # A source's answers before it was announced are not in the logs read from then on,
         # so it is classified and read at the announcement block (also one seen before).
@@ -354,6 +364,7 @@ class ChainReader:
         saved = (
             set(self.children),
             set(self._initial_tokens),
+            set(self._initial_feeds),
             set(self._tokens_seen),
         )
         revisions = (self._revision_read, dict(self._revisions))
@@ -363,7 +374,7 @@ class ChainReader:
         try:
             yield
         except BaseException:
-            self.children, self._initial_tokens, self._tokens_seen = saved
+            self.children, self._initial_tokens, self._initial_feeds, self._tokens_seen = saved
             self._revision_read, self._revisions = revisions
             self.balances.rollback(tracker)
             self.prices.rollback(prices)
@@ -436,7 +447,7 @@ class ChainReader:
 
     def _read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
-        raw, new_tokens = self._fetch(flt)
+        raw, new_tokens = self._fetch(flt, start)
         self._read_revisions(raw, start)
         reads, price_headers = self._price_reads(raw, flt, start, end, live)
         tracked = self._track_balances(raw, flt, start)
@@ -493,7 +504,7 @@ class ChainReader:
 
     def _read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         flt: dict[str, object] = {"blockHash": header.hash}
-        raw, new_tokens = self._fetch(flt)
+        raw, new_tokens = self._fetch(flt, header.number)
         self._read_revisions(raw, header.number)
         reads, _headers = self._price_reads(raw, flt, header.number, header.number, True)
         tracked = self._track_balances(raw, flt, header.number)

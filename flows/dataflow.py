@@ -53,13 +53,17 @@ def market_mapper(
     def step(state: MarketState | None, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
         if state is None:
             cfg = configs[batch.header.chain_id]
+            # Without [uniswap_v3] the market has no factory or position manager ("" is no
+            # log's address): it runs the lending protocols, balances and prices alone.
+            uniswap = cfg.uniswap_v3
             state = MarketState(
                 chain_id=cfg.chain_id,
-                factory=cfg.uniswap_v3.factory,
-                position_manager=cfg.uniswap_v3.position_manager,
+                factory=uniswap.factory if uniswap is not None else "",
+                position_manager=uniswap.position_manager if uniswap is not None else "",
                 usd_tokens=cfg.usd_tokens,
                 shards=shards,
                 min_depth_usd=cfg.min_depth_usd,
+                feeds=cfg.feeds,
             )
             if cfg.aave_v3 is not None:
                 state.aave = AaveMarket(

@@ -1,11 +1,13 @@
 """The oracle's price sources, read with eth_call (I/O; the chain reader calls it).
 
-Each source the Aave oracle announces (`AssetSourceUpdated`, or a watch-mode seed) is
-classified once, at its block, by one JSON-RPC batch (schemas/prices.py says what each kind
-is). From then on its answer is read with `latestAnswer()` (never `latestRoundData`: the
-oracle itself uses `latestAnswer`, and adapters have nothing else) at *read points*, in one
-batch per range, and rides on the block's `BlockBatch.price_reads`; the market step applies
-it (flows/aave_v3/state.py `AaveMarket.read_prices`). Every source is read at a read point:
+Each source the Aave oracle announces (`AssetSourceUpdated`, or a watch-mode seed), and
+each of the chain config's `[pricing] feeds` (announced at the first block read; its answers
+are a price root of their own, flows/price_roots.py), is classified once, at its block, by
+one JSON-RPC batch (schemas/prices.py says what each kind is). From then on its answer is
+read with `latestAnswer()` (never `latestRoundData`: the oracle itself uses `latestAnswer`,
+and adapters have nothing else) at *read points*, in one batch per range, and rides on the
+block's `BlockBatch.price_reads`; the market step applies it (flows/aave_v3/state.py
+`AaveMarket.read_prices`). Every source is read at a read point:
 
 - where it is announced (its price before then is not in the logs read from then on);
 - live, every block (a silent change, below, shows in the block it happened);
@@ -273,9 +275,10 @@ class PriceReader:
                 out[n][source] = SourceRead(source, info.kind, answer, error, aggregator)
                 if answer is not None and answer <= 0:
                     fallback += [(n, source, a) for a in info.assets]
-        if fallback:
+        if fallback and self.oracle:
             # AaveOracle.getAssetPrice asks its fallback oracle itself when the source gives
-            # no positive answer (or is 0x0): one call answers for the asset exactly.
+            # no positive answer (or is 0x0): one call answers for the asset exactly. (With
+            # no Aave oracle the sources are the config's feeds, which have no fallback.)
             values = self._batched(
                 [
                     (

@@ -162,8 +162,10 @@ class WatchReader:
         self.reader = reader
         self.config = reader.config
         self.chain_id = reader.chain_id
-        self.npm = self.config.uniswap_v3.position_manager
-        self.factory = self.config.uniswap_v3.factory
+        # No Uniswap in the config: no NFT is searched for or seeded ("" matches no log).
+        uniswap = self.config.uniswap_v3
+        self.npm = uniswap.position_manager if uniswap is not None else ""
+        self.factory = uniswap.factory if uniswap is not None else ""
         # History searched for a wallet's NFTs: from the config's start_block.
         self.search_from = self.config.start_block
         self.watched: dict[str, int] = dict(watched)  # wallet -> block it was seeded at
@@ -214,7 +216,7 @@ class WatchReader:
         seed can simply be read again)."""
         fresh = sorted({w.lower() for w in wallets} - self.watched.keys() - {ZERO_ADDRESS})
         started, before = time.monotonic(), (self.cost.requests, self.cost.calls)
-        positions, pools = self._uniswap(fresh, block) if fresh else ((), ())
+        positions, pools = self._uniswap(fresh, block) if fresh and self.npm else ((), ())
         aave = self._aave(fresh, block) if fresh and self.config.aave_v3 is not None else None
         comet = self._comet(fresh, block)
         tokens = {t for p in pools for t in (p.token0, p.token1)}
@@ -275,6 +277,8 @@ class WatchReader:
         """NFTs these logs minted or moved to a watched wallet that were not seeded yet
         (token id -> holder): their fee checkpoint comes from the manager, not the logs."""
         found: dict[int, str] = {}
+        if not self.npm:
+            return found
         for lg in logs:
             if lg.address != self.npm or len(lg.topics) != 4 or lg.topics[0] != uni.TRANSFER:
                 continue

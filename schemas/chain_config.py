@@ -7,13 +7,14 @@ It is a small TOML file::
     start_block = 0            # optional: where a fresh backfill starts
     finality_depth = 64        # optional: blocks after which a block counts as confirmed
 
-    [uniswap_v3]
+    [uniswap_v3]               # optional (any subset of the protocol sections; see below)
     factory = "0x..."
     position_manager = "0x..."
 
     [pricing]                  # optional
     usd_tokens = ["0x..."]     # tokens worth exactly 1 USD, the roots of price routing
-    feeds = { "0xtoken" = "0xaggregator" }   # Chainlink-style USD feeds (8 decimals)
+    feeds = { "0xtoken" = "0xaggregator" }   # Chainlink-style USD feeds (8 decimals): price
+                               # roots after the protocol oracles (flows/prices_reader.py)
     min_depth_usd = 10000      # pools shallower than this (USD within ±2% of their price)
                                # set no token's price; default 10000, 0 trusts every pool
 
@@ -39,6 +40,11 @@ It is a small TOML file::
     [rpc]                      # optional: default endpoints when the command line names none
     http = ["https://..."]     # JSON-RPC over HTTPS, in order of preference
     ws = "wss://..."           # newHeads subscription (else HTTP polling)
+
+A config names any subset of the protocols (`[uniswap_v3]`, `[aave_v3]`, `[compound_v3]`
+with at least one comet): the flow follows only those. One that names none is refused, unless
+its `[pricing] feeds` name tokens: then it tracks the ERC-20 balances of those tokens alone
+(for the `[wallets] watch` list and the wallets added at runtime), priced by the feeds.
 
 Built-in configs for real chains ship in `schemas/chains/<name>.toml` (`builtin(name)`).
 """
@@ -85,7 +91,7 @@ class CompoundV3Config:
 @dataclass(frozen=True, slots=True)
 class ChainConfig:
     chain_id: int
-    uniswap_v3: UniswapV3Config
+    uniswap_v3: UniswapV3Config | None = None
     name: str = ""
     start_block: int = 0
     finality_depth: int = 64
@@ -101,19 +107,37 @@ class ChainConfig:
     rpc_http: tuple[str, ...] = field(default_factory=tuple)
     rpc_ws: str | None = None
 
+    def __post_init__(self) -> None:
+        # Every way a config is made (a file, a built-in, code) names something to follow.
+        if not self.protocols and not self.feeds:
+            raise ConfigError(NO_PROTOCOL)
+
     @property
     def label(self) -> str:
         return self.name or f"chain-{self.chain_id}"
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The protocols this config follows, in a fixed order (a comet-less
+        `[compound_v3]` follows nothing)."""
+        named = (
+            ("uniswap_v3", self.uniswap_v3 is not None),
+            ("aave_v3", self.aave_v3 is not None),
+            ("compound_v3", self.compound_v3 is not None and bool(self.compound_v3.comets)),
+        )
+        return tuple(name for name, present in named if present)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ChainConfig:
         try:
             chain_id = int(raw["chain_id"])
-            uni = raw["uniswap_v3"]
-            uniswap = UniswapV3Config(
-                factory=normalize_address(uni["factory"]),
-                position_manager=normalize_address(uni["position_manager"]),
-            )
+            uniswap = None
+            if "uniswap_v3" in raw:
+                uni = raw["uniswap_v3"]
+                uniswap = UniswapV3Config(
+                    factory=normalize_address(uni["factory"]),
+                    position_manager=normalize_address(uni["position_manager"]),
+                )
         except KeyError as exc:
             raise ConfigError(f"chain config is missing {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
@@ -206,12 +230,13 @@ class ChainConfig:
             lines.append(f'name = "{self.name}"')
         lines.append(f"start_block = {self.start_block}")
         lines.append(f"finality_depth = {self.finality_depth}")
-        lines += [
-            "",
-            "[uniswap_v3]",
-            f'factory = "{self.uniswap_v3.factory}"',
-            f'position_manager = "{self.uniswap_v3.position_manager}"',
-        ]
+        if self.uniswap_v3 is not None:
+            lines += [
+                "",
+                "[uniswap_v3]",
+                f'factory = "{self.uniswap_v3.factory}"',
+                f'position_manager = "{self.uniswap_v3.position_manager}"',
+            ]
         custom_depth = self.min_depth_usd != DEFAULT_MIN_DEPTH_USD
         if self.usd_tokens or self.feeds or custom_depth:
             lines += ["", "[pricing]"]
@@ -253,6 +278,10 @@ class ChainConfig:
 
 
 _BUILTIN = resources.files("schemas") / "chains"
+NO_PROTOCOL = (
+    "chain config names no protocol: give at least one of [uniswap_v3], [aave_v3] or "
+    "[compound_v3] (with comets), or [pricing] feeds to track ERC-20 balances alone"
+)
 _URL_SCHEMES = {"http": ("http://", "https://"), "ws": ("ws://", "wss://")}
 
 

@@ -75,6 +75,7 @@ def test_every_address_is_checksummed_and_cited(name: str) -> None:
 def test_same_protocol_address_differs_per_chain_where_the_docs_say_so() -> None:
     """Base's Uniswap deployment is not at the canonical addresses: a copy-paste would show."""
     base, ethereum = ChainConfig.builtin("base"), ChainConfig.builtin("ethereum")
+    assert base.uniswap_v3 is not None and ethereum.uniswap_v3 is not None
     assert base.uniswap_v3.factory != ethereum.uniswap_v3.factory
     assert base.uniswap_v3.position_manager != ethereum.uniswap_v3.position_manager
 

@@ -152,6 +152,7 @@ def test_deployment_prices_order_and_config(chain: Chain) -> None:
 
     config = deployment.to_chain_config()
     assert ChainConfig.from_dict(tomllib.loads(config.to_toml())) == config
+    assert config.uniswap_v3 is not None
     assert config.uniswap_v3.factory == deployment.factory
     assert set(config.usd_tokens) == {
         deployment.tokens["USDC"].address,
@@ -274,6 +275,7 @@ def test_run_devnet_writes_config_and_stops(tmp_path: Path) -> None:
         assert ready, "the devnet did not come up"
         rpc_url, deployment = ready[0]
         config = ChainConfig.load(config_path)
+        assert config.uniswap_v3 is not None
         assert config.uniswap_v3.position_manager == deployment.position_manager
         assert Deployment.from_json(deployment_json_path(config_path).read_text()) == deployment
         with RpcClient(rpc_url) as rpc:

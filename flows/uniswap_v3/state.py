@@ -37,6 +37,7 @@ from flows.aave_v3.state import shard_step as aave_shard_step
 from flows.compound_v3.state import CometMarket, CometOutput
 from flows.erc20.book import STAGE as ERC20_STAGE
 from flows.erc20.book import BalanceBook, BalanceChange, balance_step
+from flows.price_roots import Anchor, comet_anchors, feed_anchors, merged_roots
 from flows.uniswap_v3 import events as ev
 from flows.uniswap_v3.math import MathError
 from flows.uniswap_v3.replica import (
@@ -179,7 +180,7 @@ class MarketOutput:
 @dataclass(slots=True)
 class MarketState:
     chain_id: int
-    factory: str
+    factory: str  # "" on a chain config without [uniswap_v3]: no log is Uniswap's then
     position_manager: str
     usd_tokens: tuple[str, ...]
     shards: int
@@ -218,6 +219,11 @@ class MarketState:
     # Wallet watch mode (set by the first seed): the wallets watched; None in full-protocol
     # mode. Position-manager events of NFTs no watched wallet holds are then not tracked.
     watched: set[str] | None = None
+    # The config's [pricing] feeds, (token, feed), and the other price roots besides the Aave
+    # oracle's `anchors` (flows/price_roots.py): the feeds' answers and USD-based comets'.
+    feeds: tuple[tuple[str, str], ...] = ()
+    feed_anchors: dict[str, Anchor] = field(default_factory=dict)
+    comet_anchors: dict[str, Anchor] = field(default_factory=dict)
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -357,6 +363,17 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     if state.comet is not None:
         out.comet = state.comet.step(batch, block, state.tokens)
         out.dead_letters += [DeadLetter(lg, why, "compound_v3") for lg, why in out.comet.dead]
+        if out.comet.prices or out.comet.configs:
+            roots = comet_anchors(state.comet.configs, state.comet.prices, state.usd_tokens)
+            if roots != state.comet_anchors:
+                state.comet_anchors = roots
+                anchors_changed = True
+    # The config's own feeds, as read at this block (the reader reads them with the oracle's).
+    if state.feeds and batch.price_reads:
+        roots = feed_anchors(state.feeds, batch.price_reads, state.feed_anchors, block.number)
+        if roots != state.feed_anchors:
+            state.feed_anchors = roots
+            anchors_changed = True
 
     for log in batch.logs:
         role = state.role_of(log.address)
@@ -528,7 +545,9 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     for snap in out.pool_snapshots:
         state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
     changed_prices: list[TokenPrice] = []
-    if changed_pools or out.new_pools or anchors_changed:
+    # The first block routes too: the USD tokens are roots before any pool or oracle moves
+    # (on a chain config without Uniswap nothing else would ever price them).
+    if changed_pools or out.new_pools or anchors_changed or state.last_block < 0:
         prices = route_prices(
             {
                 a: (
@@ -541,7 +560,7 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             },
             {a: s.snapshot(a) for a, s in state.pool_states.items()},
             state.usd_tokens,
-            state.anchors,
+            merged_roots(state.anchors, state.comet_anchors, state.feed_anchors),
             depths=state.depths,
             min_depth_usd=state.min_depth_usd,
         )
