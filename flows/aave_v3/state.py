@@ -458,7 +458,10 @@ class AaveMarket:
         out = AaveMarketOutput()
         changed: set[str] = set()
         swapped: set[str] = set()
+        own = set(self.sources.values())
         for source, read in sorted(reads.items()):
+            if source not in own:
+                continue  # the chain config's own feeds, read alongside (flows/price_roots.py)
             if read.kind == "proxy" and read.aggregator:
                 old = self.emitters.get(source, source)
                 if old != read.aggregator:

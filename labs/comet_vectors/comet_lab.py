@@ -679,15 +679,15 @@ def start_defimon(
     lab: Lab, anvil: Anvil, watch: tuple[str, ...] | None = None
 ) -> tuple[Any, Any, int]:
     from flows.endpoint import ChainEndpoint
-    from schemas.chain_config import ChainConfig, CompoundV3Config, UniswapV3Config
+    from schemas.chain_config import ChainConfig, CompoundV3Config
     from tests.support import live_server
 
+    # A Compound-only chain config: no Uniswap, no Aave (any subset of the protocols runs).
     config = ChainConfig(
         chain_id=anvil.chain_id,
-        # No Uniswap here: addresses without code, which emit nothing.
-        uniswap_v3=UniswapV3Config(factory="0x" + "f1" * 20, position_manager="0x" + "f2" * 20),
         name="comet-lab",
         start_block=lab.start_block,
+        usd_tokens=(lab.base,),
         feeds=((lab.base, lab.base_feed), *((lab.tokens[s], lab.feeds[s]) for s, *_ in ASSETS)),
         compound_v3=CompoundV3Config((lab.comet,)),
     )
