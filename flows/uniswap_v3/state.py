@@ -224,6 +224,7 @@ class MarketState:
     feeds: tuple[tuple[str, str], ...] = ()
     feed_anchors: dict[str, Anchor] = field(default_factory=dict)
     comet_anchors: dict[str, Anchor] = field(default_factory=dict)
+    routed: bool = False  # prices were routed once (the USD tokens priced)
 
     def role_of(self, address: str) -> ev.Role | None:
         if address in self.pools:
@@ -545,9 +546,12 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
     for snap in out.pool_snapshots:
         state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
     changed_prices: list[TokenPrice] = []
-    # The first block routes too: the USD tokens are roots before any pool or oracle moves
-    # (on a chain config without Uniswap nothing else would ever price them).
-    if changed_pools or out.new_pools or anchors_changed or state.last_block < 0:
+    # The first block with logs routes too: the USD tokens are roots before any pool or
+    # oracle moves (on a chain config without Uniswap nothing else would ever price them).
+    # With logs: a backfill (which sees no empty block) and a live run route at the same one.
+    first = not state.routed and bool(batch.logs)
+    if changed_pools or out.new_pools or anchors_changed or first:
+        state.routed = True
         prices = route_prices(
             {
                 a: (

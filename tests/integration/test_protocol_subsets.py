@@ -292,3 +292,32 @@ def test_feeds_alone_track_the_watched_wallets_balances(devnet: Devnet, tmp_path
             assert count(server, table) == 0, table
     finally:
         ctx.__exit__(None, None, None)
+
+
+def test_watch_mode_with_an_aave_only_config_seeds_the_account_and_no_nft(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=11)
+    lending.tick()
+    devnet.simulator.step()
+    npm = devnet.deployment.position_manager
+    holders = set(devnet.simulator.all_positions().values())
+    wallet = next(u for u in lending.accounts() if u in holders)  # holds NFTs and an account
+    config = replace(devnet.deployment.to_chain_config(), uniswap_v3=None)
+    endpoint = ChainEndpoint(config, devnet.rpc_url, devnet.anvil.ws_url, watch=(wallet,))
+    with live_server(tmp_path, [endpoint]) as server:
+        for _ in range(2):
+            lending.tick()
+            devnet.simulator.step()
+            head = block_number(devnet.rpc_url)
+            server.wait_processed(config.chain_id, head)
+            body = server.get(f"/v1/portfolio/{wallet}").json()
+            assert body["positions"] == []  # its NFTs are not searched for without Uniswap
+            (account,) = body["lending"]
+            block = body["as_of"]["block_number"]
+            assert served(account) == account_data(devnet, wallet, block), block
+        for table in UNISWAP_TABLES:
+            assert count(server, table) == 0, table
+        assert npm not in server.runtime.store.scalar(
+            "SELECT groupUniqArray(address) FROM defimon.raw_logs FINAL"
+        )

@@ -206,14 +206,16 @@ def test_a_compound_only_market_prices_from_its_usd_comet() -> None:
     assert merged_roots({}, {}, feed)[WETH][1].usd == 1_650.0
 
 
-def test_the_usd_tokens_are_priced_from_the_first_block_without_any_pool() -> None:
+def test_the_usd_tokens_are_priced_from_the_first_block_with_logs_without_any_pool() -> None:
     state = MarketState(CHAIN, "", "", (USDC,), 2)
-    header = BlockHeader(CHAIN, 7, "0x" + "07" * 32, "0x" + "06" * 32, 1_700_000_000)
-    state, out = market_step(state, BlockBatch(header, [], 7, False))
-    assert out.prices == [TokenPrice(USDC, 1.0, "usd", 0)]
-    header = BlockHeader(CHAIN, 8, "0x" + "08" * 32, "0x" + "07" * 32, 1_700_000_012)
-    state, out = market_step(state, BlockBatch(header, [], 8, False))
-    assert out.prices == []  # nothing moved
+    got = []
+    for number, logs in ((6, []), (7, worked_example().batches[0].logs), (8, [])):
+        header = BlockHeader(CHAIN, number, f"0x{number:064x}", f"0x{number - 1:064x}", number)
+        state, out = market_step(state, BlockBatch(header, logs, number, False))
+        got.append(out.prices)
+    # Not at an empty block (a backfill never sees those: both runs route at the same one),
+    # then once, and not again while nothing moves.
+    assert got == [[], [TokenPrice(USDC, 1.0, "usd", 0)], []]
 
 
 def test_configured_feeds_price_a_market_without_protocols() -> None:
