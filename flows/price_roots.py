@@ -1,21 +1,23 @@
 """USD price roots besides the Aave oracle (pure): configured feeds and USD-based comets.
 
 Token prices are routed outward from roots (flows/uniswap_v3/valuation.py `route_prices`):
-the config's `usd_tokens` (1 USD each) and tokens with an on-chain price. Without Uniswap
-there are no pools to route through, so the roots are the prices: what the chain's protocols
-and the config name is all there is. In order of precedence (the first that prices a token
-wins):
+the config's `usd_tokens` (1 USD each) and tokens with an on-chain price, which win over any
+pool route. Without Uniswap there are no pools to route through, so the roots are the prices:
+what the chain's protocols and the config name is all there is. In order of precedence (the
+first that prices a token wins):
 
 1. the Aave oracle (`AaveOracle.getAssetPrice`, flows/aave_v3/state.py);
-2. a comet whose base token is one of `usd_tokens`: its `getPrice(feed)` for the base and
+2. the config's `[pricing] feeds` (Chainlink-style, 8 decimals), read like the oracle's
+   sources (flows/prices_reader.py: classified, followed, read at read points);
+3. the `usd_tokens` at 1, and the pools' routes from all of these (with Uniswap);
+4. a comet whose base token is one of `usd_tokens`: its `getPrice(feed)` for the base and
    each collateral asset (8 decimals, USD: such a comet's feeds are USD feeds; a comet on
-   another base, such as cWETHv3, prices in its base and is no USD root);
-3. the config's `[pricing] feeds` (Chainlink-style, 8 decimals), read like the oracle's
-   sources (flows/prices_reader.py: classified, followed, read at read points).
+   another base, such as cWETHv3, prices in its base and is no USD root). Last, so a config
+   with Uniswap prices every token as it did before; it fills what nothing else prices.
 
-A token none of them reaches and no pool routes to stays unpriced (no price, so no value),
-never 0; a configured feed that cannot be read keeps its last good answer, marked stale with
-the reason and the block it began, as the oracle's sources do.
+A token none of them reaches stays unpriced (no price, so no value), never 0; a configured
+feed that cannot be read keeps its last good answer, marked stale with the reason and the
+block it began, as the oracle's sources do.
 """
 
 from __future__ import annotations

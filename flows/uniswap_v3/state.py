@@ -564,10 +564,14 @@ def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, Mar
             },
             {a: s.snapshot(a) for a, s in state.pool_states.items()},
             state.usd_tokens,
-            merged_roots(state.anchors, state.comet_anchors, state.feed_anchors),
+            merged_roots(state.anchors, state.feed_anchors),
             depths=state.depths,
             min_depth_usd=state.min_depth_usd,
         )
+        # A USD comet's prices fill what nothing else priced (with Uniswap, the pools' routes
+        # stay as they were; without it, they price the comet's tokens).
+        for token, (_usd, price) in state.comet_anchors.items():
+            prices.setdefault(token, price)
         changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
         state.prices = prices
     out.prices = changed_prices

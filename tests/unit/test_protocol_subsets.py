@@ -35,7 +35,6 @@ from tests.unit.test_compound_state import (
     COMET,
     USD,
     USDC,
-    USDC_FEED,
     WETH,
     WETH_FEED,
     worked_example,
@@ -191,19 +190,25 @@ def test_a_compound_only_market_prices_from_its_usd_comet() -> None:
         assert out.comet is not None and not out.new_pools
         weth_prices += [p.usd for p in out.prices if p.token == WETH]
     assert weth_prices == [2_000.0, 1_700.0]
-    assert state.prices[USDC] == TokenPrice(USDC, 1.0, USDC_FEED, 0)
+    assert state.prices[USDC] == TokenPrice(USDC, 1.0, "usd", 0)  # a USD token is its own root
     assert state.prices[WETH] == TokenPrice(WETH, 1_700.0, WETH_FEED, 0)
     assert state.comet is not None
     roots = comet_anchors(state.comet.configs, state.comet.prices, (USDC,))
     assert roots[WETH][0] == Fraction(1_700 * USD, USD)
     # A comet whose base is no USD token prices in its base: no root.
     assert comet_anchors(state.comet.configs, state.comet.prices, ()) == {}
-    # An Aave oracle price wins over the comet's, the comet's over a configured feed.
+    # An Aave oracle price wins over a configured feed.
     aave = {WETH: (Fraction(1_690), TokenPrice(WETH, 1_690.0, "0xaave", 0))}
     feed = {WETH: (Fraction(1_650), TokenPrice(WETH, 1_650.0, FEED, 0))}
-    assert merged_roots(aave, roots, feed)[WETH][1].usd == 1_690.0
-    assert merged_roots({}, roots, feed)[WETH][1].usd == 1_700.0
-    assert merged_roots({}, {}, feed)[WETH][1].usd == 1_650.0
+    assert merged_roots(aave, feed)[WETH][1].usd == 1_690.0
+    assert merged_roots({}, feed)[WETH][1].usd == 1_650.0
+    # The comet's price fills only what nothing else prices: a configured feed wins.
+    state.feeds = ((WETH, FEED),)
+    header = BlockHeader(CHAIN, 6, f"0x{6:064x}", f"0x{5:064x}", 6)
+    batch = BlockBatch(header, [], 6, True)
+    batch.price_reads = {FEED: read(165_000_000_000)}
+    state, out = market_step(state, batch)
+    assert [(p.token, p.usd, p.source) for p in out.prices] == [(WETH, 1_650.0, FEED)]
 
 
 def test_the_usd_tokens_are_priced_from_the_first_block_with_logs_without_any_pool() -> None:
