@@ -172,8 +172,10 @@ class ChainReader:
         return self.fixed + sorted(extra)
 
     def prefetch(self, headers: Iterable[BlockHeader]) -> None:
-        """Start reading these blocks' logs ahead, as `read_block` will ask for them if the
-        watched set does not change before (a read that changed it asks anew)."""
+        """Start reading these blocks' logs and price sources ahead, as `read_block` will ask
+        for them if the watched set does not change before (a read that changed it asks anew)."""
+        headers = list(headers)
+        self.prices.prefetch({h.number: h.hash for h in headers})
         watched = set(self._watched())
         filters: list[dict[str, Any]] = []
         for header in headers:
@@ -303,7 +305,11 @@ class ChainReader:
             blocks = [
                 BlockLogs(n, stamps.get(n, 0), frozenset(addresses.get(n, ()))) for n in numbers
             ]
-            reads = self.prices.read(self.prices.plan(blocks, announced, live))
+            block_hash = base.get("blockHash")
+            reads = self.prices.read(
+                self.prices.plan(blocks, announced, live),
+                block_hash if isinstance(block_hash, str) else None,
+            )
             found = self.prices.new_aggregators(reads)
             if not found:
                 break
@@ -427,11 +433,13 @@ class ChainReader:
     ) -> bool:
         """Whether the read took state at `block` that a racy answer could have changed:
         prices that moved from the block before's (an answer from the next block that moved
-        nothing is the right answer), comet reads, opening balances."""
+        nothing is the right answer) and comet reads. Opening balances are not checked: a
+        wallet's balance of a token is read once, when it becomes tracked, and is wrong only
+        if the very next block moves that token for that wallet; checking them cost a fast
+        chain a block of lag at every new wallet (tests/integration/test_fast_chain.py)."""
         batches = out.batches if isinstance(out, RangeRead) else [out]
-        at = [b for b in batches if b.header.number == block]
         return self.prices.last_reads != reads_before or any(
-            b.comet or b.balances or b.unreadable_balances for b in at
+            b.comet for b in batches if b.header.number == block
         )
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:

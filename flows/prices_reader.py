@@ -40,6 +40,7 @@ prices) is the market step's, which compares each read with its own state.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import structlog
@@ -59,7 +60,12 @@ _BASE_TO_USD = selector("BASE_TO_USD_AGGREGATOR()")
 _RATIO_PROVIDER = selector("RATIO_PROVIDER()")
 _GET_ASSET_PRICE = selector("getAssetPrice(address)")
 _BATCH = 200  # calls per JSON-RPC batch
+_AHEAD_KEPT = 64  # live blocks whose reads may be in flight or waiting
+_AHEAD_WORKERS = 4
 _MINUTE = 60
+
+
+Reads = dict[int, dict[str, SourceRead]]  # block -> source -> its read
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +148,9 @@ class PriceReader:
         self.sources: dict[str, PriceSource] = {s.address: s for s in known}
         self.last_timestamp: int | None = None
         self.last_reads: dict[str, SourceRead] = {}
+        # Live blocks read ahead: block -> (its hash, the sources then, the read)
+        self._ahead: dict[int, tuple[str, tuple[PriceSource, ...], Future[Reads]]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     # State -------------------------------------------------------------------------------------
 
@@ -239,8 +248,31 @@ class PriceReader:
             end=blocks[-1].number if blocks else None,
         )
 
-    def read(self, numbers: list[int]) -> dict[int, dict[str, SourceRead]]:
+    def prefetch(self, blocks: Mapping[int, str]) -> None:
+        """Live blocks (number -> hash) about to be read: start reading every source at each
+        now, several in flight, as the blocks' logs are, so a fast chain's blocks do not each
+        wait a round trip for their prices. `read` takes an answer for the same block hash
+        and the same sources; anything else is read anew."""
+        if not self.sources or not blocks:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_AHEAD_WORKERS, thread_name_prefix="price-prefetch")
+        sources = self.snapshot
+        for n, block_hash in sorted(blocks.items()):
+            if n not in self._ahead:
+                self._ahead[n] = (block_hash, sources, self._pool.submit(self._read, [n]))
+        while len(self._ahead) > _AHEAD_KEPT:
+            self._ahead.pop(next(iter(self._ahead)))[2].cancel()
+
+    def read(self, numbers: list[int], block_hash: str | None = None) -> Reads:
         """Every source's answer (and each proxy's aggregator) at the end of each block."""
+        if len(numbers) == 1:
+            ahead = self._ahead.pop(numbers[0], None)
+            if ahead is not None and ahead[:2] == (block_hash, self.snapshot):
+                return ahead[2].result()
+        return self._read(numbers)
+
+    def _read(self, numbers: list[int]) -> Reads:
         order = sorted(self.sources)
         calls: list[tuple[str, list]] = []
         index: list[tuple[int, str, str]] = []

@@ -682,12 +682,20 @@ class RpcClient:
         the endpoints' refusals (block span, addresses per filter), a refused part is asked
         again within what its refusal taught (flows/log_limits.py), and a refusal that
         cannot be resolved in a few tries reaches the caller as RangeTooLarge. A block-hash
-        filter started ahead with the same shape (`prefetch_logs`) is taken from there."""
+        filter started ahead with the same shape (`prefetch_logs`) is taken from there, and
+        stays there for a block read again (a block's logs never change; the oldest go first):
+        only a failed one is dropped, so asking again reads again."""
         if "blockHash" in flt:
+            key = _filter_key(flt)
             with self._lock:
-                ahead = self._prefetched.pop(_filter_key(flt), None)
+                ahead = self._prefetched.get(key)
             if ahead is not None:
-                return ahead.result()  # its answer, or its error as a direct read would raise
+                try:
+                    return ahead.result()
+                except BaseException:
+                    with self._lock:
+                        self._prefetched.pop(key, None)
+                    raise  # as a direct read would
         return self._get_logs(flt)
 
     def prefetch_logs(self, filters: Sequence[dict[str, Any]]) -> None:
@@ -704,7 +712,8 @@ class RpcClient:
                 key = _filter_key(flt)
                 if key not in self._prefetched:
                     self._prefetched[key] = self._pool.submit(self._get_logs, flt)
-            # Reads nobody took (a reorg, a watched set that changed) are dropped, oldest first.
+            # Reads kept beyond the cap (taken, or nobody took them: a reorg, a watched set that
+            # changed) are dropped, oldest first.
             while len(self._prefetched) > PREFETCH_KEPT:
                 self._prefetched.pop(next(iter(self._prefetched))).cancel()
 

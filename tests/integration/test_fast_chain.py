@@ -6,12 +6,13 @@ the newest processed block stays within 5 blocks of the node's head.
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from devnet.anvil import Anvil
-from devnet.deploy import deploy
+from devnet.deploy import Deployment, deploy
 from devnet.rpc import RpcClient
 from devnet.simulator import MarketSimulator
 from flows.endpoint import ChainEndpoint
@@ -22,6 +23,14 @@ from tests.support import block_number, live_server
 BLOCK_TIME = 0.25
 LATENCY = 0.1
 SAMPLE_SECONDS = 20.0
+
+
+def trade(rpc_url: str, deployment: Deployment, stop: Event) -> None:
+    """The market's traders, in a process of their own (as on a real chain: their Python work
+    does not share defimon's interpreter)."""
+    simulator = MarketSimulator(rpc_url, deployment, seed=8)
+    while not stop.is_set():
+        simulator.step()
 
 
 def test_a_250ms_chain_is_followed_within_5_blocks_at_100ms_round_trips(tmp_path: Path) -> None:
@@ -42,13 +51,11 @@ def test_a_250ms_chain_is_followed_within_5_blocks_at_100ms_round_trips(tmp_path
             endpoint = ChainEndpoint(deployment.to_chain_config(), proxy.http_url, rpc_options=FAST)
             with live_server(tmp_path / "data", [endpoint]) as server:
                 server.wait_processed(chain_id, block_number(anvil.rpc_url), timeout=300)
-                trading = threading.Event()
-
-                def trade() -> None:  # some activity while sampled, bounded in time
-                    while not trading.is_set():
-                        simulator.step()
-
-                trader = threading.Thread(target=trade, daemon=True)
+                # Some activity while sampled, bounded in time. Spawned, not forked: this
+                # process runs the server's threads.
+                spawn = multiprocessing.get_context("spawn")
+                trading = spawn.Event()
+                trader = spawn.Process(target=trade, args=(anvil.rpc_url, deployment, trading))
                 trader.start()
                 # Warm-up: the blocks mined while the backfill finished and the first trades'
                 # new wallets are read first (bounded); then the steady state is sampled.
@@ -73,6 +80,8 @@ def test_a_250ms_chain_is_followed_within_5_blocks_at_100ms_round_trips(tmp_path
                 finally:
                     trading.set()
                     trader.join(30)
+                    if trader.is_alive():
+                        trader.kill()
                 blocks = block_number(anvil.rpc_url) - start_block
     series = list(lags)
     lags.sort()
