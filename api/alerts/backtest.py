@@ -21,11 +21,11 @@ from flows.aave_v3.state import account_id
 from schemas.errors import InvalidInput
 from schemas.liquidations import liquidation_json
 
-# Kinds whose metric only one protocol has: the other's subjects never yield a sample.
-_PROTOCOL_OF = {
-    "health_factor_below": "aave_v3",
-    "il_above": "uniswap_v3",
-    "out_of_range": "uniswap_v3",
+# Kinds whose metric only some protocols have: the others' subjects never yield a sample.
+_PROTOCOLS_OF = {
+    "health_factor_below": frozenset({"aave_v3", "compound_v3"}),
+    "il_above": frozenset({"uniswap_v3"}),
+    "out_of_range": frozenset({"uniswap_v3"}),
 }
 
 
@@ -50,9 +50,9 @@ def backtest(
             f"{max_blocks}: narrow the range"
         )
     flt = rule.filter
-    protocol = _PROTOCOL_OF.get(rule.kind)
-    if protocol is not None and not flt.protocol:
-        flt = dataclasses.replace(flt, protocol=frozenset({protocol}))
+    protocols = _PROTOCOLS_OF.get(rule.kind)
+    if protocols is not None and not flt.protocol:
+        flt = dataclasses.replace(flt, protocol=protocols)
     states = {}
     fired = []
     for as_of in blocks:

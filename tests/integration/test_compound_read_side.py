@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_abi import encode
 from eth_utils import keccak
@@ -437,3 +438,30 @@ def test_the_diff_splits_a_comet_accounts_change(scene: Scene) -> None:
     opened = comet_part(diff(scene, BOB, n1 - 1, n2), BOB)
     assert opened["value_from"] == 0.0 and opened["actions"] == opened["value_to"]
     assert opened["interest"] == 0.0 and t1 < t2
+
+
+def test_a_health_factor_backtest_replays_comet_accounts(scene: Scene) -> None:
+    """Comet accounts carry a health factor as Aave's do: a backtest of a health rule (which the
+    live engine evaluates on every lending account) replays them too."""
+    chain = scene.server.runtime.endpoints[0].config.chain_id
+    alice = f"{chain}:{COMET}:{ALICE}"
+    created = httpx.post(
+        f"{scene.server.url}/v1/alerts/rules",
+        json={
+            "name": "comet health",
+            "kind": "health_factor_below",
+            "threshold": 2,
+            "filter": {"owner": ALICE},
+        },
+    )
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    first, last = scene.blocks[0][0], scene.blocks[-1][0]
+    replay = httpx.post(
+        f"{scene.server.url}/v1/alerts/rules/{rule['id']}/backtest",
+        params={"from": str(first), "to": str(last)},
+        timeout=300,
+    )
+    assert replay.status_code == 200, replay.text
+    fired = {a["subject_id"] for a in replay.json()["fired"]}
+    assert alice in fired  # health between 1 and 2: below the threshold
