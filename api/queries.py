@@ -298,12 +298,8 @@ class Queries:
             "LIMIT 1 BY account_id, asset",
             params,
         )
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            grouped.setdefault(r["account_id"], []).append(r)
         out = []
-        for aid, versions in sorted(grouped.items()):
-            latest = max(versions, key=lambda r: (r["block_number"], r["log_index"]))
+        for aid, versions, latest in _per_account(rows):
             account = AaveAccount(
                 as_of.chain_id,
                 latest["pool"],
@@ -489,12 +485,8 @@ class Queries:
             "LIMIT 1 BY account_id, asset",
             params,
         )
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            grouped.setdefault(r["account_id"], []).append(r)
         out = []
-        for aid, versions in sorted(grouped.items()):
-            latest = max(versions, key=lambda r: (r["block_number"], r["log_index"]))
+        for aid, versions, latest in _per_account(rows):
             account = CometAccount(
                 as_of.chain_id,
                 latest["comet"],
@@ -968,6 +960,20 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+def _per_account(
+    rows: Sequence[dict[str, Any]],
+) -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """Lending versions (one row per account and asset) grouped by account, in id order, each
+    with its newest row (the account-wide fields: owner, market, eMode)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        grouped.setdefault(r["account_id"], []).append(r)
+    return [
+        (aid, versions, max(versions, key=lambda r: (r["block_number"], r["log_index"])))
+        for aid, versions in sorted(grouped.items())
+    ]
 
 
 def merge_portfolios(owner: str, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
