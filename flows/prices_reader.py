@@ -40,7 +40,7 @@ prices) is the market step's, which compares each read with its own state.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 import structlog
@@ -61,7 +61,6 @@ _RATIO_PROVIDER = selector("RATIO_PROVIDER()")
 _GET_ASSET_PRICE = selector("getAssetPrice(address)")
 _BATCH = 200  # calls per JSON-RPC batch
 _AHEAD_KEPT = 64  # live blocks whose reads may be in flight or waiting
-_AHEAD_WORKERS = 4
 _MINUTE = 60
 
 
@@ -150,7 +149,6 @@ class PriceReader:
         self.last_reads: dict[str, SourceRead] = {}
         # Live blocks read ahead: block -> (its hash, the sources then, the read)
         self._ahead: dict[int, tuple[str, tuple[PriceSource, ...], Future[Reads]]] = {}
-        self._pool: ThreadPoolExecutor | None = None
 
     # State -------------------------------------------------------------------------------------
 
@@ -255,12 +253,10 @@ class PriceReader:
         and the same sources; anything else is read anew."""
         if not self.sources or not blocks:
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_AHEAD_WORKERS, thread_name_prefix="price-prefetch")
         sources = self.snapshot
         for n, block_hash in sorted(blocks.items()):
             if n not in self._ahead:
-                self._ahead[n] = (block_hash, sources, self._pool.submit(self._read, [n]))
+                self._ahead[n] = (block_hash, sources, self.rpc.ahead(self._read, [n]))
         while len(self._ahead) > _AHEAD_KEPT:
             self._ahead.pop(next(iter(self._ahead)))[2].cancel()
 

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -456,6 +456,8 @@ def redact_url(url: str) -> str:
 
 PREFETCH_WORKERS = 8  # block-hash log reads in flight at once (live pipelining)
 PREFETCH_KEPT = 256  # started reads kept for get_logs to take
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def _filter_key(flt: dict[str, Any]) -> bytes:
@@ -698,20 +700,30 @@ class RpcClient:
                     raise  # as a direct read would
         return self._get_logs(flt)
 
+    def ahead(self, read: Callable[[_R], _T], arg: _R) -> Future[_T]:
+        """Start a read now on the read-ahead workers (several in flight), for its caller to
+        take later: the price sources' reads of live blocks (flows/prices_reader.py)."""
+        with self._lock:
+            return self._submit(read, arg)
+
+    def _submit(self, read: Callable[[_R], _T], arg: _R) -> Future[_T]:
+        # (the lock is held)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="rpc-prefetch")
+        return self._pool.submit(read, arg)
+
     def prefetch_logs(self, filters: Sequence[dict[str, Any]]) -> None:
         """Start reading these block-hash filters now, several in flight, for `get_logs` to
         take when it is asked the same filter: live blocks are then read pipelined and applied
         in order. Only block-hash filters: a block's logs never change, so an answer read
         early is the answer (a reorg changes the hash, and the filter with it)."""
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(PREFETCH_WORKERS, thread_name_prefix="rpc-prefetch")
             for flt in filters:
                 if "blockHash" not in flt:
                     continue
                 key = _filter_key(flt)
                 if key not in self._prefetched:
-                    self._prefetched[key] = self._pool.submit(self._get_logs, flt)
+                    self._prefetched[key] = self._submit(self._get_logs, flt)
             # Reads kept beyond the cap (taken, or nobody took them: a reorg, a watched set that
             # changed) are dropped, oldest first.
             while len(self._prefetched) > PREFETCH_KEPT:
