@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flows.compound_v3.state import CometMarketView, net_value, prices_held
+from protocols.compound_v3.state import CometMarketView, net_value, prices_held
 from schemas.comet import PRICE_UNIT, PROTOCOL_COMPOUND_V3, CometAccount
 
 

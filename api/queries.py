@@ -26,13 +26,14 @@ from api.diff import (
     lp_change,
     summarize,
 )
-from flows.aave_v3.state import holds_anything, value_account
-from flows.compound_v3.state import CometMarketView
-from flows.erc20.book import balance_value
-from flows.uniswap_v3.math import fee_growth_inside
-from flows.uniswap_v3.replica import EMPTY_POSITION, NpmPosition, PoolPosition
-from flows.uniswap_v3.valuation import value_position
 from ports.store import Store
+from protocols.aave_v3.state import holds_anything, value_account
+from protocols.compound_v3.state import CometMarketView
+from protocols.erc20.book import balance_value
+from protocols.uniswap_v3.fee_tracker import NpmPosition
+from protocols.uniswap_v3.math import fee_growth_inside
+from protocols.uniswap_v3.replica import EMPTY_POSITION, PoolPosition
+from protocols.uniswap_v3.valuation import value_position
 from schemas.balances import balance_json
 from schemas.chain import TokenInfo
 from schemas.comet import (
@@ -1054,7 +1055,7 @@ def _iso(when: datetime) -> str:
 
 
 def _window(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored window in the stream's wire format (flows.windows.window_json)."""
+    """A stored window in the stream's wire format (protocols.windows.window_json)."""
     fees0, fees1 = row["fees_earned0"], row["fees_earned1"]
     return {
         "id": row["subject_id"],

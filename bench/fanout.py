@@ -1,7 +1,7 @@
 """Fan-out: one oracle price update that revalues 10,000 Aave accounts.
 
 A synthetic but well-formed chain (every log encoded as the contracts emit it, topics from
-`flows.aave_v3.events`) builds one Aave V3 market: WETH and USDC reserves (configurator
+`protocols.aave_v3.events`) builds one Aave V3 market: WETH and USDC reserves (configurator
 `ReserveInitialized` and `CollateralConfigurationChanged`), their feeds (oracle
 `AssetSourceUpdated`, feed `AnswerUpdated`), rates (pool `ReserveDataUpdated`), and N accounts
 that each supply WETH as collateral (aToken `Mint`, `ReserveUsedAsCollateralEnabled`) and borrow
@@ -40,12 +40,12 @@ from bench.common import emit, percentile
 from defimon.logs import configure
 from defimon.runtime import tune_gc
 from devnet.anvil import free_port
-from flows.aave_v3 import events as ev
-from flows.aave_v3 import math as am
 from flows.dataflow import DEFAULT_SHARDS, market_mapper, to_shards
 from flows.sinks import account_events
-from flows.uniswap_v3.state import MarketState, ShardOutput, ShardState, shard_step
 from ports.settings import Settings
+from protocols.aave_v3 import events as ev
+from protocols.aave_v3 import math as am
+from protocols.uniswap_v3.state import MarketState, ShardOutput, ShardState, shard_step
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 from schemas.prices import SourceRead

@@ -46,9 +46,9 @@ from bench.fanout import (
 )
 from defimon.logs import configure
 from defimon.runtime import tune_gc
-from flows.uniswap_v3 import events as ev
-from flows.uniswap_v3.math import get_amount0_delta, get_amount1_delta, get_sqrt_ratio_at_tick
 from ports.settings import Settings
+from protocols.uniswap_v3 import events as ev
+from protocols.uniswap_v3.math import get_amount0_delta, get_amount1_delta, get_sqrt_ratio_at_tick
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.chain_config import ChainConfig, UniswapV3Config
 

@@ -28,9 +28,9 @@ from math import isqrt
 from random import Random
 
 from bench.common import emit, percentile
-from flows.uniswap_v3.math import MAX_TICK, MIN_TICK, Q96, get_tick_at_sqrt_ratio
-from flows.uniswap_v3.replica import PoolReplica
-from flows.uniswap_v3.valuation import pool_depth, route_prices
+from protocols.uniswap_v3.math import MAX_TICK, MIN_TICK, Q96, get_tick_at_sqrt_ratio
+from protocols.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.valuation import pool_depth, route_prices
 from schemas.chain_config import DEFAULT_MIN_DEPTH_USD
 from schemas.positions import PoolSnapshot
 

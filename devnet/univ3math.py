@@ -5,15 +5,15 @@ from __future__ import annotations
 from fractions import Fraction
 from math import isqrt
 
-from flows.uniswap_v3.math import (
+from protocols.uniswap_v3.math import (
     MAX_SQRT_RATIO,
     MAX_TICK,
     MIN_SQRT_RATIO,
     MIN_TICK,
     Q96,
 )
-from flows.uniswap_v3.math import get_sqrt_ratio_at_tick as sqrt_ratio_at_tick
-from flows.uniswap_v3.math import get_tick_at_sqrt_ratio as tick_at_sqrt_ratio
+from protocols.uniswap_v3.math import get_sqrt_ratio_at_tick as sqrt_ratio_at_tick
+from protocols.uniswap_v3.math import get_tick_at_sqrt_ratio as tick_at_sqrt_ratio
 
 __all__ = [
     "MAX_SQRT_RATIO",

@@ -1,4 +1,4 @@
-"""Reading what ERC-20 balances need from a node (I/O only; the fold is flows/erc20/book.py).
+"""Reading what ERC-20 balances need from a node (I/O only; the fold is protocols/erc20/book.py).
 
 Tracked wallets are the owners of position NFTs (the position manager's `Transfer` to), the
 Aave users (the Pool's `Supply`/`Borrow` on behalf of, aToken and debt-token `Mint` on behalf
@@ -21,9 +21,10 @@ from typing import Any
 
 import structlog
 
-from flows.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_MINT, SUPPLY
-from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient
+from protocols.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_MINT, SUPPLY
+from protocols.base import ZERO_ADDRESS
+from protocols.erc20.events import TRANSFER
 from schemas.chain_config import ChainConfig
 from schemas.errors import ArchiveRequired
 
@@ -32,7 +33,6 @@ log = structlog.get_logger("defimon.source")
 _BALANCE_OF = "0x70a08231"  # balanceOf(address)
 WALLETS_PER_QUERY = 500  # topic lists per eth_getLogs; providers cap request sizes
 CALLS_PER_BATCH = 500
-ZERO_ADDRESS = "0x" + "0" * 40
 
 # topic0 -> the address whose log names a wallet in topic 2 ("" = any watched address)
 _WALLET_TOPICS = {SCALED_MINT: "", STABLE_MINT: "", BALANCE_TRANSFER: ""}

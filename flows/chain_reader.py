@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 import structlog
 
-from flows.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, UPGRADED
 from flows.balance_reader import BalanceTracker, TrackedRead
-from flows.compound_v3.reader import CometReader
 from flows.prices_reader import BlockLogs, PriceReader
 from flows.rpc import RpcClient
-from flows.uniswap_v3.events import POOL_CREATED
+from protocols.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, UPGRADED
+from protocols.compound_v3.reader import CometReader
+from protocols.uniswap_v3.events import POOL_CREATED
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
 from schemas.errors import RpcError, RpcTransportError
@@ -154,7 +154,7 @@ class ChainReader:
         self._announced_sources: dict[int, set[str]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
         # The config's own feeds are price sources like the oracle's (classified, followed,
-        # read at read points: flows/price_roots.py), announced at the first block read.
+        # read at read points: protocols/prices.py), announced at the first block read.
         self._initial_feeds = set(config.feeds)
         # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
         self.balances = BalanceTracker(rpc, config, wallets, tokens)

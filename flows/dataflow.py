@@ -21,14 +21,19 @@ from collections.abc import Callable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from flows.aave_v3.state import AaveMarket
-from flows.compound_v3.state import CometMarket
 from flows.endpoint import ChainEndpoint
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainSource, HeadFollowing
-from flows.uniswap_v3.state import (
+from ports.bus import Bus
+from ports.metrics import METRICS
+from ports.status import FlowStatus
+from ports.store import Store
+from ports.watch import WatchRequests
+from protocols.aave_v3.state import AaveMarket
+from protocols.compound_v3.state import CometMarket
+from protocols.uniswap_v3.state import (
     MarketOutput,
     MarketState,
     ShardInput,
@@ -36,11 +41,6 @@ from flows.uniswap_v3.state import (
     market_step,
     shard_step,
 )
-from ports.bus import Bus
-from ports.metrics import METRICS
-from ports.status import FlowStatus
-from ports.store import Store
-from ports.watch import WatchRequests
 from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 

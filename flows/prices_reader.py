@@ -2,11 +2,11 @@
 
 Each source the Aave oracle announces (`AssetSourceUpdated`, or a watch-mode seed), and
 each of the chain config's `[pricing] feeds` (announced at the first block read; its answers
-are a price root of their own, flows/price_roots.py), is classified once, at its block, by
+are a price root of their own, protocols/prices.py), is classified once, at its block, by
 one JSON-RPC batch (schemas/prices.py says what each kind is). From then on its answer is
 read with `latestAnswer()` (never `latestRoundData`: the oracle itself uses `latestAnswer`,
 and adapters have nothing else) at *read points*, in one batch per range, and rides on the
-block's `BlockBatch.price_reads`; the market step applies it (flows/aave_v3/state.py
+block's `BlockBatch.price_reads`; the market step applies it (protocols/aave_v3/state.py
 `AaveMarket.read_prices`). Every source is read at a read point:
 
 - where it is announced (its price before then is not in the logs read from then on);
@@ -45,8 +45,8 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from flows.abi import selector
 from flows.rpc import RpcClient
+from protocols.abi import selector
 from schemas.errors import RpcError
 from schemas.prices import ZERO, PriceSource, SourceRead
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.compound_v3.state import CometOutput
-from flows.uniswap_v3.state import MarketOutput, ShardOutput
-from flows.windows import WindowRow
+from protocols.compound_v3.state import CometOutput
+from protocols.uniswap_v3.state import MarketOutput, ShardOutput
+from protocols.windows import WindowRow
 from schemas.chain import BlockBatch, Rewind
 from schemas.positions import PROTOCOL_UNISWAP_V3, BlockRef
 

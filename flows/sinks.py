@@ -15,17 +15,17 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from flows.aave_v3.events import LiquidationCall
-from flows.aave_v3.state import AccountUpdate, account_id
-from flows.compound_v3.state import CometAccountUpdate
-from flows.erc20.book import BalanceChange
 from flows.rows import COLUMNS, Row, SinkBatch, retraction_statements
-from flows.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
-from flows.windows import WindowRow, window_json
 from ports.bus import Bus
 from ports.metrics import METRICS
 from ports.status import FlowStatus
 from ports.store import Store
+from protocols.aave_v3.events import LiquidationCall
+from protocols.aave_v3.state import AccountUpdate, account_id
+from protocols.compound_v3.state import CometAccountUpdate
+from protocols.erc20.book import BalanceChange
+from protocols.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
+from protocols.windows import WindowRow, window_json
 from schemas.balances import balance_json
 from schemas.chain import RawLog, Rewind
 from schemas.lending import account_json

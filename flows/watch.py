@@ -33,14 +33,15 @@ import structlog
 from eth_abi import decode, encode
 from eth_utils import keccak
 
-from flows.aave_v3.state import account_id, oracle_price
-from flows.abi import selector
 from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
-from flows.uniswap_v3 import events as uni
-from flows.uniswap_v3.math import MAX_TICK, MIN_TICK
-from flows.uniswap_v3.state import position_id
 from ports.metrics import METRICS
+from protocols.aave_v3.state import account_id, oracle_price
+from protocols.abi import selector
+from protocols.base import ZERO_ADDRESS
+from protocols.uniswap_v3 import events as uni
+from protocols.uniswap_v3.math import MAX_TICK, MIN_TICK
+from protocols.uniswap_v3.state import position_id
 from schemas.chain import RawLog, TokenInfo
 from schemas.comet import CometReads
 from schemas.errors import RangeTooLarge, RpcError
@@ -58,7 +59,6 @@ from schemas.watch import AaveSeed, PoolPositionSeed, PoolSeed, TickSeed, WatchS
 log = structlog.get_logger("defimon.watch")
 
 CALLS_PER_BATCH = 500
-ZERO_ADDRESS = "0x" + "0" * 40
 
 
 _POSITIONS = selector("positions(uint256)")
@@ -250,7 +250,7 @@ class WatchReader:
         return WatchSeed(tuple(fresh), infos, pools, positions, aave, comet)
 
     def _comet(self, wallets: list[str], block: int) -> dict[str, CometReads]:
-        """The comets' state and the wallets' accounts at `block` (flows/compound_v3/reader)."""
+        """The comets' state and the wallets' accounts at `block` (protocols/compound_v3/reader)."""
         comet = self.reader.comet
         if not wallets or comet is None:
             return {}

@@ -63,7 +63,7 @@ from schemas.hexutil import normalize_address
 from schemas.lending import AAVE_VERSIONS
 
 # A Uniswap pool prices a token only if it holds at least this much (USD, both sides, within
-# ±2% of its price; flows/uniswap_v3/valuation.py route_prices): below it are dust and
+# ±2% of its price; protocols/uniswap_v3/valuation.py route_prices): below it are dust and
 # abandoned pools, whose price anyone can set for the cost of a swap.
 DEFAULT_MIN_DEPTH_USD = 10_000
 

@@ -13,7 +13,7 @@ from typing import Any
 from schemas.positions import BlockRef, Immutable
 
 # The Aave V3 releases whose rules defimon follows (a chain config may pin one; otherwise the
-# Pool's revision names it: flows.aave_v3.state.version_of_revision). 3.0.2 is the devnet's.
+# Pool's revision names it: protocols.aave_v3.state.version_of_revision). 3.0.2 is the devnet's.
 AAVE_VERSIONS = ("3.0.2", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7")
 MAX_UINT256 = (1 << 256) - 1
 BASE_UNIT = 10**8

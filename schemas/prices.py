@@ -1,7 +1,7 @@
 """Oracle price sources as the reader finds them, and what it reads from them (no I/O here).
 
 The Aave oracle names one source per asset. What a source is decides how its answer is
-followed (flows/prices_reader.py reads, flows/aave_v3/state.py applies):
+followed (flows/prices_reader.py reads, protocols/aave_v3/state.py applies):
 
 - ``proxy``: a Chainlink proxy (answers ``aggregator()``). It emits nothing; the aggregator
   behind it emits ``AnswerUpdated`` (OCR also ``NewTransmission``), and the proxy can be

@@ -1,4 +1,4 @@
--- Per-position windows (flows/windows.py): one row per subject (LP position or lending
+-- Per-position windows (protocols/windows.py): one row per subject (LP position or lending
 -- account), window length and start, written when the window closes. Closing is driven by
 -- block time, so a replay of the same chain writes the same rows. USD figures are Float64
 -- (they are derived, not on-chain integers); fees earned stay exact token amounts.

@@ -17,7 +17,7 @@ from typing import Any
 
 from api.alerts.rules import SUBJECT_KINDS, Fired, Rule, Sample, SubjectState, step, wallet_sample
 from api.queries import AsOf, Queries
-from flows.aave_v3.state import account_id
+from protocols.aave_v3.state import account_id
 from schemas.errors import InvalidInput
 from schemas.liquidations import liquidation_json
 

@@ -24,7 +24,7 @@ from api.deps import (
     require,
 )
 from api.queries import Queries
-from flows.windows import WINDOW_SECONDS
+from protocols.windows import WINDOW_SECONDS
 from schemas.api import (
     AggregateOut,
     DiffOut,

@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field
 
 from api.chains import Chains
 from api.deps import AUTH_ERRORS, ChainsDep, WatchRequestsDep, address, chain_for, require
+from protocols.base import ZERO_ADDRESS
 from schemas.api import ErrorOut
 from schemas.errors import InvalidInput
 
 router = APIRouter(prefix="/v1/watch", tags=["watch"], responses=AUTH_ERRORS)
 # How long POST waits for the seed before answering 202 (the seed then still happens).
 SEED_WAIT_SECONDS = 10.0
-ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class WatchIn(BaseModel):

@@ -50,7 +50,7 @@ from eth_utils import function_signature_to_4byte_selector, keccak
 from devnet.anvil import Anvil
 from devnet.rpc import RpcClient
 from devnet.txs import wait_receipts
-from flows.aave_v3.math import RESERVE_CONFIGURATION_LAYOUT
+from protocols.aave_v3.math import RESERVE_CONFIGURATION_LAYOUT
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

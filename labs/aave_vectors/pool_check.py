@@ -1,4 +1,4 @@
-"""Cross-check flows.aave_v3.math against a real Aave v3.7 Pool on anvil (a lab run).
+"""Cross-check protocols.aave_v3.math against a real Aave v3.7 Pool on anvil (a lab run).
 
 Deploys the newest Aave (the artifacts compiled into <lab>/out by the aave-math lab: see
 <lab>/out/README.txt) as its own deployment procedures do: addresses provider, ACL, the
@@ -31,7 +31,7 @@ from eth_utils import function_signature_to_4byte_selector, keccak
 from devnet.anvil import Anvil
 from devnet.rpc import RpcClient
 from devnet.txs import wait_receipts
-from flows.aave_v3 import math as m
+from protocols.aave_v3 import math as m
 
 MAX = (1 << 256) - 1
 ZERO = "0x" + "0" * 40

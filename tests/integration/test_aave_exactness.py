@@ -19,7 +19,7 @@ from eth_abi import decode, encode
 
 from api.queries import Queries
 from devnet.lending import LendingSimulator
-from flows.aave_v3 import events as aave_events
+from protocols.aave_v3 import events as aave_events
 from tests.conftest import Devnet
 from tests.support import block_number, collect_events, eth_call, live_server, rpc, selector
 

@@ -24,9 +24,9 @@ from devnet.contracts import ERC20_MINT, NPM_TRANSFER_FROM
 from devnet.lending import LendingSimulator
 from devnet.rpc import RpcClient
 from devnet.txs import send_estimated
-from flows.aave_v3.events import BORROW, SUPPLY
 from flows.endpoint import ChainEndpoint
-from flows.erc20.events import TRANSFER
+from protocols.aave_v3.events import BORROW, SUPPLY
+from protocols.erc20.events import TRANSFER
 from tests.conftest import Devnet
 from tests.support import block_number, collect_events, live_server, rpc, selector
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from eth_abi import encode
 
-from flows.compound_v3 import events as cev
 from flows.endpoint import ChainEndpoint
+from protocols.compound_v3 import events as cev
 from schemas.chain_config import CompoundV3Config
 from tests.conftest import Devnet
 from tests.integration.test_exactness import check_block

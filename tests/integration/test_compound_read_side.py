@@ -5,7 +5,7 @@ outside the repo), so the comet here is not on the devnet. Everything else is: t
 runs Uniswap and Aave, the flow indexes them into chDB, and then a comet's blocks are folded
 through the real market stage (`market_step`, Comet's state machine) on the same chain, at
 the devnet's own block numbers, hashes and times, with the reads the reader would have made
-(built with `flows/compound_v3/math.py`, which matches Comet's bytecode vectors to the wei).
+(built with `protocols/compound_v3/math.py`, which matches Comet's bytecode vectors to the wei).
 Its rows go into the same store through the sink's columns, and the API serves all three
 protocols over HTTP: `/v1/positions` (filters, sorting, paging across protocols),
 `/v1/aggregate`, and the diff, whose Comet parts must be exactly the contract math's.
@@ -25,11 +25,11 @@ from eth_utils import keccak
 
 from defimon.runtime import Runtime
 from devnet.lending import LendingSimulator
-from flows.compound_v3 import math as cm
-from flows.compound_v3.state import CometMarket
 from flows.rows import COLUMNS, market_rows
-from flows.uniswap_v3.state import MarketState, market_step
 from ports.settings import Settings
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.state import CometMarket
+from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometAssetInfo, CometConfig, CometReads, CometTotalsBasic, CometUserBasic
 from tests.conftest import Devnet

@@ -16,11 +16,11 @@ import pytest
 
 from api.aggregate import aggregate, parse_metrics
 from api.queries import Queries
-from flows.compound_v3 import math as cm
-from flows.compound_v3.state import CometMarket
 from flows.rows import COLUMNS, SinkBatch, chain_rows, market_rows
-from flows.uniswap_v3.state import MarketState, market_step
 from ports.store import Store
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.state import CometMarket
+from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.filters import Filter
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, E18, worked_example
 

@@ -22,8 +22,8 @@ from devnet.anvil import Anvil
 from devnet.deploy import deploy
 from devnet.history import generate_history
 from devnet.main import DevnetSimulator
-from flows.uniswap_v3 import events
 from ports.store import Store
+from protocols.uniswap_v3 import events
 from tests.defimon_process import DefimonProcess
 from tests.support import block_number, chain_tables, rpc
 

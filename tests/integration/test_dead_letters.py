@@ -10,7 +10,7 @@ from pathlib import Path
 
 from eth_utils import keccak
 
-from flows.uniswap_v3 import events
+from protocols.uniswap_v3 import events
 from tests.conftest import Devnet
 from tests.integration.test_exactness import check_block
 from tests.support import Npm, block_number, live_server, minted_token_ids, rpc

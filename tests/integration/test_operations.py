@@ -17,8 +17,8 @@ import pytest
 from eth_utils import keccak
 from prometheus_client.parser import text_string_to_metric_families
 
-from flows.uniswap_v3 import events
 from ports.store import Store
+from protocols.uniswap_v3 import events
 from tests.conftest import Devnet
 from tests.defimon_process import DefimonProcess
 from tests.integration.test_dead_letters import LOG1_EMITTER, emit

@@ -29,9 +29,9 @@ from typing import Any
 from eth_abi import decode, encode
 
 from devnet.lending import LendingSimulator
-from flows.aave_v3 import events as aave_events
-from flows.compound_v3 import events as cev
 from flows.endpoint import ChainEndpoint
+from protocols.aave_v3 import events as aave_events
+from protocols.compound_v3 import events as cev
 from schemas.chain_config import ChainConfig, CompoundV3Config
 from schemas.lending import BASE_UNIT, health_factor_float
 from tests.conftest import Devnet

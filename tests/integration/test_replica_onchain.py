@@ -39,15 +39,11 @@ from devnet.contracts import (
     Function,
 )
 from devnet.deploy import TOKEN_SPECS, Pool
-from flows.uniswap_v3 import events as ev
-from flows.uniswap_v3.math import get_sqrt_ratio_at_tick
-from flows.uniswap_v3.replica import (
-    NpmFeeTracker,
-    PoolEvent,
-    PoolReplica,
-    decode_pool_extra,
-    position_fees,
-)
+from protocols.uniswap_v3 import events as ev
+from protocols.uniswap_v3.events import PoolEvent, decode_pool_extra
+from protocols.uniswap_v3.fee_tracker import NpmFeeTracker, position_fees
+from protocols.uniswap_v3.math import get_sqrt_ratio_at_tick
+from protocols.uniswap_v3.replica import PoolReplica
 from schemas.chain import RawLog
 from tests.conftest import Devnet
 from tests.support import minted_token_ids, rpc

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flows.uniswap_v3 import events
 from ports.store import Store
+from protocols.uniswap_v3 import events
 from tests.conftest import Devnet
 from tests.support import block_number, live_server, rpc
 

@@ -33,8 +33,8 @@ from devnet.simulator import MarketSimulator
 from devnet.txs import Tx, mine_block
 from devnet.univ3math import sqrt_price_x96_from_price
 from flows.endpoint import ChainEndpoint
-from flows.uniswap_v3.math import get_tick_at_sqrt_ratio
-from flows.uniswap_v3.valuation import pool_rate
+from protocols.uniswap_v3.math import get_tick_at_sqrt_ratio
+from protocols.uniswap_v3.valuation import pool_rate
 from tests.support import block_number, live_server
 
 THIN_FEE, THIN_SPACING = 10_000, 200

@@ -14,8 +14,8 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from flows.aave_v3 import events as ev
-from flows.aave_v3.events import AaveRole
+from protocols.aave_v3 import events as ev
+from protocols.aave_v3.events import AaveRole
 from schemas.chain import RawLog
 
 ASSET = "0x" + "a5" * 20

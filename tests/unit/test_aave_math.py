@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.aave_v3 import math as m
+from protocols.aave_v3 import math as m
 
 MAX = m.UINT256_MAX
 

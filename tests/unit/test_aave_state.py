@@ -11,8 +11,8 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from flows.aave_v3 import math as am
-from flows.aave_v3.state import (
+from protocols.aave_v3 import math as am
+from protocols.aave_v3.state import (
     AaveMarket,
     AaveShard,
     AaveShardInput,

@@ -1,4 +1,4 @@
-"""flows.aave_v3.math against the answers of Aave's own contract code, per version.
+"""protocols.aave_v3.math against the answers of Aave's own contract code, per version.
 
 The vectors in tests/vectors/aave_v3_*.json were computed on anvil by the real library code of
 Aave v3.0.2 (npm @aave/core-v3 1.19.3) and of the newest aave-dao/aave-v3-origin release
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flows.aave_v3 import math as m
+from protocols.aave_v3 import math as m
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 # version -> (file stem, rules, full set): the full sets (v3.0.2, the devnet's, and the newest

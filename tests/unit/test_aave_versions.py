@@ -1,4 +1,4 @@
-"""The version rules of flows.aave_v3.math on hand-made cases (the vectors in
+"""The version rules of protocols.aave_v3.math on hand-made cases (the vectors in
 test_aave_vectors.py check them against the contracts): what each release changed, and the
 clear errors for inputs a version cannot use."""
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from flows.aave_v3 import math as m
+from protocols.aave_v3 import math as m
 
 RAY = m.RAY
 

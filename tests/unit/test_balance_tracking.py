@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from flows.aave_v3.events import BORROW, SCALED_MINT, SUPPLY
 from flows.balance_reader import BalanceTracker
-from flows.erc20.events import TRANSFER
 from flows.rpc import RpcClient
+from protocols.aave_v3.events import BORROW, SCALED_MINT, SUPPLY
+from protocols.erc20.events import TRANSFER
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 from schemas.errors import ConfigError
 

@@ -2,7 +2,7 @@
 
 The market views are the worked example's comet (tests/unit/test_compound_state.py: a USDC
 comet with WETH collateral) with interest on; every expected part is computed here from
-Comet's own math (`flows/compound_v3/math.py`, checked against Comet's bytecode vectors).
+Comet's own math (`protocols/compound_v3/math.py`, checked against Comet's bytecode vectors).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import dataclasses
 import pytest
 
 from api.diff import Change, comet_change, exact_lending_change, summarize
-from flows.compound_v3 import math as cm
-from flows.compound_v3.state import CometMarketView, net_value, prices_held
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.state import CometMarketView, net_value, prices_held
 from schemas.comet import CometAccount
 from schemas.positions import BlockRef
 from tests.unit.test_compound_state import (

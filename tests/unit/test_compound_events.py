@@ -7,7 +7,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from flows.compound_v3 import events as ev
+from protocols.compound_v3 import events as ev
 from schemas.chain import RawLog
 
 COMET = "0xc3d688b66703497daa19211eedff47f25384cdc3"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.compound_v3 import math as c
+from protocols.compound_v3 import math as c
 
 ONE = c.FACTOR_SCALE
 USD = c.PRICE_SCALE  # $1 at 8 decimals

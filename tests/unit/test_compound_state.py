@@ -3,7 +3,7 @@
 Comet cannot run on the devnet (no package ships its bytecode), so the fold is fed what the
 reader would put on the block batches: logs ABI-encoded from Comet's event signatures, and
 end-of-block reads (`totalsBasic`, `userBasic`, `userCollateral`, `getPrice`) built with
-`flows/compound_v3/math.py`, whose results are checked against Comet's published test cases in
+`protocols/compound_v3/math.py`, whose results are checked against Comet's published test cases in
 test_compound_math.py. The scenario is the worked example of the notes (woof-software/comet
 docs/liquidation.md): 10 WETH at $2,000, liquidateCF 0.85, 15,000 USDC of debt → HF 1.133;
 at $1,700 → 0.963; liquidation price $1,764.71; then absorb and buyCollateral.
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from eth_abi import encode
 from eth_utils import keccak
 
-from flows.compound_v3 import events as ev
-from flows.compound_v3 import math as cm
-from flows.compound_v3.reader import silent_accrual
-from flows.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
 from flows.rows import COLUMNS, market_rows
-from flows.uniswap_v3.state import MarketState, market_step
+from protocols.compound_v3 import events as ev
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.reader import silent_accrual
+from protocols.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
+from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.api import AccountOut
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import (

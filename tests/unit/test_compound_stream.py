@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from flows.compound_v3.state import CometMarket
 from flows.sinks import MarketBusSink
-from flows.uniswap_v3.state import MarketOutput, MarketState, market_step
 from ports.bus import InProcessBus
+from protocols.compound_v3.state import CometMarket
+from protocols.uniswap_v3.state import MarketOutput, MarketState, market_step
 from schemas.stream import BusEvent
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, worked_example
 

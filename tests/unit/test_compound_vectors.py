@@ -17,8 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flows.compound_v3 import math as cm
-from flows.compound_v3.state import rate_params, value_comet_account
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.state import rate_params, value_comet_account
 from schemas.comet import CometAccount, CometAssetInfo, CometConfig, CometTotalsBasic
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "comet_v3.json"

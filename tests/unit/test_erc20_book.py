@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.erc20.book import BalanceBook, balance_step, balance_value
-from flows.erc20.events import TRANSFER, DecodeError, decode_transfer
+from protocols.erc20.book import BalanceBook, balance_step, balance_value
+from protocols.erc20.events import TRANSFER, DecodeError, decode_transfer
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.positions import TokenPrice
 

@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
     "ports": {"schemas"},
-    "flows": {"ports", "schemas"},
-    "api": {"flows", "ports", "schemas"},
-    "devnet": {"flows", "schemas"},
-    "defimon": {"api", "devnet", "flows", "ports", "schemas"},
-    "bench": {"api", "defimon", "devnet", "flows", "ports", "schemas"},
+    "protocols": {"ports", "schemas"},
+    "flows": {"protocols", "ports", "schemas"},
+    "api": {"flows", "protocols", "ports", "schemas"},
+    "devnet": {"protocols", "schemas"},
+    "defimon": {"api", "devnet", "flows", "protocols", "ports", "schemas"},
+    "bench": {"api", "defimon", "devnet", "flows", "protocols", "ports", "schemas"},
 }
 
 

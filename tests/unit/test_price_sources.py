@@ -11,10 +11,10 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from flows.aave_v3 import events as ev
-from flows.aave_v3.state import AaveMarket, AaveShardInput, oracle_price, value_account
 from flows.prices_reader import BlockLogs, read_plan
-from flows.uniswap_v3.valuation import route_prices
+from protocols.aave_v3 import events as ev
+from protocols.aave_v3.state import AaveMarket, AaveShardInput, oracle_price, value_account
+from protocols.uniswap_v3.valuation import route_prices
 from schemas.chain import RawLog
 from schemas.chain_config import ChainConfig
 from schemas.errors import ConfigError

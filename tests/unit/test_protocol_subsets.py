@@ -20,11 +20,11 @@ import pytest
 
 from flows.balance_reader import BalanceTracker
 from flows.chain_reader import ChainReader
-from flows.compound_v3.state import CometMarket
-from flows.erc20.events import TRANSFER
-from flows.price_roots import comet_anchors, feed_anchor, feed_anchors, merged_roots
 from flows.rpc import RpcClient
-from flows.uniswap_v3.state import MarketState, market_step
+from protocols.compound_v3.state import CometMarket
+from protocols.erc20.events import TRANSFER
+from protocols.prices import comet_anchors, feed_anchor, feed_anchors, merged_roots
+from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.chain import BlockBatch, BlockHeader
 from schemas.chain_config import NO_PROTOCOL, ChainConfig
 from schemas.errors import ConfigError

@@ -13,8 +13,21 @@ from eth_abi import encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.uniswap_v3 import events as ev
-from flows.uniswap_v3.math import (
+from protocols.uniswap_v3 import events as ev
+from protocols.uniswap_v3.events import (
+    COLLECT_PROTOCOL,
+    FLASH,
+    POOL_COLLECT,
+    SET_FEE_PROTOCOL,
+    CollectProtocol,
+    Flash,
+    PoolCollect,
+    PoolEvent,
+    SetFeeProtocol,
+    decode_pool_extra,
+)
+from protocols.uniswap_v3.fee_tracker import NpmFeeTracker, NpmPosition, position_fees
+from protocols.uniswap_v3.math import (
     MAX_TICK,
     MIN_TICK,
     Q128,
@@ -23,27 +36,14 @@ from flows.uniswap_v3.math import (
     get_tick_at_sqrt_ratio,
     mul_div,
 )
-from flows.uniswap_v3.replica import (
-    COLLECT_PROTOCOL,
-    FLASH,
-    POOL_COLLECT,
-    SET_FEE_PROTOCOL,
+from protocols.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.swap_math import (
     UINT128,
-    CollectProtocol,
-    Flash,
-    NpmFeeTracker,
-    NpmPosition,
-    PoolCollect,
-    PoolEvent,
-    PoolReplica,
     ReplicaError,
-    SetFeeProtocol,
     compute_swap_step,
-    decode_pool_extra,
     get_next_sqrt_price_from_input,
     get_next_sqrt_price_from_output,
     next_initialized_tick_within_one_word,
-    position_fees,
 )
 from schemas.chain import RawLog
 

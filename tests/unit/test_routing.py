@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.uniswap_v3.math import (
+from protocols.uniswap_v3.math import (
     MAX_TICK,
     MIN_TICK,
     get_sqrt_ratio_at_tick,
     get_tick_at_sqrt_ratio,
 )
-from flows.uniswap_v3.replica import PoolReplica
-from flows.uniswap_v3.valuation import depth_band, depth_usd, pool_depth, route_prices
+from protocols.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.valuation import depth_band, depth_usd, pool_depth, route_prices
 from schemas.positions import PoolSnapshot, TokenPrice
 
 USDC, DAI, WETH, TKN = (f"0x{n:040x}" for n in (1, 2, 3, 4))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.uniswap_v3 import math as m
+from protocols.uniswap_v3 import math as m
 
 # v3-sdk src/entities/position.test.ts: DAI/USDC 0.01% pool at encodeSqrtRatioX96(100e6, 100e18).
 SQRT_START = m.encode_sqrt_ratio_x96(100 * 10**6, 100 * 10**18)

@@ -7,13 +7,14 @@ from __future__ import annotations
 from eth_abi.packed import encode_packed
 from eth_utils import keccak
 
-from flows.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
-from flows.compound_v3 import math as cm
-from flows.compound_v3.state import CometMarket
-from flows.uniswap_v3.math import get_sqrt_ratio_at_tick
-from flows.uniswap_v3.replica import NpmFeeTracker, PoolReplica
-from flows.uniswap_v3.state import MarketState, market_step, position_id, shard_step
 from flows.watch import bitmap_words, held_token_ids, merge_seeds, pool_position_key
+from protocols.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
+from protocols.compound_v3 import math as cm
+from protocols.compound_v3.state import CometMarket
+from protocols.uniswap_v3.fee_tracker import NpmFeeTracker
+from protocols.uniswap_v3.math import get_sqrt_ratio_at_tick
+from protocols.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.state import MarketState, market_step, position_id, shard_step
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometReads, CometUserBasic
 from schemas.lending import AaveAccount, AccountReserveState, ReserveInfo, ReserveRates

@@ -1,9 +1,9 @@
-"""The window fold (flows.windows): OHLC per resolution, closing by block time, quiet and
+"""The window fold (protocols.windows): OHLC per resolution, closing by block time, quiet and
 final subjects, fees earned, and independence from which subjects were revalued."""
 
 from __future__ import annotations
 
-from flows.windows import (
+from protocols.windows import (
     Observation,
     Subject,
     WindowBook,

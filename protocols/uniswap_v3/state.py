@@ -17,13 +17,12 @@ holds every position of a market.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from flows.aave_v3.state import (
+from protocols.aave_v3.state import (
     SEED_LOG_INDEX,
     AaveMarket,
     AaveMarketOutput,
@@ -33,24 +32,20 @@ from flows.aave_v3.state import (
     AccountVersion,
     observe_accounts,
 )
-from flows.aave_v3.state import shard_step as aave_shard_step
-from flows.compound_v3.state import CometMarket, CometOutput
-from flows.erc20.book import STAGE as ERC20_STAGE
-from flows.erc20.book import BalanceBook, BalanceChange, balance_step
-from flows.price_roots import Anchor, comet_anchors, feed_anchors, merged_roots
-from flows.uniswap_v3 import events as ev
-from flows.uniswap_v3.math import MathError
-from flows.uniswap_v3.replica import (
-    NpmFeeTracker,
-    NpmPosition,
-    PoolPosition,
-    PoolReplica,
-    ReplicaError,
-    TickInfo,
-    decode_pool_extra,
-)
-from flows.uniswap_v3.valuation import pool_depth, route_prices, value_position
-from flows.windows import (
+from protocols.aave_v3.state import shard_step as aave_shard_step
+from protocols.base import ZERO_ADDRESS, DeadLetter, shard_of
+from protocols.compound_v3.state import CometMarket, CometOutput
+from protocols.erc20.book import STAGE as ERC20_STAGE
+from protocols.erc20.book import BalanceBook, BalanceChange, balance_step
+from protocols.prices import Anchor, comet_anchors, feed_anchors, merged_roots
+from protocols.uniswap_v3 import events as ev
+from protocols.uniswap_v3.events import decode_pool_extra
+from protocols.uniswap_v3.fee_tracker import NpmFeeTracker, NpmPosition
+from protocols.uniswap_v3.math import MathError
+from protocols.uniswap_v3.replica import PoolPosition, PoolReplica, TickInfo
+from protocols.uniswap_v3.swap_math import ReplicaError
+from protocols.uniswap_v3.valuation import pool_depth, route_prices, value_position
+from protocols.windows import (
     Observation,
     Subject,
     WindowBook,
@@ -67,13 +62,6 @@ from schemas.positions import (
     UniswapPosition,
 )
 from schemas.watch import WatchSeed
-
-ZERO_ADDRESS = "0x" + "0" * 40
-
-
-def shard_of(position_id: str, shards: int) -> int:
-    """Stable across processes (never Python's salted `hash`)."""
-    return zlib.crc32(position_id.encode()) % shards
 
 
 def position_id(chain_id: int, position_manager: str, token_id: int) -> str:
@@ -111,13 +99,6 @@ class PoolState:
             replica.fee_growth_global0_x128,
             replica.fee_growth_global1_x128,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    log: RawLog
-    reason: str
-    stage: str = "uniswap_v3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +201,7 @@ class MarketState:
     # mode. Position-manager events of NFTs no watched wallet holds are then not tracked.
     watched: set[str] | None = None
     # The config's [pricing] feeds, (token, feed), and the other price roots besides the Aave
-    # oracle's `anchors` (flows/price_roots.py): the feeds' answers and USD-based comets'.
+    # oracle's `anchors` (protocols/prices.py): the feeds' answers and USD-based comets'.
     feeds: tuple[tuple[str, str], ...] = ()
     feed_anchors: dict[str, Anchor] = field(default_factory=dict)
     comet_anchors: dict[str, Anchor] = field(default_factory=dict)

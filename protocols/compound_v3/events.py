@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from flows.abi import DecodeError
-from flows.abi import address as _address
-from flows.abi import topic as _topic
-from flows.abi import topics as _topics
-from flows.abi import words as _words
+from protocols.abi import DecodeError
+from protocols.abi import address as _address
+from protocols.abi import topic as _topic
+from protocols.abi import topics as _topics
+from protocols.abi import words as _words
+from protocols.base import ZERO_ADDRESS
 from schemas.chain import RawLog
 
 __all__ = ["DecodeError", "decode"]
 
-ZERO_ADDRESS = "0x" + "0" * 40
 
 SUPPLY = _topic("Supply(address,address,uint256)")
 WITHDRAW = _topic("Withdraw(address,address,uint256)")

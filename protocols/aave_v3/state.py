@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from flows.aave_v3 import events as ev
-from flows.aave_v3 import math as am
-from flows.windows import Observation, Subject, WindowBook
+from protocols.aave_v3 import events as ev
+from protocols.aave_v3 import math as am
+from protocols.base import shard_of
+from protocols.windows import Observation, Subject, WindowBook
 from schemas.chain import RawLog, TokenInfo
 from schemas.lending import (
     AAVE_VERSIONS,
@@ -75,10 +75,6 @@ def same_price(a: OraclePrice | None, b: OraclePrice) -> bool:
 
 def account_id(chain_id: int, pool: str, user: str) -> str:
     return f"{chain_id}:{pool}:{user}"
-
-
-def shard_of_account(account: str, shards: int) -> int:
-    return zlib.crc32(account.encode()) % shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +199,7 @@ class AaveMarket:
         def to_shard(event: AccountEvent) -> None:
             if self.users is not None and event.user not in self.users:
                 return
-            shard = shard_of_account(account_id(self.chain_id, self.pool, event.user), self.shards)
+            shard = shard_of(account_id(self.chain_id, self.pool, event.user), self.shards)
             item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
             item.events.append(event)
             if event.asset:
@@ -461,7 +457,7 @@ class AaveMarket:
         own = set(self.sources.values())
         for source, read in sorted(reads.items()):
             if source not in own:
-                continue  # the chain config's own feeds, read alongside (flows/price_roots.py)
+                continue  # the chain config's own feeds, read alongside (protocols/prices.py)
             if read.kind == "proxy" and read.aggregator:
                 old = self.emitters.get(source, source)
                 if old != read.aggregator:
@@ -549,7 +545,7 @@ class AaveMarket:
             if account.user in self.users:
                 continue  # already watched: its events keep it current
             self.users.add(account.user)
-            shard = shard_of_account(account.account_id, self.shards)
+            shard = shard_of(account.account_id, self.shards)
             item = route.setdefault(shard, AaveShardInput(self.chain_id, self.pool))
             item.emode.update(self.emode)
             item.seeds.append(account)
@@ -611,7 +607,7 @@ class AaveShard:
     emode: dict[int, EModeInfo] = field(default_factory=dict)
     asset_accounts: dict[str, set[str]] = field(default_factory=dict)
     unvalued: set[str] = field(default_factory=set)
-    # Accounts whose inputs changed since the last window boundary (flows.windows).
+    # Accounts whose inputs changed since the last window boundary (protocols.windows).
     window_dirty: set[str] = field(default_factory=set)
     version: str = DEFAULT_VERSION
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from math import isqrt
 
-from flows.uniswap_v3.math import (
+from protocols.uniswap_v3.math import (
     MAX_SQRT_RATIO,
     MIN_SQRT_RATIO,
     Q192,
@@ -20,7 +20,7 @@ from flows.uniswap_v3.math import (
     in_range,
     position_amounts,
 )
-from flows.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.replica import PoolReplica
 from schemas.positions import PoolSnapshot, PositionValue, TokenPrice, UniswapPosition
 
 

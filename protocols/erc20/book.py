@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from flows.erc20.events import TRANSFER, DecodeError, decode_transfer
+from protocols.erc20.events import TRANSFER, DecodeError, decode_transfer
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.positions import TokenPrice
 

@@ -7,7 +7,7 @@ each block with any watched log, feed updates included, and each range end): `to
 `userBasic(account)` and `userCollateral(account, asset)` for what the block touched, and
 `getPrice(feed)` for every feed it uses. Its configuration is read when it is first seen and
 again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
-pure fold (flows/compound_v3/state.py) turns them into account versions and values.
+pure fold (protocols/compound_v3/state.py) turns them into account versions and values.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import structlog
 
-from flows.compound_v3 import events as ev
-from flows.compound_v3 import reads as rd
-from flows.rpc import RpcClient
+from ports.rpc import JsonRpc
+from protocols.compound_v3 import calls as rd
+from protocols.compound_v3 import events as ev
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.comet import CometConfig, CometReads
 from schemas.errors import RpcError, RpcTransportError
@@ -43,7 +43,7 @@ def silent_accrual(before: int, accrued: int, timestamp: int, events: Sequence[e
 class CometReader:
     def __init__(
         self,
-        rpc: RpcClient,
+        rpc: JsonRpc,
         comets: Sequence[str],
         token_infos: Callable[[Iterable[str]], dict[str, TokenInfo]],
     ) -> None:

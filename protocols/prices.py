@@ -1,12 +1,12 @@
 """USD price roots besides the Aave oracle (pure): configured feeds and USD-based comets.
 
-Token prices are routed outward from roots (flows/uniswap_v3/valuation.py `route_prices`):
+Token prices are routed outward from roots (protocols/uniswap_v3/valuation.py `route_prices`):
 the config's `usd_tokens` (1 USD each) and tokens with an on-chain price, which win over any
 pool route. Without Uniswap there are no pools to route through, so the roots are the prices:
 what the chain's protocols and the config name is all there is. In order of precedence (the
 first that prices a token wins):
 
-1. the Aave oracle (`AaveOracle.getAssetPrice`, flows/aave_v3/state.py);
+1. the Aave oracle (`AaveOracle.getAssetPrice`, protocols/aave_v3/state.py);
 2. the config's `[pricing] feeds` (Chainlink-style, 8 decimals), read like the oracle's
    sources (flows/prices_reader.py: classified, followed, read at read points);
 3. the `usd_tokens` at 1, and the pools' routes from all of these (with Uniswap);

@@ -13,13 +13,13 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from flows.abi import DecodeError
-from flows.abi import address as _address
-from flows.abi import bounded as _bounded
-from flows.abi import signed as _signed
-from flows.abi import topic as _topic
-from flows.abi import topics as _topics
-from flows.abi import words as _words
+from protocols.abi import DecodeError
+from protocols.abi import address as _address
+from protocols.abi import bounded as _bounded
+from protocols.abi import signed as _signed
+from protocols.abi import topic as _topic
+from protocols.abi import topics as _topics
+from protocols.abi import words as _words
 from schemas.chain import RawLog
 
 __all__ = ["DecodeError", "decode"]

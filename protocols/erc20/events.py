@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from flows.abi import DecodeError, address, topic, topics, words
+from protocols.abi import DecodeError, address, topic, topics, words
 from schemas.chain import RawLog
 
 __all__ = ["TRANSFER", "DecodeError", "Erc20Transfer", "decode_transfer"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from flows.abi import DecodeError
-from flows.abi import address as _address
-from flows.abi import bounded as _bounded
-from flows.abi import int24 as _int24
-from flows.abi import signed as _signed
-from flows.abi import topic as _topic
-from flows.abi import topics as _topics
-from flows.abi import words as _words
+from protocols.abi import DecodeError
+from protocols.abi import address as _address
+from protocols.abi import bounded as _bounded
+from protocols.abi import int24 as _int24
+from protocols.abi import signed as _signed
+from protocols.abi import topic as _topic
+from protocols.abi import topics as _topics
+from protocols.abi import words as _words
 from schemas.chain import RawLog
 
 __all__ = ["DecodeError", "decode"]
@@ -227,3 +227,91 @@ def decode(role: Role, log: RawLog) -> Event | None:
     if topic0 in IGNORED[role]:
         return None
     raise DecodeError(f"unknown topic {topic0} for a {role.value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pool events that move fee state only (flash fees, the protocol fee and its collection, the
+# pool-level Collect): the fee replica reads them (replica.py), the position stages do not.
+
+
+class Flash(NamedTuple):
+    sender: str
+    recipient: str
+    amount0: int
+    amount1: int
+    paid0: int
+    paid1: int
+
+
+class SetFeeProtocol(NamedTuple):
+    fee_protocol0_old: int
+    fee_protocol1_old: int
+    fee_protocol0_new: int
+    fee_protocol1_new: int
+
+
+class PoolCollect(NamedTuple):
+    """The pool's `Collect` (not the position manager's): tokensOwed of a pool position paid."""
+
+    owner: str
+    recipient: str
+    tick_lower: int
+    tick_upper: int
+    amount0: int
+    amount1: int
+
+
+class CollectProtocol(NamedTuple):
+    sender: str
+    recipient: str
+    amount0: int
+    amount1: int
+
+
+FLASH = _topic("Flash(address,address,uint256,uint256,uint256,uint256)")
+SET_FEE_PROTOCOL = _topic("SetFeeProtocol(uint8,uint8,uint8,uint8)")
+POOL_COLLECT = _topic("Collect(address,address,int24,int24,uint128,uint128)")
+COLLECT_PROTOCOL = _topic("CollectProtocol(address,address,uint128,uint128)")
+
+PoolEvent = (
+    Initialize | Swap | PoolMint | PoolBurn | Flash | SetFeeProtocol | PoolCollect | CollectProtocol
+)
+
+
+def decode_pool_extra(log: RawLog) -> Flash | SetFeeProtocol | PoolCollect | CollectProtocol | None:
+    """Flash, SetFeeProtocol, the pool's Collect and CollectProtocol; None for another topic.
+
+    Same conventions as `events.decode` (lower-case addresses, DecodeError on a malformed log).
+    """
+    if not log.topics:
+        raise DecodeError("anonymous log (no topics)")
+    topic0 = log.topics[0]
+    if topic0 == FLASH:
+        sender, recipient = _topics(log, 3)
+        a0, a1, paid0, paid1 = _words(log, 4)
+        return Flash(_address(sender), _address(recipient), a0, a1, paid0, paid1)
+    if topic0 == SET_FEE_PROTOCOL:
+        _topics(log, 1)
+        words = [_bounded(w, 8, "feeProtocol") for w in _words(log, 4)]
+        return SetFeeProtocol(*words)
+    if topic0 == POOL_COLLECT:
+        owner, lower, upper = _topics(log, 4)
+        recipient, a0, a1 = _words(log, 3)
+        return PoolCollect(
+            _address(owner),
+            _address(recipient),
+            _int24(lower, "tickLower"),
+            _int24(upper, "tickUpper"),
+            _bounded(a0, 128, "amount0"),
+            _bounded(a1, 128, "amount1"),
+        )
+    if topic0 == COLLECT_PROTOCOL:
+        sender, recipient = _topics(log, 3)
+        a0, a1 = _words(log, 2)
+        return CollectProtocol(
+            _address(sender),
+            _address(recipient),
+            _bounded(a0, 128, "amount0"),
+            _bounded(a1, 128, "amount1"),
+        )
+    return None

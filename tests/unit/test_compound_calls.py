@@ -14,7 +14,7 @@ import pytest
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
-from flows.compound_v3 import reads as rd
+from protocols.compound_v3 import calls as rd
 
 COMET = "0xc3d688b66703497daa19211eedff47f25384cdc3"
 ALICE = "0x" + "a1" * 20

@@ -1,6 +1,6 @@
 """Comet view calls: their call data and the decoding of what they return (pure, no I/O).
 
-The reader (flows/compound_v3/reader.py) sends these with eth_call at a block; every decoder
+The reader (protocols/compound_v3/reader.py) sends these with eth_call at a block; every decoder
 checks the exact ABI shape and the Solidity type's range, and raises DecodeError with the
 reason, so a wrong answer never becomes a wrong number. Shapes are Comet's
 (compound-finance/comet `CometStorage.sol`, `CometCore.sol`, `CometMainInterface.sol`).
@@ -8,10 +8,10 @@ reason, so a wrong answer never becomes a wrong number. Shapes are Comet's
 
 from __future__ import annotations
 
-from flows.abi import DecodeError, selector
-from flows.abi import address as _address
-from flows.abi import bounded as _bounded
-from flows.abi import signed as _signed
+from protocols.abi import DecodeError, selector
+from protocols.abi import address as _address
+from protocols.abi import bounded as _bounded
+from protocols.abi import signed as _signed
 from schemas.comet import CometAssetInfo, CometConfig, CometTotalsBasic, CometUserBasic
 
 TOTALS_BASIC = selector("totalsBasic()")

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flows.compound_v3 import events as ev
-from flows.compound_v3 import math as cm
+from protocols.compound_v3 import events as ev
+from protocols.compound_v3 import math as cm
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.comet import (
     MAX_UINT256,
