@@ -41,11 +41,14 @@ from defimon.logs import configure
 from defimon.runtime import tune_gc
 from devnet.anvil import free_port
 from flows.dataflow import DEFAULT_SHARDS, market_mapper, to_shards
-from flows.sinks import account_events
+from flows.market import MarketState
+from flows.shards import ShardState, shard_step
 from ports.settings import Settings
 from protocols.aave_v3 import events as ev
 from protocols.aave_v3 import math as am
-from protocols.uniswap_v3.state import MarketState, ShardOutput, ShardState, shard_step
+from protocols.aave_v3.plugin import account_event
+from protocols.aave_v3.state import AccountUpdate
+from protocols.spec import ShardOutput
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import AaveV3Config, ChainConfig, UniswapV3Config
 from schemas.prices import SourceRead
@@ -313,6 +316,11 @@ class SyntheticMarket:
         return block.batch(live=True, checkpoint=True)
 
 
+def account_updates(out: ShardOutput) -> list[AccountUpdate]:
+    part = out.parts.get("aave_v3")
+    return part.updates if part is not None else []
+
+
 class Pipeline:
     """The dataflow's steps called in order in one thread: market, to_shards, every shard."""
 
@@ -327,7 +335,7 @@ class Pipeline:
         started = time.perf_counter()
         self.market, out = self.market_step(self.market, batch)
         market_s = time.perf_counter() - started
-        self.dead_letters += len(out.dead_letters) + (len(out.aave.dead) if out.aave else 0)
+        self.dead_letters += len(out.dead_letters)
         outs = []
         for key, item in to_shards(out):
             started = time.perf_counter()
@@ -345,7 +353,7 @@ def _setup(market: SyntheticMarket, pipeline: Pipeline) -> None:
     updated = 0
     for batch in setup:
         _, outs = pipeline.feed(batch)
-        updated = sum(len(o.account_updates) for _, o in outs)
+        updated = sum(len(account_updates(o)) for _, o in outs)
     fed = time.perf_counter() - started
     if updated != market.accounts or pipeline.dead_letters:
         raise AssertionError(
@@ -375,7 +383,7 @@ def run_pure(accounts: int, shards: int, repeats: int) -> None:
         started = time.perf_counter()
         market_s, outs = pipeline.feed(batch)
         total = time.perf_counter() - started
-        updated = sum(len(o.account_updates) for _, o in outs)
+        updated = sum(len(account_updates(o)) for _, o in outs)
         if updated != accounts:
             raise AssertionError(f"{updated} account updates, expected {accounts}")
         totals.append(total * 1000)
@@ -385,7 +393,7 @@ def run_pure(accounts: int, shards: int, repeats: int) -> None:
         # Not in the figure: what the bus sink then does with them (JSON for the stream).
         started = time.perf_counter()
         for _, out in outs:
-            account_events(out.account_updates)
+            [account_event(u) for u in account_updates(out)]
         publish.append((time.perf_counter() - started) * 1000)
     p50 = percentile(totals, 50)
     emit(
@@ -506,9 +514,9 @@ class _ArrivalPartition(StatelessSinkPartition[ShardOutput]):
     def write_batch(self, items: list[ShardOutput]) -> None:
         now = time.time()
         lines = "".join(
-            f"{o.block.number} {o.shard} {len(o.account_updates)} {now!r}\n"
+            f"{o.block.number} {o.shard} {len(account_updates(o))} {now!r}\n"
             for o in items
-            if o.account_updates
+            if account_updates(o)
         )
         if lines:
             self.file.write(lines)

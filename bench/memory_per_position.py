@@ -47,8 +47,10 @@ from bench.fanout import (
 from defimon.logs import configure
 from defimon.runtime import tune_gc
 from ports.settings import Settings
+from protocols.aave_v3.plugin import AaveShardPart
 from protocols.uniswap_v3 import events as ev
 from protocols.uniswap_v3.math import get_amount0_delta, get_amount1_delta, get_sqrt_ratio_at_tick
+from protocols.uniswap_v3.state import UniswapShard
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.chain_config import ChainConfig, UniswapV3Config
 
@@ -182,9 +184,13 @@ def measure(kind: str, size: int) -> dict[str, Any]:
     rss = _rss() - rss_before
     states = list(pipeline.shards.values())
     tracked = (
-        sum(len(s.positions) for s in states)
+        sum(len(p.positions) for s in states if isinstance(p := s.part("uniswap_v3"), UniswapShard))
         if kind == "uniswap_v3"
-        else sum(len(s.aave.accounts) for s in states)
+        else sum(
+            len(p.accounts.accounts)
+            for s in states
+            if isinstance(p := s.part("aave_v3"), AaveShardPart)
+        )
     )
     if tracked != size or pipeline.dead_letters:
         raise AssertionError(f"{tracked} of {size} tracked, {pipeline.dead_letters} dead letters")

@@ -5,7 +5,9 @@
                                  └─ to_shards               │
                                     └─ positions ───────────┼─ shard_rows
                                                             └─ bus
-    (market ─ market_bus: Compound V3 accounts, ERC-20 balances, live Aave liquidations)
+    (market ─ market_bus: what the market parts publish: accounts valued there, balances,
+     live liquidations)
+Every protocol takes part in both stages through its plugin (protocols/registry.py).
 The source may emit a Rewind (a reorg) between blocks: chain_rows turns it into the retraction of
 the orphaned rows, both stateful stages roll back (flows/rewind.py), and the store sink announces
 it on the bus once every path has delivered it and the orphaned rows are retracted.
@@ -17,13 +19,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from flows.endpoint import ChainEndpoint
+from flows.market import MarketOutput, MarketState, market_state, market_step
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
+from flows.shards import shard_step
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainSource, HeadFollowing
 from ports.bus import Bus
@@ -31,16 +36,8 @@ from ports.metrics import METRICS
 from ports.status import FlowStatus
 from ports.store import Store
 from ports.watch import WatchRequests
-from protocols.aave_v3.state import AaveMarket
-from protocols.compound_v3.state import CometMarket
-from protocols.uniswap_v3.state import (
-    MarketOutput,
-    MarketState,
-    ShardInput,
-    ShardOutput,
-    market_step,
-    shard_step,
-)
+from protocols.registry import PLUGINS
+from protocols.spec import ShardInput, ShardOutput
 from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 
@@ -52,44 +49,29 @@ def market_mapper(
 ) -> Callable[[MarketState | None, BlockBatch], tuple[MarketState, MarketOutput]]:
     def step(state: MarketState | None, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
         if state is None:
-            cfg = configs[batch.header.chain_id]
-            # Without [uniswap_v3] the market has no factory or position manager ("" is no
-            # log's address): it runs the lending protocols, balances and prices alone.
-            uniswap = cfg.uniswap_v3
-            state = MarketState(
-                chain_id=cfg.chain_id,
-                factory=uniswap.factory if uniswap is not None else "",
-                position_manager=uniswap.position_manager if uniswap is not None else "",
-                usd_tokens=cfg.usd_tokens,
-                shards=shards,
-                min_depth_usd=cfg.min_depth_usd,
-                feeds=cfg.feeds,
-            )
-            if cfg.aave_v3 is not None:
-                state.aave = AaveMarket(
-                    cfg.chain_id,
-                    cfg.aave_v3.pool,
-                    cfg.aave_v3.pool_configurator,
-                    cfg.aave_v3.oracle,
-                    shards,
-                )
-                if cfg.aave_v3.version is not None:
-                    state.aave.pin(cfg.aave_v3.version)
-            if cfg.compound_v3 is not None and cfg.compound_v3.comets:
-                state.comet = CometMarket(cfg.chain_id, cfg.compound_v3.comets)
+            state = market_state(configs[batch.header.chain_id], shards)
         state, out = market_step(state, batch)
         chain = str(batch.header.chain_id)
         METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))
         METRICS.blocks_processed.labels(chain_id=chain).inc()
         if out.dead_letters:
             METRICS.dead_letters.labels(chain_id=chain).inc(len(out.dead_letters))
-        if out.comet is not None and out.comet.updates:
-            METRICS.position_updates.labels(chain_id=chain, protocol="compound_v3").inc(
-                len(out.comet.updates)
-            )
+        _count_updates(chain, out.parts, market=True)
         return state, out
 
     return step
+
+
+def _count_updates(chain: str, parts: dict[str, Any], *, market: bool) -> None:
+    """Subjects updated, per protocol, for /metrics (positions per second)."""
+    for plugin in PLUGINS:
+        part = parts.get(plugin.name)
+        count = plugin.market_updates if market else plugin.shard_updates
+        if part is None or count is None:
+            continue
+        updated = count(part)
+        if updated:
+            METRICS.position_updates.labels(chain_id=chain, protocol=plugin.name).inc(updated)
 
 
 def shard_output(keyed: tuple[str, ShardOutput | Rewind]) -> ShardOutput | Rewind:
@@ -97,13 +79,7 @@ def shard_output(keyed: tuple[str, ShardOutput | Rewind]) -> ShardOutput | Rewin
     out = keyed[1]
     if isinstance(out, Rewind):
         return out
-    chain = str(out.block.chain_id)
-    if out.updates:
-        METRICS.position_updates.labels(chain_id=chain, protocol="uniswap_v3").inc(len(out.updates))
-    if out.account_updates:
-        METRICS.position_updates.labels(chain_id=chain, protocol="aave_v3").inc(
-            len(out.account_updates)
-        )
+    _count_updates(str(out.block.chain_id), out.parts, market=False)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 from bytewax.outputs import (
@@ -15,22 +15,17 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
+from flows.market import MarketOutput
 from flows.rows import COLUMNS, Row, SinkBatch, retraction_statements
 from ports.bus import Bus
 from ports.metrics import METRICS
 from ports.status import FlowStatus
 from ports.store import Store
-from protocols.aave_v3.events import LiquidationCall
-from protocols.aave_v3.state import AccountUpdate, account_id
-from protocols.compound_v3.state import CometAccountUpdate
-from protocols.erc20.book import BalanceChange
-from protocols.uniswap_v3.state import MarketOutput, PositionUpdate, ShardOutput
+from protocols.registry import PLUGINS
+from protocols.spec import BusEntry, ShardOutput, bus_event
 from protocols.windows import WindowRow, window_json
-from schemas.balances import balance_json
-from schemas.chain import RawLog, Rewind
-from schemas.lending import account_json
-from schemas.liquidations import liquidation_json
-from schemas.positions import BlockRef, position_json
+from schemas.chain import Rewind
+from schemas.positions import BlockRef
 from schemas.stream import BusEvent
 
 log = structlog.get_logger("defimon.sink")
@@ -175,91 +170,19 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         return _StorePartition(self._open_store(), self._status, self._rewind_paths, self._bus)
 
 
-# Bus events. Each builder makes one event; the partitions below decide when it is built.
-
-
-def _event(kind: str, block: BlockRef, data: dict[str, Any], owners: tuple[str, ...]) -> BusEvent:
-    return BusEvent(kind, block.chain_id, block.number, block.hash, data, owners, time.time())
-
-
-def position_event(u: PositionUpdate) -> BusEvent:
-    # A transferred position concerns both its new and its previous owner.
-    owners = (
-        (u.position.owner,) if u.previous_owner is None else (u.position.owner, u.previous_owner)
-    )
-    return _event(
-        "position", u.block, position_json(u.position, u.value, u.block, u.updated_block), owners
-    )
-
-
-def account_event(u: AccountUpdate) -> BusEvent:
-    data = account_json(u.account, u.value, u.reserves, u.block, u.updated_block)
-    return _event("account", u.block, data, (u.account.user,))
-
-
-def comet_account_event(u: CometAccountUpdate) -> BusEvent:
-    """Compound V3 accounts go out in the lending account shape."""
-    return _event("account", u.block, u.json(), (u.account.user,))
+# Bus events: each protocol's come from its plugin (protocols/<name>/plugin.py); the windows
+# and reorgs are the flow's. Entries are (coalescing key, builder): see protocols.spec.BusEntry.
 
 
 def window_event(w: WindowRow, block: BlockRef) -> BusEvent:
-    return _event("window", block, window_json(w), (w.subject.owner,))
-
-
-def balance_event(c: BalanceChange, b: BlockRef) -> BusEvent:
-    data = balance_json(
-        b.chain_id,
-        c.wallet,
-        c.token,
-        c.balance,
-        c.price,
-        c.price_block,
-        c.value_usd,
-        b,
-        c.updated_block,
-    )
-    return _event("balance", b, data, (c.wallet,))
-
-
-def liquidation_event(out: MarketOutput, lg: RawLog, e: LiquidationCall) -> BusEvent:
-    b = out.block
-    data = liquidation_json(
-        account_id=account_id(b.chain_id, out.aave_pool, e.user),
-        chain_id=b.chain_id,
-        pool=out.aave_pool,
-        block_number=b.number,
-        block_hash=b.hash,
-        block_time=b.timestamp,
-        tx_hash=lg.tx_hash,
-        log_index=lg.log_index,
-        user=e.user,
-        collateral_asset=e.collateral_asset,
-        debt_asset=e.debt_asset,
-        debt_to_cover=e.debt_to_cover,
-        liquidated_collateral=e.liquidated_collateral,
-        liquidator=e.liquidator,
-        receive_a_token=e.receive_a_token,
-    )
-    return _event("liquidation", b, data, (e.user,))
-
-
-def account_events(updates: Iterable[AccountUpdate]) -> list[BusEvent]:
-    """An `account` event per lending account update."""
-    return [account_event(u) for u in updates]
-
-
-# What a stage output has for the bus: (coalescing key, event builder). A key says the event
-# is a subject's latest state, which a backfill may coalesce; None says it happened once and
-# belongs to live blocks only (a backfill's windows and liquidations are history: the store
-# has them).
-BusEntry = tuple[Hashable | None, Callable[[], BusEvent]]
+    return bus_event("window", block, window_json(w), (w.subject.owner,))
 
 
 def shard_entries(item: ShardOutput) -> Iterator[BusEntry]:
-    for u in item.updates:
-        yield u.position.position_id, partial(position_event, u)
-    for a in item.account_updates:
-        yield a.account.account_id, partial(account_event, a)
+    for plugin in PLUGINS:
+        part = item.parts.get(plugin.name)
+        if part is not None and plugin.shard_bus is not None:
+            yield from plugin.shard_bus(part, item.block)
     for w in item.windows:
         yield None, partial(window_event, w, item.block)
 
@@ -278,14 +201,10 @@ def reorg_event(r: Rewind) -> BusEvent:
 
 
 def market_entries(item: MarketOutput) -> Iterator[BusEntry]:
-    if item.comet is not None:
-        for u in item.comet.updates:
-            yield u.account.account_id, partial(comet_account_event, u)
-    for c in item.balances:
-        yield (item.block.chain_id, c.wallet, c.token), partial(balance_event, c, item.block)
-    if item.aave is not None:
-        for lg, e in item.aave.liquidations:
-            yield None, partial(liquidation_event, item, lg, e)
+    for plugin in PLUGINS:
+        part = item.parts.get(plugin.name)
+        if part is not None and plugin.market_bus is not None:
+            yield from plugin.market_bus(part, item.block)
 
 
 class _BusPartition(StatelessSinkPartition[X]):
@@ -339,7 +258,7 @@ class BusSink(DynamicSink[ShardOutput]):
 
 
 class MarketBusSink(DynamicSink[MarketOutput]):
-    """The market stage's: Compound V3 accounts, ERC-20 balances and Aave liquidations."""
+    """The market stage's events (accounts valued there, balances, liquidations)."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from fractions import Fraction
 
-from schemas.comet import PRICE_UNIT, CometConfig
 from schemas.positions import TokenPrice
 from schemas.prices import SourceRead
 
@@ -70,35 +69,18 @@ def feed_anchors(
     return out
 
 
-def comet_anchors(
-    configs: Mapping[str, CometConfig],
-    prices: Mapping[str, Mapping[str, int]],
-    usd_tokens: Iterable[str],
-) -> dict[str, Anchor]:
-    """The USD-based comets' prices of their base and collateral assets (`prices`: comet ->
-    feed -> `getPrice(feed)` as last read). Comets in address order; the first to price a
-    token wins."""
-    usd = set(usd_tokens)
-    out: dict[str, Anchor] = {}
-    for comet in sorted(configs):
-        config = configs[comet]
-        if config.base_token not in usd:
-            continue
-        known = prices.get(comet, {})
-        pairs = [(config.base_token, config.base_token_price_feed)]
-        pairs += [(a.asset, a.price_feed) for a in config.assets]
-        for token, feed in pairs:
-            price = known.get(feed)
-            if price is None or price <= 0 or token in out:
-                continue
-            value = Fraction(price, PRICE_UNIT)
-            out[token] = value, TokenPrice(token, float(value), feed, 0)
-    return out
-
-
 def merged_roots(*by_precedence: Mapping[str, Anchor]) -> dict[str, Anchor]:
     """The anchors of several roots, the first mapping that prices a token winning."""
     out: dict[str, Anchor] = {}
     for anchors in reversed(by_precedence):
         out.update(anchors)
+    return out
+
+
+def rooted_prices(usd_tokens: Iterable[str], roots: Mapping[str, Anchor]) -> dict[str, TokenPrice]:
+    """Prices without any pool to route through: the USD tokens at 1 and the roots as they
+    report themselves (the roots win), as `route_prices` gives with no pools."""
+    out = {t: TokenPrice(t, 1.0, "usd", 0) for t in usd_tokens}
+    for token, (_usd, reported) in roots.items():
+        out[token] = reported
     return out

@@ -126,6 +126,7 @@ class AaveMarketOutput:
     # (revision, version) when the version in force was set or changed at this block
     # (revision 0: pinned by the chain config).
     version: tuple[int, str] | None = None
+    pool: str = ""  # the Pool these are of
 
 
 @dataclass(slots=True)

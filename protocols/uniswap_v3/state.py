@@ -1,59 +1,35 @@
-"""Uniswap V3 state machines, as pure `mapper(state, value) -> (state, out)` functions.
+"""Uniswap V3 on the flow's two stages (protocols/spec.py), as pure steps.
 
-Two stages, so that the work scales with Bytewax workers (see design-scale notes):
-
-1. `market_step`, keyed by chain: reads a whole block of logs in order, keeps the pools (price,
-   tick, in-range liquidity), resolves each position NFT to its pool (the pool's `Mint` from the
-   position manager precedes the NFT events in the same transaction), routes USD prices, and
-   sends each position shard what it needs for this block: its positions' events and the pool
-   snapshots and prices that changed for the pools and tokens it holds.
-2. `shard_step`, keyed by `chain:shard`: applies position events (one version per event) and
-   revalues, once per block, every position whose pool, prices or own state changed.
-
-A price change thereby reaches every dependent position within the block, and no single key
-holds every position of a market.
+- `UniswapMarket` (per chain, on the market stage): reads the block's pool, factory and position
+  manager logs in order, keeps the pools (price, tick, in-range liquidity) and their exact fee
+  replicas, resolves each position NFT to its pool (the pool's `Mint` from the position manager
+  precedes the NFT events in the same transaction), routes USD prices through the pools, and
+  sends each position shard its positions' events and the pool snapshots and prices that changed
+  for the pools and tokens it holds.
+- `UniswapShard` (per `chain:shard`): applies position events (one version per event) and
+  revalues, once per block, every position whose pool, prices or own state changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-from protocols.aave_v3.state import (
-    SEED_LOG_INDEX,
-    AaveMarket,
-    AaveMarketOutput,
-    AaveShard,
-    AaveShardInput,
-    AccountUpdate,
-    AccountVersion,
-    observe_accounts,
-)
-from protocols.aave_v3.state import shard_step as aave_shard_step
+from protocols.aave_v3.state import SEED_LOG_INDEX
 from protocols.base import ZERO_ADDRESS, DeadLetter, shard_of
-from protocols.compound_v3.state import CometMarket, CometOutput
-from protocols.erc20.book import STAGE as ERC20_STAGE
-from protocols.erc20.book import BalanceBook, BalanceChange, balance_step
-from protocols.prices import Anchor, comet_anchors, feed_anchors, merged_roots
+from protocols.prices import Anchor
+from protocols.spec import MarketBlock, MarketPart, ShardPart
 from protocols.uniswap_v3 import events as ev
 from protocols.uniswap_v3.events import decode_pool_extra
 from protocols.uniswap_v3.fee_tracker import NpmFeeTracker, NpmPosition
 from protocols.uniswap_v3.math import MathError
-from protocols.uniswap_v3.replica import PoolPosition, PoolReplica, TickInfo
-from protocols.uniswap_v3.swap_math import ReplicaError
+from protocols.uniswap_v3.replica import PoolPosition, PoolReplica, ReplicaError, TickInfo
 from protocols.uniswap_v3.valuation import pool_depth, route_prices, value_position
-from protocols.windows import (
-    Observation,
-    Subject,
-    WindowBook,
-    WindowBoundary,
-    WindowRow,
-    crosses_boundary,
-)
-from schemas.chain import BlockBatch, RawLog, TokenInfo
+from protocols.windows import Observation, Subject, WindowBook, WindowBoundary
+from schemas.chain import RawLog
+from schemas.chain_config import ChainConfig
 from schemas.positions import (
     BlockRef,
     PoolSnapshot,
@@ -62,6 +38,8 @@ from schemas.positions import (
     UniswapPosition,
 )
 from schemas.watch import WatchSeed
+
+NAME = "uniswap_v3"
 
 
 def position_id(chain_id: int, position_manager: str, token_id: int) -> str:
@@ -118,108 +96,33 @@ class PositionEvent:
 
 
 @dataclass(slots=True)
-class ShardInput:
-    block: BlockRef
-    live: bool
-    shard: int
-    checkpoint: bool = True
-    final_block: int | None = None  # as on the BlockBatch: for undo (flows/rewind.py)
+class UniswapShardInput:
+    """A shard's Uniswap work for one block."""
+
     events: list[PositionEvent] = field(default_factory=list)
     pools: dict[str, PoolSnapshot] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
     # position id -> what a static collect(max, max) returns now (fees and owed principal)
     fees: dict[str, tuple[int, int]] = field(default_factory=dict)
-    aave: AaveShardInput | None = None
-    # A minute ended before this block: observe as of the last block, with these fees.
-    boundary: WindowBoundary | None = None
+    # At a window boundary: the fees as of the boundary's last block.
     boundary_fees: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
-class MarketOutput:
+class UniswapOutput:
+    """The market stage's Uniswap output for one block (its rows: protocols/uniswap_v3/rows.py)."""
+
     block: BlockRef
-    head: int
-    live: bool
-    log_count: int
-    new_pools: list[PoolInfo]
-    new_tokens: list[TokenInfo]
-    pool_snapshots: list[PoolSnapshot]
-    prices: list[TokenPrice]
-    dead_letters: list[DeadLetter]
-    shard_inputs: dict[int, ShardInput]
-    aave: AaveMarketOutput | None = None
-    aave_pool: str = ""
-    comet: CometOutput | None = None
+    new_pools: list[PoolInfo] = field(default_factory=list)
+    pool_snapshots: list[PoolSnapshot] = field(default_factory=list)
     # fee state for time travel: (pool, tick, info or None if cleared), (pool, key, position)
     ticks: list[tuple[str, int, TickInfo | None]] = field(default_factory=list)
     pool_positions: list[tuple[str, tuple[str, int, int], PoolPosition]] = field(
         default_factory=list
     )
-    balances: list[BalanceChange] = field(default_factory=list)  # ERC-20, tracked wallets
-
-
-@dataclass(slots=True)
-class MarketState:
-    chain_id: int
-    factory: str  # "" on a chain config without [uniswap_v3]: no log is Uniswap's then
-    position_manager: str
-    usd_tokens: tuple[str, ...]
-    shards: int
-    # Pools shallower than this (USD within ±2% of their price) price no token (route_prices).
-    min_depth_usd: float = 0
-    pools: dict[str, PoolInfo] = field(default_factory=dict)
-    pool_states: dict[str, PoolState] = field(default_factory=dict)
-    tokens: dict[str, TokenInfo] = field(default_factory=dict)
-    # token id -> pool; the only per-position memory this stage keeps.
-    position_pools: dict[int, str] = field(default_factory=dict)
-    pool_shards: dict[str, set[int]] = field(default_factory=dict)
-    token_pools: dict[str, set[str]] = field(default_factory=dict)
-    prices: dict[str, TokenPrice] = field(default_factory=dict)
-    # pool -> its ±2% depth in its own tokens (valuation.pool_depth), kept for routing and
-    # recomputed only for the pools a block changed: the tick walk is the costly part.
-    depths: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Shards that ever got work: each hears from the market at every checkpoint block, so
-    # what it left unvalued during backfill is valued at the end of the range.
-    active_shards: set[int] = field(default_factory=set)
-    # Tokens with an on-chain oracle price (Aave's feeds): exact roots of price routing.
-    anchors: dict[str, tuple[Fraction, TokenPrice]] = field(default_factory=dict)
-    # Exact fee state: a replica per pool, the manager's per-token checkpoints, which tokens
-    # live in which pool, and what changed since the last checkpoint block.
-    replicas: dict[str, PoolReplica] = field(default_factory=dict)
-    fee_tracker: NpmFeeTracker | None = None
-    pool_tokens: dict[str, set[int]] = field(default_factory=dict)
-    dirty_pools: set[str] = field(default_factory=set)
-    fee_dirty: set[int] = field(default_factory=set)
-    aave: AaveMarket | None = None
-    comet: CometMarket | None = None
-    last_block: int = -1
-    # The last block with logs: window boundaries are crossed between such blocks only, so a
-    # backfill (which never sees empty blocks) and a live run cross the same ones.
-    window_block: BlockRef | None = None
-    balances: BalanceBook = field(default_factory=BalanceBook)
-    # Wallet watch mode (set by the first seed): the wallets watched; None in full-protocol
-    # mode. Position-manager events of NFTs no watched wallet holds are then not tracked.
-    watched: set[str] | None = None
-    # The config's [pricing] feeds, (token, feed), and the other price roots besides the Aave
-    # oracle's `anchors` (protocols/prices.py): the feeds' answers and USD-based comets'.
-    feeds: tuple[tuple[str, str], ...] = ()
-    feed_anchors: dict[str, Anchor] = field(default_factory=dict)
-    comet_anchors: dict[str, Anchor] = field(default_factory=dict)
-    routed: bool = False  # prices were routed once (the USD tokens priced)
-
-    def role_of(self, address: str) -> ev.Role | None:
-        if address in self.pools:
-            return ev.Role.POOL
-        if address == self.position_manager:
-            return ev.Role.POSITION_MANAGER
-        if address == self.factory:
-            return ev.Role.FACTORY
-        return None
-
-    def token(self, address: str) -> TokenInfo:
-        # A token whose metadata could not be read still gets a row: 18 decimals is the ERC-20
-        # default and the symbol says what happened.
-        return self.tokens.get(address) or TokenInfo(address, "???", 18)
+    # Pools whose state changed (the snapshots' pools) and pools a shard saw an event for.
+    changed: set[str] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -232,12 +135,12 @@ class _PendingMint:
 
 
 def _track_fees(
-    state: MarketState,
+    state: UniswapMarket,
     pool: str,
     token_id: int,
     event: ev.IncreaseLiquidity | ev.DecreaseLiquidity | ev.Collect | ev.Transfer,
     pending: _PendingMint | None,
-    out: MarketOutput,
+    dead: list[DeadLetter],
     log: RawLog,
 ) -> NpmPosition | None:
     """Apply a manager event to its fee checkpoints (after the pool logs before it)."""
@@ -269,344 +172,315 @@ def _track_fees(
         else:
             return tracker.positions.get(token_id)
     except (ReplicaError, MathError, AssertionError) as exc:
-        out.dead_letters.append(DeadLetter(log, f"fee tracking: {exc}"))
+        dead.append(DeadLetter(log, f"fee tracking: {exc}"))
         return None
     return tracker.positions.get(token_id)
 
 
-def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
-    """Apply one whole block to the market and split its position work by shard."""
-    header = batch.header
-    block = BlockRef(header.chain_id, header.number, header.hash, header.timestamp)
-    out = MarketOutput(block, batch.head, batch.live, len(batch.logs), [], [], [], [], [], {})
-    new_tokens = [t for a, t in batch.tokens.items() if a not in state.tokens]
-    state.tokens.update(batch.tokens)
-    out.new_tokens = new_tokens
-    changed_pools: set[str] = set()
-    touched_pools: set[str] = set()
-    pending: _PendingMint | None = None
+@dataclass(slots=True)
+class UniswapMarket(MarketPart):
+    chain_id: int
+    factory: str
+    position_manager: str
+    shards: int
+    pools: dict[str, PoolInfo] = field(default_factory=dict)
+    pool_states: dict[str, PoolState] = field(default_factory=dict)
+    # token id -> pool; the only per-position memory this stage keeps.
+    position_pools: dict[int, str] = field(default_factory=dict)
+    pool_shards: dict[str, set[int]] = field(default_factory=dict)
+    token_pools: dict[str, set[str]] = field(default_factory=dict)
+    # pool -> its ±2% depth in its own tokens (valuation.pool_depth), kept for routing and
+    # recomputed only for the pools a block changed: the tick walk is the costly part.
+    depths: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Exact fee state: a replica per pool, the manager's per-token checkpoints, which tokens
+    # live in which pool, and what changed since the last checkpoint block.
+    replicas: dict[str, PoolReplica] = field(default_factory=dict)
+    fee_tracker: NpmFeeTracker | None = None
+    pool_tokens: dict[str, set[int]] = field(default_factory=dict)
+    dirty_pools: set[str] = field(default_factory=set)
+    fee_dirty: set[int] = field(default_factory=set)
+    # Wallet watch mode (set by the first seed): the wallets watched; None in full-protocol
+    # mode. Position-manager events of NFTs no watched wallet holds are then not tracked.
+    watched: set[str] | None = None
 
-    def shard_input(shard: int) -> ShardInput:
-        item = out.shard_inputs.get(shard)
-        if item is None:
-            item = out.shard_inputs[shard] = ShardInput(
-                block, batch.live, shard, batch.checkpoint, final_block=batch.final_block
-            )
-        return item
+    def role_of(self, address: str) -> ev.Role | None:
+        if address in self.pools:
+            return ev.Role.POOL
+        if address == self.position_manager:
+            return ev.Role.POSITION_MANAGER
+        if address == self.factory:
+            return ev.Role.FACTORY
+        return None
 
-    if batch.seeds is not None and state.watched is None:
-        # Watch mode from the first block on: other wallets' accounts are never opened.
-        state.watched = set()
-        if state.aave is not None:
-            state.aave.users = set()
+    def window_boundary(self, ctx: MarketBlock) -> None:
+        # Uncollected fees as of the boundary's last block (before this block moves them).
+        for pid, fees in _settle_fees(self).items():
+            self._input(ctx, shard_of(pid, self.shards)).boundary_fees[pid] = fees
 
-    if batch.logs:
-        # Windows: a new minute began. Every shard observes its subjects as of the last block,
-        # before this block changes anything, so fees are settled first.
-        boundary = crosses_boundary(state.window_block, block.timestamp)
-        if boundary is not None:
-            for shard in state.active_shards:
-                shard_input(shard).boundary = boundary
-            for pid, fees in _settle_fees(state).items():
-                shard_input(shard_of(pid, state.shards)).boundary_fees[pid] = fees
-        state.window_block = block
+    def _input(self, ctx: MarketBlock, shard: int) -> UniswapShardInput:
+        return ctx.part(shard, NAME, UniswapShardInput)
 
-    # Aave first: it depends on nothing here, and its oracle answers anchor the USD prices.
-    anchors_changed = False
-    if state.aave is not None:
-        route: dict[int, AaveShardInput] = {}
-        out.aave = state.aave.step(
-            batch.logs, block, state.tokens, route, revision=batch.aave_revision
-        )
-        out.aave_pool = state.aave.pool
-        if batch.seeds is not None and batch.seeds.aave is not None:
-            seeded = state.aave.seed(batch.seeds.aave, block, route)
-            _merge_aave(out.aave, seeded)
-        if batch.price_reads:
-            _merge_aave(out.aave, state.aave.read_prices(batch.price_reads, block, route))
-        if batch.seeds is not None and state.aave.users is not None:
-            # A watched wallet without an account yet opens one with its first supply.
-            state.aave.users.update(batch.seeds.wallets)
-        for oracle in out.aave.prices:
-            anchors_changed = True
-            if oracle.answer <= 0:
-                # Never read (stale from the start): no root at all rather than a root of 0.
-                state.anchors.pop(oracle.asset, None)
+    def step(self, ctx: MarketBlock) -> UniswapOutput:
+        state, batch, block = self, ctx.batch, ctx.block
+        out = UniswapOutput(block)
+        changed_pools, touched_pools = out.changed, out.touched
+        pending: _PendingMint | None = None
+
+        def shard_input(shard: int) -> UniswapShardInput:
+            return self._input(ctx, shard)
+
+        if batch.seeds is not None and state.watched is None:
+            # Watch mode from the first block on: other wallets' NFTs are never opened.
+            state.watched = set()
+
+        for log in batch.logs:
+            role = state.role_of(log.address)
+            if role is None:
                 continue
-            usd = Fraction(oracle.answer, 10**8)
-            state.anchors[oracle.asset] = (
-                usd,
-                TokenPrice(oracle.asset, float(usd), oracle.feed, 0, oracle.round_id, oracle.stale),
-            )
-        for shard, aave_item in route.items():
-            shard_input(shard).aave = aave_item
-
-    # Compound V3: on this stage, from what the reader read at the block (not sharded).
-    if state.comet is not None:
-        out.comet = state.comet.step(batch, block, state.tokens)
-        out.dead_letters += [DeadLetter(lg, why, "compound_v3") for lg, why in out.comet.dead]
-        if out.comet.prices or out.comet.configs:
-            roots = comet_anchors(state.comet.configs, state.comet.prices, state.usd_tokens)
-            if roots != state.comet_anchors:
-                state.comet_anchors = roots
-                anchors_changed = True
-    # The config's own feeds, as read at this block (the reader reads them with the oracle's).
-    if state.feeds and batch.price_reads:
-        roots = feed_anchors(state.feeds, batch.price_reads, state.feed_anchors, block.number)
-        if roots != state.feed_anchors:
-            state.feed_anchors = roots
-            anchors_changed = True
-
-    for log in batch.logs:
-        role = state.role_of(log.address)
-        if role is None:
-            continue
-        try:
-            event: Any = ev.decode(role, log)
-            if event is None and role is ev.Role.POOL:
-                event = decode_pool_extra(log)  # flash, fee protocol, collects: fee state
-        except ev.DecodeError as exc:
-            out.dead_letters.append(DeadLetter(log, str(exc)))
-            continue
-        if event is None:
-            continue
-        if role is ev.Role.POOL:
-            replica = state.replicas.get(log.address)
-            if replica is not None:
-                try:
-                    replica.apply(event)
-                except (ReplicaError, MathError) as exc:
-                    out.dead_letters.append(DeadLetter(log, f"fee replica: {exc}"))
-            state.dirty_pools.add(log.address)
-            if not isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
+            try:
+                event: Any = ev.decode(role, log)
+                if event is None and role is ev.Role.POOL:
+                    event = decode_pool_extra(log)  # flash, fee protocol, collects: fee state
+            except ev.DecodeError as exc:
+                ctx.dead_letters.append(DeadLetter(log, str(exc)))
                 continue
-        if isinstance(event, ev.PoolCreated):
-            info = PoolInfo(
-                event.pool, event.token0, event.token1, event.fee, event.tick_spacing, block.number
-            )
-            if event.pool not in state.pools:
-                state.pools[event.pool] = info
-                state.pool_states[event.pool] = PoolState()
-                state.replicas[event.pool] = PoolReplica(event.fee, event.tick_spacing)
-                state.token_pools.setdefault(event.token0, set()).add(event.pool)
-                state.token_pools.setdefault(event.token1, set()).add(event.pool)
-                out.new_pools.append(info)
-            continue
-        if isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
-            pool_state = state.pool_states[log.address]
-            if isinstance(event, ev.Initialize):
-                pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
-            elif isinstance(event, ev.Swap):
-                pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
-                pool_state.liquidity = event.liquidity
-            else:
-                # Active liquidity moves only for ranges that contain the current tick.
-                if event.tick_lower <= pool_state.tick < event.tick_upper:
-                    sign = 1 if isinstance(event, ev.PoolMint) else -1
-                    pool_state.liquidity += sign * event.amount
-                if isinstance(event, ev.PoolMint) and event.owner == state.position_manager:
-                    pending = _PendingMint(log.tx_hash, log.address, event)
-            changed_pools.add(log.address)
-            continue
-        # Position-manager events.
-        assert isinstance(
-            event, ev.IncreaseLiquidity | ev.DecreaseLiquidity | ev.Collect | ev.Transfer
-        )
-        token_id = event.token_id
-        pid = position_id(state.chain_id, state.position_manager, token_id)
-        pool = state.position_pools.get(token_id)
-        if isinstance(event, ev.Transfer) and event.sender == ZERO_ADDRESS:
-            if state.watched is not None and (
-                event.recipient not in state.watched
-                or pending is None
-                or pending.tx_hash != log.tx_hash
-            ):
-                # Watch mode: another wallet's new NFT, or one in a pool not followed yet
-                # (the reader seeds a watched wallet's new NFTs at their block).
+            if event is None:
                 continue
-            if pending is None or pending.tx_hash != log.tx_hash:
-                out.dead_letters.append(
-                    DeadLetter(log, f"position {token_id} minted without a pool Mint in its tx")
+            if role is ev.Role.POOL:
+                replica = state.replicas.get(log.address)
+                if replica is not None:
+                    try:
+                        replica.apply(event)
+                    except (ReplicaError, MathError) as exc:
+                        ctx.dead_letters.append(DeadLetter(log, f"fee replica: {exc}"))
+                state.dirty_pools.add(log.address)
+                if not isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
+                    continue
+            if isinstance(event, ev.PoolCreated):
+                info = PoolInfo(
+                    event.pool,
+                    event.token0,
+                    event.token1,
+                    event.fee,
+                    event.tick_spacing,
+                    block.number,
                 )
+                if event.pool not in state.pools:
+                    state.pools[event.pool] = info
+                    state.pool_states[event.pool] = PoolState()
+                    state.replicas[event.pool] = PoolReplica(event.fee, event.tick_spacing)
+                    state.token_pools.setdefault(event.token0, set()).add(event.pool)
+                    state.token_pools.setdefault(event.token1, set()).add(event.pool)
+                    out.new_pools.append(info)
                 continue
-            pool = pending.pool
-            info = state.pools[pool]
-            t0, t1 = state.token(info.token0), state.token(info.token1)
-            created = UniswapPosition(
-                chain_id=state.chain_id,
-                position_id=pid,
-                position_manager=state.position_manager,
-                token_id=token_id,
-                pool=pool,
-                token0=info.token0,
-                token1=info.token1,
-                symbol0=t0.symbol,
-                symbol1=t1.symbol,
-                decimals0=t0.decimals,
-                decimals1=t1.decimals,
-                fee=info.fee,
-                owner=event.recipient,
-                tick_lower=pending.mint.tick_lower,
-                tick_upper=pending.mint.tick_upper,
+            if isinstance(event, ev.Initialize | ev.Swap | ev.PoolMint | ev.PoolBurn):
+                pool_state = state.pool_states[log.address]
+                if isinstance(event, ev.Initialize):
+                    pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
+                elif isinstance(event, ev.Swap):
+                    pool_state.sqrt_price_x96, pool_state.tick = event.sqrt_price_x96, event.tick
+                    pool_state.liquidity = event.liquidity
+                else:
+                    # Active liquidity moves only for ranges that contain the current tick.
+                    if event.tick_lower <= pool_state.tick < event.tick_upper:
+                        sign = 1 if isinstance(event, ev.PoolMint) else -1
+                        pool_state.liquidity += sign * event.amount
+                    if isinstance(event, ev.PoolMint) and event.owner == state.position_manager:
+                        pending = _PendingMint(log.tx_hash, log.address, event)
+                changed_pools.add(log.address)
+                continue
+            # Position-manager events.
+            assert isinstance(
+                event, ev.IncreaseLiquidity | ev.DecreaseLiquidity | ev.Collect | ev.Transfer
             )
-            state.position_pools[token_id] = pool
-            state.pool_tokens.setdefault(pool, set()).add(token_id)
-            shard = shard_of(pid, state.shards)
-            state.pool_shards.setdefault(pool, set()).add(shard)
-            item = shard_input(shard)
-            item.events.append(
-                PositionEvent(
-                    "mint", pid, log.log_index, log.tx_hash, owner=event.recipient, created=created
+            token_id = event.token_id
+            pid = position_id(state.chain_id, state.position_manager, token_id)
+            pool = state.position_pools.get(token_id)
+            if isinstance(event, ev.Transfer) and event.sender == ZERO_ADDRESS:
+                if state.watched is not None and (
+                    event.recipient not in state.watched
+                    or pending is None
+                    or pending.tx_hash != log.tx_hash
+                ):
+                    # Watch mode: another wallet's new NFT, or one in a pool not followed yet
+                    # (the reader seeds a watched wallet's new NFTs at their block).
+                    continue
+                if pending is None or pending.tx_hash != log.tx_hash:
+                    ctx.dead_letters.append(
+                        DeadLetter(log, f"position {token_id} minted without a pool Mint in its tx")
+                    )
+                    continue
+                pool = pending.pool
+                info = state.pools[pool]
+                t0, t1 = ctx.token(info.token0), ctx.token(info.token1)
+                created = UniswapPosition(
+                    chain_id=state.chain_id,
+                    position_id=pid,
+                    position_manager=state.position_manager,
+                    token_id=token_id,
+                    pool=pool,
+                    token0=info.token0,
+                    token1=info.token1,
+                    symbol0=t0.symbol,
+                    symbol1=t1.symbol,
+                    decimals0=t0.decimals,
+                    decimals1=t1.decimals,
+                    fee=info.fee,
+                    owner=event.recipient,
+                    tick_lower=pending.mint.tick_lower,
+                    tick_upper=pending.mint.tick_upper,
                 )
-            )
-            touched_pools.add(pool)
-            continue
-        if pool is None:
-            if state.watched is not None:
-                continue  # watch mode: an NFT no watched wallet held when it was seeded
-            out.dead_letters.append(
-                DeadLetter(
-                    log, f"position {token_id} is not known (created before the start block?)"
+                state.position_pools[token_id] = pool
+                state.pool_tokens.setdefault(pool, set()).add(token_id)
+                shard = shard_of(pid, state.shards)
+                state.pool_shards.setdefault(pool, set()).add(shard)
+                item = shard_input(shard)
+                item.events.append(
+                    PositionEvent(
+                        "mint",
+                        pid,
+                        log.log_index,
+                        log.tx_hash,
+                        owner=event.recipient,
+                        created=created,
+                    )
                 )
-            )
-            continue
-        item = shard_input(shard_of(pid, state.shards))
-        npm_fees = _track_fees(state, pool, token_id, event, pending, out, log)
-        if isinstance(event, ev.IncreaseLiquidity | ev.DecreaseLiquidity):
-            kind = "increase" if isinstance(event, ev.IncreaseLiquidity) else "decrease"
-            pe = PositionEvent(
-                kind,
-                pid,
-                log.log_index,
-                log.tx_hash,
-                event.liquidity,
-                event.amount0,
-                event.amount1,
-                npm_fees=npm_fees,
-            )
-        elif isinstance(event, ev.Collect):
-            pe = PositionEvent(
-                "collect",
-                pid,
-                log.log_index,
-                log.tx_hash,
-                0,
-                event.amount0,
-                event.amount1,
-                owner=event.recipient,
-                npm_fees=npm_fees,
-            )
-        else:
-            kind = "burn" if event.recipient == ZERO_ADDRESS else "transfer"
-            pe = PositionEvent(kind, pid, log.log_index, log.tx_hash, owner=event.recipient)
-            if kind == "burn":
-                del state.position_pools[token_id]
-                state.pool_tokens.get(pool, set()).discard(token_id)
-        item.events.append(pe)
-        touched_pools.add(pool)
-        state.fee_dirty.add(token_id)
-
-    if batch.seeds is not None:
-        changed_pools |= _apply_seed(state, batch.seeds, out, shard_input)
-
-    for pool in sorted(changed_pools | state.dirty_pools):
-        replica = state.replicas.get(pool)
-        if replica is None:
-            continue
-        ticks, keys = replica.drain_changes()
-        out.ticks += [(pool, t, replica.ticks.get(t)) for t in sorted(ticks)]
-        out.pool_positions += [
-            (pool, k, replica.position(*k)) for k in sorted(keys) if k[0] == state.position_manager
-        ]
-    if batch.checkpoint:
-        for pid, fees in _settle_fees(state).items():
-            shard_input(shard_of(pid, state.shards)).fees[pid] = fees
-    out.pool_snapshots = [
-        state.pool_states[p].snapshot(p, state.replicas.get(p)) for p in sorted(changed_pools)
-    ]
-    for snap in out.pool_snapshots:
-        state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
-    changed_prices: list[TokenPrice] = []
-    # The first block with logs routes too: the USD tokens are roots before any pool or
-    # oracle moves (on a chain config without Uniswap nothing else would ever price them).
-    # With logs: a backfill (which sees no empty block) and a live run route at the same one.
-    first = not state.routed and bool(batch.logs)
-    if changed_pools or out.new_pools or anchors_changed or first:
-        state.routed = True
-        prices = route_prices(
-            {
-                a: (
-                    i.token0,
-                    i.token1,
-                    state.token(i.token0).decimals,
-                    state.token(i.token1).decimals,
-                )
-                for a, i in state.pools.items()
-            },
-            {a: s.snapshot(a) for a, s in state.pool_states.items()},
-            state.usd_tokens,
-            merged_roots(state.anchors, state.feed_anchors),
-            depths=state.depths,
-            min_depth_usd=state.min_depth_usd,
-        )
-        # A USD comet's prices fill what nothing else priced (with Uniswap, the pools' routes
-        # stay as they were; without it, they price the comet's tokens).
-        for token, (_usd, price) in state.comet_anchors.items():
-            prices.setdefault(token, price)
-        changed_prices = [p for t, p in sorted(prices.items()) if state.prices.get(t) != p]
-        state.prices = prices
-    out.prices = changed_prices
-    # ERC-20 balances of tracked wallets; here, not with Aave, to price them at this block.
-    erc20 = balance_step(state.balances, batch, state.tokens, state.prices, changed_prices)
-    out.balances = erc20.changes
-    out.dead_letters += [DeadLetter(lg, reason, ERC20_STAGE) for lg, reason in erc20.dead]
-
-    # Fan-out: changed pools to the shards that hold positions in them, changed prices to the
-    # shards that hold positions in any pool of that token, and the full current view of every
-    # pool a shard saw an event for (a new position needs it even if the pool did not move).
-    for pool in changed_pools:
-        snap = state.pool_states[pool].snapshot(pool)
-        for shard in state.pool_shards.get(pool, ()):
-            shard_input(shard).pools[pool] = snap
-    for price in changed_prices:
-        for pool in state.token_pools.get(price.token, ()):
-            for shard in state.pool_shards.get(pool, ()):
-                shard_input(shard).prices[price.token] = price
-    for item in out.shard_inputs.values():
-        for pe in item.events:
-            pool = pe.created.pool if pe.created else None
+                touched_pools.add(pool)
+                continue
             if pool is None:
+                if state.watched is not None:
+                    continue  # watch mode: an NFT no watched wallet held when it was seeded
+                ctx.dead_letters.append(
+                    DeadLetter(
+                        log, f"position {token_id} is not known (created before the start block?)"
+                    )
+                )
                 continue
-            item.pools[pool] = state.pool_states[pool].snapshot(pool)
-            info = state.pools[pool]
-            for token in (info.token0, info.token1):
-                if token in state.prices:
-                    item.prices[token] = state.prices[token]
-    if batch.checkpoint:
-        for shard in state.active_shards:
-            shard_input(shard)
-    state.active_shards.update(out.shard_inputs)
-    state.last_block = block.number
-    return state, out
+            item = shard_input(shard_of(pid, state.shards))
+            npm_fees = _track_fees(state, pool, token_id, event, pending, ctx.dead_letters, log)
+            if isinstance(event, ev.IncreaseLiquidity | ev.DecreaseLiquidity):
+                kind = "increase" if isinstance(event, ev.IncreaseLiquidity) else "decrease"
+                pe = PositionEvent(
+                    kind,
+                    pid,
+                    log.log_index,
+                    log.tx_hash,
+                    event.liquidity,
+                    event.amount0,
+                    event.amount1,
+                    npm_fees=npm_fees,
+                )
+            elif isinstance(event, ev.Collect):
+                pe = PositionEvent(
+                    "collect",
+                    pid,
+                    log.log_index,
+                    log.tx_hash,
+                    0,
+                    event.amount0,
+                    event.amount1,
+                    owner=event.recipient,
+                    npm_fees=npm_fees,
+                )
+            else:
+                kind = "burn" if event.recipient == ZERO_ADDRESS else "transfer"
+                pe = PositionEvent(kind, pid, log.log_index, log.tx_hash, owner=event.recipient)
+                if kind == "burn":
+                    del state.position_pools[token_id]
+                    state.pool_tokens.get(pool, set()).discard(token_id)
+            item.events.append(pe)
+            touched_pools.add(pool)
+            state.fee_dirty.add(token_id)
+
+        if batch.seeds is not None:
+            changed_pools |= _apply_seed(state, batch.seeds, out, shard_input)
+
+        for pool in sorted(changed_pools | state.dirty_pools):
+            replica = state.replicas.get(pool)
+            if replica is None:
+                continue
+            ticks, keys = replica.drain_changes()
+            out.ticks += [(pool, t, replica.ticks.get(t)) for t in sorted(ticks)]
+            out.pool_positions += [
+                (pool, k, replica.position(*k))
+                for k in sorted(keys)
+                if k[0] == state.position_manager
+            ]
+        if batch.checkpoint:
+            for pid, fees in _settle_fees(state).items():
+                shard_input(shard_of(pid, state.shards)).fees[pid] = fees
+        out.pool_snapshots = [
+            state.pool_states[p].snapshot(p, state.replicas.get(p)) for p in sorted(changed_pools)
+        ]
+        for snap in out.pool_snapshots:
+            state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
+        if changed_pools or out.new_pools:
+            ctx.reroute = True
+        return out
+
+    def route(
+        self,
+        ctx: MarketBlock,
+        usd_tokens: Sequence[str],
+        roots: Mapping[str, Anchor],
+        min_depth_usd: float,
+    ) -> dict[str, TokenPrice]:
+        return route_prices(
+            {
+                a: (i.token0, i.token1, ctx.token(i.token0).decimals, ctx.token(i.token1).decimals)
+                for a, i in self.pools.items()
+            },
+            {a: s.snapshot(a) for a, s in self.pool_states.items()},
+            tuple(usd_tokens),
+            roots,
+            depths=self.depths,
+            min_depth_usd=min_depth_usd,
+        )
+
+    def priced(
+        self, ctx: MarketBlock, out: UniswapOutput | None, changed: Sequence[TokenPrice]
+    ) -> UniswapOutput | None:
+        """Fan-out: changed pools to the shards that hold positions in them, changed prices to
+        the shards that hold positions in any pool of that token, and the full current view of
+        every pool a shard saw an event for (a new position needs it even if the pool did not
+        move)."""
+        if out is not None:
+            for pool in out.changed:
+                snap = self.pool_states[pool].snapshot(pool)
+                for shard in self.pool_shards.get(pool, ()):
+                    self._input(ctx, shard).pools[pool] = snap
+        for price in changed:
+            for pool in self.token_pools.get(price.token, ()):
+                for shard in self.pool_shards.get(pool, ()):
+                    self._input(ctx, shard).prices[price.token] = price
+        for item in ctx.inputs.values():
+            mine = item.parts.get(NAME)
+            if mine is None:
+                continue
+            for pe in mine.events:
+                if pe.created is None:
+                    continue
+                created_in = pe.created.pool
+                mine.pools[created_in] = self.pool_states[created_in].snapshot(created_in)
+                info = self.pools[created_in]
+                for token in (info.token0, info.token1):
+                    if token in ctx.prices:
+                        mine.prices[token] = ctx.prices[token]
+        return out
 
 
-def _merge_aave(out: AaveMarketOutput, seeded: AaveMarketOutput) -> None:
-    """A block's Aave output plus what a seed at its end added (the seed's values win)."""
-    for name in ("reserves", "rates", "prices", "emode"):
-        later = getattr(seeded, name)
-        if not later:
-            continue
-        key = "category" if name == "emode" else "asset"
-        replaced = {getattr(x, key) for x in later}
-        setattr(out, name, [x for x in getattr(out, name) if getattr(x, key) not in replaced])
-        getattr(out, name).extend(later)
+def uniswap_market(config: ChainConfig, shards: int) -> UniswapMarket | None:
+    uniswap = config.uniswap_v3
+    if uniswap is None:
+        return None
+    return UniswapMarket(config.chain_id, uniswap.factory, uniswap.position_manager, shards)
 
 
 def _apply_seed(
-    state: MarketState,
+    state: UniswapMarket,
     seed: WatchSeed,
-    out: MarketOutput,
-    shard_input: Callable[[int], ShardInput],
+    out: UniswapOutput,
+    shard_input: Callable[[int], UniswapShardInput],
 ) -> set[str]:
     """Wallet watch mode: take the pools and NFTs read with eth_call at the end of this block
     (after its logs). A pool the flow does not follow yet gets a replica of its whole tick map
@@ -616,9 +490,6 @@ def _apply_seed(
     watched = state.watched if state.watched is not None else set()
     state.watched = watched
     watched.update(seed.wallets)
-    new = [t for a, t in seed.tokens.items() if a not in state.tokens]
-    state.tokens.update(seed.tokens)
-    out.new_tokens += new
     changed: set[str] = set()
     for p in seed.pools:
         replica = state.replicas.get(p.pool)
@@ -702,7 +573,7 @@ def _apply_seed(
     return changed
 
 
-def _settle_fees(state: MarketState) -> dict[str, tuple[int, int]]:
+def _settle_fees(state: UniswapMarket) -> dict[str, tuple[int, int]]:
     """What a static collect returns now, for every position whose fees may have moved since
     the last settlement: those in pools that changed and those with own events.
 
@@ -728,7 +599,7 @@ def _settle_fees(state: MarketState) -> dict[str, tuple[int, int]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Stage 2: position shards
+# The position shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,33 +623,9 @@ class PositionUpdate:
 
 
 @dataclass(slots=True)
-class ShardOutput:
-    block: BlockRef
-    live: bool
-    shard: int
-    versions: list[PositionVersion]
-    updates: list[PositionUpdate]
-    account_versions: list[AccountVersion] = field(default_factory=list)
-    account_updates: list[AccountUpdate] = field(default_factory=list)
-    windows: list[WindowRow] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ShardState:
-    positions: dict[str, UniswapPosition] = field(default_factory=dict)
-    updated_block: dict[str, int] = field(default_factory=dict)
-    pool_positions: dict[str, set[str]] = field(default_factory=dict)
-    token_positions: dict[str, set[str]] = field(default_factory=dict)
-    pools: dict[str, PoolSnapshot] = field(default_factory=dict)
-    prices: dict[str, TokenPrice] = field(default_factory=dict)
-    # Positions changed since they were last valued, and owners they had before a transfer.
-    unvalued: set[str] = field(default_factory=set)
-    previous_owner: dict[str, str] = field(default_factory=dict)
-    fees: dict[str, tuple[int, int]] = field(default_factory=dict)
-    aave: AaveShard = field(default_factory=AaveShard)
-    # Positions whose inputs changed since the last window boundary, and the open windows.
-    window_dirty: set[str] = field(default_factory=set)
-    windows: WindowBook = field(default_factory=WindowBook)
+class UniswapShardOutput:
+    versions: list[PositionVersion] = field(default_factory=list)
+    updates: list[PositionUpdate] = field(default_factory=list)
 
 
 def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
@@ -808,89 +655,146 @@ def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
     raise ValueError(f"unknown position event {pe.kind!r}")
 
 
-def shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
-    state = state or ShardState()
-    block = item.block
-    out = ShardOutput(block, item.live, item.shard, [], [])
-    if item.boundary is not None:
-        # Before this block changes anything: the boundary observes the previous block's state.
-        out.windows = close_windows(state, item.boundary, item.boundary_fees)
-    if item.aave is not None or (item.checkpoint and state.aave.unvalued):
-        out.account_versions, out.account_updates = aave_shard_step(
-            state.aave, item.aave or AaveShardInput(), block, item.checkpoint
-        )
-    state.pools.update(item.pools)
-    state.prices.update(item.prices)
-    changed: set[str] = set()
-    for pe in item.events:
-        if pe.created is not None:
-            pos = pe.created
-            state.pool_positions.setdefault(pos.pool, set()).add(pe.position_id)
-            for token in (pos.token0, pos.token1):
-                state.token_positions.setdefault(token, set()).add(pe.position_id)
-        else:
-            found = state.positions.get(pe.position_id)
-            if found is None:  # cannot happen: the market stage only routes known positions
+@dataclass(slots=True)
+class UniswapShard(ShardPart):
+    positions: dict[str, UniswapPosition] = field(default_factory=dict)
+    updated_block: dict[str, int] = field(default_factory=dict)
+    pool_positions: dict[str, set[str]] = field(default_factory=dict)
+    token_positions: dict[str, set[str]] = field(default_factory=dict)
+    pools: dict[str, PoolSnapshot] = field(default_factory=dict)
+    prices: dict[str, TokenPrice] = field(default_factory=dict)
+    # Positions changed since they were last valued, and owners they had before a transfer.
+    unvalued: set[str] = field(default_factory=set)
+    previous_owner: dict[str, str] = field(default_factory=dict)
+    fees: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Positions whose inputs changed since the last window boundary; burned ones observed.
+    window_dirty: set[str] = field(default_factory=set)
+    ended: list[str] = field(default_factory=list)
+
+    def step(
+        self, item: UniswapShardInput | None, block: BlockRef, checkpoint: bool
+    ) -> UniswapShardOutput | None:
+        state = self
+        out = UniswapShardOutput()
+        item = item or UniswapShardInput()
+        state.pools.update(item.pools)
+        state.prices.update(item.prices)
+        changed: set[str] = set()
+        for pe in item.events:
+            if pe.created is not None:
+                pos = pe.created
+                state.pool_positions.setdefault(pos.pool, set()).add(pe.position_id)
+                for token in (pos.token0, pos.token1):
+                    state.token_positions.setdefault(token, set()).add(pe.position_id)
+            else:
+                found = state.positions.get(pe.position_id)
+                if found is None:  # cannot happen: the market stage only routes known positions
+                    continue
+                if pe.kind == "transfer":
+                    state.previous_owner.setdefault(pe.position_id, found.owner)
+                pos = apply_event(found, pe)
+            if pe.npm_fees is not None:
+                fees = pe.npm_fees
+                pos = dataclasses.replace(
+                    pos,
+                    fee_inside_last0=fees.fee_growth_inside0_last_x128,
+                    fee_inside_last1=fees.fee_growth_inside1_last_x128,
+                    tokens_owed0=fees.tokens_owed0,
+                    tokens_owed1=fees.tokens_owed1,
+                )
+            state.positions[pe.position_id] = pos
+            state.updated_block[pe.position_id] = block.number
+            out.versions.append(PositionVersion(pos, block, pe.log_index, pe.tx_hash, pe.kind))
+            changed.add(pe.position_id)
+            if pos.burned:
+                _unindex(state, pos)
+        for pid, owed in item.fees.items():
+            state.fees[pid] = owed
+            changed.add(pid)
+        for pool in item.pools:
+            changed |= state.pool_positions.get(pool, set())
+        for token in item.prices:
+            changed |= state.token_positions.get(token, set())
+        state.unvalued |= changed
+        state.window_dirty |= changed
+        if not checkpoint:
+            # Backfill: the stream keeps only each position's latest state per batch anyway, so
+            # value what changed once, at the batch's last block, not at every block.
+            return out if out.versions else None
+        burned = []
+        for pid in sorted(state.unvalued):
+            pos = state.positions[pid]
+            out.updates.append(
+                PositionUpdate(
+                    pos,
+                    _value(state, pos),
+                    block,
+                    state.previous_owner.get(pid),
+                    state.updated_block.get(pid, block.number),
+                )
+            )
+            if pos.burned:
+                burned.append(pid)
+        state.unvalued.clear()
+        state.previous_owner.clear()
+        for pid in burned:
+            _forget(state, pid)
+        return out if out.versions or out.updates else None
+
+    def observe(
+        self, item: UniswapShardInput | None, windows: WindowBook, boundary: WindowBoundary
+    ) -> set[str]:
+        """Observe every changed position as of the boundary's last block, with the fees the
+        market settled then."""
+        state = self
+        for pid, owed in (item.boundary_fees if item is not None else {}).items():
+            state.fees[pid] = owed
+            state.unvalued.add(pid)
+            state.window_dirty.add(pid)
+        observed: set[str] = set()
+        for pid in sorted(state.window_dirty):
+            pos = state.positions.get(pid)
+            if pos is None:
                 continue
-            if pe.kind == "transfer":
-                state.previous_owner.setdefault(pe.position_id, found.owner)
-            pos = apply_event(found, pe)
-        if pe.npm_fees is not None:
-            fees = pe.npm_fees
-            pos = dataclasses.replace(
-                pos,
-                fee_inside_last0=fees.fee_growth_inside0_last_x128,
-                fee_inside_last1=fees.fee_growth_inside1_last_x128,
-                tokens_owed0=fees.tokens_owed0,
-                tokens_owed1=fees.tokens_owed1,
+            value = _value(state, pos)
+            fees_now = _owed(state, pos)
+            windows.observe(
+                Subject(pos.chain_id, pid, pos.protocol, pos.owner),
+                Observation(
+                    value_usd=value.value_usd,
+                    il_usd=value.il_usd,
+                    fees0=None
+                    if fees_now is None
+                    else pos.collected0 + fees_now[0] - pos.withdrawn0,
+                    fees1=None
+                    if fees_now is None
+                    else pos.collected1 + fees_now[1] - pos.withdrawn1,
+                    price0_usd=value.price0_usd,
+                    price1_usd=value.price1_usd,
+                    decimals0=pos.decimals0,
+                    decimals1=pos.decimals1,
+                    final=pos.burned,
+                ),
             )
-        state.positions[pe.position_id] = pos
-        state.updated_block[pe.position_id] = block.number
-        out.versions.append(PositionVersion(pos, block, pe.log_index, pe.tx_hash, pe.kind))
-        changed.add(pe.position_id)
-        if pos.burned:
-            _unindex(state, pos)
-    for pid, owed in item.fees.items():
-        state.fees[pid] = owed
-        changed.add(pid)
-    for pool in item.pools:
-        changed |= state.pool_positions.get(pool, set())
-    for token in item.prices:
-        changed |= state.token_positions.get(token, set())
-    state.unvalued |= changed
-    state.window_dirty |= changed
-    if not item.checkpoint:
-        # Backfill: the stream keeps only each position's latest state per batch anyway, so
-        # value what changed once, at the batch's last block, not at every block.
-        return state, out
-    burned = []
-    for pid in sorted(state.unvalued):
-        pos = state.positions[pid]
-        out.updates.append(
-            PositionUpdate(
-                pos,
-                _value(state, pos),
-                block,
-                state.previous_owner.get(pid),
-                state.updated_block.get(pid, block.number),
-            )
-        )
-        if pos.burned:
-            burned.append(pid)
-    state.unvalued.clear()
-    state.previous_owner.clear()
-    for pid in burned:
-        _forget(state, pid)
-    return state, out
+            observed.add(pid)
+            if pos.burned:
+                state.ended.append(pid)
+        state.window_dirty.clear()
+        return observed
+
+    def after_windows(self) -> None:
+        for pid in self.ended:
+            _forget(self, pid)
+        self.ended.clear()
 
 
-def _owed(state: ShardState, pos: UniswapPosition) -> tuple[int, int] | None:
+def _owed(state: UniswapShard, pos: UniswapPosition) -> tuple[int, int] | None:
     # A burned NFT owes nothing: the manager burns only cleared positions, and a fee figure
     # settled before its last collect would be stale.
     return (0, 0) if pos.burned else state.fees.get(pos.position_id)
 
 
-def _value(state: ShardState, pos: UniswapPosition) -> PositionValue:
+def _value(state: UniswapShard, pos: UniswapPosition) -> PositionValue:
     return value_position(
         pos,
         state.pools.get(pos.pool),
@@ -900,49 +804,7 @@ def _value(state: ShardState, pos: UniswapPosition) -> PositionValue:
     )
 
 
-def close_windows(
-    state: ShardState, boundary: WindowBoundary, fees: dict[str, tuple[int, int]]
-) -> list[WindowRow]:
-    """Observe every changed position and account as of the boundary's last block, then
-    close the windows that ended."""
-    for pid, owed in fees.items():
-        state.fees[pid] = owed
-        state.unvalued.add(pid)
-        state.window_dirty.add(pid)
-    observed: set[str] = set()
-    burned = []
-    for pid in sorted(state.window_dirty):
-        pos = state.positions.get(pid)
-        if pos is None:
-            continue
-        value = _value(state, pos)
-        fees_now = _owed(state, pos)
-        state.windows.observe(
-            Subject(pos.chain_id, pid, pos.protocol, pos.owner),
-            Observation(
-                value_usd=value.value_usd,
-                il_usd=value.il_usd,
-                fees0=None if fees_now is None else pos.collected0 + fees_now[0] - pos.withdrawn0,
-                fees1=None if fees_now is None else pos.collected1 + fees_now[1] - pos.withdrawn1,
-                price0_usd=value.price0_usd,
-                price1_usd=value.price1_usd,
-                decimals0=pos.decimals0,
-                decimals1=pos.decimals1,
-                final=pos.burned,
-            ),
-        )
-        observed.add(pid)
-        if pos.burned:
-            burned.append(pid)
-    state.window_dirty.clear()
-    observed |= observe_accounts(state.aave, state.windows, boundary.last_block.timestamp)
-    rows = state.windows.close(boundary, observed)
-    for pid in burned:
-        _forget(state, pid)
-    return rows
-
-
-def _unindex(state: ShardState, pos: UniswapPosition) -> None:
+def _unindex(state: UniswapShard, pos: UniswapPosition) -> None:
     """A burned NFT can never change again: stop routing pool and price changes to it."""
     pid = pos.position_id
     state.fees.pop(pid, None)
@@ -951,7 +813,7 @@ def _unindex(state: ShardState, pos: UniswapPosition) -> None:
         state.token_positions.get(token, set()).discard(pid)
 
 
-def _forget(state: ShardState, pid: str) -> None:
+def _forget(state: UniswapShard, pid: str) -> None:
     """Drop a burned position once both its last update and its last windows are out, so
     memory tracks live positions only."""
     if pid in state.unvalued or pid in state.window_dirty:

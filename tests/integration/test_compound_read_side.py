@@ -25,11 +25,12 @@ from eth_utils import keccak
 
 from defimon.runtime import Runtime
 from devnet.lending import LendingSimulator
+from flows.market import MarketState, market_step
 from flows.rows import COLUMNS, market_rows
 from ports.settings import Settings
 from protocols.compound_v3 import math as cm
+from protocols.compound_v3.plugin import CometPart
 from protocols.compound_v3.state import CometMarket
-from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometAssetInfo, CometConfig, CometReads, CometTotalsBasic, CometUserBasic
 from tests.conftest import Devnet
@@ -219,8 +220,9 @@ def fold_comet(
             ],
         ),
     ]
-    state = MarketState(chain, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
-    state.comet = CometMarket(chain, (COMET,))
+    state = MarketState(
+        chain, (), 2, parts={"compound_v3": CometPart(CometMarket(chain, (COMET,)))}
+    )
     tokens = {
         scene.usdc: TokenInfo(scene.usdc, "USDC", 6),
         scene.weth: TokenInfo(scene.weth, "WETH", 18),
@@ -232,7 +234,9 @@ def fold_comet(
         batch = BlockBatch(header, logs, number, True, dict(tokens))
         batch.comet[COMET] = reads
         state, out = market_step(state, batch)
-        assert out.comet is not None and not out.comet.dead, out.comet
+        assert "compound_v3" in out.parts and not out.parts["compound_v3"].dead, out.parts[
+            "compound_v3"
+        ]
         for table, rows in market_rows(out).rows.items():
             if table.startswith("defimon.comet_") and rows:
                 store.insert(table, COLUMNS[table], list(zip(*rows, strict=True)))

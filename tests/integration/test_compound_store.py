@@ -16,11 +16,12 @@ import pytest
 
 from api.aggregate import aggregate, parse_metrics
 from api.queries import Queries
+from flows.market import MarketState, market_step
 from flows.rows import COLUMNS, SinkBatch, chain_rows, market_rows
 from ports.store import Store
 from protocols.compound_v3 import math as cm
+from protocols.compound_v3.plugin import CometPart
 from protocols.compound_v3.state import CometMarket
-from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.filters import Filter
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, E18, worked_example
 
@@ -53,15 +54,16 @@ def store(tmp_path: Path) -> Any:
 
 
 def test_portfolio_time_travel_equals_the_flow_at_every_block(store: Store) -> None:
-    state = MarketState(CHAIN, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
-    state.comet = CometMarket(CHAIN, (COMET,))
+    state = MarketState(
+        CHAIN, (), 2, parts={"compound_v3": CometPart(CometMarket(CHAIN, (COMET,)))}
+    )
     streamed: dict[int, dict[str, Any]] = {}
     for b in worked_example(RATES).batches:
         state, out = market_step(state, b)
         insert(store, chain_rows(b))
         insert(store, market_rows(out))
-        assert out.comet is not None
-        for update in out.comet.updates:
+        assert "compound_v3" in out.parts
+        for update in out.parts["compound_v3"].updates:
             streamed[b.header.number] = update.json()
     assert sorted(streamed) == [1, 2, 3, 4, 5]  # 5: the sale moved the totals
     queries = Queries(store)
@@ -82,7 +84,7 @@ def test_portfolio_time_travel_equals_the_flow_at_every_block(store: Store) -> N
 
 
 def test_a_wallet_without_comet_accounts_has_none(store: Store) -> None:
-    state = MarketState(CHAIN, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
+    state = MarketState(CHAIN, (), 2)
     for b in worked_example().batches[:1]:
         state, out = market_step(state, b)
         insert(store, chain_rows(b))
@@ -94,8 +96,9 @@ def test_a_wallet_without_comet_accounts_has_none(store: Store) -> None:
 
 
 def test_positions_aggregates_and_the_diff_read_comet_accounts(store: Store) -> None:
-    state = MarketState(CHAIN, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
-    state.comet = CometMarket(CHAIN, (COMET,))
+    state = MarketState(
+        CHAIN, (), 2, parts={"compound_v3": CometPart(CometMarket(CHAIN, (COMET,)))}
+    )
     for b in worked_example(RATES).batches:
         state, out = market_step(state, b)
         insert(store, chain_rows(b))

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from eth_abi import encode
 from eth_utils import keccak
 
+from flows.market import MarketState, market_step
 from flows.rows import COLUMNS, market_rows
 from protocols.compound_v3 import events as ev
 from protocols.compound_v3 import math as cm
+from protocols.compound_v3.plugin import CometPart
 from protocols.compound_v3.reader import silent_accrual
 from protocols.compound_v3.state import CometMarket, CometOutput, rate_params, value_comet_account
-from protocols.uniswap_v3.state import MarketState, market_step
 from schemas.api import AccountOut
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import (
@@ -422,15 +423,16 @@ def test_events_without_their_reads_and_bad_logs_are_dead_letters() -> None:
 
 
 def test_market_step_hook_and_rows() -> None:
-    state = MarketState(CHAIN, "0x" + "fa" * 20, "0x" + "fb" * 20, (), 2)
-    state.comet = CometMarket(CHAIN, (COMET,))
+    state = MarketState(
+        CHAIN, (), 2, parts={"compound_v3": CometPart(CometMarket(CHAIN, (COMET,)))}
+    )
     s = worked_example()
     bad = comet_log(2, 9, "Mystery(uint256)", [], ["uint256"], [1])
     s.batches[1].logs.append(bad)
     stored: dict[str, int] = {}
     for b in s.batches:
         state, out = market_step(state, b)
-        assert out.comet is not None
+        assert "compound_v3" in out.parts
         sink = market_rows(out)
         for table, rows in sink.rows.items():
             for row in rows:

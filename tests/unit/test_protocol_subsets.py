@@ -20,11 +20,12 @@ import pytest
 
 from flows.balance_reader import BalanceTracker
 from flows.chain_reader import ChainReader
+from flows.market import MarketState, market_step
 from flows.rpc import RpcClient
+from protocols.compound_v3.plugin import CometPart, comet_anchors
 from protocols.compound_v3.state import CometMarket
 from protocols.erc20.events import TRANSFER
-from protocols.prices import comet_anchors, feed_anchor, feed_anchors, merged_roots
-from protocols.uniswap_v3.state import MarketState, market_step
+from protocols.prices import feed_anchor, feed_anchors, merged_roots
 from schemas.chain import BlockBatch, BlockHeader
 from schemas.chain_config import NO_PROTOCOL, ChainConfig
 from schemas.errors import ConfigError
@@ -182,21 +183,22 @@ def test_a_feed_prices_its_token_and_keeps_its_last_answer_stale_never_zero() ->
 
 
 def test_a_compound_only_market_prices_from_its_usd_comet() -> None:
-    state = MarketState(CHAIN, "", "", (USDC,), 2)
-    state.comet = CometMarket(CHAIN, (COMET,))
+    state = MarketState(
+        CHAIN, (USDC,), 2, parts={"compound_v3": CometPart(CometMarket(CHAIN, (COMET,)), (USDC,))}
+    )
     weth_prices: list[float] = []
     for b in worked_example().batches:
         state, out = market_step(state, b)
-        assert out.comet is not None and not out.new_pools
+        assert "compound_v3" in out.parts and "uniswap_v3" not in out.parts
         weth_prices += [p.usd for p in out.prices if p.token == WETH]
     assert weth_prices == [2_000.0, 1_700.0]
     assert state.prices[USDC] == TokenPrice(USDC, 1.0, "usd", 0)  # a USD token is its own root
     assert state.prices[WETH] == TokenPrice(WETH, 1_700.0, WETH_FEED, 0)
-    assert state.comet is not None
-    roots = comet_anchors(state.comet.configs, state.comet.prices, (USDC,))
+    comet = state.part("compound_v3").market
+    roots = comet_anchors(comet.configs, comet.prices, (USDC,))
     assert roots[WETH][0] == Fraction(1_700 * USD, USD)
     # A comet whose base is no USD token prices in its base: no root.
-    assert comet_anchors(state.comet.configs, state.comet.prices, ()) == {}
+    assert comet_anchors(comet.configs, comet.prices, ()) == {}
     # An Aave oracle price wins over a configured feed.
     aave = {WETH: (Fraction(1_690), TokenPrice(WETH, 1_690.0, "0xaave", 0))}
     feed = {WETH: (Fraction(1_650), TokenPrice(WETH, 1_650.0, FEED, 0))}
@@ -212,7 +214,7 @@ def test_a_compound_only_market_prices_from_its_usd_comet() -> None:
 
 
 def test_the_usd_tokens_are_priced_from_the_first_block_with_logs_without_any_pool() -> None:
-    state = MarketState(CHAIN, "", "", (USDC,), 2)
+    state = MarketState(CHAIN, (USDC,), 2)
     got = []
     for number, logs in ((6, []), (7, worked_example().batches[0].logs), (8, [])):
         header = BlockHeader(CHAIN, number, f"0x{number:064x}", f"0x{number - 1:064x}", number)
@@ -224,7 +226,7 @@ def test_the_usd_tokens_are_priced_from_the_first_block_with_logs_without_any_po
 
 
 def test_configured_feeds_price_a_market_without_protocols() -> None:
-    state = MarketState(CHAIN, "", "", (), 2, feeds=((TOKEN, FEED),))
+    state = MarketState(CHAIN, (), 2, feeds=((TOKEN, FEED),))
     answers = [(7, 200_000_000, ""), (8, None, "reverted (gone)"), (9, 210_000_000, "")]
     got: list[TokenPrice] = []
     for number, answer, error in answers:

@@ -7,14 +7,17 @@ from __future__ import annotations
 from eth_abi.packed import encode_packed
 from eth_utils import keccak
 
+from flows.market import MarketState, market_step
+from flows.shards import shard_step
 from flows.watch import bitmap_words, held_token_ids, merge_seeds, pool_position_key
+from protocols.aave_v3.plugin import AavePart
 from protocols.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
 from protocols.compound_v3 import math as cm
 from protocols.compound_v3.state import CometMarket
 from protocols.uniswap_v3.fee_tracker import NpmFeeTracker
 from protocols.uniswap_v3.math import get_sqrt_ratio_at_tick
 from protocols.uniswap_v3.replica import PoolReplica
-from protocols.uniswap_v3.state import MarketState, market_step, position_id, shard_step
+from protocols.uniswap_v3.state import UniswapMarket, position_id
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometReads, CometUserBasic
 from schemas.lending import AaveAccount, AccountReserveState, ReserveInfo, ReserveRates
@@ -124,8 +127,9 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
     key = (NPM, -600, 600)
     a_token, debt = "0x" + "66" * 20, "0x" + "77" * 20
     aave_pool = "0x" + "88" * 20
-    state = MarketState(1, "0x" + "00" * 19 + "01", NPM, (TOKEN1,), 4)
-    state.aave = AaveMarket(1, aave_pool, "0x" + "00" * 19 + "02", "0x" + "00" * 19 + "03", 4)
+    aave = AaveMarket(1, aave_pool, "0x" + "00" * 19 + "02", "0x" + "00" * 19 + "03", 4)
+    uni = UniswapMarket(1, "0x" + "00" * 19 + "01", NPM, 4)
+    state = MarketState(1, (TOKEN1,), 4, parts={"aave_v3": AavePart(aave), "uniswap_v3": uni})
     position = UniswapPosition(
         1,
         position_id(1, NPM, 7),
@@ -186,28 +190,38 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
         ),
     )
     state, out = market_step(state, BlockBatch(header(100), [], 100, True, seeds=seed))
-    assert [p.address for p in out.new_pools] == [POOL]
-    assert state.replicas[POOL].ticks == pool.ticks
-    assert state.replicas[POOL].position(*key) == pool_position
-    assert state.watched == {WALLET}
-    assert out.pool_snapshots and out.pool_snapshots[0].fee_growth_global0_x128 == (
+    uni_out = out.parts["uniswap_v3"]
+    assert [p.address for p in uni_out.new_pools] == [POOL]
+    assert uni.replicas[POOL].ticks == pool.ticks
+    assert uni.replicas[POOL].position(*key) == pool_position
+    assert uni.watched == {WALLET}
+    assert uni_out.pool_snapshots and uni_out.pool_snapshots[0].fee_growth_global0_x128 == (
         pool.fee_growth_global0_x128
     )
     assert TOKEN1 in {p.token for p in out.prices}  # a USD token: the pool prices TOKEN0
-    events = [e for item in out.shard_inputs.values() for e in item.events]
+    uni_items = [
+        i.parts["uniswap_v3"] for i in out.shard_inputs.values() if "uniswap_v3" in i.parts
+    ]
+    events = [e for item in uni_items for e in item.events]
     assert [(e.kind, e.created) for e in events] == [("watch", position)]
     tracker = NpmFeeTracker(NPM)
-    tracker.positions[7] = state.fee_tracker.positions[7]  # type: ignore[union-attr]
-    fees = {pid: f for item in out.shard_inputs.values() for pid, f in item.fees.items()}
+    assert uni.fee_tracker is not None
+    tracker.positions[7] = uni.fee_tracker.positions[7]
+    fees = {pid: f for item in uni_items for pid, f in item.fees.items()}
     assert fees == {position.position_id: tracker.uncollected(pool, 7)}
-    aave_items = [i.aave for i in out.shard_inputs.values() if i.aave is not None]
+    aave_items = [i.parts["aave_v3"] for i in out.shard_inputs.values() if "aave_v3" in i.parts]
     assert [a.account_id for item in aave_items for a in item.seeds] == [f"1:{aave_pool}:{WALLET}"]
 
     # The shard opens the position and the account as seeded, valued at this block.
-    (item,) = [i for i in out.shard_inputs.values() if i.events]
+    (item,) = [
+        i
+        for i in out.shard_inputs.values()
+        if "uniswap_v3" in i.parts and i.parts["uniswap_v3"].events
+    ]
     _, shard_out = shard_step(None, item)
-    assert [v.event for v in shard_out.versions] == ["watch"]
-    assert shard_out.updates and shard_out.updates[0].position == position
+    positions_out = shard_out.parts["uniswap_v3"]
+    assert [v.event for v in positions_out.versions] == ["watch"]
+    assert positions_out.updates and positions_out.updates[0].position == position
 
     # Next block: another wallet's NFT events and Aave events are not tracked, no dead letters.
     transfer = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -222,10 +236,14 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
         state, BlockBatch(header(101), [stranger_nft, stranger_increase], 101, True)
     )
     assert not out.dead_letters
-    assert not [e for item in out.shard_inputs.values() for e in item.events]
+    assert not [
+        e
+        for item in out.shard_inputs.values()
+        for e in (item.parts["uniswap_v3"].events if "uniswap_v3" in item.parts else [])
+    ]
     # An aToken Mint for the stranger is not routed; one for the wallet is.
     route: dict[int, AaveShardInput] = {}
-    assert state.aave is not None and state.aave.users == {WALLET}
+    assert aave.users == {WALLET}
     mint = "0x" + keccak(text="Mint(address,address,uint256,uint256,uint256)").hex()
 
     def a_token_mint(user: str, index: int) -> RawLog:
@@ -234,7 +252,7 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
         return RawLog(1, 102, "0x" + "02" * 32, index, "0x" + "98" * 32, 0, a_token, topics, data)
 
     logs = [a_token_mint(STRANGER, 0), a_token_mint(WALLET, 1)]
-    state.aave.step(logs, BlockRef(1, 102, "0x" + "02" * 32, 1100), state.tokens, route)
+    aave.step(logs, BlockRef(1, 102, "0x" + "02" * 32, 1100), state.tokens, route)
     routed = [e for item in route.values() for e in item.events]
     # The market passes the Mint as emitted; the shard recovers the scaled delta.
     assert [(e.user, e.kind, e.value, e.index_ray) for e in routed] == [
