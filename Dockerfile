@@ -11,13 +11,14 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY defimon defimon
 COPY ports ports
+COPY protocols protocols
 COPY flows flows
 COPY api api
 COPY schemas schemas
 COPY sql sql
 COPY devnet devnet
 COPY bench bench
-# Editable: sql/ (the migrations) is read from the source tree.
+# Editable: sql/ and protocols/*/tables.sql (the migrations) are read from the source tree.
 RUN pip install -e . && useradd --system --uid 10001 --home /data defimon \
     && mkdir -p /data && chown defimon /data
 USER defimon

@@ -21,6 +21,16 @@ import structlog
 from schemas.errors import ConfigError, QueryFailed, StoreError
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# Each protocol declares its own tables next to its code (protocols/<name>/tables.sql). Found by
+# path, not imported: the store stays below the protocols in the layering.
+PROTOCOLS_DIR = Path(__file__).resolve().parent.parent / "protocols"
+
+
+def migration_files() -> list[Path]:
+    """The core migrations in order, then every protocol's tables (by protocol name)."""
+    return sorted(SQL_DIR.glob("*.sql")) + sorted(PROTOCOLS_DIR.glob("*/tables.sql"))
+
+
 log = structlog.get_logger("defimon.store")
 
 _migrate_lock = threading.Lock()
@@ -151,13 +161,16 @@ class Store:
         return body
 
     def migrate(self) -> None:
-        """Apply sql/*.sql in order; every statement there is idempotent."""
+        """Apply sql/*.sql in order, then each protocol's tables.sql; every statement there is
+        idempotent."""
         with _migrate_lock:
             applied = []
-            for path in sorted(SQL_DIR.glob("*.sql")):
+            for path in migration_files():
                 for statement in split_statements(path.read_text()):
                     self.command(statement)
-                applied.append(path.name)
+                applied.append(
+                    path.name if path.parent == SQL_DIR else f"{path.parent.name}/{path.name}"
+                )
             now = datetime.now(UTC)
             # Recording it also warms the insert path (the driver imports its codecs lazily).
             self.insert(

@@ -45,22 +45,6 @@ ENGINE = ReplacingMergeTree(version, is_deleted)
 PARTITION BY intDiv(block_number, 10000000)
 ORDER BY (chain_id, block_number, log_index, block_hash);
 
--- Pools discovered from the factories' PoolCreated.
-CREATE TABLE IF NOT EXISTS defimon.pools
-(
-    chain_id      UInt64,
-    pool          String,
-    protocol      LowCardinality(String),
-    token0        String,
-    token1        String,
-    fee           UInt32,
-    tick_spacing  Int32,
-    created_block UInt64,
-    version       UInt64
-)
-ENGINE = ReplacingMergeTree(version)
-ORDER BY (chain_id, pool);
-
 CREATE TABLE IF NOT EXISTS defimon.tokens
 (
     chain_id  UInt64,
@@ -71,23 +55,6 @@ CREATE TABLE IF NOT EXISTS defimon.tokens
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (chain_id, address);
-
--- A pool's price state at the end of every block in which it changed.
-CREATE TABLE IF NOT EXISTS defimon.pool_states
-(
-    chain_id        UInt64,
-    pool            String,
-    block_number    UInt64,
-    block_hash      String,
-    block_time      DateTime64(3, 'UTC'),
-    sqrt_price_x96  UInt256,
-    tick            Int32,
-    liquidity       UInt128,
-    version         UInt64,
-    is_deleted      UInt8 DEFAULT 0
-)
-ENGINE = ReplacingMergeTree(version, is_deleted)
-ORDER BY (chain_id, pool, block_number, block_hash);
 
 -- USD per whole token at the end of every block in which it changed, and where it came from.
 CREATE TABLE IF NOT EXISTS defimon.token_prices
@@ -105,49 +72,6 @@ CREATE TABLE IF NOT EXISTS defimon.token_prices
 )
 ENGINE = ReplacingMergeTree(version, is_deleted)
 ORDER BY (chain_id, token, block_number, block_hash);
-
--- One row per structural change of a position, keyed by (block, log index).
--- "Positions at block N" = the latest version at or before N per position (see api/queries.py).
-CREATE TABLE IF NOT EXISTS defimon.position_versions
-(
-    chain_id          UInt64,
-    position_id       String,
-    protocol          LowCardinality(String),
-    block_number      UInt64,
-    log_index         UInt32,
-    block_hash        String,
-    block_time        DateTime64(3, 'UTC'),
-    tx_hash           String,
-    event             LowCardinality(String),
-    owner             String,
-    position_manager  String,
-    token_id          UInt256,
-    pool              String,
-    token0            String,
-    token1            String,
-    symbol0           String,
-    symbol1           String,
-    decimals0         UInt8,
-    decimals1         UInt8,
-    fee               UInt32,
-    tick_lower        Int32,
-    tick_upper        Int32,
-    liquidity         UInt128,
-    deposited0        UInt256,
-    deposited1        UInt256,
-    withdrawn0        UInt256,
-    withdrawn1        UInt256,
-    collected0        UInt256,
-    collected1        UInt256,
-    burned            UInt8,
-    version           UInt64,
-    is_deleted        UInt8 DEFAULT 0,
-    -- "which positions did this wallet ever hold" without a second table.
-    PROJECTION by_owner (SELECT owner, chain_id, position_id ORDER BY (owner, chain_id, position_id))
-)
-ENGINE = ReplacingMergeTree(version, is_deleted)
-ORDER BY (chain_id, position_id, block_number, log_index, block_hash)
-SETTINGS deduplicate_merge_projection_mode = 'rebuild';
 
 -- Logs the flow could not read, with the reason; the flow goes on without them.
 CREATE TABLE IF NOT EXISTS defimon.dead_letters
