@@ -153,6 +153,8 @@ class Proof:
     captured: dict[str, dict[str, Any]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     liquidations: list[ev.Liquidate] = field(default_factory=list)
+    # accruals as the contract did them: the stored market before, the time, the event
+    accrual_vectors: list[dict[str, Any]] = field(default_factory=list)
     event_abis: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def call(self, fn: Function, to: str, *args: Any) -> tuple[Any, ...]:
@@ -220,6 +222,17 @@ class Proof:
                     event.fee_shares,
                 )
                 self.accruals += 1
+                with_fee = [a for a in self.accrual_vectors if a["before"][5] != 0]
+                if len(with_fee if market.totals.fee else self.accrual_vectors) < 3:
+                    self.accrual_vectors.append(
+                        {
+                            "before": list(astuple(market.totals)),
+                            "timestamp": timestamp,
+                            "borrow_rate": event.prev_borrow_rate,
+                            "interest": event.interest,
+                            "fee_shares": event.fee_shares,
+                        }
+                    )
             shadow.step(timestamp, [event])
         result = self.state.step(timestamp, decoded)
         assert (shadow.markets, shadow.positions) == (self.state.markets, self.state.positions)
@@ -456,9 +469,11 @@ def test_morpho_state_follows_the_contract_at_every_block(proof: Proof) -> None:
     assert p.probes[True] >= 5 and p.probes[False] >= 20, p.probes
     assert p.accruals >= 15
     if WRITE_VECTORS:
-        VECTORS.write_text(
-            json.dumps(sorted(p.captured.values(), key=lambda c: c["name"]), indent=1) + "\n"
-        )
+        vectors = {
+            "logs": sorted(p.captured.values(), key=lambda c: c["name"]),
+            "accruals": p.accrual_vectors,
+        }
+        VECTORS.write_text(json.dumps(vectors, indent=1) + "\n")
     print(
         f"\nmorpho proof: {p.blocks} blocks, {p.account_blocks} account-blocks compared with"
         f" position(), {p.view_checks} account views at a later time, {p.accruals} accruals,"
