@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -204,9 +205,13 @@ class MorphoDeployment:
         return (p.loan_token, p.collateral_token, p.oracle, p.irm, p.lltv)
 
 
-def oracle_price(loan_per_collateral: int | float, loan_decimals: int, coll_decimals: int) -> int:
-    """OracleMock's price for `loan_per_collateral` whole loan tokens per collateral token."""
-    return int(loan_per_collateral * ORACLE_PRICE_SCALE * 10**loan_decimals) // 10**coll_decimals
+def oracle_price(
+    loan_per_collateral: int | Fraction, loan_decimals: int, collateral_decimals: int
+) -> int:
+    """OracleMock's price (1e36 scale, loan units per collateral unit, rounded down) for
+    `loan_per_collateral` whole loan tokens per whole collateral token."""
+    scaled = Fraction(loan_per_collateral) * ORACLE_PRICE_SCALE * 10**loan_decimals
+    return int(scaled / 10**collateral_decimals)
 
 
 def deploy_morpho(

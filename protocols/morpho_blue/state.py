@@ -269,7 +269,11 @@ class MorphoBlueState:
     rate_models: dict[str, RateModel] = field(default_factory=dict)
 
     def step(self, timestamp: int, events: Iterable[ev.Event]) -> StepResult:
-        """Apply one block's events (in log order) at the block's `timestamp`."""
+        """Apply one block's events (in log order) at the block's `timestamp`.
+
+        A StateError (an event the state cannot follow) leaves the block half applied: the
+        state no longer mirrors the contract, and the caller must treat it as fatal.
+        """
         accounts: set[tuple[str, str]] = set()
         markets: set[str] = set()
         for event in events:
