@@ -23,6 +23,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 
 from flows.endpoint import ChainEndpoint
 from flows.market import MarketOutput, MarketState, market_state, market_step
@@ -118,12 +119,15 @@ def build_flow(
     shards: int = DEFAULT_SHARDS,
     following: HeadFollowing | None = None,
     watch_requests: WatchRequests | None = None,
+    source: Source[BlockBatch | Rewind] | None = None,
 ) -> Dataflow:
+    """The flow over `endpoints`' chains. `source` replaces the chain source (the endpoints
+    then only give the chains' configs): tests feed blocks and reorgs of their own making."""
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
-    blocks = op.input(
-        "chain", flow, ChainSource(endpoints, status, stop, following, watch_requests)
-    )
+    if source is None:
+        source = ChainSource(endpoints, status, stop, following, watch_requests)
+    blocks = op.input("chain", flow, source)
     raw = op.map("chain_rows", blocks, chain_rows)
 
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.chain_id))
