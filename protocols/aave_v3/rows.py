@@ -1,4 +1,4 @@
-"""Aave V3's tables: their columns (the DDL is sql/, checked against these by
+"""Aave V3's tables: their columns (the DDL is tables.sql beside this, checked against these by
 tests/unit/test_table_shapes.py) and the rows of its stage outputs (pure)."""
 
 from __future__ import annotations

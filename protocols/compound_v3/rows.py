@@ -1,4 +1,4 @@
-"""Compound V3's tables: their columns (the DDL is sql/, checked against these by
+"""Compound V3's tables: their columns (the DDL is tables.sql beside this, checked by
 tests/unit/test_table_shapes.py) and the rows of its stage outputs (pure)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ERC-20 balances' table: its columns (the DDL is sql/, checked against these by
+"""ERC-20 balances' table: its columns (the DDL is tables.sql beside this, checked by
 tests/unit/test_table_shapes.py) and the rows of a block's balance changes (pure)."""
 
 from __future__ import annotations

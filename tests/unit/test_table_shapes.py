@@ -1,4 +1,4 @@
-"""The tables' two declarations agree: the DDL in sql/*.sql and the column lists the writers
+"""The tables' two declarations agree: the DDL (sql/*.sql for the core tables, protocols/<name>/tables.sql for each protocol's) and the column lists the writers
 insert with (flows/rows.py COLUMNS for the flow's tables: its CORE_COLUMNS and each protocol's
 TABLES, protocols/<name>/rows.py; the alert store's and the migration's own lists for the rest).
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from api.alerts import store as alert_store
 from flows.rows import COLUMNS, CORE_COLUMNS, RETRACTABLE
-from ports.store import SQL_DIR, Store, split_statements
+from ports.store import Store, migration_files, split_statements
 from protocols.registry import PLUGINS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def parse_schema(files: list[Path]) -> dict[str, list[Column]]:
     return tables
 
 
-SCHEMA = parse_schema(sorted(SQL_DIR.glob("*.sql")))
+SCHEMA = parse_schema(migration_files())
 
 
 def _migrate_columns() -> tuple[str, ...]:
