@@ -1,4 +1,5 @@
-"""The tables' two declarations agree: the DDL (sql/*.sql for the core tables, protocols/<name>/tables.sql for each protocol's) and the column lists the writers
+"""The tables' two declarations agree: the DDL (sql/*.sql for the core tables, each
+protocol's protocols/<name>/tables.sql) and the column lists the writers
 insert with (flows/rows.py COLUMNS for the flow's tables: its CORE_COLUMNS and each protocol's
 TABLES, protocols/<name>/rows.py; the alert store's and the migration's own lists for the rest).
 
