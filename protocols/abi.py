@@ -71,3 +71,17 @@ def int24(word: int, what: str) -> int:
     if not -(1 << 23) <= value < (1 << 23):
         raise DecodeError(f"{what} does not fit in int24")
     return value
+
+
+def return_words(result: object, count: int) -> list[int]:
+    """The `count` words of a static return value; DecodeError for any other shape."""
+    if not isinstance(result, str) or not result.startswith("0x"):
+        raise DecodeError(f"eth_call returned {str(result)[:80]!r}, not hex")
+    size = (len(result) - 2) // 2
+    if len(result) % 2 or size != 32 * count:
+        # An empty answer is what a call to an address without code returns.
+        raise DecodeError(f"returned {max(size, 0)} bytes, expected {32 * count}")
+    try:
+        return [int(result[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
+    except ValueError as exc:
+        raise DecodeError(f"returned data is not hex: {exc}") from exc

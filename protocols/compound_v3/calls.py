@@ -8,7 +8,7 @@ reason, so a wrong answer never becomes a wrong number. Shapes are Comet's
 
 from __future__ import annotations
 
-from protocols.abi import DecodeError, selector
+from protocols.abi import DecodeError, return_words, selector
 from protocols.abi import address as _address
 from protocols.abi import bounded as _bounded
 from protocols.abi import signed as _signed
@@ -63,20 +63,6 @@ def get_price_data(feed: str) -> str:
 
 def asset_info_data(index: int) -> str:
     return GET_ASSET_INFO + _word(index)
-
-
-def return_words(result: object, count: int) -> list[int]:
-    """The `count` words of a static return value; DecodeError for any other shape."""
-    if not isinstance(result, str) or not result.startswith("0x"):
-        raise DecodeError(f"eth_call returned {str(result)[:80]!r}, not hex")
-    size = (len(result) - 2) // 2
-    if len(result) % 2 or size != 32 * count:
-        # An empty answer is what a call to an address without code returns.
-        raise DecodeError(f"returned {max(size, 0)} bytes, expected {32 * count}")
-    try:
-        return [int(result[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
-    except ValueError as exc:
-        raise DecodeError(f"returned data is not hex: {exc}") from exc
 
 
 def decode_totals_basic(result: object) -> CometTotalsBasic:
