@@ -1,0 +1,185 @@
+"""Morpho Blue's reading side (I/O through `ports.rpc.JsonRpc`): the Morpho contract is watched
+from the start; each CreateMarket announces its tokens (their metadata goes on the batch); at a
+block the flow must value accounts at, each market's oracle `price()` and its IRM's
+`borrowRateView` for the market as stored then (`market(id)`) are read with eth_call.
+
+Which blocks: every live block and every checkpoint (the end of a backfill range) for every
+market, and in between each block with a log of a market for that market (its totals, so its
+rate, changed there). An oracle's price that moves with no Morpho log during a backfill is seen
+at the next of those (live blocks read every block: exact)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.abi import DecodeError, return_words, selector
+from protocols.base import ZERO_ADDRESS
+from protocols.morpho_blue import calls
+from protocols.morpho_blue import events as ev
+from protocols.morpho_blue.events import MarketParams
+from protocols.morpho_blue.math import MarketTotals
+from protocols.spec import Child, ProtocolReader, ReaderHost
+from ports.rpc import JsonRpc
+from schemas.chain import BlockBatch, RawLog
+from schemas.chain_config import ChainConfig
+from schemas.errors import RpcError
+
+NAME = "morpho_blue"
+MARKET = selector("market(bytes32)")
+_CREATE_MARKET = ev.TOPICS["CreateMarket"]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRead:
+    """What a market's oracle and IRM answered at a block (None: not read or not readable)."""
+
+    price: int | None
+    borrow_rate: int | None
+    error: str = ""  # why the price could not be read ('' when it was)
+
+
+def _market_ids(logs: Iterable[RawLog], morpho: str) -> set[str]:
+    """The markets a block's Morpho logs are about (topic 1 of every market event)."""
+    found = set()
+    for log in logs:
+        if log.address != morpho or len(log.topics) < 2:
+            continue
+        if log.topics[0] in _MARKET_TOPICS:
+            found.add(log.topics[1])
+    return found
+
+
+_MARKET_TOPICS = frozenset(
+    ev.TOPICS[name]
+    for name in (
+        "CreateMarket",
+        "SetFee",
+        "Supply",
+        "Withdraw",
+        "Borrow",
+        "Repay",
+        "SupplyCollateral",
+        "WithdrawCollateral",
+        "Liquidate",
+        "AccrueInterest",
+    )
+)
+
+
+class MorphoReader(ProtocolReader):
+    name = NAME
+
+    def __init__(self, rpc: JsonRpc, morpho: str) -> None:
+        self.rpc = rpc
+        self.morpho = morpho
+        self.markets: dict[str, MarketParams] = {}
+
+    @classmethod
+    def for_chain(
+        cls, config: ChainConfig, rpc: JsonRpc, host: ReaderHost
+    ) -> MorphoReader | None:
+        if config.morpho_blue is None:
+            return None
+        return cls(rpc, config.morpho_blue.morpho)
+
+    def addresses(self) -> list[str]:
+        return [self.morpho]
+
+    def parents(self) -> dict[str, str]:
+        return {self.morpho: NAME}
+
+    def children(self, kind: str, item: dict[str, Any]) -> list[Child]:
+        # A new market's tokens: their metadata goes on the batch (the contract is watched).
+        topics = item.get("topics") or []
+        if kind != NAME or not topics or topics[0] != _CREATE_MARKET:
+            return []
+        try:
+            params = _params(item)
+        except (KeyError, ValueError, TypeError):
+            return []
+        return [Child(int(item["blockNumber"], 16), self.morpho, (params[0], params[1]))]
+
+    def checkpoint(self) -> dict[str, MarketParams]:
+        return dict(self.markets)
+
+    def rollback(self, saved: Any) -> None:
+        self.markets = dict(saved)
+
+    def read(self, batches: list[BlockBatch]) -> None:
+        for batch in batches:
+            for log in batch.logs:
+                if log.address == self.morpho and log.topics and log.topics[0] == _CREATE_MARKET:
+                    try:
+                        created = ev.decode(log)
+                    except DecodeError:
+                        continue  # the market stage dead-letters it
+                    assert isinstance(created, ev.CreateMarket)
+                    self.markets[created.id] = created.params
+            if not self.markets:
+                continue
+            if batch.live or batch.checkpoint:
+                wanted = sorted(self.markets)
+            else:
+                wanted = sorted(_market_ids(batch.logs, self.morpho) & set(self.markets))
+            if wanted:
+                batch.reads[NAME] = self._read(wanted, batch.header.number)
+
+    def _read(self, markets: list[str], block: int) -> dict[str, MarketRead]:
+        at = hex(block)
+        first: list[tuple[str, list[Any]]] = []
+        for market in markets:
+            params = self.markets[market]
+            first.append(("eth_call", [{"to": self.morpho, "data": MARKET + market[2:]}, at]))
+            first.append(("eth_call", [{"to": params.oracle, "data": calls.PRICE}, at]))
+        answers = self.rpc.batch_each(first)
+        totals: dict[str, MarketTotals] = {}
+        prices: dict[str, int | str] = {}
+        for i, market in enumerate(markets):
+            stored, price = answers[2 * i], answers[2 * i + 1]
+            if not isinstance(stored, RpcError):
+                try:
+                    totals[market] = MarketTotals(*return_words(stored, 6))
+                except DecodeError:
+                    pass
+            if isinstance(price, RpcError):
+                prices[market] = str(price)
+            else:
+                try:
+                    prices[market] = calls.decode_uint(price, "price()")
+                except DecodeError as exc:
+                    prices[market] = str(exc)
+        second: list[tuple[str, list[Any]]] = []
+        rated = [
+            m for m in markets if m in totals and self.markets[m].irm != ZERO_ADDRESS
+        ]
+        for market in rated:
+            data = calls.borrow_rate_view_data(self.markets[market], totals[market])
+            second.append(("eth_call", [{"to": self.markets[market].irm, "data": data}, at]))
+        rates: dict[str, int] = {}
+        for market, answer in zip(rated, self.rpc.batch_each(second) if second else [], strict=True):
+            if isinstance(answer, RpcError):
+                continue
+            try:
+                rates[market] = calls.decode_uint(answer, "borrowRateView")
+            except DecodeError:
+                continue
+        out = {}
+        for market in markets:
+            price = prices[market]
+            rate = rates.get(market, 0 if self.markets[market].irm == ZERO_ADDRESS else None)
+            if isinstance(price, str):
+                out[market] = MarketRead(None, rate, price or "no answer")
+            else:
+                out[market] = MarketRead(price, rate)
+        return out
+
+
+def _params(item: dict[str, Any]) -> MarketParams:
+    """CreateMarket's data: the five words of MarketParams."""
+    data = item["data"]
+    words = [int(data[2 + 64 * i : 66 + 64 * i], 16) for i in range(5)]
+    if len(data) != 2 + 64 * 5:
+        raise ValueError("CreateMarket data is not five words")
+    return MarketParams(*(f"0x{w:040x}" for w in words[:4]), words[4])
