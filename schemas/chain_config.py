@@ -33,6 +33,9 @@ It is a small TOML file::
     [compound_v3]              # optional
     comets = ["0x..."]
 
+    [morpho_blue]              # optional
+    morpho = "0x..."           # the Morpho contract; its CreateMarket events name the markets
+
     [wallets]                  # optional
     watch = ["0x..."]          # wallets whose ERC-20 balances are tracked from the start, besides
                                # the position owners and Aave users the flow discovers itself
@@ -42,7 +45,7 @@ It is a small TOML file::
     ws = "wss://..."           # newHeads subscription (else HTTP polling)
 
 A config names any subset of the protocols (`[uniswap_v3]`, `[aave_v3]`, `[compound_v3]`
-with at least one comet): the flow follows only those. One that names none is refused, unless
+with at least one comet, `[morpho_blue]`): the flow follows only those. One that names none is refused, unless
 its `[pricing] feeds` name tokens: then it tracks the ERC-20 balances of those tokens alone
 (for the `[wallets] watch` list and the wallets added at runtime), priced by the feeds.
 
@@ -89,6 +92,11 @@ class CompoundV3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class MorphoBlueConfig:
+    morpho: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChainConfig:
     chain_id: int
     uniswap_v3: UniswapV3Config | None = None
@@ -102,6 +110,7 @@ class ChainConfig:
     min_depth_usd: float = DEFAULT_MIN_DEPTH_USD
     aave_v3: AaveV3Config | None = None
     compound_v3: CompoundV3Config | None = None
+    morpho_blue: MorphoBlueConfig | None = None
     watch_wallets: tuple[str, ...] = field(default_factory=tuple)
     # Default endpoints (public ones for the built-ins); the command line overrides them.
     rpc_http: tuple[str, ...] = field(default_factory=tuple)
@@ -124,6 +133,7 @@ class ChainConfig:
             ("uniswap_v3", self.uniswap_v3 is not None),
             ("aave_v3", self.aave_v3 is not None),
             ("compound_v3", self.compound_v3 is not None and bool(self.compound_v3.comets)),
+            ("morpho_blue", self.morpho_blue is not None),
         )
         return tuple(name for name, present in named if present)
 
@@ -178,6 +188,9 @@ class ChainConfig:
             if "compound_v3" in raw:
                 comets = raw["compound_v3"].get("comets", [])
                 compound = CompoundV3Config(tuple(normalize_address(c) for c in comets))
+            morpho = None
+            if "morpho_blue" in raw:
+                morpho = MorphoBlueConfig(normalize_address(raw["morpho_blue"]["morpho"]))
             watch = tuple(
                 sorted({normalize_address(w) for w in raw.get("wallets", {}).get("watch", [])})
             )
@@ -197,6 +210,7 @@ class ChainConfig:
             min_depth_usd=min_depth_usd,
             aave_v3=aave,
             compound_v3=compound,
+            morpho_blue=morpho,
             watch_wallets=watch,
             rpc_http=rpc_http,
             rpc_ws=rpc_ws,
@@ -264,6 +278,8 @@ class ChainConfig:
         if self.compound_v3:
             comets = ", ".join(f'"{c}"' for c in self.compound_v3.comets)
             lines += ["", "[compound_v3]", f"comets = [{comets}]"]
+        if self.morpho_blue:
+            lines += ["", "[morpho_blue]", f'morpho = "{self.morpho_blue.morpho}"']
         if self.watch_wallets:
             watch = ", ".join(f'"{w}"' for w in self.watch_wallets)
             lines += ["", "[wallets]", f"watch = [{watch}]"]
@@ -279,8 +295,9 @@ class ChainConfig:
 
 _BUILTIN = resources.files("schemas") / "chains"
 NO_PROTOCOL = (
-    "chain config names no protocol: give at least one of [uniswap_v3], [aave_v3] or "
-    "[compound_v3] (with comets), or [pricing] feeds to track ERC-20 balances alone"
+    "chain config names no protocol: give at least one of [uniswap_v3], [aave_v3], "
+    "[compound_v3] (with comets) or [morpho_blue], or [pricing] feeds to track ERC-20 "
+    "balances alone"
 )
 _URL_SCHEMES = {"http": ("http://", "https://"), "ws": ("ws://", "wss://")}
 
