@@ -1,10 +1,10 @@
 """Reading what ERC-20 balances need from a node (I/O only; the fold is protocols/erc20/book.py).
 
-Tracked wallets are the owners of position NFTs (the position manager's `Transfer` to), the
-Aave users (the Pool's `Supply`/`Borrow` on behalf of, aToken and debt-token `Mint` on behalf
-of, aToken `BalanceTransfer` to) and the config's `[wallets] watch` list. Tracked tokens are
-the tokens the flow knows: Uniswap pool tokens and Aave reserve assets (aTokens and debt
-tokens are lending positions already, so never balances here).
+Tracked wallets are those the protocols' logs name (each reader's `wallets`: the owners of
+position NFTs, the Aave users, ...) and the config's `[wallets] watch` list. Tracked tokens are
+the tokens the flow knows: those the watched contracts announce (pool tokens, reserve assets;
+the watched contracts themselves, aTokens and debt tokens among them, are lending positions
+already, so never balances here).
 
 For every range, a tracked token's `Transfer` logs are read filtered by topic to the tracked
 wallets (sender in the list, then recipient in the list), never all of a token's transfers.
@@ -22,9 +22,9 @@ from typing import Any
 import structlog
 
 from flows.rpc import RpcClient
-from protocols.aave_v3.events import BALANCE_TRANSFER, BORROW, SCALED_MINT, STABLE_MINT, SUPPLY
+from protocols.abi import topic as event_topic
 from protocols.base import ZERO_ADDRESS
-from protocols.erc20.events import TRANSFER
+from protocols.spec import ProtocolReader
 from schemas.chain_config import ChainConfig
 from schemas.errors import ArchiveRequired
 
@@ -34,8 +34,8 @@ _BALANCE_OF = "0x70a08231"  # balanceOf(address)
 WALLETS_PER_QUERY = 500  # topic lists per eth_getLogs; providers cap request sizes
 CALLS_PER_BATCH = 500
 
-# topic0 -> the address whose log names a wallet in topic 2 ("" = any watched address)
-_WALLET_TOPICS = {SCALED_MINT: "", STABLE_MINT: "", BALANCE_TRANSFER: ""}
+# The ERC-20 Transfer: the balances' own log (a standard, not a protocol's)
+TRANSFER = event_topic("Transfer(address,address,uint256)")
 
 
 def _topic_address(topic: str) -> str:
@@ -67,15 +67,16 @@ class BalanceTracker:
         config: ChainConfig,
         wallets: Iterable[str] = (),
         tokens: Iterable[str] = (),
+        readers: Sequence[ProtocolReader] = (),
     ) -> None:
         self.rpc = rpc
         self.wallets: set[str] = set(wallets)
         self.tokens: set[str] = set(tokens)
-        self.wallet_topics = dict(_WALLET_TOPICS)
-        if config.uniswap_v3 is not None:
-            self.wallet_topics[TRANSFER] = config.uniswap_v3.position_manager
-        if config.aave_v3 is not None:
-            self.wallet_topics[SUPPLY] = self.wallet_topics[BORROW] = config.aave_v3.pool
+        # topic0 -> the protocols' readers that say which wallets such a log names
+        self.wallet_topics: dict[str, list[ProtocolReader]] = {}
+        for reader in readers:
+            for t0 in reader.wallet_topics():
+                self.wallet_topics.setdefault(t0, []).append(reader)
         # The watch list (and the config's priced tokens) start at the first block read.
         self._pending_wallets = set(config.watch_wallets) - self.wallets - {ZERO_ADDRESS}
         self._pending_tokens = {token for token, _feed in config.feeds} - self.tokens
@@ -101,19 +102,16 @@ class BalanceTracker:
             topics = item.get("topics")
             if not topics:
                 continue
-            emitter = topics_of.get(topics[0])
-            if emitter is None or len(topics) < 3:
+            readers = topics_of.get(topics[0])
+            if readers is None:
                 continue
-            if emitter and item.get("address", "").lower() != emitter:
-                continue
-            if topics[0] == TRANSFER and len(topics) != 4:
-                continue  # the manager's ERC-721 Transfer has the token id as topic 3
-            wallet = _topic_address(topics[2])
-            if wallet == ZERO_ADDRESS or wallet in self.wallets:
-                continue
-            block = int(item["blockNumber"], 16)
-            if block < found.get(wallet, block + 1):
-                found[wallet] = block
+            for reader in readers:
+                for wallet in reader.wallets(item):
+                    if wallet == ZERO_ADDRESS or wallet in self.wallets:
+                        continue
+                    block = int(item["blockNumber"], 16)
+                    if block < found.get(wallet, block + 1):
+                        found[wallet] = block
         return found
 
     def read(

@@ -1,14 +1,16 @@
 """Read whole blocks of watched logs from a node (I/O only; no Bytewax, no domain logic).
 
-The watched set is the protocols' fixed contracts plus every child a parent announced: pools
-from the Uniswap factory, aTokens and debt tokens from the Aave configurator, price feeds from
-the Aave oracle. A child can be announced and used in the same range, so each read first takes
-the known set, then reads again for the children that range announced (from their block on).
+The watched set is the protocols' fixed contracts plus every child a parent announced (each
+protocol's reader says which: protocols/<name>/reader.py; pools from a factory, reserve tokens
+from a configurator, price feeds from an oracle). A child can be announced and used in the same
+range, so each read first takes the known set, then reads again for the children that range
+announced (from their block on). Each reader also reads the state its protocol needs at the
+blocks read (`BlockBatch.reads`), checkpointed with the rest around a read that may fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -20,9 +22,8 @@ import structlog
 from flows.balance_reader import BalanceTracker, TrackedRead
 from flows.prices_reader import BlockLogs, PriceReader
 from flows.rpc import RpcClient
-from protocols.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, UPGRADED
-from protocols.compound_v3.reader import CometReader
-from protocols.uniswap_v3.events import POOL_CREATED
+from protocols.registry import PLUGINS
+from protocols.spec import Child, ProtocolReader
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
 from schemas.errors import RpcError, RpcTransportError
@@ -32,7 +33,6 @@ log = structlog.get_logger("defimon.source")
 
 _DECIMALS = "0x313ce567"  # decimals()
 _SYMBOL = "0x95d89b41"  # symbol()
-_POOL_REVISION = "0x0148170e"  # POOL_REVISION(): the Aave Pool's implementation revision
 _HEADER_BATCH = 200
 _LOG_INDEX = itemgetter(3)  # RawLog.log_index
 
@@ -46,55 +46,23 @@ class RangeRead:
 _T = TypeVar("_T", RangeRead, BlockBatch)
 
 
-@dataclass(frozen=True, slots=True)
-class Child:
-    """A contract a watched parent announced: a pool, an aToken or debt token, a price feed."""
-
-    block: int
-    address: str
-    tokens: tuple[str, ...]  # ERC-20s whose metadata the flow needs because of it
-    kind: str = ""  # "feed" for an oracle source, classified and read where announced
-
-
 def _position(item: dict[str, Any]) -> tuple[int, int]:
     return int(str(item["blockNumber"]), 16), int(str(item["logIndex"]), 16)
 
 
-def _word_address(word: str) -> str:
-    return "0x" + word[-40:].lower()
-
-
-def children_of(item: dict[str, Any], parents: dict[str, str]) -> list[Child]:
-    """Contracts announced by one raw log of a parent (factory, configurator, oracle)."""
-    kind = parents.get(str(item.get("address", "")).lower())
+def children_of(
+    item: dict[str, Any], parents: dict[str, tuple[str, ProtocolReader]]
+) -> list[Child]:
+    """Contracts announced by one raw log of a parent (a protocol reader's `parents`)."""
+    parent = parents.get(str(item.get("address", "")).lower())
     topics = item.get("topics")
-    if kind is None or not isinstance(topics, list) or not topics:
+    if parent is None or not isinstance(topics, list) or not topics:
         return []
-    data = str(item.get("data", ""))
+    kind, reader = parent
     try:
-        block = int(str(item["blockNumber"]), 16)
-        if kind == "factory" and topics[0] == POOL_CREATED and len(topics) == 4:
-            if len(data) == 2 + 128:
-                tokens = (_word_address(topics[1]), _word_address(topics[2]))
-                return [Child(block, _word_address(data), tokens)]
-        elif kind == "configurator" and topics[0] == RESERVE_INITIALIZED and len(topics) == 3:
-            if len(data) == 2 + 192:
-                asset = _word_address(topics[1])
-                announced = [
-                    _word_address(topics[2]),
-                    *(_word_address(w) for w in (data[2:66], data[66:130])),
-                ]
-                # Reserves listed since 3.2 have no stable debt token: stableDebtToken = 0x0.
-                return [
-                    Child(block, token, (asset,) if i == 0 else ())
-                    for i, token in enumerate(announced)
-                    if int(token, 16)
-                ]
-        elif kind == "oracle" and topics[0] == ASSET_SOURCE_UPDATED and len(topics) == 3:
-            return [Child(block, _word_address(topics[2]), (_word_address(topics[1]),), "feed")]
+        return reader.children(kind, item)
     except (KeyError, ValueError):
         return []  # malformed: the market stage dead-letters the log itself
-    return []
 
 
 class _ReadAgain(Exception):
@@ -115,41 +83,31 @@ class ChainReader:
         self.rpc = rpc
         self.config = config
         self.chain_id = config.chain_id
-        # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
-        # Only the protocols the config names are watched (any subset of them).
-        self.parents: dict[str, str] = {}
-        self.fixed: list[str] = []
-        if config.uniswap_v3 is not None:
-            self.parents[config.uniswap_v3.factory] = "factory"
-            self.fixed += [config.uniswap_v3.factory, config.uniswap_v3.position_manager]
-        # The Aave Pool whose revision is read (none when the config pins the version): at
-        # the first block read, and at each block where its proxy logs `Upgraded`.
-        self._aave_pool: str | None = None
-        self._revision_read = False
-        self._revisions: dict[int, int] = {}
-        if config.aave_v3 is not None:
-            aave = config.aave_v3
-            if aave.version is None:
-                self._aave_pool = aave.pool
-            self.parents[aave.pool_configurator] = "configurator"
-            self.parents[aave.oracle] = "oracle"
-            self.fixed += [aave.pool, aave.pool_configurator, aave.oracle]
-        self.fixed += [feed for _token, feed in config.feeds]
-        # Comets: their logs, and their state read with eth_call at the blocks that need it.
-        self.comet: CometReader | None = None
-        if config.compound_v3 is not None and config.compound_v3.comets:
-            self.fixed += list(config.compound_v3.comets)
-            self.comet = CometReader(rpc, config.compound_v3.comets, self.token_infos)
         self.children: set[str] = set(children)
         self._tokens_seen: set[str] = set()
         self._token_info: dict[str, TokenInfo] = {}
+        # The readers of the protocols the config names (any subset of them), in registry
+        # order: their contracts are watched, and their state read at the blocks they need.
+        self.readers: list[ProtocolReader] = []
+        for plugin in PLUGINS:
+            reader = plugin.reader(config, rpc, self) if plugin.reader is not None else None
+            if reader is not None:
+                self.readers.append(reader)
+        # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
+        self.parents: dict[str, str] = {}
+        self._announcers: dict[str, tuple[str, ProtocolReader]] = {}
+        self.fixed: list[str] = []
+        oracle = None
+        for reader in self.readers:
+            self.fixed += reader.addresses()
+            for address, kind in reader.parents().items():
+                self.parents[address] = kind
+                self._announcers[address] = (kind, reader)
+            oracle = oracle or reader.price_oracle()
+        self.fixed += [feed for _token, feed in config.feeds]
         # The oracle's price sources: classified, followed and read (flows/prices_reader.py).
-        aave_cfg = config.aave_v3
         self.prices = PriceReader(
-            rpc,
-            aave_cfg.oracle if aave_cfg else "",
-            aave_cfg.price_reads if aave_cfg else "on_change",
-            prices,
+            rpc, oracle[0] if oracle else "", oracle[1] if oracle else "on_change", prices
         )
         self._announced_sources: dict[int, set[str]] = {}
         self._initial_tokens = {t for t, _feed in config.feeds}
@@ -157,13 +115,28 @@ class ChainReader:
         # read at read points: protocols/prices.py), announced at the first block read.
         self._initial_feeds = set(config.feeds)
         # ERC-20 balances of tracked wallets: their Transfer logs join the watched logs.
-        self.balances = BalanceTracker(rpc, config, wallets, tokens)
+        self.balances = BalanceTracker(rpc, config, wallets, tokens, self.readers)
         self._announced: list[Child] = []
         self._racy_head: bool | None = None  # learned from web3_clientVersion, once
 
     @property
     def pools(self) -> set[str]:  # the source's cursor still calls them pools
         return self.children
+
+    def reader(self, name: str) -> ProtocolReader | None:
+        """A protocol's reader (None when the config does not name it)."""
+        return next((r for r in self.readers if r.name == name), None)
+
+    # What the protocols' readers ask of it (protocols.spec.ReaderHost) ----------------------
+
+    def follows(self, address: str) -> bool:
+        return address in self.children
+
+    def read_sources(
+        self, sources: Sequence[tuple[int, str, str]], block: int
+    ) -> dict[str, SourceRead]:
+        self.prices.announce(sources)
+        return self.prices.read([block])[block]
 
     # Logs -----------------------------------------------------------------------------------
 
@@ -194,7 +167,7 @@ class ChainReader:
         raw = self.rpc.get_logs(self._watched_filter(base))
         new_tokens: set[str] = set(self._initial_tokens)
         self._initial_tokens = set()
-        announced = [c for item in raw for c in children_of(item, self.parents)]
+        announced = [c for item in raw for c in children_of(item, self._announcers)]
         announced += [Child(first, f, (t,), "feed") for t, f in sorted(self._initial_feeds)]
         self._initial_feeds = set()
         self._announced = announced
@@ -230,49 +203,6 @@ class ChainReader:
             for item in self.rpc.get_logs({**flt, "address": sorted(since)})
             if int(item["blockNumber"], 16) >= since[item["address"].lower()]
         ]
-
-    # The Aave Pool's revision ---------------------------------------------------------------
-
-    def _read_revisions(self, raw: list[dict], first: int) -> None:
-        """POOL_REVISION() at the first block this reader reads (or, while the pool has no
-        code yet, at its first log) and at every block where the Pool proxy was upgraded."""
-        pool = self._aave_pool
-        if pool is None:
-            return
-        logs = [
-            (int(str(item["blockNumber"]), 16), (item.get("topics") or [None])[0])
-            for item in raw
-            if str(item.get("address", "")).lower() == pool
-        ]
-        if not self._revision_read and not self._read_revision(first) and logs:
-            self._read_revision(min(block for block, _t0 in logs))
-        for block in sorted({block for block, t0 in logs if t0 == UPGRADED} - set(self._revisions)):
-            self._read_revision(block)
-
-    def _read_revision(self, block: int) -> bool:
-        try:
-            out = self.rpc.call(
-                "eth_call", [{"to": self._aave_pool, "data": _POOL_REVISION}, hex(block)]
-            )
-        except RpcTransportError:
-            raise  # a fault, not an answer: the source reads the range again
-        except RpcError as exc:
-            log.warning("aave.revision_unreadable", pool=self._aave_pool, error=str(exc))
-            return False
-        revision = _decode_uint(out)
-        if not revision:
-            return False  # no pool there yet (no code): the rules stay as they are
-        self._revisions[block] = revision
-        self._revision_read = True
-        return True
-
-    def _take_revisions(self, batches: list[BlockBatch]) -> None:
-        """Each revision goes with the first batch at or after the block it was read at (a
-        block with no watched logs has no batch, and nothing in between needs the rules)."""
-        for block in sorted(self._revisions):
-            batch = next((b for b in batches if b.header.number >= block), None)
-            if batch is not None:
-                batch.aave_revision = self._revisions.pop(block)
 
     def _price_reads(
         self, raw: list[dict], base: dict[str, object], start: int, end: int, live: bool
@@ -373,19 +303,17 @@ class ChainReader:
             set(self._initial_feeds),
             set(self._tokens_seen),
         )
-        revisions = (self._revision_read, dict(self._revisions))
         tracker = self.balances.checkpoint()
         prices = self.prices.checkpoint()
-        comet = self.comet.checkpoint() if self.comet is not None else None
+        readers = [r.checkpoint() for r in self.readers]
         try:
             yield
         except BaseException:
             self.children, self._initial_tokens, self._initial_feeds, self._tokens_seen = saved
-            self._revision_read, self._revisions = revisions
             self.balances.rollback(tracker)
             self.prices.rollback(prices)
-            if self.comet is not None and comet is not None:
-                self.comet.rollback(comet)
+            for reader, cp in zip(self.readers, readers, strict=True):
+                reader.rollback(cp)
             raise
 
     def _racy_node(self) -> bool:
@@ -433,13 +361,14 @@ class ChainReader:
     ) -> bool:
         """Whether the read took state at `block` that a racy answer could have changed:
         prices that moved from the block before's (an answer from the next block that moved
-        nothing is the right answer) and comet reads. Opening balances are not checked: a
-        wallet's balance of a token is read once, when it becomes tracked, and is wrong only
-        if the very next block moves that token for that wallet; checking them cost a fast
-        chain a block of lag at every new wallet (tests/integration/test_fast_chain.py)."""
+        nothing is the right answer) and the protocols' reads (a comet's state, a pool's
+        revision). Opening balances are not checked: a wallet's balance of a token is read
+        once, when it becomes tracked, and is wrong only if the very next block moves that
+        token for that wallet; checking them cost a fast chain a block of lag at every new
+        wallet (tests/integration/test_fast_chain.py)."""
         batches = out.batches if isinstance(out, RangeRead) else [out]
         return self.prices.last_reads != reads_before or any(
-            b.comet for b in batches if b.header.number == block
+            b.reads for b in batches if b.header.number == block
         )
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
@@ -456,7 +385,6 @@ class ChainReader:
     def _read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
         raw, new_tokens = self._fetch(flt, start)
-        self._read_revisions(raw, start)
         reads, price_headers = self._price_reads(raw, flt, start, end, live)
         tracked = self._track_balances(raw, flt, start)
         by_block: dict[int, list[RawLog]] = {}
@@ -495,14 +423,13 @@ class ChainReader:
             batches.append(BlockBatch(header, logs, head, live, checkpoint=n == end))
         if batches and tokens:
             batches[0].tokens = tokens
-        self._take_revisions(batches)
         for batch in batches:
             batch.price_reads = reads.get(batch.header.number, {})
             batch.balances = tracked.openings.get(batch.header.number, {})
             batch.unreadable_balances = tracked.unreadable.get(batch.header.number, {})
         self.balances.commit(tracked)
-        if self.comet is not None:
-            self.comet.read(batches)
+        for reader in self.readers:
+            reader.read(batches)
         return RangeRead(batches, len(raw) + len(tracked.logs))
 
     def read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
@@ -513,20 +440,18 @@ class ChainReader:
     def _read_block(self, header: BlockHeader, *, head: int) -> BlockBatch:
         flt: dict[str, object] = {"blockHash": header.hash}
         raw, new_tokens = self._fetch(flt, header.number)
-        self._read_revisions(raw, header.number)
         reads, _headers = self._price_reads(raw, flt, header.number, header.number, True)
         tracked = self._track_balances(raw, flt, header.number)
         by_block = {header.number: [self._to_log(item) for item in raw]}
         self._add_transfers(tracked.logs, by_block, {})
         logs = by_block[header.number]
         batch = BlockBatch(header, logs, head, True, self.token_infos(new_tokens))
-        self._take_revisions([batch])
         batch.price_reads = reads.get(header.number, {})
         batch.balances = tracked.openings.get(header.number, {})
         batch.unreadable_balances = tracked.unreadable.get(header.number, {})
         self.balances.commit(tracked)
-        if self.comet is not None:
-            self.comet.read([batch])
+        for reader in self.readers:
+            reader.read([batch])
         return batch
 
     def _track_balances(self, raw: list[dict], flt: dict[str, object], start: int) -> TrackedRead:

@@ -397,16 +397,14 @@ class _Reader(threading.Thread):
         self._put([rewind], ancestor + 1)
 
     def _seed_new_tokens(self, batches: list[BlockBatch]) -> None:
-        """Watch mode: NFTs minted or moved to a watched wallet in these blocks are seeded
-        at their block (the manager's fee checkpoint cannot come from a partial replica)."""
+        """Watch mode: what these blocks' logs brought the watched wallets that the logs
+        cannot show is seeded at its block (an NFT minted or moved to one: the manager's fee
+        checkpoint cannot come from a partial replica)."""
         if self.watch is None:
             return
         for batch in batches:
-            holders = self.watch.new_tokens(batch.logs)
-            if holders:
-                extra = self._retrying(
-                    partial(self.watch.seed_tokens, holders, batch.header.number)
-                )
+            extra = self._retrying(partial(self.watch.seed_logs, batch.logs, batch.header.number))
+            if extra is not None:
                 batch.seeds = merge_seeds(batch.seeds, extra)
 
     def _take_requests(self, block: int) -> WatchSeed | None:

@@ -6,9 +6,13 @@ and the length checks give malformed logs a precise reason for the dead letters.
 
 from __future__ import annotations
 
+from typing import Any
+
+from eth_abi import encode
 from eth_utils import keccak
 
 from schemas.chain import RawLog
+from schemas.errors import RpcError
 
 _SIGN_BIT = 1 << 255
 _TWO_256 = 1 << 256
@@ -85,3 +89,36 @@ def return_words(result: object, count: int) -> list[int]:
         return [int(result[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
     except ValueError as exc:
         raise DecodeError(f"returned data is not hex: {exc}") from exc
+
+
+# eth_call answers and arguments (the readers' seeds) ------------------------------------------
+
+
+def answer_words(data: object, count: int) -> list[int]:
+    """The first `count` words of an eth_call answer, a longer one allowed (unlike
+    `return_words`: watch-mode seeds read structs that grew across versions); a short or
+    missing answer raises RpcError, a fault of the seed rather than a log's dead letter."""
+    if not isinstance(data, str) or len(data) < 2 + 64 * count:
+        raise RpcError(f"eth_call answered {str(data)[:80]!r}, expected {count} words")
+    return [int(data[2 + 64 * i : 66 + 64 * i], 16) for i in range(count)]
+
+
+def signed_bits(word: int, bits: int) -> int:
+    """A two's-complement intN from the low `bits` bits of a word."""
+    word &= (1 << bits) - 1
+    return word - (1 << bits) if word >> (bits - 1) else word
+
+
+def low_address(word: int) -> str:
+    """The address in a word's low 160 bits (an eth_call answer: no check of the rest)."""
+    return f"0x{word & ((1 << 160) - 1):040x}"
+
+
+def padded(address: str) -> str:
+    """An address as a 32-byte topic or argument word."""
+    return "0x" + address[2:].rjust(64, "0")
+
+
+def encoded(types: list[str], values: list[Any]) -> str:
+    """ABI-encoded call arguments as hex (no 0x), to append to a selector."""
+    return encode(types, values).hex()

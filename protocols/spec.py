@@ -14,22 +14,30 @@ both through a `Plugin` (listed in protocols/registry.py):
 
 Every step is pure: `step(state, inputs) -> outputs` on plain data, no I/O. Undo for reorgs is
 the flow's (flows/rewind.py keeps copies of the whole stage state).
+
+The source's edge is the protocol's **reader** (`ProtocolReader`, one per chain, on the chain
+reader's thread; I/O through the `ports.rpc.JsonRpc` port): the contracts it watches and those
+they announce, the state it reads with eth_call at the blocks it needs (`BlockBatch.reads`), the
+logs that name a wallet whose ERC-20 balances are tracked, and wallet watch mode's seeds
+(`WatchSeed.parts`). flows/chain_reader.py, balance_reader.py and watch.py only iterate them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ports.rpc import JsonRpc
 from protocols.base import DeadLetter
 from protocols.prices import Anchor
 from protocols.windows import WindowBook, WindowBoundary, WindowRow
-from schemas.chain import BlockBatch, TokenInfo
+from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
 from schemas.positions import BlockRef, TokenPrice
+from schemas.prices import SourceRead
 from schemas.stream import BusEvent
 
 Row = tuple[Any, ...]
@@ -174,6 +182,142 @@ class ShardPart:
         """The windows closed: forget subjects that ended."""
 
 
+# The reader's side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A contract a watched parent announced: a pool, an aToken or debt token, a price feed."""
+
+    block: int
+    address: str
+    tokens: tuple[str, ...]  # ERC-20s whose metadata the flow needs because of it
+    kind: str = ""  # "feed" for a price source, classified and read where announced
+
+
+class ReaderHost(Protocol):
+    """What the chain reader (flows/chain_reader.py) offers the protocols' readers."""
+
+    def token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
+        """Metadata of the tokens not announced before (each goes out once, on the batch
+        that first names it)."""
+        ...
+
+    def follows(self, address: str) -> bool:
+        """Whether the source already follows this announced contract (a pool, a token)."""
+        ...
+
+    def read_sources(
+        self, sources: Sequence[tuple[int, str, str]], block: int
+    ) -> dict[str, SourceRead]:
+        """Announce price sources (block, source, asset) to the price service, which follows
+        them from then on, and read every source at `block`."""
+        ...
+
+
+@dataclass(slots=True)
+class SeedCost:
+    """JSON-RPC requests (HTTP round trips) and calls (batched calls count one each)."""
+
+    requests: int = 0
+    calls: int = 0
+
+
+class Seeding(Protocol):
+    """What a reader seeding wallets (watch mode) reads through: counted calls at a block
+    and topic-filtered logs over a range (flows/watch.py implements it)."""
+
+    cost: SeedCost
+
+    def calls(self, to_data: Sequence[tuple[str, str]], block: int) -> list[Any]:
+        """eth_call each (to, data) at `block`; a reverting call gives None, a fault raises
+        (the whole seed is read again)."""
+        ...
+
+    def logs(self, base: dict[str, Any], start: int, end: int) -> list[dict[str, Any]]:
+        """The logs of a topic filter over [start, end], the range split where refused."""
+        ...
+
+    def token_info(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
+        """decimals() and symbol() of each token (read once, kept)."""
+        ...
+
+
+@dataclass(slots=True)
+class Seeded:
+    """What a reader read for watched wallets at a block: its part of the seed, the tokens
+    the part names (metadata on the batch, balances tracked) and the contracts the source
+    follows from the next block on."""
+
+    part: Any
+    tokens: set[str] = field(default_factory=set)
+    follow: set[str] = field(default_factory=set)
+
+
+class ProtocolReader:
+    """A protocol's reading side on one chain (I/O through `ports.rpc.JsonRpc`).
+
+    The chain reader watches every reader's `addresses()` plus the children its `parents()`
+    announce (`children`), asks `read` for state read with eth_call at the blocks it emits
+    (`BlockBatch.reads[name]`), checkpoints it around a read that may fail part-way and be
+    read again, and asks `wallets` which wallets a log names (their ERC-20s get tracked).
+    Watch mode asks `seed` for newly watched wallets and `seed_logs` for what a block's logs
+    brought them. Every part has a do-nothing default."""
+
+    name: str = ""
+
+    def addresses(self) -> list[str]:
+        """Contracts watched from the start (their logs are read)."""
+        return []
+
+    def parents(self) -> dict[str, str]:
+        """Watched contracts that announce children: address -> kind (for `children`)."""
+        return {}
+
+    def children(self, kind: str, item: dict[str, Any]) -> list[Child]:
+        """The contracts one raw log of a `kind` parent announces (none if malformed: the
+        market stage dead-letters the log itself)."""
+        return []
+
+    def price_oracle(self) -> tuple[str, str] | None:
+        """An oracle whose price sources the price service reads, and its read policy
+        (flows/prices_reader.py), or None."""
+        return None
+
+    def read(self, batches: list[BlockBatch]) -> None:
+        """Read the state these blocks need with eth_call and put it on each batch as
+        `batch.reads[self.name]` (only where there is something)."""
+
+    def checkpoint(self) -> Any:
+        return None
+
+    def rollback(self, saved: Any) -> None:
+        """Back to a checkpoint: the read after it failed and is read again."""
+
+    def wallet_topics(self) -> frozenset[str]:
+        """topic0 of the logs that may name a wallet (`wallets` is asked about those only)."""
+        return frozenset()
+
+    def wallets(self, item: dict[str, Any]) -> list[str]:
+        """The wallets one raw watched log names (their ERC-20 balances are tracked)."""
+        return []
+
+    def seed(self, wallets: list[str], block: int, seeding: Seeding) -> Seeded | None:
+        """Watch mode: what the market part needs to show these wallets exactly from the end
+        of `block` on (None: nothing). Idempotent: a failed seed is read again."""
+        return None
+
+    def seed_logs(
+        self, logs: Sequence[RawLog], watched: Mapping[str, int], block: int, seeding: Seeding
+    ) -> Seeded | None:
+        """Watch mode: what this block's logs brought to the `watched` wallets that their
+        logs alone cannot show (an NFT's fee checkpoint, say), read at `block`."""
+        return None
+
+
+ReaderFactory = Callable[[ChainConfig, JsonRpc, ReaderHost], ProtocolReader | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Plugin:
     """One protocol, as the flow sees it."""
@@ -191,3 +335,5 @@ class Plugin:
     # How many subjects an output updated (for /metrics' position_updates).
     market_updates: Callable[[Any], int] | None = None
     shard_updates: Callable[[Any], int] | None = None
+    # Its reader for a chain (None: nothing to read, or the config does not name it).
+    reader: ReaderFactory | None = None

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from schemas.comet import CometReads
 from schemas.prices import SourceRead
 
 if TYPE_CHECKING:
@@ -69,10 +68,9 @@ class BlockBatch:
     # oracle source -> what the reader read from it with eth_call at the end of this block
     # (flows/prices_reader.py: where it was announced, at checkpoints, when inputs changed)
     price_reads: dict[str, SourceRead] = field(default_factory=dict)
-    # The Aave Pool's POOL_REVISION() read at this block (the first read, or an upgrade)
-    aave_revision: int | None = None
-    # comet -> what the reader read from it with eth_call at this block (Compound V3)
-    comet: dict[str, CometReads] = field(default_factory=dict)
+    # protocol -> what its reader read with eth_call at this block (protocols/<name>/reader.py:
+    # the Aave Pool's revision, the comets' state, ...)
+    reads: dict[str, Any] = field(default_factory=dict)
     # (wallet, token) -> balanceOf at the end of this block, read with eth_call when the pair
     # became tracked; its Transfer logs up to this block are already in it.
     balances: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -45,9 +45,9 @@ It is a small TOML file::
     ws = "wss://..."           # newHeads subscription (else HTTP polling)
 
 A config names any subset of the protocols (`[uniswap_v3]`, `[aave_v3]`, `[compound_v3]`
-with at least one comet, `[morpho_blue]`): the flow follows only those. One that names none is refused, unless
-its `[pricing] feeds` name tokens: then it tracks the ERC-20 balances of those tokens alone
-(for the `[wallets] watch` list and the wallets added at runtime), priced by the feeds.
+with at least one comet, `[morpho_blue]`): the flow follows only those. One that names none is
+refused, unless its `[pricing] feeds` name tokens: then it tracks the ERC-20 balances of those
+tokens alone (for the `[wallets] watch` list and the wallets added at runtime), priced by the feeds.
 
 Built-in configs for real chains ship in `schemas/chains/<name>.toml` (`builtin(name)`).
 """

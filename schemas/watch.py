@@ -8,9 +8,9 @@ and following the block's successors keeps it exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.chain import TokenInfo
-from schemas.comet import CometReads
 from schemas.lending import AaveAccount, EModeInfo, OraclePrice, ReserveInfo, ReserveRates
 from schemas.positions import UniswapPosition
 from schemas.prices import SourceRead
@@ -65,6 +65,14 @@ class PoolSeed:
 
 
 @dataclass(frozen=True, slots=True)
+class UniswapSeed:
+    pools: tuple[PoolSeed, ...] = ()
+    # NonfungiblePositionManager.positions(tokenId) of each NFT a wallet holds, with its
+    # deposits, withdrawals and collects summed from the NFT's own logs (topic-filtered).
+    positions: tuple[UniswapPosition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AaveSeed:
     """Reserves the flow does not follow yet (with rates, oracle source and answer), eMode
     categories, and the watched wallets' accounts."""
@@ -82,11 +90,7 @@ class AaveSeed:
 class WatchSeed:
     wallets: tuple[str, ...]
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
-    pools: tuple[PoolSeed, ...] = ()
-    # NonfungiblePositionManager.positions(tokenId) of each NFT a wallet holds, with its
-    # deposits, withdrawals and collects summed from the NFT's own logs (topic-filtered).
-    positions: tuple[UniswapPosition, ...] = ()
-    aave: AaveSeed | None = None
-    # comet -> its configuration, totals and prices, and the wallets' userBasic and every
-    # userCollateral, read at the seed block (Compound V3)
-    comet: dict[str, CometReads] = field(default_factory=dict)
+    # protocol -> its seeds read at this block, in order (protocols/<name>/reader.py): a
+    # UniswapSeed, an AaveSeed, comet -> CometReads (its configuration, totals and prices,
+    # and the wallets' userBasic and every userCollateral)
+    parts: dict[str, list[Any]] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from functools import partial
 
 from protocols.aave_v3 import rows
 from protocols.aave_v3.events import LiquidationCall
+from protocols.aave_v3.reader import NAME, aave_reader
 from protocols.aave_v3.state import (
     AaveMarket,
     AaveMarketOutput,
@@ -41,8 +42,6 @@ from schemas.liquidations import liquidation_json
 from schemas.positions import BlockRef, TokenPrice
 from schemas.stream import BusEvent
 
-NAME = "aave_v3"
-
 
 @dataclass(slots=True)
 class AavePart(MarketPart):
@@ -58,9 +57,10 @@ class AavePart(MarketPart):
             self.watching = True
             aave.users = set()
         route: dict[int, AaveShardInput] = {}
-        out = aave.step(batch.logs, block, ctx.tokens, route, revision=batch.aave_revision)
-        if batch.seeds is not None and batch.seeds.aave is not None:
-            _merge(out, aave.seed(batch.seeds.aave, block, route))
+        # The Pool's revision, where the reader read it (protocols/aave_v3/reader.py).
+        out = aave.step(batch.logs, block, ctx.tokens, route, revision=batch.reads.get(NAME))
+        for seed in batch.seeds.parts.get(NAME, ()) if batch.seeds is not None else ():
+            _merge(out, aave.seed(seed, block, route))
         if batch.price_reads:
             _merge(out, aave.read_prices(batch.price_reads, block, route))
         if batch.seeds is not None and aave.users is not None:
@@ -179,4 +179,5 @@ PLUGIN = Plugin(
     market_bus=market_bus,
     shard_bus=shard_bus,
     shard_updates=lambda out: len(out.updates),
+    reader=aave_reader,
 )

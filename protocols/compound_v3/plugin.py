@@ -13,15 +13,14 @@ from functools import partial
 
 from protocols.base import DeadLetter
 from protocols.compound_v3 import rows
-from protocols.compound_v3.state import CometAccountUpdate, CometMarket, CometOutput
+from protocols.compound_v3.reader import comet_reader
+from protocols.compound_v3.state import NAME, CometAccountUpdate, CometMarket, CometOutput
 from protocols.prices import Anchor
 from protocols.spec import BusEntry, MarketBlock, MarketPart, Plugin, PriceRoots, bus_event
 from schemas.chain_config import ChainConfig
 from schemas.comet import PRICE_UNIT, CometConfig
 from schemas.positions import BlockRef, TokenPrice
 from schemas.stream import BusEvent
-
-NAME = "compound_v3"
 
 
 def comet_anchors(
@@ -92,4 +91,5 @@ PLUGIN = Plugin(
     market_rows=rows.market_rows,
     market_bus=market_bus,
     market_updates=lambda out: len(out.updates),
+    reader=comet_reader,
 )

@@ -6,13 +6,14 @@ reader asks the comet, at the end of each block the flow sees (every live block;
 each block with any watched log, feed updates included, and each range end): `totalsBasic()`,
 `userBasic(account)` and `userCollateral(account, asset)` for what the block touched, and
 `getPrice(feed)` for every feed it uses. Its configuration is read when it is first seen and
-again after each proxy `Upgraded`. The answers go on `BlockBatch.comet`; the
-pure fold (protocols/compound_v3/state.py) turns them into account versions and values.
+again after each proxy `Upgraded`. The answers go on `BlockBatch.reads["compound_v3"]` (comet
+-> CometReads); the pure fold (protocols/compound_v3/state.py) turns them into account versions
+and values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -20,7 +21,10 @@ import structlog
 from ports.rpc import JsonRpc
 from protocols.compound_v3 import calls as rd
 from protocols.compound_v3 import events as ev
-from schemas.chain import BlockBatch, TokenInfo
+from protocols.compound_v3.state import NAME
+from protocols.spec import ProtocolReader, ReaderHost, Seeded, Seeding
+from schemas.chain import BlockBatch
+from schemas.chain_config import ChainConfig
 from schemas.comet import CometConfig, CometReads
 from schemas.errors import RpcError, RpcTransportError
 
@@ -40,16 +44,15 @@ def silent_accrual(before: int, accrued: int, timestamp: int, events: Sequence[e
     return not explained
 
 
-class CometReader:
-    def __init__(
-        self,
-        rpc: JsonRpc,
-        comets: Sequence[str],
-        token_infos: Callable[[Iterable[str]], dict[str, TokenInfo]],
-    ) -> None:
+class CometReader(ProtocolReader):
+    """The comets' logs are watched (they announce nothing), their state read as above."""
+
+    name = NAME
+
+    def __init__(self, rpc: JsonRpc, comets: Sequence[str], host: ReaderHost) -> None:
         self.rpc = rpc
         self.comets = tuple(comets)
-        self._token_infos = token_infos
+        self._token_infos = host.token_infos
         self.configs: dict[str, CometConfig] = {}
         # Accounts whose every collateral balance was read once; the others get that read
         # when first seen (they may hold collateral from before the start block).
@@ -61,16 +64,17 @@ class CometReader:
         self.calls = 0
         self._last_accrual: dict[str, int] = {}  # comet -> lastAccrualTime last read
 
+    def addresses(self) -> list[str]:
+        return list(self.comets)
+
     def checkpoint(self) -> tuple[dict[str, CometConfig], set[tuple[str, str]], dict[str, int]]:
         return dict(self.configs), set(self._seen), dict(self._last_accrual)
 
-    def rollback(
-        self, saved: tuple[dict[str, CometConfig], set[tuple[str, str]], dict[str, int]]
-    ) -> None:
+    def rollback(self, saved: Any) -> None:
         self.configs, self._seen, self._last_accrual = saved
 
     def read(self, batches: list[BlockBatch]) -> None:
-        """Fill `batch.comet` for every batch: every live block, and every backfill block with
+        """Fill `batch.reads[NAME]` for every batch: every live block, and every backfill block with
         a watched log (a feed's update, say) or at a range's end.
 
         Prices are read at every one of them, not only where the comet emitted logs: a price
@@ -90,7 +94,7 @@ class CometReader:
                 if logs or batch.checkpoint or comet in self.configs:
                     reads = self._read_block(comet, batch, logs)
                     if reads is not None:
-                        batch.comet[comet] = reads
+                        batch.reads.setdefault(NAME, {})[comet] = reads
 
     def _block(self, batch: BlockBatch) -> dict[str, str] | str:
         # By hash (EIP-1898) where known: a reorg cannot answer for another block.
@@ -107,7 +111,20 @@ class CometReader:
         # so a network fault never turns into a missing read.
         return self.rpc.batch_each(calls)
 
-    def seed(self, users: Iterable[str], block: int) -> dict[str, CometReads]:
+    def seed(self, wallets: list[str], block: int, seeding: Seeding) -> Seeded:
+        """Watch mode: `comets` below, counted in the seed's cost; the part is comet ->
+        CometReads, its tokens every comet's base and collateral assets."""
+        before = (self.requests, self.calls)
+        found = self.comets_at(wallets, block)
+        seeding.cost.requests += self.requests - before[0]
+        seeding.cost.calls += self.calls - before[1]
+        tokens: set[str] = set()
+        for reads in found.values():
+            if reads.config is not None:
+                tokens |= {reads.config.base_token, *(a.asset for a in reads.config.assets)}
+        return Seeded(found, tokens)
+
+    def comets_at(self, users: Sequence[str], block: int) -> dict[str, CometReads]:
         """Watch mode: each comet's configuration, totals and prices at the end of `block`,
         and these wallets' `userBasic` and every `userCollateral`, so their accounts are
         exact from that block on without the comet's history. One batch per comet (two more
@@ -279,3 +296,10 @@ class CometReader:
                 errors=reads.errors[:5],
             )
         return reads
+
+
+def comet_reader(config: ChainConfig, rpc: JsonRpc, host: ReaderHost) -> CometReader | None:
+    cfg = config.compound_v3
+    if cfg is None or not cfg.comets:
+        return None
+    return CometReader(rpc, cfg.comets, host)

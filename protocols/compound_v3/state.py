@@ -1,7 +1,7 @@
 """Compound V3 (Comet) state machine (pure), run inside the per-chain market stage.
 
 `CometMarket.step` folds one block: the comet's configuration, stored totals and prices as the
-reader read them at that block (`BlockBatch.comet`), and its logs. Each account event yields a
+reader read them at that block (`BlockBatch.reads[NAME]`), and its logs. Each account event yields a
 version of the account with its end-of-block principal and collateral (exact: read from the
 comet, not re-derived); absorbs and collateral sales are recorded as liquidations. At checkpoint
 blocks every account whose own state, comet totals or prices changed is valued, with interest
@@ -34,6 +34,8 @@ from schemas.comet import (
     comet_account_json,
 )
 from schemas.positions import BlockRef
+
+NAME = "compound_v3"
 
 STAGE = "compound_v3"
 
@@ -303,14 +305,17 @@ class CometMarket:
         out = CometOutput()
         changed_comets: set[str] = set()
         repriced = False
-        seeds = batch.seeds.comet if batch.seeds is not None else {}
+        read: dict[str, CometReads] = batch.reads.get(NAME, {})
+        seeds: dict[str, CometReads] = {}
         if batch.seeds is not None:
             # Watch mode from its first seed on: other wallets' accounts are never opened.
             self.users = (self.users or set()) | set(batch.seeds.wallets)
+            for part in batch.seeds.parts.get(NAME, ()):
+                seeds.update(part)
         # 1. What the reader read at the end of this block: configuration, totals, prices,
         #    and the touched accounts' principal and collateral (a seed's too: the same
         #    end-of-block state).
-        for comet, reads in [*sorted(batch.comet.items()), *sorted(seeds.items())]:
+        for comet, reads in [*sorted(read.items()), *sorted(seeds.items())]:
             if comet not in self.comets:
                 continue
             repriced |= self._take(comet, reads, tokens, out, changed_comets)
@@ -330,7 +335,7 @@ class CometMarket:
                     # None: the ERC-20 mirror of a Supply, Withdraw or absorb
                     applied = ev.base_transfer(decoded, i, event)
                 if applied is not None:
-                    self._apply(log, applied, batch.comet.get(log.address), block, out)
+                    self._apply(log, applied, read.get(log.address), block, out)
         out.dead.sort(key=lambda dead: dead[0].log_index)  # in log order, as they came
         # An account first seen here had its every collateral read, not only what the block
         # moved (it may hold some from before the start block): a version for each of those.
@@ -339,7 +344,7 @@ class CometMarket:
         for v in out.versions:
             first.setdefault(v.account.account_id, v)
             moved.add((v.account.account_id, v.asset))
-        for comet, reads in sorted(batch.comet.items()):
+        for comet, reads in sorted(read.items()):
             for (user, asset), balance in sorted(reads.collateral.items()):
                 aid = comet_account_id(self.chain_id, comet, user)
                 seen = first.get(aid)

@@ -7,6 +7,7 @@ from functools import partial
 
 from protocols.spec import BusEntry, Plugin, bus_event
 from protocols.uniswap_v3 import rows
+from protocols.uniswap_v3.reader import uniswap_reader
 from protocols.uniswap_v3.state import (
     NAME,
     PositionUpdate,
@@ -41,4 +42,5 @@ PLUGIN = Plugin(
     shard_rows=rows.shard_rows,
     shard_bus=shard_bus,
     shard_updates=lambda out: len(out.updates),
+    reader=uniswap_reader,
 )

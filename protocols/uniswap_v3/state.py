@@ -37,7 +37,7 @@ from schemas.positions import (
     TokenPrice,
     UniswapPosition,
 )
-from schemas.watch import WatchSeed
+from schemas.watch import UniswapSeed
 
 NAME = "uniswap_v3"
 
@@ -393,7 +393,13 @@ class UniswapMarket(MarketPart):
             state.fee_dirty.add(token_id)
 
         if batch.seeds is not None:
-            changed_pools |= _apply_seed(state, batch.seeds, out, shard_input)
+            # The block's seeds as one (a wallet's, then the NFTs its logs brought).
+            parts: list[UniswapSeed] = batch.seeds.parts.get(NAME, [])
+            seed = UniswapSeed(
+                tuple(p for part in parts for p in part.pools),
+                tuple(p for part in parts for p in part.positions),
+            )
+            changed_pools |= _apply_seed(state, batch.seeds.wallets, seed, out, shard_input)
 
         for pool in sorted(changed_pools | state.dirty_pools):
             replica = state.replicas.get(pool)
@@ -478,7 +484,8 @@ def uniswap_market(config: ChainConfig, shards: int) -> UniswapMarket | None:
 
 def _apply_seed(
     state: UniswapMarket,
-    seed: WatchSeed,
+    wallets: tuple[str, ...],
+    seed: UniswapSeed,
     out: UniswapOutput,
     shard_input: Callable[[int], UniswapShardInput],
 ) -> set[str]:
@@ -489,7 +496,7 @@ def _apply_seed(
     state the block's output must carry."""
     watched = state.watched if state.watched is not None else set()
     state.watched = watched
-    watched.update(seed.wallets)
+    watched.update(wallets)
     changed: set[str] = set()
     for p in seed.pools:
         replica = state.replicas.get(p.pool)

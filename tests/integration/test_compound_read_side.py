@@ -232,7 +232,7 @@ def fold_comet(
     for (number, block_hash, at), reads, logs in reads_and_logs:
         header = BlockHeader(chain, number, block_hash, f"0x{previous:064x}", at)
         batch = BlockBatch(header, logs, number, True, dict(tokens))
-        batch.comet[COMET] = reads
+        batch.reads["compound_v3"] = {COMET: reads}
         state, out = market_step(state, batch)
         assert "compound_v3" in out.parts and not out.parts["compound_v3"].dead, out.parts[
             "compound_v3"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flows.balance_reader import BalanceTracker
+from flows.chain_reader import ChainReader
 from flows.rpc import RpcClient
 from protocols.aave_v3.events import BORROW, SCALED_MINT, SUPPLY
 from protocols.erc20.events import TRANSFER
@@ -36,7 +36,8 @@ def item(address: str, block: int, *topics: str) -> dict[str, Any]:
 
 
 def test_position_owners_and_aave_users_are_discovered_at_their_first_block() -> None:
-    tracker = BalanceTracker(RpcClient("http://127.0.0.1:9"), CONFIG, wallets=[CAROL])
+    # The protocols' readers say which logs name a wallet (protocols/<name>/reader.py).
+    tracker = ChainReader(RpcClient("http://127.0.0.1:9"), CONFIG, wallets=[CAROL]).balances
     raw = [
         item(NPM, 5, TRANSFER, topic(ZERO), topic(ALICE), "0x" + "0" * 63 + "1"),  # NFT mint
         item(NPM, 6, TRANSFER, topic(ALICE), topic(ZERO), "0x" + "0" * 63 + "1"),  # NFT burn

@@ -115,7 +115,7 @@ def batch(number: int, logs: list[RawLog], reads: CometReads | None) -> BlockBat
     header = BlockHeader(CHAIN, number, f"0x{number:064x}", f"0x{number - 1:064x}", ts(number))
     b = BlockBatch(header, logs, number, True, dict(TOKENS))
     if reads is not None:
-        b.comet[COMET] = reads
+        b.reads["compound_v3"] = {COMET: reads}
     return b
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from flows.balance_reader import BalanceTracker
 from flows.chain_reader import ChainReader
 from flows.market import MarketState, market_step
 from flows.rpc import RpcClient
@@ -127,17 +126,17 @@ def test_the_reader_watches_only_the_protocols_named(kept: str) -> None:
     else:
         assert comet is not None
         assert reader.fixed == list(comet.comets) and reader.parents == {}
-        assert reader.comet is not None
     assert set(reader.fixed) < set(full.fixed)
-    assert (reader.comet is not None) == (kept == "compound_v3")
+    # One reader per protocol named, none for the others.
+    assert [r.name for r in reader.readers] == [kept]
+    assert [r.name for r in full.readers] == ["aave_v3", "compound_v3", "uniswap_v3"]
     # Position owners are discovered from the position manager's Transfer only with Uniswap.
-    tracker = BalanceTracker(rpc, config)
-    assert (TRANSFER in tracker.wallet_topics) == (kept == "uniswap_v3")
+    assert (TRANSFER in reader.balances.wallet_topics) == (kept == "uniswap_v3")
 
 
 def test_without_uniswap_an_nft_transfer_names_no_wallet() -> None:
     config = ChainConfig.from_dict(without(ethereum(), "uniswap_v3"))
-    tracker = BalanceTracker(RpcClient("http://127.0.0.1:9"), config)
+    tracker = ChainReader(RpcClient("http://127.0.0.1:9"), config).balances
     mint = {
         "address": "0x" + "99" * 20,  # any contract's ERC-721 Transfer
         "blockNumber": "0x5",

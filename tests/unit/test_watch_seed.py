@@ -9,20 +9,28 @@ from eth_utils import keccak
 
 from flows.market import MarketState, market_step
 from flows.shards import shard_step
-from flows.watch import bitmap_words, held_token_ids, merge_seeds, pool_position_key
+from flows.watch import merge_seeds
 from protocols.aave_v3.plugin import AavePart
 from protocols.aave_v3.state import AaveMarket, AaveShardInput, apply_account_event
 from protocols.compound_v3 import math as cm
 from protocols.compound_v3.state import CometMarket
 from protocols.uniswap_v3.fee_tracker import NpmFeeTracker
 from protocols.uniswap_v3.math import get_sqrt_ratio_at_tick
+from protocols.uniswap_v3.reader import bitmap_words, held_token_ids, pool_position_key
 from protocols.uniswap_v3.replica import PoolReplica
 from protocols.uniswap_v3.state import UniswapMarket, position_id
 from schemas.chain import BlockBatch, BlockHeader, RawLog, TokenInfo
 from schemas.comet import CometReads, CometUserBasic
 from schemas.lending import AaveAccount, AccountReserveState, ReserveInfo, ReserveRates
 from schemas.positions import BlockRef, UniswapPosition
-from schemas.watch import AaveSeed, PoolPositionSeed, PoolSeed, TickSeed, WatchSeed
+from schemas.watch import (
+    AaveSeed,
+    PoolPositionSeed,
+    PoolSeed,
+    TickSeed,
+    UniswapSeed,
+    WatchSeed,
+)
 from tests.unit import test_compound_state as cs
 
 E18 = 10**18
@@ -107,10 +115,14 @@ def test_reader_helpers() -> None:
     assert bitmap_words(60) == range(-58, 58)
     assert bitmap_words(1) == range(-3466, 3466)
     assert bitmap_words(10) == range(-347, 347)  # floor(-887272 / 10) >> 8 .. 886 // 256
-    first = WatchSeed((WALLET,), positions=())
-    second = WatchSeed((), {TOKEN0: TokenInfo(TOKEN0, "A", 18)})
+    first = WatchSeed((WALLET,), parts={"uniswap_v3": [UniswapSeed()], "aave_v3": [AaveSeed()]})
+    later = UniswapSeed(positions=())
+    second = WatchSeed((), {TOKEN0: TokenInfo(TOKEN0, "A", 18)}, {"uniswap_v3": [later]})
     merged = merge_seeds(first, second)
     assert merged is not None and merged.wallets == (WALLET,) and TOKEN0 in merged.tokens
+    # Each protocol's parts in the order read; the first seed's lists are left as they were.
+    assert merged.parts == {"uniswap_v3": [UniswapSeed(), later], "aave_v3": [AaveSeed()]}
+    assert first.parts["uniswap_v3"] == [UniswapSeed()]
     assert merge_seeds(None, second) is second
 
 
@@ -153,9 +165,7 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
         fee_inside_last1=0,
     )
     pool_position = pool.position(*key)
-    seed = WatchSeed(
-        (WALLET,),
-        {TOKEN0: TokenInfo(TOKEN0, "A", 18), TOKEN1: TokenInfo(TOKEN1, "B", 18)},
+    uniswap = UniswapSeed(
         (
             PoolSeed(
                 POOL,
@@ -174,6 +184,13 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
             ),
         ),
         (position,),
+    )
+    seed = WatchSeed(
+        (WALLET,),
+        {TOKEN0: TokenInfo(TOKEN0, "A", 18), TOKEN1: TokenInfo(TOKEN1, "B", 18)},
+        {"uniswap_v3": [uniswap]},
+    )
+    seed.parts["aave_v3"] = [
         AaveSeed(
             reserves=(ReserveInfo(TOKEN0, a_token, "0x" + "78" * 20, debt, "A", 18, 8000, 8500),),
             rates=(ReserveRates(TOKEN0, 0, 0, 0, 10**27, 10**27, 1000),),
@@ -187,8 +204,8 @@ def test_the_market_seeds_a_wallet_and_keeps_other_wallets_out() -> None:
                     {TOKEN0: AccountReserveState(TOKEN0, 5 * E18, 0, collateral=True)},
                 ),
             ),
-        ),
-    )
+        )
+    ]
     state, out = market_step(state, BlockBatch(header(100), [], 100, True, seeds=seed))
     uni_out = out.parts["uniswap_v3"]
     assert [p.address for p in uni_out.new_pools] == [POOL]
@@ -278,7 +295,7 @@ def test_a_seeded_comet_account_is_exact_from_the_seed_block_and_strangers_stay_
         prices=cs.prices(1_700 * cs.USD),
     )
     market = CometMarket(cs.CHAIN, (cs.COMET,))
-    seed = WatchSeed((WALLET,), dict(cs.TOKENS), comet={cs.COMET: reads})
+    seed = WatchSeed((WALLET,), dict(cs.TOKENS), {"compound_v3": [{cs.COMET: reads}]})
     b = cs.batch(100, [], None)
     b.seeds = seed
     out = market.step(b, cs.ref(100), cs.TOKENS)
