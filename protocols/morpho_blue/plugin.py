@@ -245,7 +245,12 @@ class MorphoAccountUpdate:
 
     def json(self) -> dict[str, object]:
         return morpho_account_json(
-            self.chain_id, self.morpho, self.user, self.info, self.value, self.block,
+            self.chain_id,
+            self.morpho,
+            self.user,
+            self.info,
+            self.value,
+            self.block,
             self.updated_block,
         )
 
@@ -369,7 +374,11 @@ class MorphoShard(ShardPart):
             if value is None:
                 continue
             json = morpho_account_json(
-                self.chain_id, self.morpho, user, self.markets[market].info, value,
+                self.chain_id,
+                self.morpho,
+                user,
+                self.markets[market].info,
+                value,
                 boundary.last_block,
             )
             windows.observe(

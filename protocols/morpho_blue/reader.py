@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ports.rpc import JsonRpc
 from protocols.abi import DecodeError, return_words, selector
 from protocols.base import ZERO_ADDRESS
 from protocols.morpho_blue import calls
@@ -21,7 +22,6 @@ from protocols.morpho_blue import events as ev
 from protocols.morpho_blue.events import MarketParams
 from protocols.morpho_blue.math import MarketTotals
 from protocols.spec import Child, ProtocolReader, ReaderHost
-from ports.rpc import JsonRpc
 from schemas.chain import BlockBatch, RawLog
 from schemas.chain_config import ChainConfig
 from schemas.errors import RpcError
@@ -77,9 +77,7 @@ class MorphoReader(ProtocolReader):
         self.markets: dict[str, MarketParams] = {}
 
     @classmethod
-    def for_chain(
-        cls, config: ChainConfig, rpc: JsonRpc, host: ReaderHost
-    ) -> MorphoReader | None:
+    def for_chain(cls, config: ChainConfig, rpc: JsonRpc, host: ReaderHost) -> MorphoReader | None:
         if config.morpho_blue is None:
             return None
         return cls(rpc, config.morpho_blue.morpho)
@@ -151,14 +149,14 @@ class MorphoReader(ProtocolReader):
                 except DecodeError as exc:
                     prices[market] = str(exc)
         second: list[tuple[str, list[Any]]] = []
-        rated = [
-            m for m in markets if m in totals and self.markets[m].irm != ZERO_ADDRESS
-        ]
+        rated = [m for m in markets if m in totals and self.markets[m].irm != ZERO_ADDRESS]
         for market in rated:
             data = calls.borrow_rate_view_data(self.markets[market], totals[market])
             second.append(("eth_call", [{"to": self.markets[market].irm, "data": data}, at]))
         rates: dict[str, int] = {}
-        for market, answer in zip(rated, self.rpc.batch_each(second) if second else [], strict=True):
+        for market, answer in zip(
+            rated, self.rpc.batch_each(second) if second else [], strict=True
+        ):
             if isinstance(answer, RpcError):
                 continue
             try:
@@ -182,4 +180,5 @@ def _params(item: dict[str, Any]) -> MarketParams:
     words = [int(data[2 + 64 * i : 66 + 64 * i], 16) for i in range(5)]
     if len(data) != 2 + 64 * 5:
         raise ValueError("CreateMarket data is not five words")
-    return MarketParams(*(f"0x{w:040x}" for w in words[:4]), words[4])
+    loan, collateral, oracle, irm = (f"0x{w:040x}" for w in words[:4])
+    return MarketParams(loan, collateral, oracle, irm, words[4])
