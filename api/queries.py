@@ -130,7 +130,8 @@ class Queries:
         }
 
     def diff(self, owner: str, start: AsOf, end: AsOf) -> dict[str, Any]:
-        """How the wallet's value changed from `start` to `end`, and why (api.diff)."""
+        """How the wallet's value changed from `start` to `end`, and why: each read side's
+        `changes`, summed (api.diff)."""
         changes: list[Change] = []
         for side in READ_SIDES:
             changes += side.changes(self.ctx, owner, start, end)
