@@ -17,7 +17,7 @@ __all__ = ["Change", "summarize"]
 
 
 def summarize(changes: list[Change]) -> dict[str, Any]:
-    """The wallet's totals. `change` and each part are correctly rounded sums over the
+    """The wallet's totals. The values, `change` and each part are correctly rounded sums over the
     subjects (math.fsum): a wallet worth billions (a devnet deployer) has totals whose last
     bit is a microdollar, so the difference of the two rounded totals can miss the parts' sum
     by more than the parts' own rounding; summed per subject they agree."""
@@ -25,8 +25,8 @@ def summarize(changes: list[Change]) -> dict[str, Any]:
         part: math.fsum(getattr(c, part) for c in changes)
         for part in ("price", "interest", "fees", "actions")
     }
-    value_from = sum(c.value_from for c in changes)
-    value_to = sum(c.value_to for c in changes)
+    value_from = math.fsum(c.value_from for c in changes)
+    value_to = math.fsum(c.value_to for c in changes)
     return {
         "value_from": value_from,
         "value_to": value_to,
