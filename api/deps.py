@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Query, Request
 
 from api.chains import Chains
 from api.hub import Hub
-from api.queries import AsOf, Queries, parse_at
+from api.queries import AsOf, Queries, parse_at, read_sides
 from ports.keys import KeyFile
 from ports.settings import Settings
 from ports.status import FlowStatus
@@ -97,15 +97,18 @@ ChainParam = Annotated[
 ]
 
 
+_PROTOCOL_HELP = ", ".join(side.name for side in read_sides()) + " (repeatable: any of)"
+
+
 def get_filter(
-    protocol: Annotated[
-        list[str] | None, Query(description="uniswap_v3, aave_v3 (repeatable: any of)")
-    ] = None,
+    protocol: Annotated[list[str] | None, Query(description=_PROTOCOL_HELP)] = None,
     chain_id: Annotated[list[str] | None, Query(description="Chain ids (repeatable)")] = None,
     owner: Annotated[list[str] | None, Query(description="Wallets (repeatable)")] = None,
     pool: Annotated[
         list[str] | None,
-        Query(description="markets (repeatable): Uniswap pools, Aave Pools, comets"),
+        Query(
+            description="markets (repeatable): an LP position's pool, a lending account's market"
+        ),
     ] = None,
     token: Annotated[
         list[str] | None, Query(description="Holding this token: LP side or reserve")

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from ports.rpc import JsonRpc
 from protocols.base import DeadLetter
 from protocols.prices import Anchor
+from protocols.read_side import ReadSide
 from protocols.windows import WindowBook, WindowBoundary, WindowRow
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.chain_config import ChainConfig
@@ -332,6 +333,8 @@ class Plugin:
     shard_rows: Callable[[Any, BlockRef, datetime, int], Rows] | None = None
     market_bus: Callable[[Any, BlockRef], Iterator[BusEntry]] | None = None
     shard_bus: Callable[[Any, BlockRef], Iterator[BusEntry]] | None = None
+    # Its read side: subjects at a block, read back from the store (protocols/read_side.py).
+    read: ReadSide | None = None
     # How many subjects an output updated (for /metrics' position_updates).
     market_updates: Callable[[Any], int] | None = None
     shard_updates: Callable[[Any], int] | None = None

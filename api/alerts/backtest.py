@@ -2,12 +2,12 @@
 
 The rule's subjects are rebuilt from the store at every indexed block in [from, to] with the
 same time-travel valuation `/v1/positions?at=` uses (Queries.subjects), and fed to `step` in
-block order; liquidation rules replay `defimon.liquidations`. Because the evaluator runs on
-block time, the fires equal the live engine's wherever the live engine saw the same states:
-the engine samples a subject when the flow revalues it (an event, a price or pool change),
-the backtest at every indexed block. The two differ only where a level is crossed by interest
-accrual alone, between two updates of an account: the backtest sees that at the block where
-it happens, the live engine at the account's next update.
+block order; liquidation rules replay the stored liquidations (Queries.liquidations). Because
+the evaluator runs on block time, the fires equal the live engine's wherever the live engine
+saw the same states: the engine samples a subject when the flow revalues it (an event, a price
+or pool change), the backtest at every indexed block. The two differ only where a level is
+crossed by interest accrual alone, between two updates of an account: the backtest sees that
+at the block where it happens, the live engine at the account's next update.
 """
 
 from __future__ import annotations
@@ -16,17 +16,15 @@ import dataclasses
 from typing import Any
 
 from api.alerts.rules import SUBJECT_KINDS, Fired, Rule, Sample, SubjectState, step, wallet_sample
-from api.queries import AsOf, Queries
-from protocols.aave_v3.state import account_id
+from api.queries import AsOf, Queries, read_sides
 from schemas.errors import InvalidInput
-from schemas.liquidations import liquidation_json
 
-# Kinds whose metric only some protocols have: the others' subjects never yield a sample.
-_PROTOCOLS_OF = {
-    "health_factor_below": frozenset({"aave_v3", "compound_v3"}),
-    "il_above": frozenset({"uniswap_v3"}),
-    "out_of_range": frozenset({"uniswap_v3"}),
-}
+
+def protocols_of(kind: str) -> frozenset[str] | None:
+    """The protocols whose subjects have the kind's metric, when only some do (the read sides
+    that list the kind): the others' subjects never yield a sample, so they are not read."""
+    found = frozenset(side.name for side in read_sides() if kind in side.alert_kinds)
+    return found or None
 
 
 def backtest(
@@ -50,7 +48,7 @@ def backtest(
             f"{max_blocks}: narrow the range"
         )
     flt = rule.filter
-    protocols = _PROTOCOLS_OF.get(rule.kind)
+    protocols = protocols_of(rule.kind)
     if protocols is not None and not flt.protocol:
         flt = dataclasses.replace(flt, protocol=protocols)
     states = {}
@@ -90,36 +88,7 @@ def _blocks(queries: Queries, start: AsOf, end: AsOf) -> list[AsOf]:
 
 
 def _liquidations(queries: Queries, chain: int, start: int, end: int) -> list[Sample]:
-    rows = queries.store.dicts(
-        "SELECT pool, block_number, log_index, block_hash, toUnixTimestamp(block_time) AS ts, "
-        "tx_hash, owner, collateral_asset, debt_asset, debt_to_cover, liquidated_collateral, "
-        "liquidator, receive_a_token FROM defimon.liquidations FINAL "
-        "WHERE chain_id = {chain:UInt64} AND block_number >= {start:UInt64} "
-        "AND block_number <= {end:UInt64} ORDER BY block_number, log_index",
-        {"chain": chain, "start": start, "end": end},
-    )
-    return [
-        Sample.of(
-            liquidation_json(
-                account_id=account_id(chain, r["pool"], r["owner"]),
-                chain_id=chain,
-                pool=r["pool"],
-                block_number=int(r["block_number"]),
-                block_hash=r["block_hash"],
-                block_time=int(r["ts"]),
-                tx_hash=r["tx_hash"],
-                log_index=int(r["log_index"]),
-                user=r["owner"],
-                collateral_asset=r["collateral_asset"],
-                debt_asset=r["debt_asset"],
-                debt_to_cover=int(r["debt_to_cover"]),
-                liquidated_collateral=int(r["liquidated_collateral"]),
-                liquidator=r["liquidator"],
-                receive_a_token=bool(r["receive_a_token"]),
-            )
-        )
-        for r in rows
-    ]
+    return [Sample.of(x) for x in queries.liquidations(chain, start, end)]
 
 
 def _result(

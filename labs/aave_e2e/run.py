@@ -393,7 +393,7 @@ def main() -> int:
                 as_of = queries.resolve_at(anvil.chain_id, block, head)
                 for user in lab.users:
                     expected = account_data(rpc, pool, user, block)
-                    accounts = queries.lending(user, as_of)
+                    accounts = queries.portfolio_of("aave_v3", user, as_of)
                     if block % 5 == 0:
                         over_http = server.get(f"/v1/portfolio/{user}", at=str(block)).json()
                         http_checked += 1

@@ -11,6 +11,7 @@ from functools import partial
 
 from protocols.aave_v3 import rows
 from protocols.aave_v3.events import LiquidationCall
+from protocols.aave_v3.read import READ_SIDE
 from protocols.aave_v3.reader import NAME, aave_reader
 from protocols.aave_v3.state import (
     AaveMarket,
@@ -171,6 +172,7 @@ def shard_bus(out: AaveShardOutput, _block: BlockRef) -> Iterator[BusEntry]:
 
 PLUGIN = Plugin(
     name=NAME,
+    read=READ_SIDE,
     market=aave_market,
     shard=AaveShardPart,
     tables=rows.TABLES,

@@ -13,6 +13,7 @@ from functools import partial
 
 from protocols.base import DeadLetter
 from protocols.compound_v3 import rows
+from protocols.compound_v3.read import READ_SIDE
 from protocols.compound_v3.reader import comet_reader
 from protocols.compound_v3.state import NAME, CometAccountUpdate, CometMarket, CometOutput
 from protocols.prices import Anchor
@@ -86,6 +87,7 @@ def market_bus(out: CometOutput, _block: BlockRef) -> Iterator[BusEntry]:
 
 PLUGIN = Plugin(
     name=NAME,
+    read=READ_SIDE,
     market=comet_market,
     tables=rows.TABLES,
     market_rows=rows.market_rows,

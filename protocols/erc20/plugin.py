@@ -12,6 +12,7 @@ from functools import partial
 from protocols.base import DeadLetter
 from protocols.erc20 import rows
 from protocols.erc20.book import STAGE, BalanceBook, BalanceChange, balance_step
+from protocols.erc20.read import READ_SIDE
 from protocols.spec import BusEntry, MarketBlock, MarketPart, Plugin, bus_event
 from schemas.balances import balance_json
 from schemas.chain_config import ChainConfig
@@ -62,6 +63,7 @@ def market_bus(changes: list[BalanceChange], block: BlockRef) -> Iterator[BusEnt
 
 PLUGIN = Plugin(
     name=NAME,
+    read=READ_SIDE,
     market=balances_market,
     tables=rows.TABLES,
     market_rows=rows.market_rows,

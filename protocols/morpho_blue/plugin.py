@@ -216,6 +216,42 @@ class MorphoMarket(MarketPart):
         return out
 
 
+def account_value(
+    snapshot: MarketSnapshot, position: Position, user: str, timestamp: int, loan_usd: float | None
+) -> MorphoAccountValue | None:
+    """An account at `timestamp` as the contract's views give it: interest accrued as
+    MorphoBalancesLib does with the IRM's rate, health as `_isHealthy` weighs it (None: the
+    market's price was never read, nothing to say rather than a value at price 0). The live
+    path (the shards) and time travel (read.py) value with this one function."""
+    if snapshot.price is None:
+        return None
+    view = view_account(
+        snapshot.market,
+        position,
+        user,
+        timestamp,
+        snapshot.price,
+        snapshot.borrow_rate,
+        fee_recipient=user == snapshot.fee_recipient,
+        rate_exact=snapshot.rate_exact,
+    )
+    return MorphoAccountValue(
+        supply_shares=view.supply_shares,
+        borrow_shares=view.borrow_shares,
+        collateral=view.collateral,
+        supply_assets=view.supply_assets,
+        borrow_assets=view.borrow_assets,
+        price=view.price,
+        collateral_value=view.collateral_value,
+        max_borrow=view.max_borrow,
+        health=view.health,
+        liquidatable=view.liquidatable,
+        rate_exact=view.rate_exact,
+        loan_usd=loan_usd,
+        price_stale=snapshot.stale,
+    )
+
+
 def morpho_market(config: ChainConfig, shards: int) -> MorphoMarket | None:
     cfg = config.morpho_blue
     if cfg is None:
@@ -313,34 +349,10 @@ class MorphoShard(ShardPart):
     def _view(self, aid: str, timestamp: int) -> MorphoAccountValue | None:
         market, user, position = self.accounts[aid]
         snapshot = self.markets.get(market)
-        if snapshot is None or snapshot.price is None:
-            return None  # never priced: nothing to say rather than a value at price 0
-        view = view_account(
-            snapshot.market,
-            position,
-            user,
-            timestamp,
-            snapshot.price,
-            snapshot.borrow_rate,
-            fee_recipient=user == snapshot.fee_recipient,
-            rate_exact=snapshot.rate_exact,
-        )
+        if snapshot is None:
+            return None
         loan = self.prices.get(snapshot.info.loan_token)
-        return MorphoAccountValue(
-            supply_shares=view.supply_shares,
-            borrow_shares=view.borrow_shares,
-            collateral=view.collateral,
-            supply_assets=view.supply_assets,
-            borrow_assets=view.borrow_assets,
-            price=view.price,
-            collateral_value=view.collateral_value,
-            max_borrow=view.max_borrow,
-            health=view.health,
-            liquidatable=view.liquidatable,
-            rate_exact=view.rate_exact,
-            loan_usd=None if loan is None else loan.usd,
-            price_stale=snapshot.stale,
-        )
+        return account_value(snapshot, position, user, timestamp, None if loan is None else loan.usd)
 
     def _value(self, aid: str, block: BlockRef) -> MorphoAccountUpdate | None:
         value = self._view(aid, block.timestamp)

@@ -7,6 +7,7 @@ from functools import partial
 
 from protocols.spec import BusEntry, Plugin, bus_event
 from protocols.uniswap_v3 import rows
+from protocols.uniswap_v3.read import READ_SIDE
 from protocols.uniswap_v3.reader import uniswap_reader
 from protocols.uniswap_v3.state import (
     NAME,
@@ -35,6 +36,7 @@ def shard_bus(out: UniswapShardOutput, _block: BlockRef) -> Iterator[BusEntry]:
 
 PLUGIN = Plugin(
     name=NAME,
+    read=READ_SIDE,
     market=uniswap_market,
     shard=UniswapShard,
     tables=rows.TABLES,

@@ -37,7 +37,7 @@ ENGINE = ReplacingMergeTree(version, is_deleted)
 ORDER BY (chain_id, pool, block_number, block_hash);
 
 -- One row per structural change of a position, keyed by (block, log index).
--- "Positions at block N" = the latest version at or before N per position (see api/queries.py).
+-- "Positions at block N" = the latest version at or before N per position (see read.py here).
 CREATE TABLE IF NOT EXISTS defimon.position_versions
 (
     chain_id          UInt64,

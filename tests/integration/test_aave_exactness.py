@@ -108,7 +108,7 @@ def test_accounts_equal_get_user_account_data_live_and_at_every_block(
             as_of = queries.resolve_at(chain_id, block, head)
             for user in users:
                 expected = account_data(devnet, user, block)
-                accounts = queries.lending(user, as_of)
+                accounts = queries.portfolio_of("aave_v3", user, as_of)
                 if block % 7 == 0:
                     over_http = server.get(f"/v1/portfolio/{user}", at=str(block)).json()
                     assert over_http["lending"] == accounts

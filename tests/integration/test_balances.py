@@ -144,7 +144,9 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         revalued = 0
         for event in live:
             as_of = queries.resolve_at(chain_id, event["block_number"], head)
-            at_block = {b["token"]: b for b in queries.balances(event["wallet"], as_of)}
+            at_block = {
+                b["token"]: b for b in queries.portfolio_of("erc20", event["wallet"], as_of)
+            }
             if event["amount"] == "0":
                 assert event["token"] not in at_block
             else:
@@ -174,7 +176,7 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
             as_of = queries.resolve_at(chain_id, block, head)
             expected = balances_of(devnet.rpc_url, [(w, t) for w in wallets for t in tokens], block)
             for wallet in wallets:
-                served = queries.balances(wallet, as_of)
+                served = queries.portfolio_of("erc20", wallet, as_of)
                 amounts = {b["token"]: int(b["amount"]) for b in served}
                 want = {t: expected[(wallet, t)] for t in tokens if expected[(wallet, t)]}
                 assert amounts == want, f"{wallet} at block {block}"
@@ -194,7 +196,7 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         assert compared > 1000 and nonzero > 200
         # Before LATE was tracked, the API knows nothing of its tokens.
         before = queries.resolve_at(chain_id, late_since - 1, head)
-        assert queries.balances(LATE, before) == []
+        assert queries.portfolio_of("erc20", LATE, before) == []
         dead = server.runtime.store.scalar(
             "SELECT count() FROM defimon.dead_letters FINAL WHERE stage = 'erc20'"
         )

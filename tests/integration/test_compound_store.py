@@ -91,8 +91,10 @@ def test_a_wallet_without_comet_accounts_has_none(store: Store) -> None:
         insert(store, market_rows(out))
     queries = Queries(store)
     as_of = queries.resolve_at(CHAIN, 1, None)
-    assert queries.comet_lending("0x" + "99" * 20, as_of) == []
-    assert queries.comet_lending(ALICE, as_of) == []  # comets not configured: nothing folded
+    assert queries.portfolio_of("compound_v3", "0x" + "99" * 20, as_of) == []
+    assert (
+        queries.portfolio_of("compound_v3", ALICE, as_of) == []
+    )  # comets not configured: nothing folded
 
 
 def test_positions_aggregates_and_the_diff_read_comet_accounts(store: Store) -> None:

@@ -140,7 +140,7 @@ def test_prices_equal_get_asset_price_at_every_block_across_swaps_ratio_and_cap(
             as_of = queries.resolve_at(chain_id, block, head)
             for user in users:
                 expected_account = account_data(devnet, user, block)
-                accounts = queries.lending(user, as_of)
+                accounts = queries.portfolio_of("aave_v3", user, as_of)
                 if block % 5 == 0:
                     over_http = server.get(f"/v1/portfolio/{user}", at=str(block)).json()
                     assert over_http["lending"] == accounts

@@ -127,7 +127,7 @@ def test_an_aave_only_config_serves_the_aave_accounts_exactly(
             as_of = queries.resolve_at(chain_id, block, head)
             for user in users:
                 expected = account_data(devnet, user, block)
-                accounts = queries.lending(user, as_of)
+                accounts = queries.portfolio_of("aave_v3", user, as_of)
                 if not accounts:
                     assert expected[:2] == (0, 0), f"{user} missing at block {block}"
                     continue

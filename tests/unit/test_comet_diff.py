@@ -1,4 +1,4 @@
-"""A Compound V3 account's change split as an Aave account's is (api.diff.comet_change).
+"""A Compound V3 account's change split as an Aave account's is (its read side's comet_change).
 
 The market views are the worked example's comet (tests/unit/test_compound_state.py: a USDC
 comet with WETH collateral) with interest on; every expected part is computed here from
@@ -11,9 +11,11 @@ import dataclasses
 
 import pytest
 
-from api.diff import Change, comet_change, exact_lending_change, summarize
+from api.diff import summarize
 from protocols.compound_v3 import math as cm
+from protocols.compound_v3.read import comet_change
 from protocols.compound_v3.state import CometMarketView, net_value, prices_held
+from protocols.read_side import Change, exact_lending_change
 from schemas.comet import CometAccount
 from schemas.positions import BlockRef
 from tests.unit.test_compound_state import (

@@ -1,22 +1,20 @@
-"""The diff's attribution (api/diff.py) on hand-made versions: an LP position split into fees,
-the owner's actions and price; a lending account into interest, price and actions; a token
-balance into repricing and transfers. Amounts are chosen so every USD figure is exact in
-binary floating point, so each part is asserted exactly. (Compound V3 accounts:
-tests/unit/test_comet_diff.py; totals at a billion dollars: tests/unit/test_diff_summary.py.)
+"""The diff's attribution (each protocol's read side, protocols/<name>/read.py; the lending
+splits in protocols/read_side.py; the totals in api/diff.py) on hand-made versions: an LP
+position split into fees, the owner's actions and price; a lending account into interest,
+price and actions; a token balance into repricing and transfers. Amounts are chosen so every
+USD figure is exact in binary floating point, so each part is asserted exactly. (Compound V3
+accounts: tests/unit/test_comet_diff.py; totals at a billion dollars:
+tests/unit/test_diff_summary.py.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.diff import (
-    Change,
-    balance_change,
-    exact_lending_change,
-    lending_change,
-    lp_change,
-    summarize,
-)
+from api.diff import summarize
+from protocols.erc20.read import balance_change
+from protocols.read_side import Change, exact_lending_change, lending_change
+from protocols.uniswap_v3.read import lp_change
 
 E18, E6 = 10**18, 10**6
 
