@@ -14,8 +14,10 @@ from protocols.abi import DecodeError
 from protocols.base import DeadLetter, shard_of
 from protocols.morpho_blue import events as ev
 from protocols.morpho_blue import rows
+from protocols.morpho_blue.read import READ_SIDE
 from protocols.morpho_blue.reader import NAME, MarketRead, MorphoReader
-from protocols.morpho_blue.state import Market, MorphoBlueState, Position, StateError, view_account
+from protocols.morpho_blue.state import Market, MorphoBlueState, Position, StateError
+from protocols.morpho_blue.value import MarketSnapshot, account_value
 from protocols.spec import BusEntry, MarketBlock, MarketPart, Plugin, ShardPart, bus_event
 from protocols.windows import Observation, Subject, WindowBook, WindowBoundary
 from schemas.chain_config import ChainConfig
@@ -33,19 +35,6 @@ assert NAME == PROTOCOL_MORPHO_BLUE
 
 # ---------------------------------------------------------------------------------------------
 # What the market stage sends a shard, and what it outputs
-
-
-@dataclass(frozen=True, slots=True)
-class MarketSnapshot:
-    """A market as an account's valuation needs it at the end of a block."""
-
-    info: MorphoMarketInfo
-    market: Market  # the totals as stored (interest accrued by the valuation, to its time)
-    fee_recipient: str
-    price: int | None  # the oracle's last good price() (None: never read)
-    borrow_rate: int  # the IRM's borrowRateView for these totals
-    rate_exact: bool
-    stale: str = ""  # why `price` is not this block's ('' when it is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,42 +205,6 @@ class MorphoMarket(MarketPart):
         return out
 
 
-def account_value(
-    snapshot: MarketSnapshot, position: Position, user: str, timestamp: int, loan_usd: float | None
-) -> MorphoAccountValue | None:
-    """An account at `timestamp` as the contract's views give it: interest accrued as
-    MorphoBalancesLib does with the IRM's rate, health as `_isHealthy` weighs it (None: the
-    market's price was never read, nothing to say rather than a value at price 0). The live
-    path (the shards) and time travel (read.py) value with this one function."""
-    if snapshot.price is None:
-        return None
-    view = view_account(
-        snapshot.market,
-        position,
-        user,
-        timestamp,
-        snapshot.price,
-        snapshot.borrow_rate,
-        fee_recipient=user == snapshot.fee_recipient,
-        rate_exact=snapshot.rate_exact,
-    )
-    return MorphoAccountValue(
-        supply_shares=view.supply_shares,
-        borrow_shares=view.borrow_shares,
-        collateral=view.collateral,
-        supply_assets=view.supply_assets,
-        borrow_assets=view.borrow_assets,
-        price=view.price,
-        collateral_value=view.collateral_value,
-        max_borrow=view.max_borrow,
-        health=view.health,
-        liquidatable=view.liquidatable,
-        rate_exact=view.rate_exact,
-        loan_usd=loan_usd,
-        price_stale=snapshot.stale,
-    )
-
-
 def morpho_market(config: ChainConfig, shards: int) -> MorphoMarket | None:
     cfg = config.morpho_blue
     if cfg is None:
@@ -352,7 +305,9 @@ class MorphoShard(ShardPart):
         if snapshot is None:
             return None
         loan = self.prices.get(snapshot.info.loan_token)
-        return account_value(snapshot, position, user, timestamp, None if loan is None else loan.usd)
+        return account_value(
+            snapshot, position, user, timestamp, None if loan is None else loan.usd
+        )
 
     def _value(self, aid: str, block: BlockRef) -> MorphoAccountUpdate | None:
         value = self._view(aid, block.timestamp)
@@ -422,6 +377,7 @@ def shard_bus(out: MorphoShardOutput, _block: BlockRef) -> Iterator[BusEntry]:
 
 PLUGIN = Plugin(
     name=NAME,
+    read=READ_SIDE,
     market=morpho_market,
     shard=MorphoShard,
     tables=rows.TABLES,

@@ -1,0 +1,265 @@
+"""Morpho Blue accounts read back from the store (protocols/read_side.py).
+
+An account at block N is its latest position version at or before N, valued with its market as
+stored then (the latest `morpho_market_states` row), the latest oracle price and IRM rate read
+by then (`morpho_market_reads`), accrued to N's own time by the function the live path values
+with (plugin.account_value), in the lending account shape.
+
+Its part of the diff splits each account as an Aave account's is split: the earlier position at
+the later market and time with the earlier prices (interest), then at the later prices (price);
+the rest is the owner's doing (or a liquidation's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from protocols.morpho_blue.events import MarketParams
+from protocols.morpho_blue.math import MarketTotals
+from protocols.morpho_blue.state import Market, Position
+from protocols.morpho_blue.value import MarketSnapshot, account_value
+from protocols.read_side import AsOf, Change, ReadContext, ReadSide, lending_change
+from schemas.morpho import (
+    PROTOCOL_MORPHO_BLUE,
+    MorphoAccountValue,
+    MorphoMarketInfo,
+    morpho_account_json,
+)
+
+
+def open_positions(
+    ctx: ReadContext, as_of: AsOf, owners: Sequence[str] | None, markets: Sequence[str] | None
+) -> list[tuple[str, str, str, str, Position, int]]:
+    """(account id, morpho, market, owner, position, block of its latest version) of every
+    account holding something at the block."""
+    params: dict[str, Any] = {"chain": as_of.chain_id, "block": as_of.number}
+    where = ""
+    if owners is not None:
+        where += " AND owner IN {owners:Array(String)}"
+        params["owners"] = list(owners)
+    if markets is not None:
+        where += " AND market IN {markets:Array(String)}"
+        params["markets"] = list(markets)
+    rows = ctx.store.dicts(
+        "SELECT account_id, morpho, market, owner, supply_shares, borrow_shares, collateral, "
+        "block_number FROM defimon.morpho_positions FINAL "
+        f"WHERE chain_id = {{chain:UInt64}} {where} AND block_number <= {{block:UInt64}} "
+        "ORDER BY account_id, block_number DESC, log_index DESC LIMIT 1 BY account_id",
+        params,
+    )
+    out = []
+    for r in rows:
+        position = Position(int(r["supply_shares"]), int(r["borrow_shares"]), int(r["collateral"]))
+        if not position.is_empty():
+            out.append(
+                (
+                    r["account_id"],
+                    r["morpho"],
+                    r["market"],
+                    r["owner"],
+                    position,
+                    int(r["block_number"]),
+                )
+            )
+    return out
+
+
+def snapshots(ctx: ReadContext, as_of: AsOf, markets: Sequence[str]) -> dict[str, MarketSnapshot]:
+    """Each market as stored at the block, with the price and rate read by then (a market
+    without a state row by then is left out)."""
+    if not markets:
+        return {}
+    params = {"chain": as_of.chain_id, "block": as_of.number, "markets": list(markets)}
+    latest = (
+        "WHERE chain_id = {chain:UInt64} AND market IN {markets:Array(String)} "
+        "AND block_number <= {block:UInt64} "
+    )
+    created = ctx.store.dicts(
+        "SELECT market, loan_token, collateral_token, oracle, irm, lltv "
+        "FROM defimon.morpho_markets FINAL " + latest + "ORDER BY market, block_number DESC "
+        "LIMIT 1 BY market",
+        params,
+    )
+    states = {
+        r["market"]: r
+        for r in ctx.store.dicts(
+            "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.morpho_market_states "
+            "FINAL " + latest + "ORDER BY market, block_number DESC LIMIT 1 BY market",
+            params,
+        )
+    }
+    reads = {
+        r["market"]: r
+        for r in ctx.store.dicts(
+            "SELECT market, price, borrow_rate, stale FROM defimon.morpho_market_reads FINAL "
+            + latest
+            + "ORDER BY market, block_number DESC LIMIT 1 BY market",
+            params,
+        )
+    }
+    tokens = ctx.token_info(
+        as_of.chain_id,
+        sorted({t for r in created for t in (r["loan_token"], r["collateral_token"])}),
+    )
+    out = {}
+    for c in created:
+        state = states.get(c["market"])
+        if state is None:
+            continue
+        loan, coll = tokens.get(c["loan_token"]), tokens.get(c["collateral_token"])
+        params_ = MarketParams(
+            c["loan_token"], c["collateral_token"], c["oracle"], c["irm"], int(c["lltv"])
+        )
+        info = MorphoMarketInfo(
+            c["market"],
+            c["loan_token"],
+            c["collateral_token"],
+            c["oracle"],
+            c["irm"],
+            int(c["lltv"]),
+            loan.symbol if loan else "???",
+            loan.decimals if loan else 18,
+            coll.symbol if coll else "???",
+            coll.decimals if coll else 18,
+        )
+        totals = MarketTotals(
+            int(state["total_supply_assets"]),
+            int(state["total_supply_shares"]),
+            int(state["total_borrow_assets"]),
+            int(state["total_borrow_shares"]),
+            int(state["last_update"]),
+            int(state["fee"]),
+        )
+        market = Market(c["market"], params_, totals, int(state["prev_borrow_rate"]))
+        read = reads.get(c["market"])
+        out[c["market"]] = MarketSnapshot(
+            info,
+            market,
+            state["fee_recipient"],
+            None if read is None else int(read["price"]),
+            int(read["borrow_rate"]) if read is not None else market.prev_borrow_rate,
+            read is not None,
+            "" if read is None else read["stale"],
+        )
+    return out
+
+
+def _valued(
+    ctx: ReadContext, as_of: AsOf, owners: Sequence[str] | None, markets: Sequence[str] | None
+) -> list[tuple[str, str, str, MorphoMarketInfo, MorphoAccountValue, int]]:
+    held = open_positions(ctx, as_of, owners, markets)
+    if not held:
+        return []
+    ref = ctx.timed_ref(as_of)
+    found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
+    loans = sorted({s.info.loan_token for s in found.values()})
+    prices = ctx.token_prices(as_of, loans)
+    out = []
+    for aid, morpho, market, owner, position, updated in held:
+        snapshot = found.get(market)
+        if snapshot is None:
+            continue
+        loan = prices.get(snapshot.info.loan_token)
+        value = account_value(
+            snapshot, position, owner, ref.timestamp, None if loan is None else loan[0].usd
+        )
+        if value is not None:
+            out.append((aid, morpho, owner, snapshot.info, value, updated))
+    return out
+
+
+def morpho_subjects(
+    ctx: ReadContext, as_of: AsOf, owners: Sequence[str] | None, markets: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    valued = _valued(ctx, as_of, owners, markets)
+    ref = ctx.timed_ref(as_of) if valued else None
+    out = []
+    for _aid, morpho, owner, info, value, updated in valued:
+        assert ref is not None
+        out.append(morpho_account_json(as_of.chain_id, morpho, owner, info, value, ref, updated))
+    return out
+
+
+def _net_usd(info: MorphoMarketInfo, value: MorphoAccountValue) -> float:
+    """What the account owns in USD (0 where the loan token has no price)."""
+    if value.loan_usd is None:
+        return 0.0
+    loan_unit = 10**info.loan_decimals
+    collateral = value.collateral_value / loan_unit * value.loan_usd  # at the market's oracle
+    return collateral + (value.supply_assets - value.borrow_assets) / loan_unit * value.loan_usd
+
+
+class MorphoBlueRead(ReadSide):
+    name = PROTOCOL_MORPHO_BLUE
+    section = "lending"
+    alert_kinds = frozenset({"health_factor_below"})
+
+    def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
+        return morpho_subjects(ctx, as_of, [owner], None)
+
+    def subjects(
+        self,
+        ctx: ReadContext,
+        as_of: AsOf,
+        owners: Sequence[str] | None,
+        tokens: Sequence[str] | None,
+        pools: Sequence[str] | None,
+    ) -> list[dict[str, Any]]:
+        # A lending account's `pool` is its market; a token condition is left to the filter.
+        return morpho_subjects(ctx, as_of, owners, pools)
+
+    def changes(self, ctx: ReadContext, owner: str, start: AsOf, end: AsOf) -> list[Change]:
+        p0 = {aid: (m, pos) for aid, _, m, _, pos, _ in open_positions(ctx, start, [owner], None)}
+        p1 = {aid: (m, pos) for aid, _, m, _, pos, _ in open_positions(ctx, end, [owner], None)}
+        markets = sorted({m for m, _ in (*p0.values(), *p1.values())})
+        s0, s1 = snapshots(ctx, start, markets), snapshots(ctx, end, markets)
+        t0 = ctx.timestamp(start) or 0
+        t1 = ctx.timestamp(end) or 0
+        loans = sorted({s.info.loan_token for s in (*s0.values(), *s1.values())})
+        usd0 = {t: p[0].usd for t, p in ctx.token_prices(start, loans).items()}
+        usd1 = {t: p[0].usd for t, p in ctx.token_prices(end, loans).items()}
+
+        def worth(
+            snapshot: MarketSnapshot | None, held: Position | None, t: int, usd: dict[str, float]
+        ) -> float:
+            if snapshot is None or held is None:
+                return 0.0
+            value = account_value(snapshot, held, owner, t, usd.get(snapshot.info.loan_token))
+            return 0.0 if value is None else _net_usd(snapshot.info, value)
+
+        changes = []
+        for aid in sorted(set(p0) | set(p1)):
+            market = (p0.get(aid) or p1[aid])[0]
+            before = p0.get(aid, (market, None))[1]
+            after = p1.get(aid, (market, None))[1]
+            e0, e1 = s0.get(market), s1.get(market)
+            v0, v1 = worth(e0, before, t0, usd0), worth(e1, after, t1, usd1)
+            if e0 is None or e1 is None or before is None:
+                changes.append(lending_change(aid, self.name, v0, v1, v0, v0))
+                continue
+            # the later market and time with the earlier prices (the oracle's and the loan's)
+            at_later_rates = replace(e1, price=e0.price)
+            changes.append(
+                lending_change(
+                    aid,
+                    self.name,
+                    v0,
+                    v1,
+                    worth(at_later_rates, before, t1, usd0),
+                    worth(e1, before, t1, usd1),
+                )
+            )
+        return changes
+
+    def subject_exists(self, ctx: ReadContext, chain_id: int, subject_id: str) -> bool:
+        found = ctx.store.scalar(
+            "SELECT count() FROM defimon.morpho_positions "
+            "WHERE chain_id = {chain:UInt64} AND account_id = {id:String}",
+            {"chain": chain_id, "id": subject_id},
+        )
+        return bool(found)
+
+
+READ_SIDE = MorphoBlueRead()
