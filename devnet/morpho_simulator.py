@@ -206,6 +206,12 @@ class MorphoSimulator:
                 log.debug("%s", what)
             return [] if block is None else [block]
 
+    def views(self, accounts: list[str]) -> dict[str, AccountView]:
+        """The accounts at the latest block: interest accrued, health at the oracle's price."""
+        with self._lock:
+            snapshot = self._snapshot(accounts)
+            return {account: snapshot.view(account) for account in accounts}
+
     def liquidatable_accounts(self) -> list[str]:
         """Borrowers whose debt exceeds their max borrow at the latest block."""
         with self._lock:
