@@ -1,4 +1,5 @@
-"""Deploy tokens, the real Uniswap V3 (factory, pools, NPM, router) and Aave V3 on a devnet."""
+"""Deploy tokens, the real Uniswap V3 (factory, pools, NPM, router), Aave V3 and Morpho Blue on a
+devnet."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ from devnet.contracts import (
     POOL_INITIALIZE,
     load_artifact,
 )
+from devnet.morpho import LLTV, MorphoDeployment, deploy_morpho, oracle_price
 from devnet.oracles import DEFAULT_LAYOUT, LST_BASE, LST_RATIO, LST_SYMBOL, check_layout
 from devnet.rpc import RpcClient
 from devnet.txs import Tx, mine_block
 from devnet.univ3math import sqrt_price_x96_from_price
+from protocols.morpho_blue.events import MarketParams
 from schemas.chain_config import (
     DEFAULT_MIN_DEPTH_USD,
     AaveV3Config,
     ChainConfig,
+    MorphoBlueConfig,
     UniswapV3Config,
 )
 
@@ -65,6 +69,9 @@ POOL_SPECS: tuple[tuple[str, str, int], ...] = (
     ("DAI", "USDC", 100),
 )
 WALLET_FUNDING_USD = 10**9  # of every token, per wallet
+# the Morpho Blue market: lends this token against that one, at devnet.morpho.LLTV (86%)
+MORPHO_LOAN = "USDC"
+MORPHO_COLLATERAL = "WETH"
 
 # gas limits are explicit so bulk sends skip estimation; about 1.5x what the calls use
 _GAS_DEPLOY_TOKEN = 2_000_000
@@ -106,6 +113,7 @@ class Deployment:
     start_block: int
     aave: AaveDeployment | None = None  # None: deployed with aave=False
     layout: str = DEFAULT_LAYOUT  # devnet.oracles.LAYOUTS: what prices the Aave reserves
+    morpho: MorphoDeployment | None = None  # None: deployed with morpho=False
 
     def token_by_address(self, address: str) -> Token:
         for token in self.tokens.values():
@@ -141,10 +149,15 @@ class Deployment:
             )
             if self.aave is not None
             else None,
+            morpho_blue=MorphoBlueConfig(self.morpho.morpho) if self.morpho is not None else None,
         )
 
     def to_json(self) -> str:
-        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2).decode()
+        raw = asdict(self)
+        if self.morpho is not None:
+            # asdict keeps MarketParams a NamedTuple, which orjson does not serialize
+            raw["morpho"]["params"] = self.morpho.params._asdict()
+        return orjson.dumps(raw, option=orjson.OPT_INDENT_2).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Deployment:
@@ -153,15 +166,24 @@ class Deployment:
         raw["pools"] = [Pool(**pool) for pool in raw["pools"]]
         if raw.get("aave") is not None:
             raw["aave"] = AaveDeployment.from_dict(raw["aave"])
+        if raw.get("morpho") is not None:
+            morpho = dict(raw["morpho"])
+            morpho["params"] = MarketParams(**morpho["params"])
+            raw["morpho"] = MorphoDeployment(**morpho)
         return cls(**raw)
 
 
-def deploy(rpc_url: str, *, aave: bool = True, layout: str = DEFAULT_LAYOUT) -> Deployment:
+def deploy(
+    rpc_url: str, *, aave: bool = True, layout: str = DEFAULT_LAYOUT, morpho: bool = True
+) -> Deployment:
     """Deploy everything from anvil account 0 and fund accounts 1..N-1.
 
     Uniswap V3 takes ~0.1 s, then (with `aave`) the Aave V3 market ~0.2 s more. `layout`
     (devnet.oracles) says what prices the Aave reserves: "feeds", a PriceFeed each, or
     "mainnet", WETH behind a Chainlink proxy and an LST (wstETH) behind a CAPO-shaped adapter.
+    Then (with `morpho`) Morpho Blue and one market, USDC lent against WETH (~0.1 s; compiling
+    Morpho takes ~7 s more the first time, then it is cached). Morpho comes last, so the
+    Uniswap and Aave blocks are the same with or without it.
     """
     check_layout(layout)
     started = time.perf_counter()
@@ -189,7 +211,46 @@ def deploy(rpc_url: str, *, aave: bool = True, layout: str = DEFAULT_LAYOUT) -> 
         prices = {symbol: spec[1] for symbol, spec in ALL_TOKEN_SPECS.items()}
         market = deploy_aave(rpc_url, deployment.tokens, deployer, wallets, prices, layout)
         deployment = replace(deployment, aave=market)
+    if morpho:
+        with RpcClient(rpc_url) as rpc:
+            deployment = replace(deployment, morpho=_deploy_morpho(rpc, deployment))
     return deployment
+
+
+def _deploy_morpho(rpc: RpcClient, deployment: Deployment) -> MorphoDeployment:
+    """Morpho Blue with a USDC/WETH market at the devnet's reference WETH price (the price the
+    pools and the Aave feeds start at); every wallet approves Morpho for both tokens.
+
+    Four blocks."""
+    loan = deployment.tokens[MORPHO_LOAN]
+    collateral = deployment.tokens[MORPHO_COLLATERAL]
+    price = ALL_TOKEN_SPECS[MORPHO_COLLATERAL][1] / ALL_TOKEN_SPECS[MORPHO_LOAN][1]
+    try:
+        market = deploy_morpho(
+            rpc,
+            deployment.deployer,
+            loan_token=loan.address,
+            collateral_token=collateral.address,
+            lltv=LLTV,
+            price=oracle_price(price, loan.decimals, collateral.decimals),
+        )
+        # the wallets already hold both tokens (block 4 and the Aave funding)
+        mine_block(
+            rpc,
+            [
+                Tx(
+                    wallet,
+                    token.address,
+                    ERC20_APPROVE.encode(market.morpho, MAX_UINT256),
+                    _GAS_SMALL_CALL // 2,
+                )
+                for wallet in deployment.wallets
+                for token in (loan, collateral)
+            ],
+        )
+    finally:
+        rpc.call("evm_setAutomine", [True])
+    return market
 
 
 def _deploy(

@@ -1,8 +1,10 @@
-"""`defimon devnet`: anvil + the Uniswap V3 and Aave V3 deployment + the simulators, until stopped.
+"""`defimon devnet`: anvil + the Uniswap V3, Aave V3 and Morpho Blue deployment + the simulators,
+until stopped.
 
-`DevnetSimulator` drives both markets from one thread (Uniswap `MarketSimulator.step()`, then,
-when the deployment has Aave, `LendingSimulator.tick()`), so their transactions never race
-for the same wallets' nonces; `simulate()` runs it until a stop event is set.
+`DevnetSimulator` drives the markets from one thread (Uniswap `MarketSimulator.step()`, then,
+when the deployment has Aave, `LendingSimulator.tick()`, then, when it has Morpho,
+`MorphoSimulator.tick()`), so their transactions never race for the same wallets' nonces;
+`simulate()` runs it until a stop event is set.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from devnet.anvil import Anvil
 from devnet.deploy import Deployment, deploy
 from devnet.lending import SECONDS_PER_TICK, LendingSimulator
 from devnet.loop import run_every
+from devnet.morpho_simulator import MorphoSimulator
 from devnet.oracles import DEFAULT_LAYOUT
 from devnet.simulator import MarketSimulator
 
 log = logging.getLogger("defimon.devnet")
-LENDING_SEED_OFFSET = 4  # the default seeds: market 7, lending 11
+LENDING_SEED_OFFSET = 4  # the default seeds: market 7, lending 11, Morpho 13
+MORPHO_SEED_OFFSET = 6
 
 
 class DevnetSimulator:
-    """The Uniswap market and (if deployed) the Aave market, stepped together."""
+    """The Uniswap market and (if deployed) the Aave and Morpho markets, stepped together."""
 
     def __init__(
         self,
@@ -39,26 +43,40 @@ class DevnetSimulator:
             if deployment.aave is not None
             else None
         )
+        self.morpho = (
+            MorphoSimulator(rpc_url, deployment, seed=seed + MORPHO_SEED_OFFSET)
+            if deployment.morpho is not None
+            else None
+        )
         self.seconds_per_step = seconds_per_step
 
     def close(self) -> None:
         self.market.close()
         if self.lending is not None:
             self.lending.close()
+        if self.morpho is not None:
+            self.morpho.close()
 
     def step(self) -> list[int]:
         """A Uniswap round, then a lending round (actions, price drift, sometimes a shock,
-        `seconds_per_step` of chain time, liquidations); the blocks mined."""
+        `seconds_per_step` of chain time, liquidations), then a Morpho round (its oracle follows
+        WETH, liquidations, actions); the blocks mined."""
         blocks = self.market.step()
         if self.lending is not None:
             blocks += self.lending.tick(self.seconds_per_step)
+        if self.morpho is not None:
+            # the lending round already moved the clock; without it, Morpho's round does
+            blocks += self.morpho.tick(0 if self.lending is not None else self.seconds_per_step)
         return blocks
 
     def wallets(self) -> list[str]:
-        """Wallets with a Uniswap position or an Aave account, for showing in the demo."""
+        """Wallets with a Uniswap position, an Aave account or a Morpho position, for showing
+        in the demo."""
         wallets = set(self.market.all_positions().values())
         if self.lending is not None:
             wallets.update(self.lending.accounts())
+        if self.morpho is not None:
+            wallets.update(self.morpho.accounts())
         return sorted(wallets)
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -150,7 +151,11 @@ def morpho_artifacts() -> dict[str, Artifact]:
     else:
         raw = _compile(sources)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_bytes(orjson.dumps(raw))
+        # every deploy() reads it now: processes that start together (tests, a demo) must
+        # never see a half-written file, so it appears whole, by a rename
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        partial.write_bytes(orjson.dumps(raw))
+        os.replace(partial, cached)
     return {name: Artifact(name, raw[name]["abi"], raw[name]["bytecode"]) for name in CONTRACTS}
 
 
