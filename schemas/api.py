@@ -74,9 +74,10 @@ class LendingReserveOut(BaseModel):
     debt: str = Field(description="Variable plus stable debt, accrued to the block")
     collateral: bool
     price: str = Field(description="Oracle price, base currency with 8 decimals")
-    price_usd: float
-    supplied_usd: float
-    debt_usd: float
+    # None where the token has no USD price (a Morpho market's loan token no route reaches)
+    price_usd: float | None
+    supplied_usd: float | None
+    debt_usd: float | None
     liquidation_price: str | None = Field(
         description="The price of this collateral at which the health factor reaches 1"
     )
@@ -95,9 +96,11 @@ class AccountOut(BaseModel):
     emode: int
     total_collateral_base: str = Field(description="As getUserAccountData: 8-decimal USD")
     total_debt_base: str
-    collateral_usd: float
-    debt_usd: float
-    value_usd: float = Field(description="Collateral minus debt")
+    collateral_usd: float | None
+    debt_usd: float | None
+    value_usd: float | None = Field(
+        description="Collateral (and supply) minus debt; None without a USD price"
+    )
     avg_ltv: int
     avg_liquidation_threshold: int
     health_factor: str = Field(description="Wad (1e18 = 1.0); 2^256-1 without debt")
@@ -121,6 +124,22 @@ class AccountOut(BaseModel):
     )
     absorbable: bool | None = Field(
         None, description="Comet: the same test after accrual to the block time (absorb's)"
+    )
+    # Morpho Blue only (None for the others): one user in one isolated market.
+    morpho: str | None = Field(None, description="Morpho Blue: the Morpho contract")
+    market: str | None = Field(None, description="Morpho Blue: the market id (bytes32)")
+    lltv: str | None = Field(None, description="Morpho Blue: the market's LLTV (wad)")
+    oracle: str | None = Field(None, description="Morpho Blue: the market's oracle")
+    irm: str | None = Field(None, description="Morpho Blue: the market's interest rate model")
+    supply_shares: str | None = Field(None, description="Morpho Blue: position().supplyShares")
+    borrow_shares: str | None = Field(None, description="Morpho Blue: position().borrowShares")
+    max_borrow: str | None = Field(
+        None, description="Morpho Blue: collateral x price x LLTV, in loan-token units"
+    )
+    rate_exact: bool | None = Field(
+        None,
+        description="Morpho Blue: interest accrued at the IRM's own rate (False: the "
+        "last accrual's rate, for an IRM the flow cannot read)",
     )
 
 

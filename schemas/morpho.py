@@ -94,7 +94,7 @@ def morpho_account_json(
             "supplied": str(value.supply_assets),
             "debt": str(value.borrow_assets),
             "collateral": False,
-            "price": None,
+            "price": str(ORACLE_PRICE_SCALE),  # the market's unit: loan per loan, 1e36
             "price_usd": loan_usd,
             "supplied_usd": usd(value.supply_assets, loan_unit, loan_usd),
             "debt_usd": usd(value.borrow_assets, loan_unit, loan_usd),
@@ -161,5 +161,5 @@ def morpho_account_json(
         "borrow_shares": str(value.borrow_shares),
         "max_borrow": str(value.max_borrow),
         "rate_exact": value.rate_exact,
-        "stale": None if stale is None else [info.collateral_token],
+        "stale": None if stale is None else [f"{info.collateral_symbol}: {stale}"],
     }
