@@ -15,6 +15,7 @@ from ports.settings import Settings
 from ports.status import FlowStatus
 from ports.store import Store
 from ports.watch import WatchRequests
+from protocols.registry import PROTOCOLS
 from schemas.api import ErrorOut
 from schemas.errors import Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from schemas.filters import Filter
@@ -133,7 +134,7 @@ def get_filter(
 ) -> Filter:
     """The filter grammar (schemas.filters) from query parameters."""
     given = {k: v for k, v in locals().items() if v is not None}
-    return Filter.parse({k: v if isinstance(v, list) else [v] for k, v in given.items()})
+    return Filter.parse({k: v if isinstance(v, list) else [v] for k, v in given.items()}, PROTOCOLS)
 
 
 FilterDep = Annotated[Filter, Depends(get_filter)]

@@ -18,14 +18,13 @@ Grammar (query parameters; repeatable ones are OR within, every parameter is AND
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from schemas.errors import InvalidInput
 from schemas.hexutil import decimal_uint, normalize_address
 
-PROTOCOLS = ("uniswap_v3", "aave_v3", "compound_v3", "erc20")
 NUMERIC = ("value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
 LIST_PARAMS = ("protocol", "chain_id", "owner", "pool", "token")
 
@@ -95,19 +94,20 @@ class Filter:
         return out
 
     @classmethod
-    def parse(cls, params: Mapping[str, Iterable[str]]) -> Filter:
-        """From query parameters; unknown names and malformed values are InvalidInput."""
+    def parse(cls, params: Mapping[str, Iterable[str]], protocols: Sequence[str]) -> Filter:
+        """From query parameters; unknown names and malformed values are InvalidInput.
+        `protocols`: the names `protocol=` may take (protocols/registry.py PROTOCOLS)."""
         known = set(LIST_PARAMS) | {f"{m}_{n}" for m in ("min", "max") for n in NUMERIC}
         known.add("in_range")
         unknown = sorted(set(params) - known)
         if unknown:
             raise InvalidInput(f"unknown filter {unknown[0]!r}; known: {', '.join(sorted(known))}")
         values: dict[str, Any] = {}
-        protocols = _strings(params, "protocol")
-        bad = sorted(protocols - set(PROTOCOLS))
+        named = _strings(params, "protocol")
+        bad = sorted(named - set(protocols))
         if bad:
-            raise InvalidInput(f"unknown protocol {bad[0]!r}; known: {', '.join(PROTOCOLS)}")
-        values["protocol"] = frozenset(protocols)
+            raise InvalidInput(f"unknown protocol {bad[0]!r}; known: {', '.join(protocols)}")
+        values["protocol"] = frozenset(named)
         chains = set()
         for text in _strings(params, "chain_id"):
             chain = decimal_uint(text)

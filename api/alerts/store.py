@@ -16,6 +16,7 @@ import orjson
 
 from api.alerts.rules import Delivery, Fired, Rule, SubjectState
 from ports.store import Store
+from protocols.registry import PROTOCOLS
 from schemas.filters import Filter
 
 RULE_COLUMNS = (
@@ -258,7 +259,7 @@ def _rule(row: dict[str, Any]) -> Rule:
         id=row["rule_id"],
         name=row["name"],
         kind=row["kind"],
-        filter=Filter.parse(flt),
+        filter=Filter.parse(flt, PROTOCOLS),
         threshold=float(params["threshold"]),
         hysteresis=float(params["hysteresis"]),
         cooldown_seconds=int(params["cooldown_seconds"]),

@@ -19,6 +19,7 @@ from api.deps import (
     parse_at,
     require,
 )
+from protocols.registry import PROTOCOLS
 from schemas.alerts import (
     AlertsOut,
     BacktestOut,
@@ -58,7 +59,7 @@ def parse_filter(raw: dict[str, str | list[str]] | str) -> Filter:
         params: dict[str, list[str]] = parse_qs(text, keep_blank_values=False)
     else:
         params = {k: [v] if isinstance(v, str) else list(v) for k, v in raw.items()}
-    return Filter.parse(params)
+    return Filter.parse(params, PROTOCOLS)
 
 
 def rule_out(rule: Rule) -> dict[str, Any]:

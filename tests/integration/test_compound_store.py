@@ -22,6 +22,7 @@ from ports.store import Store
 from protocols.compound_v3 import math as cm
 from protocols.compound_v3.plugin import CometPart
 from protocols.compound_v3.state import CometMarket
+from protocols.registry import PROTOCOLS
 from schemas.filters import Filter
 from tests.unit.test_compound_state import ALICE, CHAIN, COMET, E18, worked_example
 
@@ -110,13 +111,13 @@ def test_positions_aggregates_and_the_diff_read_comet_accounts(store: Store) -> 
     [account] = queries.portfolio(ALICE, at3)["lending"]
     assert queries.subjects(at3, Filter()) == [account]
     for selects in ({"protocol": ["compound_v3"]}, {"pool": [COMET]}, {"owner": [ALICE]}):
-        assert queries.subjects(at3, Filter.parse(selects)) == [account], selects
+        assert queries.subjects(at3, Filter.parse(selects, PROTOCOLS)) == [account], selects
     for excludes in (
         {"protocol": ["aave_v3"]},
         {"pool": ["0x" + "99" * 20]},
         {"min_debt_usd": ["1e9"]},
     ):
-        assert queries.subjects(at3, Filter.parse(excludes)) == [], excludes
+        assert queries.subjects(at3, Filter.parse(excludes, PROTOCOLS)) == [], excludes
     page = queries.positions(
         at3, Filter(), sort="health_factor", descending=False, limit=10, cursor=None
     )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from devnet.lending import LendingSimulator
+from protocols.registry import PROTOCOLS
 from schemas.filters import Filter
 from tests.conftest import Devnet
 from tests.support import block_number, collect_events, live_server
@@ -36,7 +37,9 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
             "protocol": ["uniswap_v3", "aave_v3"],
             "min_value_usd": str(median),
         }
-        flt = Filter.parse({"protocol": params["protocol"], "min_value_usd": [str(median)]})
+        flt = Filter.parse(
+            {"protocol": params["protocol"], "min_value_usd": [str(median)]}, PROTOCOLS
+        )
 
         unfiltered: list[dict[str, Any]] = []
         filtered: list[dict[str, Any]] = []

@@ -20,6 +20,7 @@ from api.alerts.rules import (
     wallet_sample,
     wallet_weights,
 )
+from protocols.registry import PROTOCOLS
 from schemas.errors import InvalidInput
 from schemas.filters import Filter
 
@@ -154,7 +155,9 @@ def test_liquidation_fires_per_event_with_cooldown() -> None:
     ]
     assert run(rule, events) == [0, 2]
     with pytest.raises(InvalidInput, match="liquidation rule"):
-        validate(Rule("r", "liq", "liquidation", Filter.parse({"max_health_factor": ["1"]})))
+        validate(
+            Rule("r", "liq", "liquidation", Filter.parse({"max_health_factor": ["1"]}, PROTOCOLS))
+        )
 
 
 def lp(token0: str, token1: str, a0: int, a1: int, p0: float, p1: float) -> dict[str, Any]:

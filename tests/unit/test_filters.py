@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from protocols.registry import PROTOCOLS
 from schemas.errors import InvalidInput
 from schemas.filters import Filter, Range
 from tests.unit import test_compound_state as worked
@@ -40,7 +41,7 @@ NO_DEBT = {**ACCOUNT, "debt_usd": 0.0, "health_factor_float": None}
 
 
 def parse(**params: str | list[str]) -> Filter:
-    return Filter.parse({k: [v] if isinstance(v, str) else v for k, v in params.items()})
+    return Filter.parse({k: [v] if isinstance(v, str) else v for k, v in params.items()}, PROTOCOLS)
 
 
 def test_empty_filter_matches_everything() -> None:
@@ -99,7 +100,7 @@ def test_the_canonical_query_parses_back_to_the_same_filter() -> None:
         in_range="false",
         chain_id="10",
     )
-    assert Filter.parse(f.query()) == f
+    assert Filter.parse(f.query(), PROTOCOLS) == f
     assert f.value_usd == Range(0.1, None)
     assert f.numeric and not parse(owner=A).numeric
     assert Range(None, None).holds(math.inf) and not Range(0, 1).holds(None)
