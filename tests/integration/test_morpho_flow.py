@@ -211,11 +211,17 @@ def test_morpho_accounts_equal_the_contract_live_and_at_every_block(
         assert checked >= 80 and liquidatable >= 1, (checked, liquidatable)
 
         # The same accounts in /v1/positions and /v1/aggregate, and their windows.
-        listed = server.get("/v1/positions", protocol="morpho_blue").json()
-        ids = {item["id"] for item in listed["items"]}
+        listed = server.get("/v1/positions", protocol="morpho_blue", limit="500").json()
+        ids = {item["id"] for item in listed["positions"]}
         assert {f"31337:{c.d.morpho}:{c.d.market_id}:{u}" for u in (l1, b1)} <= ids
+        assert all(item["protocol"] == "morpho_blue" for item in listed["positions"])
         total = server.get("/v1/aggregate", protocol="morpho_blue", group_by="protocol").json()
-        assert total["groups"] and total["groups"][0]["count"] == len(ids)
+        [group] = total["groups"]
+        assert group["key"] == {"protocol": "morpho_blue"} and group["metrics"]["count"] == len(ids)
+        # a health factor filter selects the lending accounts below it (Aave's grammar)
+        risky = server.get("/v1/positions", protocol="morpho_blue", max_health_factor="1.5").json()
+        for item in risky["positions"]:
+            assert item["health_factor_float"] is not None and item["health_factor_float"] <= 1.5
         windows = server.runtime.store.scalar(
             "SELECT count() FROM defimon.position_windows FINAL WHERE protocol = 'morpho_blue'"
         )
