@@ -26,7 +26,13 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
 from flows.endpoint import ChainEndpoint
-from flows.market import MarketOutput, MarketState, market_state, market_step
+from flows.market import (
+    MarketOutput,
+    MarketState,
+    check_protocols,
+    market_state,
+    market_step,
+)
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
 from flows.shards import shard_step
@@ -48,9 +54,16 @@ DEFAULT_SHARDS = 8
 def market_mapper(
     configs: dict[int, ChainConfig], shards: int
 ) -> Callable[[MarketState | None, BlockBatch], tuple[MarketState, MarketOutput]]:
+    checked: set[int] = set()
+
     def step(state: MarketState | None, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:
         if state is None:
             state = market_state(configs[batch.header.chain_id], shards)
+            checked.add(batch.header.chain_id)
+        elif batch.header.chain_id not in checked:
+            # restored from a recovery directory: once per chain and process
+            check_protocols(state, configs[batch.header.chain_id])
+            checked.add(batch.header.chain_id)
         state, out = market_step(state, batch)
         chain = str(batch.header.chain_id)
         METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))

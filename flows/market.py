@@ -21,6 +21,7 @@ from protocols.spec import MarketBlock, MarketPart, ShardInput
 from protocols.windows import crosses_boundary
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.chain_config import ChainConfig
+from schemas.errors import ConfigError
 from schemas.positions import BlockRef, TokenPrice
 
 
@@ -83,6 +84,20 @@ def market_state(config: ChainConfig, shards: int) -> MarketState:
         min_depth_usd=config.min_depth_usd,
         feeds=config.feeds,
     )
+
+
+def check_protocols(state: MarketState, config: ChainConfig) -> None:
+    """A market stage restored from a recovery directory runs the protocols it started with:
+    one the chain config added or dropped since would start mid-history (missing what came
+    before) or linger. Refused with what to do instead."""
+    named = {p.name for p in PLUGINS if p.market(config, state.shards) is not None}
+    if named != set(state.parts):
+        raise ConfigError(
+            f"chain {config.chain_id}: the recovery directory holds a flow of "
+            f"{', '.join(sorted(state.parts)) or 'no protocol'}, but the chain config names "
+            f"{', '.join(sorted(named)) or 'none'}; to follow the new set, start afresh "
+            "(delete the data directory's recovery and store, or use another data directory)"
+        )
 
 
 def market_step(state: MarketState, batch: BlockBatch) -> tuple[MarketState, MarketOutput]:

@@ -31,10 +31,10 @@ class BalancesPart(MarketPart):
 
     def priced(
         self, ctx: MarketBlock, out: object, changed: Sequence[TokenPrice]
-    ) -> list[BalanceChange]:
+    ) -> list[BalanceChange] | None:
         done = balance_step(self.book, ctx.batch, ctx.tokens, ctx.prices, changed)
         ctx.dead_letters.extend(DeadLetter(lg, reason, STAGE) for lg, reason in done.dead)
-        return done.changes
+        return done.changes or None
 
 
 def balances_market(config: ChainConfig, shards: int) -> BalancesPart:
