@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorOut(BaseModel):
@@ -88,6 +88,12 @@ class LendingReserveOut(BaseModel):
 
 
 class AccountOut(BaseModel):
+    """A lending account (Aave V3, Compound V3, Morpho Blue). A protocol's own fields beyond
+    these pass through as its wire model has them (Morpho Blue's, schemas/morpho.py: morpho,
+    market, lltv, oracle, irm, supply_shares, borrow_shares, max_borrow, rate_exact)."""
+
+    model_config = ConfigDict(extra="allow")
+
     id: str = Field(description="chain_id:pool:owner (pool: the Aave pool or the comet)")
     protocol: str
     chain_id: int
@@ -124,22 +130,6 @@ class AccountOut(BaseModel):
     )
     absorbable: bool | None = Field(
         None, description="Comet: the same test after accrual to the block time (absorb's)"
-    )
-    # Morpho Blue only (None for the others): one user in one isolated market.
-    morpho: str | None = Field(None, description="Morpho Blue: the Morpho contract")
-    market: str | None = Field(None, description="Morpho Blue: the market id (bytes32)")
-    lltv: str | None = Field(None, description="Morpho Blue: the market's LLTV (wad)")
-    oracle: str | None = Field(None, description="Morpho Blue: the market's oracle")
-    irm: str | None = Field(None, description="Morpho Blue: the market's interest rate model")
-    supply_shares: str | None = Field(None, description="Morpho Blue: position().supplyShares")
-    borrow_shares: str | None = Field(None, description="Morpho Blue: position().borrowShares")
-    max_borrow: str | None = Field(
-        None, description="Morpho Blue: collateral x price x LLTV, in loan-token units"
-    )
-    rate_exact: bool | None = Field(
-        None,
-        description="Morpho Blue: interest accrued at the IRM's own rate (False: the "
-        "last accrual's rate, for an IRM the flow cannot read)",
     )
 
 

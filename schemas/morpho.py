@@ -151,7 +151,9 @@ def morpho_account_json(
         "block_number": as_of.number,
         "block_hash": as_of.hash,
         "block_time": as_of.time_iso(),
+        "base_principal": None,  # Comet's
         "is_liquidatable": value.liquidatable,
+        "absorbable": None,  # Comet's
         "morpho": morpho,
         "market": info.market,
         "lltv": str(info.lltv),
