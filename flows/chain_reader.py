@@ -79,6 +79,7 @@ class ChainReader:
         wallets: Iterable[str] = (),
         tokens: Iterable[str] = (),
         prices: Iterable[PriceSource] = (),
+        resumed: Iterable[tuple[str, Any]] = (),
     ) -> None:
         self.rpc = rpc
         self.config = config
@@ -93,6 +94,10 @@ class ChainReader:
             reader = plugin.reader(config, rpc, self) if plugin.reader is not None else None
             if reader is not None:
                 self.readers.append(reader)
+        for name, saved in resumed:
+            for reader in self.readers:
+                if reader.name == name:
+                    reader.resume(saved)
         # Parents announce children (pools, reserve tokens, feeds) that are watched from then on.
         self.parents: dict[str, str] = {}
         self._announcers: dict[str, tuple[str, ProtocolReader]] = {}
@@ -529,6 +534,11 @@ class ChainReader:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RpcError(f"malformed block header: {exc}") from exc
+
+    def resume_states(self) -> tuple[tuple[str, Any], ...]:
+        """Each reader's knowledge a restarted flow needs (ProtocolReader.resume_state)."""
+        states = ((r.name, r.resume_state()) for r in self.readers)
+        return tuple((name, state) for name, state in states if state is not None)
 
     def token_infos(self, addresses: Iterable[str]) -> dict[str, TokenInfo]:
         """Metadata of the tokens not announced before: each goes out once, on the batch

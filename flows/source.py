@@ -72,6 +72,8 @@ class SourceCursor:
     watched: tuple[tuple[str, int], ...] = ()
     # Oracle price sources as classified (flows/prices_reader.py), with what they follow.
     prices: tuple[PriceSource, ...] = ()
+    # The protocol readers' knowledge learned from logs (ProtocolReader.resume_state).
+    readers: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,13 @@ class _Reader(threading.Thread):
             stop=stop,
         )
         self.reader = ChainReader(
-            self.rpc, endpoint.config, cursor.pools, cursor.wallets, cursor.tokens, cursor.prices
+            self.rpc,
+            endpoint.config,
+            cursor.pools,
+            cursor.wallets,
+            cursor.tokens,
+            cursor.prices,
+            getattr(cursor, "readers", ()),  # (absent from a cursor saved before it existed)
         )
         self.next_block = cursor.next_block
         self.last_hash = cursor.last_hash
@@ -589,6 +597,7 @@ class ChainPartition(StatefulSourcePartition[SourceItem, SourceCursor]):
             recent=recent,
             watched=watched,
             prices=self._reader.reader.prices.snapshot,
+            readers=self._reader.reader.resume_states(),
         )
         return items
 

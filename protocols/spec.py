@@ -295,6 +295,15 @@ class ProtocolReader:
     def rollback(self, saved: Any) -> None:
         """Back to a checkpoint: the read after it failed and is read again."""
 
+    def resume_state(self) -> Any:
+        """What a restarted flow needs of this reader's knowledge (learned from logs before
+        the block it resumes at), kept in the source's recovery snapshot; None: nothing.
+        Taken while the reader reads ahead: knowledge from a later block must be harmless."""
+        return None
+
+    def resume(self, saved: Any) -> None:
+        """Take back what `resume_state` gave, before the first read after a restart."""
+
     def wallet_topics(self) -> frozenset[str]:
         """topic0 of the logs that may name a wallet (`wallets` is asked about those only)."""
         return frozenset()
