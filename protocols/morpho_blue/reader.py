@@ -99,6 +99,15 @@ class MorphoReader(ProtocolReader):
             return []
         return [Child(int(item["blockNumber"], 16), self.morpho, (params[0], params[1]))]
 
+    def resume_state(self) -> tuple[tuple[str, MarketParams], ...] | None:
+        # The markets created before a restart's resume block are read at every block after it.
+        # (A market created after it, known from the read-ahead, is read before its creation
+        # too: harmless, the market stage ignores reads of markets it does not know.)
+        return tuple(sorted(dict(self.markets).items())) or None
+
+    def resume(self, saved: Any) -> None:
+        self.markets = {market: MarketParams(*params) for market, params in saved}
+
     def checkpoint(self) -> dict[str, MarketParams]:
         return dict(self.markets)
 
