@@ -3,14 +3,13 @@ from the start; each CreateMarket announces its tokens (their metadata goes on t
 block the flow must value accounts at, each market's oracle `price()` and its IRM's
 `borrowRateView` for the market as stored then (`market(id)`) are read with eth_call.
 
-Which blocks: every live block and every checkpoint (the end of a backfill range) for every
-market, and in between each block with a log of a market for that market (its totals, so its
-rate, changed there). An oracle's price that moves with no Morpho log during a backfill is seen
-at the next of those (live blocks read every block: exact)."""
+Which blocks: every live block, and in backfill every block with any watched log (the blocks a
+backfill emits, whatever range they fell in, so a restarted backfill reads where an
+uninterrupted one does), for every market. An oracle's price that moves in a block with no
+watched log during a backfill is seen at the next such block (live blocks: every block, exact)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from protocols.morpho_blue import events as ev
 from protocols.morpho_blue.events import MarketParams
 from protocols.morpho_blue.math import MarketTotals
 from protocols.spec import Child, ProtocolReader, ReaderHost
-from schemas.chain import BlockBatch, RawLog
+from schemas.chain import BlockBatch
 from schemas.chain_config import ChainConfig
 from schemas.errors import RpcError
 
@@ -38,34 +37,6 @@ class MarketRead:
     price: int | None
     borrow_rate: int | None
     error: str = ""  # why the price could not be read ('' when it was)
-
-
-def _market_ids(logs: Iterable[RawLog], morpho: str) -> set[str]:
-    """The markets a block's Morpho logs are about (topic 1 of every market event)."""
-    found = set()
-    for log in logs:
-        if log.address != morpho or len(log.topics) < 2:
-            continue
-        if log.topics[0] in _MARKET_TOPICS:
-            found.add(log.topics[1])
-    return found
-
-
-_MARKET_TOPICS = frozenset(
-    ev.TOPICS[name]
-    for name in (
-        "CreateMarket",
-        "SetFee",
-        "Supply",
-        "Withdraw",
-        "Borrow",
-        "Repay",
-        "SupplyCollateral",
-        "WithdrawCollateral",
-        "Liquidate",
-        "AccrueInterest",
-    )
-)
 
 
 class MorphoReader(ProtocolReader):
@@ -126,10 +97,11 @@ class MorphoReader(ProtocolReader):
                     self.markets[created.id] = created.params
             if not self.markets:
                 continue
-            if batch.live or batch.checkpoint:
-                wanted = sorted(self.markets)
-            else:
-                wanted = sorted(_market_ids(batch.logs, self.morpho) & set(self.markets))
+            # Every live block; in backfill every block with a watched log (whatever range it
+            # fell in: a restarted backfill reads at the same blocks as an uninterrupted one).
+            if not (batch.live or batch.logs):
+                continue
+            wanted = sorted(self.markets)
             if wanted:
                 batch.reads[NAME] = self._read(wanted, batch.header.number)
 
