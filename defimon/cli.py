@@ -345,7 +345,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             f"  defimon {__version__} demo",
             f"  page:    {url}",
             f"  chain:   anvil {anvil.rpc_url} (chain id {config.chain_id})",
-            "  wallets with Uniswap positions and lending accounts (Aave, Morpho) (type one into the page):",
+            "  wallets with LP positions and lending accounts (type one into the page):",
             *[f"    {w}" for w in wallets[:8]],
             "  Ctrl-C stops everything.",
             "",
