@@ -28,6 +28,7 @@ from schemas.errors import RpcError
 NAME = "morpho_blue"
 MARKET = selector("market(bytes32)")
 _CREATE_MARKET = ev.TOPICS["CreateMarket"]
+_BATCH = 200  # calls per JSON-RPC batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class MorphoReader(ProtocolReader):
         self.markets = dict(saved)
 
     def read(self, batches: list[BlockBatch]) -> None:
+        wanted: list[tuple[BlockBatch, list[str]]] = []
         for batch in batches:
             for log in batch.logs:
                 if log.address == self.morpho and log.topics and log.topics[0] == _CREATE_MARKET:
@@ -95,63 +97,79 @@ class MorphoReader(ProtocolReader):
                         continue  # the market stage dead-letters it
                     assert isinstance(created, ev.CreateMarket)
                     self.markets[created.id] = created.params
-            if not self.markets:
-                continue
             # Every live block; in backfill every block with a watched log (whatever range it
             # fell in: a restarted backfill reads at the same blocks as an uninterrupted one).
-            if not (batch.live or batch.logs):
-                continue
-            wanted = sorted(self.markets)
-            if wanted:
-                batch.reads[NAME] = self._read(wanted, batch.header.number)
+            if self.markets and (batch.live or batch.logs):
+                wanted.append((batch, sorted(self.markets)))
+        # All the blocks' reads in two rounds (market() and price(), then borrowRateView for
+        # the totals read), however many blocks: a backfill range costs two round trips.
+        pairs = [(batch.header.number, market) for batch, markets in wanted for market in markets]
+        found = self._read(pairs)
+        for batch, markets in wanted:
+            n = batch.header.number
+            batch.reads[NAME] = {market: found[n, market] for market in markets}
 
-    def _read(self, markets: list[str], block: int) -> dict[str, MarketRead]:
-        at = hex(block)
+    def _calls(self, calls_: list[tuple[str, list[Any]]]) -> list[Any]:
+        out: list[Any] = []
+        for start in range(0, len(calls_), _BATCH):
+            out += self.rpc.batch_each(calls_[start : start + _BATCH])
+        return out
+
+    def _read(self, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], MarketRead]:
         first: list[tuple[str, list[Any]]] = []
-        for market in markets:
-            params = self.markets[market]
+        for block, market in pairs:
+            at = hex(block)
+            oracle = self.markets[market].oracle
             first.append(("eth_call", [{"to": self.morpho, "data": MARKET + market[2:]}, at]))
-            first.append(("eth_call", [{"to": params.oracle, "data": calls.PRICE}, at]))
-        answers = self.rpc.batch_each(first)
-        totals: dict[str, MarketTotals] = {}
-        prices: dict[str, int | str] = {}
-        for i, market in enumerate(markets):
+            first.append(("eth_call", [{"to": oracle, "data": calls.PRICE}, at]))
+        answers = self._calls(first)
+        totals: dict[tuple[int, str], MarketTotals] = {}
+        prices: dict[tuple[int, str], int | str] = {}
+        for i, pair in enumerate(pairs):
             stored, price = answers[2 * i], answers[2 * i + 1]
             if not isinstance(stored, RpcError):
                 try:
-                    totals[market] = MarketTotals(*return_words(stored, 6))
+                    totals[pair] = MarketTotals(*return_words(stored, 6))
                 except DecodeError:
                     pass
             if isinstance(price, RpcError):
-                prices[market] = str(price)
+                prices[pair] = str(price)
             else:
                 try:
-                    prices[market] = calls.decode_uint(price, "price()")
+                    prices[pair] = calls.decode_uint(price, "price()")
                 except DecodeError as exc:
-                    prices[market] = str(exc)
-        second: list[tuple[str, list[Any]]] = []
-        rated = [m for m in markets if m in totals and self.markets[m].irm != ZERO_ADDRESS]
-        for market in rated:
-            data = calls.borrow_rate_view_data(self.markets[market], totals[market])
-            second.append(("eth_call", [{"to": self.markets[market].irm, "data": data}, at]))
-        rates: dict[str, int] = {}
-        for market, answer in zip(
-            rated, self.rpc.batch_each(second) if second else [], strict=True
-        ):
+                    prices[pair] = str(exc)
+        rated = [p for p in pairs if p in totals and self.markets[p[1]].irm != ZERO_ADDRESS]
+        second = [
+            (
+                "eth_call",
+                [
+                    {
+                        "to": self.markets[market].irm,
+                        "data": calls.borrow_rate_view_data(self.markets[market], totals[pair]),
+                    },
+                    hex(pair[0]),
+                ],
+            )
+            for pair in rated
+            for market in (pair[1],)
+        ]
+        rates: dict[tuple[int, str], int] = {}
+        for pair, answer in zip(rated, self._calls(second) if second else [], strict=True):
             if isinstance(answer, RpcError):
                 continue
             try:
-                rates[market] = calls.decode_uint(answer, "borrowRateView")
+                rates[pair] = calls.decode_uint(answer, "borrowRateView")
             except DecodeError:
                 continue
         out = {}
-        for market in markets:
-            price = prices[market]
-            rate = rates.get(market, 0 if self.markets[market].irm == ZERO_ADDRESS else None)
+        for pair in pairs:
+            price = prices[pair]
+            rate = rates.get(pair, 0 if self.markets[pair[1]].irm == ZERO_ADDRESS else None)
             if isinstance(price, str):
-                out[market] = MarketRead(None, rate, price or "no answer")
+                out[pair] = MarketRead(None, rate, price or "no answer")
             else:
-                out[market] = MarketRead(price, rate)
+                out[pair] = MarketRead(price, rate)
         return out
 
 
