@@ -209,6 +209,7 @@ def test_morpho_accounts_equal_the_contract_live_and_at_every_block(
                 checked += 1
                 liquidatable += expected["is_liquidatable"]
         assert checked >= 80 and liquidatable >= 1, (checked, liquidatable)
+        print(f"morpho flow: {len(ours)} live events, {checked} account-blocks through ?at=")
 
         # The same accounts in /v1/positions and /v1/aggregate, and their windows.
         listed = server.get("/v1/positions", protocol="morpho_blue", limit="500").json()
