@@ -79,7 +79,7 @@ def test_an_aave_only_config_serves_the_aave_accounts_exactly(
     lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=11)
     lending.tick()  # history for the backfill
     devnet.simulator.step()  # Uniswap moves too: the config does not follow it
-    config = replace(devnet.deployment.to_chain_config(), uniswap_v3=None)
+    config = replace(devnet.deployment.to_chain_config(), uniswap_v3=None, morpho_blue=None)
     assert config.protocols == ("aave_v3",)
     chain_id = config.chain_id
     endpoint = ChainEndpoint(config, devnet.rpc_url, devnet.anvil.ws_url)
@@ -191,6 +191,7 @@ def feeds_config(devnet: Devnet, start: int, **sections: Any) -> ChainConfig:
         base,
         uniswap_v3=None,
         aave_v3=None,
+        morpho_blue=None,  # the devnet runs a Morpho market too
         start_block=start,
         feeds=(
             (tokens["WETH"].address, aave.sources["WETH"].address),
@@ -323,7 +324,7 @@ def test_watch_mode_with_an_aave_only_config_seeds_the_account_and_no_nft(
     npm = devnet.deployment.position_manager
     holders = set(devnet.simulator.all_positions().values())
     wallet = next(u for u in lending.accounts() if u in holders)  # holds NFTs and an account
-    config = replace(devnet.deployment.to_chain_config(), uniswap_v3=None)
+    config = replace(devnet.deployment.to_chain_config(), uniswap_v3=None, morpho_blue=None)
     endpoint = ChainEndpoint(config, devnet.rpc_url, devnet.anvil.ws_url, watch=(wallet,))
     with live_server(tmp_path, [endpoint]) as server:
         for _ in range(2):
