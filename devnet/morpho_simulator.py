@@ -5,8 +5,8 @@ Wallets get fixed roles: the Morpho simulator takes the MORPHO_WALLETS wallets j
 last one (Aave's liquidator); the last of those is Morpho's liquidator, the others cycle
 through lender, borrower, borrower, borrower. Every wallet is shared with the Uniswap simulator
 and the Aave one, which is safe because DevnetSimulator runs them in one thread and every
-transaction here is sent alone and mined (automine) before the next: the node's pending nonce
-is always the right one.
+transaction here is mined (automine, or a block of its own) before the next: the node's
+pending nonce is always the right one.
 
 Each tick: the OracleMock follows WETH's price in USDC (Aave's oracle, WETH / USDC: it moves
 with the feeds' drift and shocks; without Aave, a mean-reverting walk with Aave's parameters),
@@ -41,7 +41,7 @@ from devnet.morpho import (
     oracle_price,
 )
 from devnet.rpc import RpcClient
-from devnet.txs import Tx, send_estimated
+from devnet.txs import Tx, mine_block, send_estimated
 from protocols.morpho_blue import events as ev
 from protocols.morpho_blue import math as mm
 from protocols.morpho_blue.state import AccountView, Market, Position, irm_mock_rate, view_account
@@ -195,16 +195,28 @@ class MorphoSimulator:
             return self.set_price(self.target_price())
 
     def set_price(self, price: int) -> list[int]:
-        """Set the OracleMock's price (1e36 scale); the block, none if unchanged."""
+        """Set the OracleMock's price (1e36 scale); the block, none if unchanged.
+
+        The market's interest is accrued in the same block (an AccrueInterest log): a real
+        Morpho oracle moves with the Chainlink feed it reads, in a block with that feed's
+        log, while OracleMock moves alone. So that, as on a real chain, a backfill reads the
+        market in the block the price moved (it reads where watched logs are; live reads
+        every block), the move comes with a Morpho log."""
         with self._lock:
             if price == self._price:
                 return []
             what = f"Morpho oracle to {self._usd_price(price):,.2f} {self.loan.symbol}"
-            block = self._send(self.actions.set_price(price), what)
-            if block is not None:
-                self._price = price
-                log.debug("%s", what)
-            return [] if block is None else [block]
+            txs = [self.actions.set_price(price), self.actions.accrue_interest(self.liquidator)]
+            try:
+                receipts = mine_block(self._rpc, txs, check=False)
+            finally:
+                self._rpc.call("evm_setAutomine", [True])
+            if any(r["status"] != "0x1" for r in receipts):
+                log.warning("%s: reverted, skipped", what)
+                return []
+            self._price = price
+            log.debug("%s", what)
+            return [int(receipts[0]["blockNumber"], 16)]
 
     def views(self, accounts: list[str]) -> dict[str, AccountView]:
         """The accounts at the latest block: interest accrued, health at the oracle's price."""

@@ -65,7 +65,7 @@ def children_of(
         return []  # malformed: the market stage dead-letters the log itself
 
 
-class _ReadAgain(Exception):
+class _TAgain(Exception):
     """The head moved while its state was read, on a node that may then answer for the
     next block (see `ChainReader._read_at_head`)."""
 
@@ -123,6 +123,7 @@ class ChainReader:
         self.balances = BalanceTracker(rpc, config, wallets, tokens, self.readers)
         self._announced: list[Child] = []
         self._racy_head: bool | None = None  # learned from web3_clientVersion, once
+        self._protocol_reads: dict[str, Any] = {}  # each reader's latest reads (_remember_reads)
 
     @property
     def pools(self) -> set[str]:  # the source's cursor still calls them pools
@@ -161,6 +162,8 @@ class ChainReader:
             filters.append(self._watched_filter(base))
             filters += self.balances.next_filters(base, watched)
         self.rpc.prefetch_logs(filters)
+        for reader in self.readers:
+            reader.prefetch([(h.number, h.hash) for h in headers])
 
     def _watched_filter(self, base: dict[str, object]) -> dict[str, Any]:
         return {**base, "address": sorted(set(self._watched()))}
@@ -344,37 +347,65 @@ class ChainReader:
         is the node's). A block below the head is read once."""
         if block < head:
             with self._all_or_nothing():
-                return read()
+                return self._remembered(read())
         try:
             with self._all_or_nothing():
                 reads_before = self.prices.last_reads
+                protocols_before = {
+                    name: dict(got) if isinstance(got, dict) else got
+                    for name, got in self._protocol_reads.items()
+                }
                 out = read()
                 if (
-                    self._state_read_at(out, block, reads_before)
+                    self._state_read_at(out, block, reads_before, protocols_before)
                     and self._racy_node()
                     and self.rpc.block_number() > block
                 ):
-                    raise _ReadAgain
-                return out
-        except _ReadAgain:
+                    raise _TAgain
+                return self._remembered(out)
+        except _TAgain:
             log.debug("read.again_head_moved", chain_id=self.chain_id, block=block)
             with self._all_or_nothing():
-                return read()
+                return self._remembered(read())
+
+    def _remembered(self, out: _T) -> _T:
+        self._remember_reads(out)
+        return out
 
     def _state_read_at(
-        self, out: RangeRead | BlockBatch, block: int, reads_before: dict[str, SourceRead]
+        self,
+        out: RangeRead | BlockBatch,
+        block: int,
+        reads_before: dict[str, SourceRead],
+        protocols_before: dict[str, Any],
     ) -> bool:
         """Whether the read took state at `block` that a racy answer could have changed:
         prices that moved from the block before's (an answer from the next block that moved
-        nothing is the right answer) and the protocols' reads (a comet's state, a pool's
-        revision). Opening balances are not checked: a wallet's balance of a token is read
-        once, when it becomes tracked, and is wrong only if the very next block moves that
-        token for that wallet; checking them cost a fast chain a block of lag at every new
-        wallet (tests/integration/test_fast_chain.py)."""
+        nothing is the right answer) and the protocols' reads that did (a comet's state, a
+        Morpho market's oracle price, a pool's revision: read at every live block, they would
+        otherwise send every head block on a fast chain to be read twice). Opening balances
+        are not checked: a wallet's balance of a token is read once, when it becomes tracked,
+        and is wrong only if the very next block moves that token for that wallet; checking
+        them cost a fast chain a block of lag at every new wallet
+        (tests/integration/test_fast_chain.py)."""
         batches = out.batches if isinstance(out, RangeRead) else [out]
         return self.prices.last_reads != reads_before or any(
-            b.reads for b in batches if b.header.number == block
+            _moved(got, protocols_before.get(name))
+            for b in batches
+            if b.header.number == block
+            for name, got in b.reads.items()
         )
+
+    def _remember_reads(self, out: RangeRead | BlockBatch) -> None:
+        """The protocols' latest reads (per key where a read is a dict: a market, a comet),
+        which the next head read is compared with."""
+        for batch in out.batches if isinstance(out, RangeRead) else [out]:
+            for name, got in batch.reads.items():
+                last = self._protocol_reads.get(name)
+                if isinstance(got, dict) and isinstance(last, dict):
+                    last.update(got)
+                else:
+                    self._protocol_reads[name] = dict(got) if isinstance(got, dict) else got
 
     def read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         """Every watched log in [start, end], as one BlockBatch per block that has logs.
@@ -385,7 +416,7 @@ class ChainReader:
             read = partial(self._read_range, start, end, head=head, live=live)
             return self._read_at_head(read, end, head)
         with self._all_or_nothing():
-            return self._read_range(start, end, head=head, live=live)
+            return self._remembered(self._read_range(start, end, head=head, live=live))
 
     def _read_range(self, start: int, end: int, *, head: int, live: bool) -> RangeRead:
         flt: dict[str, object] = {"fromBlock": hex(start), "toBlock": hex(end)}
@@ -596,3 +627,10 @@ def _decode_symbol(value: object) -> str | None:
         return None
     decoded = text.decode("utf-8", errors="replace").strip()
     return decoded[:32] or None
+
+
+def _moved(got: Any, last: Any) -> bool:
+    """Whether a protocol's read differs from the latest before it (a dict: any key's)."""
+    if isinstance(got, dict) and isinstance(last, dict):
+        return any(key not in last or last[key] != value for key, value in got.items())
+    return True

@@ -3,8 +3,12 @@ protocol folders read the chain through this, and `flows/rpc.py`'s client is wha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
+
+_R = TypeVar("_R")
+_T = TypeVar("_T")
 
 
 class JsonRpc(Protocol):
@@ -18,4 +22,9 @@ class JsonRpc(Protocol):
 
     def batch_each(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Like `batch`, but a refused call gives its RpcError in its place."""
+        ...
+
+    def ahead(self, read: Callable[[_R], _T], arg: _R) -> Future[_T]:
+        """Start `read(arg)` now on the client's read-ahead workers (several in flight), for
+        the caller to take later: live blocks' state read before they are applied."""
         ...

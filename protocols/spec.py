@@ -289,6 +289,11 @@ class ProtocolReader:
         """Read the state these blocks need with eth_call and put it on each batch as
         `batch.reads[self.name]` (only where there is something)."""
 
+    def prefetch(self, blocks: Sequence[tuple[int, str]]) -> None:
+        """Live blocks (number, hash) about to be read one by one: start their reads now
+        (`JsonRpc.ahead`), so a fast chain's blocks do not each wait the round trips in turn.
+        `read` takes what was started only for the same block hash and the same knowledge."""
+
     def checkpoint(self) -> Any:
         return None
 

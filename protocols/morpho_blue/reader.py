@@ -6,10 +6,17 @@ block the flow must value accounts at, each market's oracle `price()` and its IR
 Which blocks: every live block, and in backfill every block with any watched log (the blocks a
 backfill emits, whatever range they fell in, so a restarted backfill reads where an
 uninterrupted one does), for every market. An oracle's price that moves in a block with no
-watched log during a backfill is seen at the next such block (live blocks: every block, exact)."""
+watched log during a backfill is seen at the next such block (live blocks: every block, exact).
+
+Cost: one JSON-RPC batch per range or live block (the IRM is asked about the totals last read
+in the same batch; a second batch only where a Morpho log moved them), and live blocks' reads
+start ahead with their logs (`prefetch`): a 250 ms chain behind 100 ms round trips is followed
+(tests/integration/test_fast_chain.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +36,8 @@ NAME = "morpho_blue"
 MARKET = selector("market(bytes32)")
 _CREATE_MARKET = ev.TOPICS["CreateMarket"]
 _BATCH = 200  # calls per JSON-RPC batch
+_AHEAD_KEPT = 64  # live blocks' reads started ahead and not taken yet (a reorg, say)
+Known = tuple[tuple[str, MarketParams], ...]  # the markets known when a read was started
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,21 @@ class MarketRead:
     error: str = ""  # why the price could not be read ('' when it was)
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One round of reads: the markets' parameters, (block, market) pairs, each block's
+    eth_call block tag, and each market's totals as last read (the IRM is asked about them
+    in the same round: right unless a Morpho log in the block moved them)."""
+
+    markets: Mapping[str, MarketParams]
+    pairs: list[tuple[int, str]]
+    tags: dict[int, Any]
+    guesses: Mapping[str, MarketTotals]
+
+
+_Found = tuple[dict[tuple[int, str], MarketRead], dict[tuple[int, str], MarketTotals]]
+
+
 class MorphoReader(ProtocolReader):
     name = NAME
 
@@ -47,6 +71,9 @@ class MorphoReader(ProtocolReader):
         self.rpc = rpc
         self.morpho = morpho
         self.markets: dict[str, MarketParams] = {}
+        # live block -> (its hash, the markets then, their reads started ahead)
+        self._ahead: dict[int, tuple[str, Known, Future[_Found]]] = {}
+        self._totals: dict[str, MarketTotals] = {}  # market -> its totals as last read
 
     @classmethod
     def for_chain(cls, config: ChainConfig, rpc: JsonRpc, host: ReaderHost) -> MorphoReader | None:
@@ -101,13 +128,46 @@ class MorphoReader(ProtocolReader):
             # fell in: a restarted backfill reads at the same blocks as an uninterrupted one).
             if self.markets and (batch.live or batch.logs):
                 wanted.append((batch, sorted(self.markets)))
-        # All the blocks' reads in two rounds (market() and price(), then borrowRateView for
-        # the totals read), however many blocks: a backfill range costs two round trips.
-        pairs = [(batch.header.number, market) for batch, markets in wanted for market in markets]
-        found = self._read(pairs)
+        # All the blocks' reads in one round (market(), price(), and borrowRateView for the
+        # totals last read, right where no Morpho log moved them), then borrowRateView again
+        # where the totals moved: a backfill range costs one or two round trips. A live
+        # block's reads started ahead (`prefetch`) are taken if nothing changed since.
+        known: Known = tuple(sorted(self.markets.items()))
+        if len(wanted) == 1 and len(batches) == 1:
+            ahead = self._ahead.pop(batches[0].header.number, None)
+            if ahead is not None and ahead[:2] == (batches[0].header.hash, known):
+                self._put(wanted, ahead[2].result())
+                return
+        job = _Job(
+            dict(known),
+            [(batch.header.number, market) for batch, markets in wanted for market in markets],
+            {
+                batch.header.number: _tag(batch.header.number, batch.header.hash)
+                for batch in batches
+            },
+            dict(self._totals),
+        )
+        self._put(wanted, self._read(job))
+
+    def _put(self, wanted: list[tuple[BlockBatch, list[str]]], found: _Found) -> None:
+        reads, totals = found
         for batch, markets in wanted:
             n = batch.header.number
-            batch.reads[NAME] = {market: found[n, market] for market in markets}
+            batch.reads[NAME] = {market: reads[n, market] for market in markets}
+        for (_n, market), read_totals in sorted(totals.items()):
+            self._totals[market] = read_totals  # the latest block's, pairs in block order
+
+    def prefetch(self, blocks: Sequence[tuple[int, str]]) -> None:
+        if not self.markets:
+            return
+        known: Known = tuple(sorted(self.markets.items()))
+        for n, block_hash in blocks:
+            if n not in self._ahead:
+                pairs = [(n, market) for market, _params in known]
+                job = _Job(dict(known), pairs, {n: _tag(n, block_hash)}, dict(self._totals))
+                self._ahead[n] = (block_hash, known, self.rpc.ahead(self._read, job))
+        while len(self._ahead) > _AHEAD_KEPT:
+            self._ahead.pop(next(iter(self._ahead)))[2].cancel()
 
     def _calls(self, calls_: list[tuple[str, list[Any]]]) -> list[Any]:
         out: list[Any] = []
@@ -115,17 +175,30 @@ class MorphoReader(ProtocolReader):
             out += self.rpc.batch_each(calls_[start : start + _BATCH])
         return out
 
-    def _read(self, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], MarketRead]:
+    def _rate_call(self, job: _Job, pair: tuple[int, str], totals: MarketTotals) -> Any:
+        params = job.markets[pair[1]]
+        data = calls.borrow_rate_view_data(params, totals)
+        return ("eth_call", [{"to": params.irm, "data": data}, job.tags[pair[0]]])
+
+    def _read(self, job: _Job) -> _Found:
+        """What each market's oracle and IRM answered at each block, and the totals stored
+        then. Runs on the read-ahead workers too, so it reads nothing of the reader's state."""
         first: list[tuple[str, list[Any]]] = []
-        for block, market in pairs:
-            at = hex(block)
-            oracle = self.markets[market].oracle
+        guessed: list[tuple[int, str]] = []
+        for pair in job.pairs:
+            block, market = pair
+            at, params = job.tags[block], job.markets[market]
             first.append(("eth_call", [{"to": self.morpho, "data": MARKET + market[2:]}, at]))
-            first.append(("eth_call", [{"to": oracle, "data": calls.PRICE}, at]))
+            first.append(("eth_call", [{"to": params.oracle, "data": calls.PRICE}, at]))
+        for pair in job.pairs:
+            guess = job.guesses.get(pair[1])
+            if guess is not None and job.markets[pair[1]].irm != ZERO_ADDRESS:
+                guessed.append(pair)
+                first.append(self._rate_call(job, pair, guess))
         answers = self._calls(first)
         totals: dict[tuple[int, str], MarketTotals] = {}
         prices: dict[tuple[int, str], int | str] = {}
-        for i, pair in enumerate(pairs):
+        for i, pair in enumerate(job.pairs):
             stored, price = answers[2 * i], answers[2 * i + 1]
             if not isinstance(stored, RpcError):
                 try:
@@ -139,23 +212,19 @@ class MorphoReader(ProtocolReader):
                     prices[pair] = calls.decode_uint(price, "price()")
                 except DecodeError as exc:
                     prices[pair] = str(exc)
-        rated = [p for p in pairs if p in totals and self.markets[p[1]].irm != ZERO_ADDRESS]
-        second = [
-            (
-                "eth_call",
-                [
-                    {
-                        "to": self.markets[market].irm,
-                        "data": calls.borrow_rate_view_data(self.markets[market], totals[pair]),
-                    },
-                    hex(pair[0]),
-                ],
-            )
-            for pair in rated
-            for market in (pair[1],)
+        rate_answers: dict[tuple[int, str], Any] = {}
+        for pair, answer in zip(guessed, answers[2 * len(job.pairs) :], strict=True):
+            if totals.get(pair) == job.guesses[pair[1]]:
+                rate_answers[pair] = answer
+        again = [
+            p
+            for p in job.pairs
+            if p in totals and p not in rate_answers and job.markets[p[1]].irm != ZERO_ADDRESS
         ]
+        second = [self._rate_call(job, pair, totals[pair]) for pair in again]
+        rate_answers.update(zip(again, self._calls(second) if second else [], strict=True))
         rates: dict[tuple[int, str], int] = {}
-        for pair, answer in zip(rated, self._calls(second) if second else [], strict=True):
+        for pair, answer in rate_answers.items():
             if isinstance(answer, RpcError):
                 continue
             try:
@@ -163,14 +232,19 @@ class MorphoReader(ProtocolReader):
             except DecodeError:
                 continue
         out = {}
-        for pair in pairs:
+        for pair in job.pairs:
             price = prices[pair]
-            rate = rates.get(pair, 0 if self.markets[pair[1]].irm == ZERO_ADDRESS else None)
+            rate = rates.get(pair, 0 if job.markets[pair[1]].irm == ZERO_ADDRESS else None)
             if isinstance(price, str):
                 out[pair] = MarketRead(None, rate, price or "no answer")
             else:
                 out[pair] = MarketRead(price, rate)
-        return out
+        return out, totals
+
+
+def _tag(number: int, block_hash: str) -> Any:
+    # By hash (EIP-1898) where known: a reorg cannot answer for another block.
+    return {"blockHash": block_hash} if block_hash else hex(number)
 
 
 def _params(item: dict[str, Any]) -> MarketParams:

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from flows.chain_reader import ChainReader, children_of
+from flows.chain_reader import ChainReader, _moved, children_of
 from flows.rpc import RpcClient
 from protocols.aave_v3.events import ASSET_SOURCE_UPDATED, RESERVE_INITIALIZED, SCALED_MINT
 from protocols.registry import PROTOCOLS
@@ -90,3 +90,15 @@ def test_the_reader_side_of_the_flow_names_no_protocol() -> None:
         } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
         named = {m for m in imported for p in PROTOCOLS if m.startswith(f"protocols.{p}")}
         assert named == set(), module
+
+
+def test_a_protocol_read_counts_as_moved_only_where_it_differs_from_the_latest() -> None:
+    # Read at every live block (a Morpho market's oracle, a comet): an answer equal to the
+    # block before's is right whichever block it came from, so a racy head read is not redone.
+    market_a, market_b = "0x" + "aa" * 32, "0x" + "bb" * 32
+    before = {market_a: (3000, 7), market_b: (1, 2)}
+    assert not _moved({market_a: (3000, 7)}, before)
+    assert _moved({market_a: (3001, 7)}, before)
+    assert _moved({"0x" + "cc" * 32: (1, 1)}, before)  # a market not read before
+    assert _moved({market_a: (3000, 7)}, None)  # nothing read before
+    assert _moved(5, 5)  # a read that is not per key (a pool's revision): always
