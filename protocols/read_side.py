@@ -77,10 +77,12 @@ class ReadContext:
         return {
             r[0]: (TokenPrice(r[0], float(r[1]), r[2], int(r[3])), int(r[4]))
             for r in self.store.rows(
-                "SELECT token, price_usd, source, hops, block_number FROM defimon.token_prices "
-                "FINAL WHERE chain_id = {chain:UInt64} AND token IN {tokens:Array(String)} "
-                "AND block_number <= {block:UInt64} "
-                "ORDER BY token, block_number DESC LIMIT 1 BY token",
+                latest_rows(
+                    "token_prices",
+                    "token, price_usd, source, hops, block_number",
+                    "token",
+                    " AND token IN {tokens:Array(String)}",
+                ),
                 {"chain": as_of.chain_id, "block": as_of.number, "tokens": list(tokens)},
             )
         }
@@ -123,6 +125,26 @@ class Change:
             "fees": self.fees,
             "actions": self.actions,
         }
+
+
+# Every column of a temporal table but its bookkeeping (and, for rows whose block time is
+# not part of the state, that too).
+ALL = "* EXCEPT (version, is_deleted)"
+ALL_UNTIMED = "* EXCEPT (version, is_deleted, block_time)"
+
+
+def latest_rows(
+    table: str, columns: str, by: str, where: str = "", *, log_index: bool = False
+) -> str:
+    """The temporal tables' one read: each `by` key's latest row of `table` at or before
+    `{block:UInt64}` on `{chain:UInt64}` (`where`: more conditions, each " AND ..."). Table,
+    columns and conditions are the code's own constants; every value is a bound parameter."""
+    order = f"{by}, block_number DESC" + (", log_index DESC" if log_index else "")
+    return (
+        f"SELECT {columns} FROM defimon.{table} FINAL "
+        f"WHERE chain_id = {{chain:UInt64}}{where} AND block_number <= {{block:UInt64}} "
+        f"ORDER BY {order} LIMIT 1 BY {by}"
+    )
 
 
 def token_usd(amount: int, decimals: int, price: float | None) -> float:

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.aave_v3.state import PROTOCOL_AAVE_V3, account_id, holds_anything, value_account
-from protocols.read_side import AsOf, Change, ReadContext, ReadSide, lending_change, per_account
+from protocols.read_side import (
+    ALL,
+    ALL_UNTIMED,
+    AsOf,
+    Change,
+    ReadContext,
+    ReadSide,
+    latest_rows,
+    lending_change,
+    per_account,
+)
 from schemas.lending import (
     AAVE_VERSIONS,
     BASE_UNIT,
@@ -102,13 +112,14 @@ def open_accounts(
         )
         params["tokens"] = list(tokens)
     rows = ctx.store.dicts(
-        "SELECT account_id, pool, owner, asset, emode, scaled_supply, scaled_variable_debt, "
-        "stable_principal, stable_rate, stable_updated, collateral, block_number, log_index "
-        "FROM defimon.account_versions FINAL "
-        f"WHERE chain_id = {{chain:UInt64}} {where} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY account_id, asset, block_number DESC, log_index DESC "
-        "LIMIT 1 BY account_id, asset",
+        latest_rows(
+            "account_versions",
+            "account_id, pool, owner, asset, emode, scaled_supply, scaled_variable_debt, "
+            "stable_principal, stable_rate, stable_updated, collateral, block_number, log_index",
+            "account_id, asset",
+            where,
+            log_index=True,
+        ),
         params,
     )
     out = []
@@ -142,41 +153,28 @@ def markets(ctx: ReadContext, as_of: AsOf, pools: Sequence[str]) -> dict[str, Aa
     """Each Aave pool's reserves, rates, eMode categories and oracle prices at the block."""
     ref = ctx.timed_ref(as_of)
     by_pool = {"chain": as_of.chain_id, "block": as_of.number, "pools": list(pools)}
+    in_pools = " AND pool IN {pools:Array(String)}"
     reserve_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted) FROM defimon.aave_reserves FINAL "
-        "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, asset, block_number DESC LIMIT 1 BY pool, asset",
-        by_pool,
+        latest_rows("aave_reserves", ALL, "pool, asset", in_pools), by_pool
     )
     rate_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.aave_reserve_rates "
-        "FINAL WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, asset, block_number DESC LIMIT 1 BY pool, asset",
-        by_pool,
+        latest_rows("aave_reserve_rates", ALL_UNTIMED, "pool, asset", in_pools), by_pool
     )
     emode_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted) FROM defimon.aave_emode_categories FINAL "
-        "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, category, block_number DESC LIMIT 1 BY pool, category",
-        by_pool,
+        latest_rows("aave_emode_categories", ALL, "pool, category", in_pools), by_pool
     )
     version_rows = ctx.store.dicts(
-        "SELECT pool, aave_version FROM defimon.aave_pool_versions FINAL "
-        "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, block_number DESC LIMIT 1 BY pool",
-        by_pool,
+        latest_rows("aave_pool_versions", "pool, aave_version", "pool", in_pools), by_pool
     )
     versions = {v["pool"]: v["aave_version"] for v in version_rows}
     assets = sorted({r["asset"] for r in reserve_rows})
     price_rows = ctx.store.dicts(
-        "SELECT asset, feed, answer, round_id, updated_at, block_number, stale "
-        "FROM defimon.oracle_prices FINAL WHERE chain_id = {chain:UInt64} "
-        "AND asset IN {assets:Array(String)} AND block_number <= {block:UInt64} "
-        "ORDER BY asset, block_number DESC LIMIT 1 BY asset",
+        latest_rows(
+            "oracle_prices",
+            "asset, feed, answer, round_id, updated_at, block_number, stale",
+            "asset",
+            " AND asset IN {assets:Array(String)}",
+        ),
         {"chain": as_of.chain_id, "block": as_of.number, "assets": assets},
     )
     prices = {

@@ -20,11 +20,14 @@ from typing import Any
 
 from protocols.compound_v3.state import CometMarketView, net_value, prices_held
 from protocols.read_side import (
+    ALL,
+    ALL_UNTIMED,
     AsOf,
     Change,
     ReadContext,
     ReadSide,
     exact_lending_change,
+    latest_rows,
     per_account,
 )
 from schemas.comet import (
@@ -71,12 +74,14 @@ def open_accounts(
         where += " AND comet IN {comets:Array(String)}"
         params["comets"] = list(comets)
     rows = ctx.store.dicts(
-        "SELECT account_id, comet, owner, asset, principal, assets_in, collateral, "
-        "block_number, log_index FROM defimon.comet_account_versions FINAL "
-        f"WHERE chain_id = {{chain:UInt64}} {where} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY account_id, asset, block_number DESC, log_index DESC "
-        "LIMIT 1 BY account_id, asset",
+        latest_rows(
+            "comet_account_versions",
+            "account_id, comet, owner, asset, principal, assets_in, collateral, "
+            "block_number, log_index",
+            "account_id, asset",
+            where,
+            log_index=True,
+        ),
         params,
     )
     out = []
@@ -102,33 +107,16 @@ def markets(ctx: ReadContext, as_of: AsOf, comets: Sequence[str]) -> dict[str, C
         return {}
     ref = ctx.timed_ref(as_of)
     by_comet = {"chain": as_of.chain_id, "block": as_of.number, "comets": list(comets)}
-    latest_by_comet = (
-        "WHERE chain_id = {chain:UInt64} AND comet IN {comets:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-    )
-    config_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted) FROM defimon.comet_configs FINAL "
-        + latest_by_comet
-        + "ORDER BY comet, block_number DESC LIMIT 1 BY comet",
-        by_comet,
-    )
+    in_comets = " AND comet IN {comets:Array(String)}"
+    config_rows = ctx.store.dicts(latest_rows("comet_configs", ALL, "comet", in_comets), by_comet)
     asset_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted) FROM defimon.comet_assets FINAL "
-        + latest_by_comet
-        + "ORDER BY comet, asset_offset, block_number DESC LIMIT 1 BY comet, asset_offset",
-        by_comet,
+        latest_rows("comet_assets", ALL, "comet, asset_offset", in_comets), by_comet
     )
     totals_rows = ctx.store.dicts(
-        "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.comet_totals FINAL "
-        + latest_by_comet
-        + "ORDER BY comet, block_number DESC LIMIT 1 BY comet",
-        by_comet,
+        latest_rows("comet_totals", ALL_UNTIMED, "comet", in_comets), by_comet
     )
     price_rows = ctx.store.dicts(
-        "SELECT comet, feed, price FROM defimon.comet_prices FINAL "
-        + latest_by_comet
-        + "ORDER BY comet, feed, block_number DESC LIMIT 1 BY comet, feed",
-        by_comet,
+        latest_rows("comet_prices", "comet, feed, price", "comet, feed", in_comets), by_comet
     )
     configs = {}
     for c in config_rows:

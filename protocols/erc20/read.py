@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from protocols.erc20.book import STAGE, balance_value
-from protocols.read_side import AsOf, Change, ReadContext, ReadSide, token_usd
+from protocols.read_side import AsOf, Change, ReadContext, ReadSide, latest_rows, token_usd
 from schemas.balances import balance_json
 from schemas.chain import TokenInfo
 
@@ -22,10 +22,12 @@ from schemas.chain import TokenInfo
 def balances(ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
     """The wallet's non-zero ERC-20 balances at the block, priced as of that block."""
     rows = ctx.store.rows(
-        "SELECT token, balance, block_number FROM defimon.token_balances FINAL "
-        "WHERE chain_id = {chain:UInt64} AND wallet = {owner:String} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY token, block_number DESC LIMIT 1 BY token",
+        latest_rows(
+            "token_balances",
+            "token, balance, block_number",
+            "token",
+            " AND wallet = {owner:String}",
+        ),
         {"chain": as_of.chain_id, "block": as_of.number, "owner": owner},
     )
     held = [(r[0], int(r[1]), int(r[2])) for r in rows if int(r[1])]

@@ -20,7 +20,15 @@ from protocols.morpho_blue.events import MarketParams
 from protocols.morpho_blue.math import MarketTotals
 from protocols.morpho_blue.state import Market, Position
 from protocols.morpho_blue.value import MarketSnapshot, account_value
-from protocols.read_side import AsOf, Change, ReadContext, ReadSide, lending_change
+from protocols.read_side import (
+    ALL_UNTIMED,
+    AsOf,
+    Change,
+    ReadContext,
+    ReadSide,
+    latest_rows,
+    lending_change,
+)
 from schemas.morpho import (
     PROTOCOL_MORPHO_BLUE,
     MorphoAccountValue,
@@ -43,10 +51,14 @@ def open_positions(
         where += " AND market IN {markets:Array(String)}"
         params["markets"] = list(markets)
     rows = ctx.store.dicts(
-        "SELECT account_id, morpho, market, owner, supply_shares, borrow_shares, collateral, "
-        "block_number FROM defimon.morpho_positions FINAL "
-        f"WHERE chain_id = {{chain:UInt64}} {where} AND block_number <= {{block:UInt64}} "
-        "ORDER BY account_id, block_number DESC, log_index DESC LIMIT 1 BY account_id",
+        latest_rows(
+            "morpho_positions",
+            "account_id, morpho, market, owner, supply_shares, borrow_shares, collateral, "
+            "block_number",
+            "account_id",
+            where,
+            log_index=True,
+        ),
         params,
     )
     out = []
@@ -72,30 +84,28 @@ def snapshots(ctx: ReadContext, as_of: AsOf, markets: Sequence[str]) -> dict[str
     if not markets:
         return {}
     params = {"chain": as_of.chain_id, "block": as_of.number, "markets": list(markets)}
-    latest = (
-        "WHERE chain_id = {chain:UInt64} AND market IN {markets:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-    )
+    in_markets = " AND market IN {markets:Array(String)}"
     created = ctx.store.dicts(
-        "SELECT market, loan_token, collateral_token, oracle, irm, lltv "
-        "FROM defimon.morpho_markets FINAL " + latest + "ORDER BY market, block_number DESC "
-        "LIMIT 1 BY market",
+        latest_rows(
+            "morpho_markets",
+            "market, loan_token, collateral_token, oracle, irm, lltv",
+            "market",
+            in_markets,
+        ),
         params,
     )
     states = {
         r["market"]: r
         for r in ctx.store.dicts(
-            "SELECT * EXCEPT (version, is_deleted, block_time) FROM defimon.morpho_market_states "
-            "FINAL " + latest + "ORDER BY market, block_number DESC LIMIT 1 BY market",
-            params,
+            latest_rows("morpho_market_states", ALL_UNTIMED, "market", in_markets), params
         )
     }
     reads = {
         r["market"]: r
         for r in ctx.store.dicts(
-            "SELECT market, price, borrow_rate, stale FROM defimon.morpho_market_reads FINAL "
-            + latest
-            + "ORDER BY market, block_number DESC LIMIT 1 BY market",
+            latest_rows(
+                "morpho_market_reads", "market, price, borrow_rate, stale", "market", in_markets
+            ),
             params,
         )
     }

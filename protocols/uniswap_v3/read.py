@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
-from protocols.read_side import AsOf, Change, ReadContext, ReadSide, token_usd
+from protocols.read_side import AsOf, Change, ReadContext, ReadSide, latest_rows, token_usd
 from protocols.uniswap_v3.fee_tracker import NpmPosition
 from protocols.uniswap_v3.math import fee_growth_inside
 from protocols.uniswap_v3.replica import EMPTY_POSITION, PoolPosition
@@ -71,11 +71,13 @@ def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list
     pools = sorted({v["pool"] for v in held})
     tokens = sorted({t for v in held for t in (v["token0"], v["token1"])})
     pool_rows = ctx.store.rows(
-        "SELECT pool, sqrt_price_x96, tick, liquidity, fee_growth_global0_x128, "
-        "fee_growth_global1_x128 FROM defimon.pool_states FINAL "
-        "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, block_number DESC LIMIT 1 BY pool",
+        latest_rows(
+            "pool_states",
+            "pool, sqrt_price_x96, tick, liquidity, fee_growth_global0_x128, "
+            "fee_growth_global1_x128",
+            "pool",
+            " AND pool IN {pools:Array(String)}",
+        ),
         {"chain": as_of.chain_id, "block": as_of.number, "pools": pools},
     )
     snapshots = {
@@ -111,21 +113,23 @@ def uncollected(
     ticks = sorted({t for v in held for t in (v["tick_lower"], v["tick_upper"])})
     params = {"chain": as_of.chain_id, "block": as_of.number, "pools": pools}
     tick_rows = ctx.store.rows(
-        "SELECT pool, tick, initialized, fee_growth_outside0_x128, fee_growth_outside1_x128 "
-        "FROM defimon.pool_ticks FINAL WHERE chain_id = {chain:UInt64} "
-        "AND pool IN {pools:Array(String)} AND tick IN {ticks:Array(Int32)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, tick, block_number DESC LIMIT 1 BY pool, tick",
+        latest_rows(
+            "pool_ticks",
+            "pool, tick, initialized, fee_growth_outside0_x128, fee_growth_outside1_x128",
+            "pool, tick",
+            " AND pool IN {pools:Array(String)} AND tick IN {ticks:Array(Int32)}",
+        ),
         {**params, "ticks": ticks},
     )
     outside = {(r[0], int(r[1])): (int(r[3]), int(r[4])) for r in tick_rows if r[2]}
     position_rows = ctx.store.rows(
-        "SELECT pool, owner, tick_lower, tick_upper, liquidity, fee_inside_last0, "
-        "fee_inside_last1, tokens_owed0, tokens_owed1 FROM defimon.pool_positions FINAL "
-        "WHERE chain_id = {chain:UInt64} AND pool IN {pools:Array(String)} "
-        "AND block_number <= {block:UInt64} "
-        "ORDER BY pool, owner, tick_lower, tick_upper, block_number DESC "
-        "LIMIT 1 BY pool, owner, tick_lower, tick_upper",
+        latest_rows(
+            "pool_positions",
+            "pool, owner, tick_lower, tick_upper, liquidity, fee_inside_last0, "
+            "fee_inside_last1, tokens_owed0, tokens_owed1",
+            "pool, owner, tick_lower, tick_upper",
+            " AND pool IN {pools:Array(String)}",
+        ),
         params,
     )
     pool_positions = {

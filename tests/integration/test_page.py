@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from devnet.morpho_simulator import MorphoSimulator
 from tests.conftest import Devnet
 from tests.support import LiveServer, block_number, live_server, rpc
 
@@ -278,3 +279,55 @@ def test_time_slider_value_chart_and_a_live_alert(
     page.wait_for_selector("#alerts li", timeout=WAIT_MS)
     assert "any IL" in page.inner_text("#alerts")
     assert errors == [], f"the page logged errors: {errors}"
+
+
+def test_a_morpho_account_shows_its_health_and_its_alert_live(
+    devnet: Devnet, tmp_path: Path, browser: Browser
+) -> None:
+    # The page names no protocol: a Morpho Blue account (added through the plug-in seam only)
+    # gets its own card, with the health the API serves, and a health alert on it shows live.
+    morpho = MorphoSimulator(devnet.rpc_url, devnet.deployment, seed=13)
+    try:
+        for _ in range(3):
+            morpho.tick(seconds=600)
+        chain_id = devnet.deployment.chain_id
+        with live_server(tmp_path / "data", [devnet.endpoint()]) as server:
+            server.wait_processed(chain_id, block_number(devnet.rpc_url))
+            listed = server.get("/v1/positions", protocol="morpho_blue", limit=1000).json()
+            borrowing = [a for a in listed["positions"] if a["health_factor_float"] is not None]
+            assert borrowing, listed
+            wallet = borrowing[0]["owner"]
+            account = next(
+                a
+                for a in server.get(f"/v1/portfolio/{wallet}").json()["lending"]
+                if a["protocol"] == "morpho_blue"
+            )
+
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{server.url}/?wallet={wallet}", wait_until="load")
+            page.wait_for_selector("#dot.live", timeout=WAIT_MS)
+            card = f'.account[data-id="{account["id"]}"]'
+            page.wait_for_selector(card, timeout=WAIT_MS)
+            assert "Morpho Blue health factor" in page.inner_text(card)
+            assert page.inner_text(f"{card} .hf") == f"{account['health_factor_float']:.4f}"
+
+            rule = httpx.post(
+                f"{server.url}/v1/alerts/rules",
+                json={
+                    "name": "Morpho health",
+                    "kind": "health_factor_below",
+                    "threshold": account["health_factor_float"] * 10,
+                    "filter": {"owner": wallet, "protocol": "morpho_blue"},
+                },
+                timeout=30,
+            )
+            assert rule.status_code in (200, 201), rule.text
+            # Interest accrues and the oracle follows the devnet: the account is revalued.
+            morpho.tick(seconds=600)
+            page.wait_for_selector("#alerts li", timeout=WAIT_MS)
+            assert "Morpho health" in page.inner_text("#alerts")
+            assert errors == [], f"the page logged errors: {errors}"
+    finally:
+        morpho.close()

@@ -20,7 +20,7 @@ import pytest
 from api.queries import Queries
 from ports.store import Store
 from protocols.erc20.read import READ_SIDE as ERC20
-from protocols.read_side import AsOf, Change
+from protocols.read_side import AsOf, Change, latest_rows
 from protocols.uniswap_v3.read import READ_SIDE as UNISWAP_V3
 from tests.unit.store_seed import migrated_store, seed
 
@@ -339,3 +339,18 @@ def test_the_portfolio_puts_each_read_sides_part_in_its_list(queries: Queries) -
     diff = queries.diff(WALLET, as_of(11), as_of(13))
     assert (diff["value_from"], diff["value_to"]) == (8.0 + 8.0 + 10.0, 11.0 + 6.0)
     assert diff["explained"] == {"price": 3.0 + 5.0, "interest": 0.0, "fees": 0.0, "actions": -17.0}
+
+
+def test_latest_rows_is_the_temporal_read_with_every_value_bound() -> None:
+    sql = latest_rows(
+        "pool_ticks", "pool, tick", "pool, tick", " AND pool IN {pools:Array(String)}"
+    )
+    assert sql == (
+        "SELECT pool, tick FROM defimon.pool_ticks FINAL WHERE chain_id = {chain:UInt64} "
+        "AND pool IN {pools:Array(String)} AND block_number <= {block:UInt64} "
+        "ORDER BY pool, tick, block_number DESC LIMIT 1 BY pool, tick"
+    )
+    versions = latest_rows("morpho_positions", "account_id", "account_id", log_index=True)
+    assert versions.endswith(
+        "ORDER BY account_id, block_number DESC, log_index DESC LIMIT 1 BY account_id"
+    )
