@@ -1,23 +1,29 @@
-"""SSE fan-out: 2,000 concurrent stream clients, delivery latency per client and block.
+"""SSE fan-out: 2,000 (or `--clients`, 10,000 in `make bench`) concurrent stream clients,
+delivery latency per client and block.
 
-`defimon run` serves a devnet in its own process (WebSocket heads). This process opens the
-clients (asyncio, one connection each, unfiltered `/v1/stream`), then sends swaps one block at
-a time; for every client and block, the latency runs from sending the swap to that client
-holding the block's first `position` event. p50 and p99 over all (client, block) pairs, and
-how many deliveries were missed. Client and server share the machine's cores, so this is an
-upper bound.
+`defimon run` serves a devnet in its own process (WebSocket heads). The clients (one
+connection each, unfiltered `/v1/stream`) live in load-generator processes of their own
+(bench/sse_load.py, raw HTTP/1.1), so their cost lands outside the server's and this driver's
+interpreters. This process sends swaps one block at a time, the next once every client holds
+the block (or after 10 s); for every client and block, the latency runs from sending the swap
+to that client holding the block's first `position` event. p50 and p99 over all (client,
+block) pairs, and how many deliveries were missed. Clients, server and anvil share the
+machine's cores, so this is an upper bound.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import queue
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import httpx
 import orjson
 
 from bench.common import emit, percentile
@@ -29,65 +35,112 @@ from devnet.simulator import MarketSimulator
 
 CLIENTS = 2000
 BLOCKS = 30
+LOAD_PROCESSES = 2
 
 
-async def _client(base: str, arrivals: dict[int, float], connected: list[int]) -> None:
-    limits = httpx.Limits(max_connections=1)
-    timeout = httpx.Timeout(30.0, read=None)
-    async with (
-        httpx.AsyncClient(limits=limits, timeout=timeout) as client,
-        client.stream("GET", base + "/v1/stream") as response,
-    ):
-        response.raise_for_status()
-        connected.append(1)
-        event = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "position":
-                block = orjson.loads(line[5:])["block_number"]
-                arrivals.setdefault(block, time.perf_counter())
-            elif not line:
-                event = ""
+def _start_load(url: str, clients: int, processes: int) -> list[subprocess.Popen[bytes]]:
+    """`processes` load generators (bench/sse_load.py) sharing `clients` between them."""
+    share, extra = divmod(clients, processes)
+    loads, first = [], 0
+    for p in range(processes):
+        count = share + (1 if p < extra else 0)
+        loads.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.sse_load",
+                    "--url",
+                    url,
+                    "--clients",
+                    str(count),
+                    "--first",
+                    str(first),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        )
+        first += count
+    return loads
 
 
-async def _drive(base: str, simulator: MarketSimulator, clients: int, blocks: int) -> None:
-    arrivals: list[dict[int, float]] = [{} for _ in range(clients)]
-    connected: list[int] = []
-    tasks = [asyncio.create_task(_client(base, arrivals[i], connected)) for i in range(clients)]
-    deadline = time.monotonic() + 120
-    while len(connected) < clients:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(connected)} of {clients} clients connected")
-        await asyncio.sleep(0.1)
-    pool = simulator.deployment.pools[0]
-    sent: dict[int, float] = {}
-    for _ in range(blocks):
-        started = time.perf_counter()
-        block = await asyncio.to_thread(simulator.swap, pool)
-        sent[block] = started
-        wait_until = time.perf_counter() + 10
-        while time.perf_counter() < wait_until and sum(block in a for a in arrivals) < clients:
-            await asyncio.sleep(0.005)
-    latencies = [
-        (a[block] - at) * 1000 for a in arrivals for block, at in sent.items() if block in a
-    ]
+def _follow(load: subprocess.Popen[bytes], into: queue.Queue[tuple[int, dict[str, Any]]]) -> None:
+    """A load generator's messages, onto the driver's queue (a thread per generator)."""
+    assert load.stdout is not None
+    for line in load.stdout:
+        found = orjson.loads(line)
+        into.put((load.pid, found))
+        if "arrivals" in found:
+            return  # its last word
+    into.put((load.pid, {"error": f"exited ({load.wait()}) before reporting"}))
+
+
+def _next(messages: queue.Queue[tuple[int, dict[str, Any]]], timeout: float) -> dict[str, Any]:
+    pid, found = messages.get(timeout=timeout)
+    if "error" in found:
+        raise RuntimeError(f"load generator {pid}: {found['error']}")
+    return found
+
+
+def _drive(
+    base: str, simulator: MarketSimulator, clients: int, blocks: int, processes: int
+) -> None:
+    loads = _start_load(base + "/v1/stream", clients, processes)
+    messages: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+    for load in loads:
+        threading.Thread(target=_follow, args=(load, messages), daemon=True).start()
+    try:
+        for _ in loads:
+            _next(messages, 240)  # `connected`: every client of one generator holds a stream
+        pool = simulator.deployment.pools[0]
+        sent: dict[int, float] = {}
+        for _ in range(blocks):
+            started = time.monotonic()
+            block = simulator.swap(pool)
+            sent[block] = started
+            # Each block alone: the next is sent once every client holds this one (or 10 s).
+            done, wait_until = 0, time.monotonic() + 10
+            while done < len(loads) and time.monotonic() < wait_until:
+                try:
+                    if (
+                        _next(messages, max(0.0, wait_until - time.monotonic())).get("block")
+                        == block
+                    ):
+                        done += 1
+                except queue.Empty:
+                    break
+        arrivals: list[tuple[int, int, float]] = []  # (client, block, when)
+        for load in loads:
+            assert load.stdin is not None
+            load.stdin.write(b"stop\n")
+            load.stdin.flush()
+        reported = 0
+        while reported < len(loads):
+            found = _next(messages, 60)
+            if "arrivals" in found:
+                arrivals += [(int(c), int(b), float(t)) for c, b, t in found["arrivals"]]
+                reported += 1
+    finally:
+        for load in loads:
+            if load.poll() is None:
+                load.kill()
+            load.wait()
+    latencies = [(at - sent[block]) * 1000 for _client, block, at in arrivals if block in sent]
     missed = clients * len(sent) - len(latencies)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
     common = {
         "clients": clients,
         "blocks": len(sent),
         "deliveries": len(latencies),
         "missed": missed,
         "server": "defimon run (separate process)",
+        "load": f"{processes} load-generator processes (bench/sse_load.py, raw HTTP/1.1)",
     }
     emit("sse_fanout_delivery_p50", percentile(latencies, 50), "ms", **common)
     emit("sse_fanout_delivery_p99", percentile(latencies, 99), "ms", **common)
 
 
-def run(clients: int = CLIENTS, blocks: int = BLOCKS) -> None:
+def run(clients: int = CLIENTS, blocks: int = BLOCKS, processes: int = LOAD_PROCESSES) -> None:
     anvil = Anvil().start()
     data_dir = Path(tempfile.mkdtemp(prefix="defimon-bench-sse-"))
     server = None
@@ -97,7 +150,7 @@ def run(clients: int = CLIENTS, blocks: int = BLOCKS) -> None:
         for _ in range(10):
             simulator.step()
         server, base = serve(anvil, deployment, data_dir)
-        asyncio.run(_drive(base, simulator, clients, blocks))
+        _drive(base, simulator, clients, blocks, processes)
     finally:
         stop_server(server)
         anvil.stop()
@@ -108,9 +161,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=CLIENTS)
     parser.add_argument("--blocks", type=int, default=BLOCKS)
+    parser.add_argument(
+        "--load-processes", type=int, default=LOAD_PROCESSES, help="load-generator processes"
+    )
     args = parser.parse_args()
     configure("warning")
-    run(args.clients, args.blocks)
+    run(args.clients, args.blocks, args.load_processes)
 
 
 if __name__ == "__main__":
