@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated
 
 import orjson
@@ -41,7 +41,7 @@ _RESET = ServerSentEvent(
 
 async def _events(
     hub: Hub, chains: Chains, flt: Filter, last_id: int | None, after_block: int | None
-) -> AsyncIterator[ServerSentEvent | bytes]:
+) -> AsyncGenerator[ServerSentEvent | bytes, None]:
     # Subscribing here, not in the route, ties the subscription to the generator's life: a
     # client that leaves before the first byte cannot leave a subscriber behind.
     owners = flt.owner or None
