@@ -149,7 +149,10 @@ def test_a_stop_signal_mid_live_flushes_everything_and_exits_0(
         config, devnet.rpc_url, data_dir, tmp_path / "run.log", ws_url=devnet.anvil.ws_url
     )
     process.wait_live()
-    time.sleep(1.0)  # blocks keep arriving live
+    # Blocks keep arriving live: stop once one more than the backfill's is processed (a fixed
+    # pause was too short on a loaded machine, where the first live block can take seconds).
+    live_at = int((process.chain() or {})["processed"])
+    process.wait_processed(live_at + 1)
     asked = time.monotonic()
     code = process.terminate(sig, timeout=60)
     took = time.monotonic() - asked
