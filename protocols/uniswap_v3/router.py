@@ -51,12 +51,14 @@ class PriceRouter:
     min_depth_usd: Fraction = Fraction(0)
     built: bool = False
     pools: dict[str, RoutePool] = field(default_factory=dict)
-    token_pools: dict[str, list[str]] = field(default_factory=dict)  # sorted addresses
+    # token -> neighbour token -> the pools between them (sorted addresses)
+    links: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     roots: dict[str, tuple[Fraction, TokenPrice]] = field(default_factory=dict)
     # The last walk: each priced token's level (hops), exact USD per whole token, report.
     level: dict[str, int] = field(default_factory=dict)
     exact: dict[str, Fraction] = field(default_factory=dict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
+    members: dict[int, set[str]] = field(default_factory=dict)  # level -> its tokens
     # For the benchmark: full walks so far, and tokens re-decided by the last update (not
     # part of what the router knows: a replay that routed other blocks compares equal).
     full_walks: int = field(default=0, compare=False)
@@ -79,6 +81,7 @@ class PriceRouter:
             # Every decision's inputs changed: walk from nothing (every root is new).
             self.built, self.usd_tokens, self.min_depth_usd = True, usd, threshold
             self.roots, self.level, self.exact, self.prices = {}, {}, {}, {}
+            self.members = {}
             self.full_walks += 1
         # Changed pools first, against the old levels.
         for address, entry in changed.items():
@@ -87,10 +90,9 @@ class PriceRouter:
                 continue
             self.pools[address] = entry
             token0, token1 = entry[0], entry[1]
-            if known is None:
-                insort(self.token_pools.setdefault(token0, []), address)
-                if token1 != token0:
-                    insort(self.token_pools.setdefault(token1, []), address)
+            if known is None and token0 != token1:
+                insort(self.links.setdefault(token0, {}).setdefault(token1, []), address)
+                insort(self.links.setdefault(token1, {}).setdefault(token0, []), address)
             for token, other in ((token0, token1), (token1, token0)):
                 seen = self.level.get(other)
                 if seen is not None:
@@ -130,9 +132,7 @@ class PriceRouter:
         return dict(self.prices)
 
     def _neighbours(self, token: str) -> Iterable[str]:
-        for address in self.token_pools.get(token, ()):
-            token0, token1 = self.pools[address][:2]
-            yield token1 if token0 == token else token0
+        return self.links.get(token, {}).keys()
 
     def _changed(self, token: str, hops: int, pending: dict[int, set[str]]) -> None:
         """`token` changed at level `hops`: its neighbours are re-decided at the next."""
@@ -151,12 +151,16 @@ class PriceRouter:
             self._changed(token, hops, pending)
         if was is not None and was > hops:
             self._changed(token, was, pending)  # it left level `was` too
+        if was is not None:
+            self.members[was].discard(token)
+        self.members.setdefault(hops, set()).add(token)
         self.level[token], self.exact[token], self.prices[token] = hops, value, price
 
     def _lose(self, token: str, pending: dict[int, set[str]], lost: set[str]) -> None:
         """`token` is no longer at the level it was decided at."""
         was = self.level.pop(token)
         del self.exact[token], self.prices[token]
+        self.members[was].discard(token)
         self._changed(token, was, pending)
         lost.add(token)
         pending.setdefault(was + 1, set()).add(token)
@@ -173,15 +177,21 @@ class PriceRouter:
         was = self.level.get(token)
         if was is not None and was < hops:
             return  # priced nearer a root, unchanged
+        # The pools to the level before, found from whichever side is smaller: a hub token's
+        # pools or the few roots (level 1 is decided against the roots alone).
+        mine = self.links.get(token, {})
+        near = self.members.get(hops - 1, set())
+        if len(near) < len(mine):
+            candidates = [a for p in near if p in mine for a in mine[p]]
+        else:
+            candidates = [a for p, pools in mine.items() if p in near for a in pools]
         best: tuple[Fraction, str, int, str] | None = None
-        for address in self.token_pools.get(token, ()):
+        for address in sorted(candidates):  # ties: the lowest address, as route_prices
             token0, token1, dec0, dec1, sqrt_price, amounts = self.pools[address]
             if sqrt_price == 0:
                 continue
             # side: which of the pool's tokens is the priced one (0: token0)
             priced, side, decimals = (token1, 1, dec1) if token0 == token else (token0, 0, dec0)
-            if priced == token or self.level.get(priced) != hops - 1:
-                continue
             depth = depth_usd(amounts, sqrt_price, side, self.exact[priced] / 10**decimals)
             if depth < threshold:
                 continue
