@@ -15,8 +15,19 @@ time other processes held the core.
   (what `market_step` recomputes for each pool a block changed);
 - `routing_block_ms`: a block that changed `--changed` pools: their depths, then the route.
 
-Run: `python -m bench.routing [--pools 2000] [--changed 20] [--runs 15] [--min-depth-usd N]`
-(the threshold defaults to the chain configs' default, 10,000).
+Then, side by side in the same run, at each of `--sizes` pools (2,000 and 20,000: mainnet has
+tens of thousands of Uniswap V3 pools), what the market stage pays per block for routing: the
+full walk (`route_prices`) against the incremental router (`PriceRouter.update`, what
+`UniswapMarket.route` runs), on the same blocks, whose answers must be equal (checked every
+block). A hub token (think WETH) has an oracle price, so it is a root. Blocks move the price
+(±0.5%, and so the depth) of 1, 10 or 100 random pools, or move the hub's oracle price
+(`changed` = "root": every token routed through it is re-priced):
+- `routing_full_block_ms` / `routing_incremental_block_ms`: p50 (p99 in `p99_ms`), with the
+  tokens the router re-decided (p50) and how many of its updates fell back to a full walk.
+
+Run: `python -m bench.routing [--pools 2000] [--changed 20] [--runs 15] [--min-depth-usd N]
+[--sizes 2000,20000] [--blocks 20]` (the threshold defaults to the chain configs' default,
+10,000).
 """
 
 from __future__ import annotations
@@ -30,9 +41,10 @@ from random import Random
 from bench.common import emit, percentile
 from protocols.uniswap_v3.math import MAX_TICK, MIN_TICK, Q96, get_tick_at_sqrt_ratio
 from protocols.uniswap_v3.replica import PoolReplica
+from protocols.uniswap_v3.router import PriceRouter, RoutePool
 from protocols.uniswap_v3.valuation import pool_depth, route_prices
 from schemas.chain_config import DEFAULT_MIN_DEPTH_USD
-from schemas.positions import PoolSnapshot
+from schemas.positions import PoolSnapshot, TokenPrice
 
 TOKENS = 400
 ROOTS = (("usdc", 6), ("usdt", 6), ("dai", 18))
@@ -103,6 +115,8 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=20)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--min-depth-usd", type=float, default=DEFAULT_MIN_DEPTH_USD)
+    parser.add_argument("--sizes", default="2000,20000")
+    parser.add_argument("--blocks", type=int, default=20)
     args = parser.parse_args()
     table, replicas, roots, rng = synthetic_market(args.pools)
     snapshots = {
@@ -146,6 +160,81 @@ def main() -> None:
         changed=args.changed,
         **params,
     )
+    for size in (int(n) for n in args.sizes.split(",") if n):
+        incremental_blocks(size, args.blocks, args.min_depth_usd)
+
+
+def incremental_blocks(size: int, blocks: int, min_depth_usd: float) -> None:
+    """Full walk and incremental router side by side on the same blocks of a `size`-pool
+    market (see the module docstring)."""
+    table, replicas, roots, rng = synthetic_market(size)
+    snapshots = {
+        a: PoolSnapshot(a, r.sqrt_price_x96, r.tick, r.liquidity) for a, r in replicas.items()
+    }
+    depths = {a: pool_depth(snapshots[a], replicas[a]) for a in table}
+    hub = _address(100)  # the first non-USD hub of synthetic_market
+    first = route_prices(table, snapshots, roots, depths=depths, min_depth_usd=min_depth_usd)
+    hub_usd = Fraction(first[hub].usd)
+
+    def anchor() -> dict[str, tuple[Fraction, TokenPrice]]:
+        return {hub: (hub_usd, TokenPrice(hub, float(hub_usd), "feed", 0))}
+
+    def entry(a: str) -> RoutePool:
+        return (*table[a], snapshots[a].sqrt_price_x96, depths[a])
+
+    router = PriceRouter()
+    router.update({a: entry(a) for a in table}, roots, anchor(), min_depth_usd)
+    walks = router.full_walks
+    addresses = sorted(table)
+    for changed in ("1", "10", "100", "root"):
+        full_ms: list[float] = []
+        update_ms: list[float] = []
+        decided: list[float] = []
+        for _ in range(blocks):
+            moved: list[str] = []
+            if changed == "root":
+                hub_usd = hub_usd * rng.randint(995, 1005) / 1000
+            else:
+                moved = rng.sample(addresses, int(changed))
+            for a in moved:
+                snap = snapshots[a]
+                price = snap.sqrt_price_x96 * rng.randint(995, 1005) // 1000
+                snapshots[a] = PoolSnapshot(a, price, snap.tick, snap.liquidity)
+                depths[a] = pool_depth(snapshots[a])  # in-range liquidity over the band
+            started = time.process_time()
+            want = route_prices(
+                table, snapshots, roots, anchor(), depths=depths, min_depth_usd=min_depth_usd
+            )
+            full_ms.append((time.process_time() - started) * 1e3)
+            started = time.process_time()
+            got = router.update({a: entry(a) for a in moved}, roots, anchor(), min_depth_usd)
+            update_ms.append((time.process_time() - started) * 1e3)
+            decided.append(router.decided)
+            if got != want:
+                raise AssertionError(f"incremental routing differs from route_prices ({changed})")
+        params = {
+            "pools": len(table),
+            "changed": changed,
+            "blocks": blocks,
+            "priced": len(want),
+            "min_depth_usd": min_depth_usd,
+        }
+        emit(
+            "routing_full_block_ms",
+            percentile(full_ms, 50),
+            "ms",
+            p99_ms=round(percentile(full_ms, 99), 3),
+            **params,
+        )
+        emit(
+            "routing_incremental_block_ms",
+            percentile(update_ms, 50),
+            "ms",
+            p99_ms=round(percentile(update_ms, 99), 3),
+            decided=percentile(decided, 50),
+            full_walks=router.full_walks - walks,
+            **params,
+        )
 
 
 if __name__ == "__main__":

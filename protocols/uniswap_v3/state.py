@@ -26,7 +26,8 @@ from protocols.uniswap_v3.events import decode_pool_extra
 from protocols.uniswap_v3.fee_tracker import NpmFeeTracker, NpmPosition
 from protocols.uniswap_v3.math import MathError
 from protocols.uniswap_v3.replica import PoolPosition, PoolReplica, ReplicaError, TickInfo
-from protocols.uniswap_v3.valuation import pool_depth, route_prices, value_position
+from protocols.uniswap_v3.router import PriceRouter, RoutePool
+from protocols.uniswap_v3.valuation import pool_depth, value_position
 from protocols.windows import Observation, Subject, WindowBook, WindowBoundary
 from schemas.chain import RawLog
 from schemas.chain_config import ChainConfig
@@ -192,6 +193,10 @@ class UniswapMarket(MarketPart):
     # pool -> its ±2% depth in its own tokens (valuation.pool_depth), kept for routing and
     # recomputed only for the pools a block changed: the tick walk is the costly part.
     depths: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Prices routed incrementally: the router keeps the last walk, and the pools whose price,
+    # depth or existence changed since it last ran are what it re-decides from.
+    router: PriceRouter = field(default_factory=PriceRouter)
+    route_dirty: set[str] = field(default_factory=set)
     # Exact fee state: a replica per pool, the manager's per-token checkpoints, which tokens
     # live in which pool, and what changed since the last checkpoint block.
     replicas: dict[str, PoolReplica] = field(default_factory=dict)
@@ -422,6 +427,8 @@ class UniswapMarket(MarketPart):
             state.depths[snap.pool] = pool_depth(snap, state.replicas.get(snap.pool))
         if changed_pools or out.new_pools:
             ctx.reroute = True
+            state.route_dirty |= changed_pools
+            state.route_dirty.update(p.address for p in out.new_pools)
         return out
 
     def route(
@@ -431,16 +438,32 @@ class UniswapMarket(MarketPart):
         roots: Mapping[str, Anchor],
         min_depth_usd: float,
     ) -> dict[str, TokenPrice]:
-        return route_prices(
-            {
-                a: (i.token0, i.token1, ctx.token(i.token0).decimals, ctx.token(i.token1).decimals)
-                for a, i in self.pools.items()
-            },
-            {a: s.snapshot(a) for a, s in self.pool_states.items()},
-            tuple(usd_tokens),
-            roots,
-            depths=self.depths,
-            min_depth_usd=min_depth_usd,
+        """`route_prices` over every pool, computed incrementally (router.py) from the pools
+        that changed since the last route. A token announced in this block may give a pool
+        known before other decimals (its metadata could not be read until now): its pools are
+        re-read too."""
+        dirty = self.route_dirty if self.router.built else set(self.pools)
+        announced = list(ctx.batch.tokens)
+        if ctx.batch.seeds is not None:
+            announced += list(ctx.batch.seeds.tokens)
+        for token in announced:
+            dirty |= self.token_pools.get(token, set())
+        changed = {a: self._route_pool(ctx, a) for a in sorted(dirty) if a in self.pools}
+        self.route_dirty = set()
+        return self.router.update(changed, usd_tokens, roots, min_depth_usd)
+
+    def _route_pool(self, ctx: MarketBlock, address: str) -> RoutePool:
+        """A pool as routing weighs it (what `route_prices` reads of it)."""
+        info, state = self.pools[address], self.pool_states.get(address)
+        snapshot = PoolSnapshot(address, 0, 0, 0) if state is None else state.snapshot(address)
+        depth = self.depths.get(address)
+        return (
+            info.token0,
+            info.token1,
+            ctx.token(info.token0).decimals,
+            ctx.token(info.token1).decimals,
+            snapshot.sqrt_price_x96,
+            pool_depth(snapshot) if depth is None else depth,
         )
 
     def priced(

@@ -7,7 +7,7 @@ move IL, and a position that was never touched by price has IL 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from math import isqrt
 
@@ -142,6 +142,16 @@ def depth_usd(
     return 2 * thinner * usd_per_unit
 
 
+def root_prices(
+    usd_tokens: Iterable[str], anchors: Mapping[str, tuple[Fraction, TokenPrice]] | None
+) -> dict[str, tuple[Fraction, TokenPrice]]:
+    """The roots of a route, exact and as reported: the USD tokens at 1, then the anchors
+    (which win)."""
+    roots = {t: (Fraction(1), TokenPrice(t, 1.0, "usd", 0)) for t in usd_tokens}
+    roots.update(anchors or {})
+    return roots
+
+
 def route_prices(
     pools: dict[str, tuple[str, str, int, int]],
     states: dict[str, PoolSnapshot],
@@ -167,10 +177,9 @@ def route_prices(
     (exact USD per whole token, and how to report it): they are roots too, and win over any
     pool route.
     """
-    exact: dict[str, Fraction] = {t: Fraction(1) for t in usd_tokens}
-    out: dict[str, TokenPrice] = {t: TokenPrice(t, 1.0, "usd", 0) for t in usd_tokens}
-    for token, (value, reported) in (anchors or {}).items():
-        exact[token], out[token] = value, reported
+    roots = root_prices(usd_tokens, anchors)
+    exact: dict[str, Fraction] = {t: value for t, (value, _) in roots.items()}
+    out: dict[str, TokenPrice] = {t: reported for t, (_, reported) in roots.items()}
     depths = depths or {}
     threshold = Fraction(min_depth_usd)
     # Only a pool of a token priced at the last level can price something new: one whose
