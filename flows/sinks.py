@@ -77,8 +77,8 @@ class _StoreWriter:
     insert mostly without the interpreter lock, so here it overlaps the next block's steps.
     A block is reported stored (ports.status: `processed`, /readyz) once its insert is done,
     as before. Backfill, which flushes large batches, waits for the writer once a batch is
-    waiting already, rather than piling batches up in memory. An insert that fails stops the writer;
-    the flow's thread raises it at its next hand-off or drain.
+    waiting already, rather than piling batches up in memory. An insert that fails stops the
+    writer; the flow's thread raises it at its next hand-off or drain.
     """
 
     def __init__(self, store: Store, status: FlowStatus) -> None:
