@@ -259,9 +259,11 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
     def close(self) -> None:
         try:
             self._hand_off()
-            self._writer.close()
         finally:
-            self._store.close()
+            try:
+                self._writer.close()
+            finally:
+                self._store.close()
 
 
 class StoreSink(FixedPartitionedSink[SinkBatch, None]):

@@ -40,25 +40,34 @@ def test_blocks_are_processed_once_stored_and_a_flush_waits_for_every_insert(
     tmp_path: Path,
 ) -> None:
     store = Store.connect(None, tmp_path)
-    store.migrate()
-    status = FlowStatus()
-    sink = StoreSink(store.another, status, InProcessBus())
-    part = sink.build_part("store", "store", None)
-    for number in range(1, 21):
-        part.write_batch([block_batch(number)])
-    part.flush()  # what an epoch's snapshot does
-    assert stored_blocks(store) == list(range(1, 21))
-    assert status.chain(CHAIN).processed == 20
-    part.close()
+    try:
+        store.migrate()
+        status = FlowStatus()
+        part = StoreSink(store.another, status, InProcessBus()).build_part("store", "store", None)
+        try:
+            for number in range(1, 21):
+                part.write_batch([block_batch(number)])
+            part.flush()  # what an epoch's snapshot does
+            assert stored_blocks(store) == list(range(1, 21))
+            assert status.chain(CHAIN).processed == 20
+        finally:
+            part.close()
+    finally:
+        store.close()  # chDB serves one data directory per process at a time
 
 
 def test_a_failed_insert_stops_the_flow_at_its_next_hand_off(tmp_path: Path) -> None:
     store = Store.connect(None, tmp_path)  # not migrated: no defimon.blocks to insert into
-    status = FlowStatus()
-    part = StoreSink(store.another, status, InProcessBus()).build_part("store", "store", None)
-    part.write_batch([block_batch(1)])
-    with pytest.raises(StoreError, match=r"defimon\.blocks"):
-        part.flush()
-    assert status.chain(CHAIN).processed == -1  # nothing was reported stored
-    with pytest.raises(StoreError):
-        part.write_batch([block_batch(2)])
+    try:
+        status = FlowStatus()
+        part = StoreSink(store.another, status, InProcessBus()).build_part("store", "store", None)
+        part.write_batch([block_batch(1)])
+        with pytest.raises(StoreError, match=r"defimon\.blocks"):
+            part.flush()
+        assert status.chain(CHAIN).processed == -1  # nothing was reported stored
+        with pytest.raises(StoreError):
+            part.write_batch([block_batch(2)])
+        with pytest.raises(StoreError):
+            part.close()  # stops the writer and closes its store all the same
+    finally:
+        store.close()
