@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +42,28 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
     if _time_collections not in gc.callbacks:
         gc.callbacks.append(_time_collections)
+
+
+# Once live: young collections of 10,000 objects instead of 50,000 (measured 25-56 ms each on
+# the loaded 2-core machine; a fifth of that each, five times as often).
+LIVE_GC_THRESHOLD = (10_000, 20, 100)
+
+
+def freeze_when_live(live: Callable[[], bool], stop: threading.Event, poll: float = 0.5) -> bool:
+    """Once `live()`: move every object there is (the state the backfill built) out of the
+    collector's reach, and make young collections smaller. Otherwise the first older
+    collection after the backfill rescans that whole heap on the live path (measured: 379 ms
+    for one, after 2,500 live blocks). The state's objects are freed by reference counting
+    when replaced, so freezing them leaks only garbage cycles among them, which the flow
+    does not make. False if stopped first."""
+    while not stop.is_set():
+        if live():
+            gc.freeze()
+            gc.set_threshold(*LIVE_GC_THRESHOLD)
+            log.info("gc.frozen", objects=gc.get_freeze_count(), threshold=LIVE_GC_THRESHOLD)
+            return True
+        stop.wait(poll)
+    return False
 
 
 _collection_started: float | None = None
@@ -162,6 +185,13 @@ class Runtime(Instance):
 
         self._thread = threading.Thread(target=run, name="defimon-flow", daemon=True)
         self._thread.start()
+        chains = [e.config.chain_id for e in self.endpoints]
+        threading.Thread(
+            target=freeze_when_live,
+            args=(lambda: all(self.status.chain(c).live for c in chains), self.stop_event),
+            name="defimon-gc-live",
+            daemon=True,
+        ).start()
 
     def flow_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
