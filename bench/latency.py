@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import connect_sse
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import emit, percentile
 from defimon.logs import configure
@@ -97,6 +98,40 @@ def stop_server(server: subprocess.Popen[bytes] | None) -> None:
             os.killpg(server.pid, signal.SIGKILL)
 
 
+SLOW_STAGE_SECONDS = 0.05  # a bucket bound of defimon_flow_stage_seconds
+
+
+def emit_stages(base: str, **common: object) -> None:
+    """Where the server's time went, per piece of work on the live path (its /metrics):
+    calls, total, and the calls over 50 ms, the ones that can hold a block past 100 ms."""
+    stages: dict[str, dict[str, float]] = {}
+    text = httpx.get(base + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name != "defimon_flow_stage_seconds":
+            continue
+        for sample in family.samples:
+            seen = stages.setdefault(sample.labels["stage"], {})
+            if sample.name.endswith("_count"):
+                seen["calls"] = sample.value
+            elif sample.name.endswith("_sum"):
+                seen["total"] = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == (
+                SLOW_STAGE_SECONDS
+            ):
+                seen["fast"] = sample.value
+    for stage, seen in sorted(stages.items()):
+        calls = int(seen.get("calls", 0))
+        emit(
+            "block_to_sse_stage_calls_over_50ms",
+            calls - seen.get("fast", 0),
+            "calls",
+            stage=stage,
+            calls=calls,
+            total_ms=round(seen.get("total", 0) * 1000, 1),
+            **common,
+        )
+
+
 def run(blocks: int, warmup_steps: int) -> None:
     anvil = Anvil().start()
     data_dir = Path(tempfile.mkdtemp(prefix="defimon-bench-"))
@@ -119,10 +154,12 @@ def run(blocks: int, warmup_steps: int) -> None:
         thread.start()
         time.sleep(0.5)  # subscribed before the first block
         latencies: list[float] = []
+        after_mined: list[float] = []
         missed = 0
         for _ in range(blocks):
             sent = time.perf_counter()
             block = simulator.swap(pool)
+            mined = time.perf_counter()  # the receipt is in: the rest is defimon's
             got = None
             wait_until = time.perf_counter() + 5
             while got is None and time.perf_counter() < wait_until:
@@ -137,6 +174,7 @@ def run(blocks: int, warmup_steps: int) -> None:
                 missed += 1
                 continue
             latencies.append((got - sent) * 1000)
+            after_mined.append((got - mined) * 1000)
             while not arrivals.empty():
                 arrivals.get_nowait()
         common = {
@@ -147,7 +185,22 @@ def run(blocks: int, warmup_steps: int) -> None:
             "store": "chdb",
         }
         emit("block_to_sse_latency_p50", percentile(latencies, 50), "ms", **common)
+        emit("block_to_sse_latency_p95", percentile(latencies, 95), "ms", **common)
         emit("block_to_sse_latency_p99", percentile(latencies, 99), "ms", **common)
+        emit("block_to_sse_latency_max", max(latencies, default=float("nan")), "ms", **common)
+        # A periodic stall (a snapshot, a flush, a garbage collection) shows as a share of
+        # slow blocks that the percentiles below it hide.
+        emit(
+            "block_to_sse_blocks_over_100ms",
+            sum(1 for v in latencies if v > 100),
+            "blocks",
+            **common,
+        )
+        # From the transaction's receipt to the client: without the bench's own JSON-RPC
+        # (a slot0 read, the send, the receipt) and anvil's mining.
+        emit("mined_to_sse_latency_p50", percentile(after_mined, 50), "ms", **common)
+        emit("mined_to_sse_latency_p99", percentile(after_mined, 99), "ms", **common)
+        emit_stages(base, **common)
     finally:
         stop.set()
         stop_server(server)
@@ -157,7 +210,8 @@ def run(blocks: int, warmup_steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--blocks", type=int, default=500)
+    # 1,000 blocks (about a minute): enough for a stall every few seconds to show in the p99.
+    parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--warmup-steps", type=int, default=15)
     args = parser.parse_args()
     configure("warning")

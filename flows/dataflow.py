@@ -35,7 +35,7 @@ from flows.market import (
 )
 from flows.rewind import rewindable
 from flows.rows import chain_rows, market_rows, shard_rows
-from flows.shards import shard_step
+from flows.shards import ShardState, shard_step
 from flows.sinks import STORE_PARTITION, BusSink, MarketBusSink, StoreSink
 from flows.source import ChainSource, HeadFollowing
 from ports.bus import Bus
@@ -64,7 +64,8 @@ def market_mapper(
             # restored from a recovery directory: once per chain and process
             check_protocols(state, configs[batch.header.chain_id])
             checked.add(batch.header.chain_id)
-        state, out = market_step(state, batch)
+        with METRICS.flow_stage_seconds.labels(stage="market").time():
+            state, out = market_step(state, batch)
         chain = str(batch.header.chain_id)
         METRICS.logs_read.labels(chain_id=chain).inc(len(batch.logs))
         METRICS.blocks_processed.labels(chain_id=chain).inc()
@@ -86,6 +87,11 @@ def _count_updates(chain: str, parts: dict[str, Any], *, market: bool) -> None:
         updated = count(part)
         if updated:
             METRICS.position_updates.labels(chain_id=chain, protocol=plugin.name).inc(updated)
+
+
+def timed_shard_step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
+    with METRICS.flow_stage_seconds.labels(stage="shard").time():
+        return shard_step(state, item)
 
 
 def shard_output(keyed: tuple[str, ShardOutput | Rewind]) -> ShardOutput | Rewind:
@@ -157,7 +163,9 @@ def build_flow(
     market_store = op.map("market_rows", market, market_rows)
 
     shard_inputs = op.flat_map("to_shards", market, shards_of(shards))
-    shard_step_undoable = rewindable(shard_step, lambda i: i.block.number, lambda i: i.final_block)
+    shard_step_undoable = rewindable(
+        timed_shard_step, lambda i: i.block.number, lambda i: i.final_block
+    )
     positions_all = op.map(
         "positions_out",
         op.stateful_map("positions", shard_inputs, shard_step_undoable),

@@ -18,8 +18,9 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
+from ports.metrics import METRICS
 from schemas.chain import Rewind
 from schemas.errors import ReorgTooDeep
 
@@ -39,6 +40,14 @@ class History(Generic[S, V]):
     items: list[tuple[int, V]] = field(default_factory=list)
     last_block: int = -1
 
+    def __deepcopy__(self, memo: dict[int, object]) -> History[S, V]:
+        """Bytewax's recovery snapshot (`stateful_map` deep-copies the state at every epoch,
+        then pickles the copy): pickled once instead, in one pass that is several times
+        faster than a deep copy, and immutable as Bytewax requires. It unpickles as the
+        History itself, so recovery stores written either way load alike."""
+        with METRICS.flow_stage_seconds.labels(stage="recovery_snapshot").time():
+            return cast(History[S, V], _Pickled(_dump(self)))
+
     def record(self, block: int, final_block: int | None) -> None:
         """Before applying an item of `block`: copy the state if undo must start here."""
         if final_block is None or block <= final_block:
@@ -47,7 +56,7 @@ class History(Generic[S, V]):
             self.items.clear()
             return
         if not self.copies:
-            self.copies.append((self.last_block, _dump(self.state)))
+            self.copies.append((self.last_block, _undo_copy(self.state)))
 
     def applied(self, block: int, item: V, final_block: int | None) -> None:
         """After applying an item of `block`."""
@@ -56,7 +65,7 @@ class History(Generic[S, V]):
             return
         self.items.append((block, item))
         if block - self.copies[-1][0] >= SNAPSHOT_EVERY:
-            self.copies.append((block, _dump(self.state)))
+            self.copies.append((block, _undo_copy(self.state)))
         if final_block is not None:
             self._prune(final_block)
 
@@ -98,6 +107,24 @@ class History(Generic[S, V]):
 
 def _dump(state: object) -> bytes:
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _undo_copy(state: object) -> bytes:
+    with METRICS.flow_stage_seconds.labels(stage="undo_copy").time():
+        return _dump(state)
+
+
+class _Pickled:
+    """An object already pickled: pickling it again stores its bytes, and unpickling that
+    gives the object back (not a _Pickled)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Callable[[bytes], object], tuple[bytes]]:
+        return pickle.loads, (self.data,)
 
 
 def rewindable(

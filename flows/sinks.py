@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -43,18 +46,141 @@ class _StageOutput(Protocol):
 X = TypeVar("X", bound=_StageOutput)
 
 
+@dataclass(slots=True)
+class _Flush:
+    """One hand-off to the store writer: rows per table, and the batches to report stored."""
+
+    tables: dict[str, list[Row]]
+    rows: int
+    stored: list[SinkBatch]
+
+
+def _merged(flushes: list[_Flush]) -> _Flush:
+    if len(flushes) == 1:
+        return flushes[0]
+    tables: dict[str, list[Row]] = {}
+    for flush in flushes:
+        for table, rows in flush.tables.items():
+            tables.setdefault(table, []).extend(rows)
+    return _Flush(
+        tables,
+        sum(f.rows for f in flushes),
+        [item for f in flushes for item in f.stored],
+    )
+
+
+class _StoreWriter:
+    """Inserts the sink's flushes in a thread of its own, in order.
+
+    A live block's insert into chDB takes 15-30 ms (more on a loaded machine); on the flow's
+    thread it held every following block up, and the sink's Bytewax step with it. chDB runs an
+    insert mostly without the interpreter lock, so here it overlaps the next block's steps.
+    A block is reported stored (ports.status: `processed`, /readyz) once its insert is done,
+    as before. Backfill, which flushes large batches, waits for the writer once a batch is
+    waiting already, rather than piling batches up in memory. An insert that fails stops the
+    writer; the flow's thread raises it at its next hand-off or drain.
+    """
+
+    def __init__(self, store: Store, status: FlowStatus) -> None:
+        self._store = store
+        self._status = status
+        self._jobs: queue.Queue[_Flush | None] = queue.Queue()
+        # Rows handed off and not yet stored; at FLUSH_ROWS a hand-off waits (backfill).
+        self._pending_rows = 0
+        self._room = threading.Condition()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="defimon-store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: _Flush) -> None:
+        with self._room:
+            while self._pending_rows >= FLUSH_ROWS and self._failed is None:
+                self._room.wait()
+            self._pending_rows += job.rows
+        self._raise_failure()
+        self._jobs.put(job)
+
+    def drain(self) -> None:
+        """Back once every flush handed off is stored."""
+        self._jobs.join()
+        self._raise_failure()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._jobs.get()]
+            # Whatever queued up while the last insert ran goes in one insert per table: a
+            # writer that fell behind catches up instead of staying a few blocks late.
+            while jobs[-1] is not None:
+                try:
+                    jobs.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                flushes = [job for job in jobs if job is not None]
+                if flushes and self._failed is None:  # after a failure nothing more is stored
+                    self._write(_merged(flushes))
+            except BaseException as exc:
+                self._failed = exc
+            finally:
+                with self._room:
+                    self._pending_rows -= sum(job.rows for job in jobs if job is not None)
+                    self._room.notify_all()
+                for _ in jobs:
+                    self._jobs.task_done()
+            if jobs[-1] is None:
+                return
+
+    def _write(self, job: _Flush) -> None:
+        started = time.monotonic()
+        for table, rows in job.tables.items():
+            if rows:
+                columns = COLUMNS[table]
+                name = table.split(".")[-1]
+                with METRICS.sink_insert_seconds.labels(table=name).time():
+                    self._store.insert(table, columns, list(zip(*rows, strict=True)))
+                METRICS.rows_written.labels(table=name).inc(len(rows))
+        if job.rows:
+            took = time.monotonic() - started
+            METRICS.sink_flush_seconds.observe(took)
+            METRICS.flow_stage_seconds.labels(stage="store_flush").observe(took)
+        for item in job.stored:
+            if item.expects_shards is not None:
+                self._status.market_stored(
+                    item.chain_id,
+                    item.block_number,
+                    item.live,
+                    item.expects_shards,
+                    item.block_time,
+                )
+            elif item.shard is not None:
+                self._status.shard_stored(item.chain_id, item.block_number, item.shard)
+        for progress in self._status.chains():
+            METRICS.processed_block.labels(chain_id=str(progress.chain_id)).set(progress.processed)
+
+
 class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
-    """Buffers rows per table and inserts them in large batches.
+    """Buffers rows per table and inserts them in large batches, through a writer thread.
 
     Backfill produces many small blocks; one insert per block would cost more than the rows
-    themselves (chDB: ~8 ms per insert). Live blocks flush at once, so the store is never more
-    than a block behind the stream. Every epoch's snapshot flushes too: Bytewax commits the
-    source cursor only after that, so a crash can replay rows (they collapse by key) but
-    never lose them.
+    themselves (chDB: ~8 ms per insert). Live blocks are handed to the writer at once, so the
+    store is never more than a block behind the stream, and the flow's thread does not wait
+    for the insert (`_StoreWriter`). Every epoch's snapshot waits until everything handed
+    off is stored: Bytewax commits the source cursor only after that, so a crash can replay
+    rows (they collapse by key) but never lose them.
     """
 
     def __init__(self, store: Store, status: FlowStatus, rewind_paths: int, bus: Bus) -> None:
         self._store = store
+        self._writer = _StoreWriter(store, status)
         self._status = status
         self._rewind_paths = rewind_paths
         self._rewinds_seen: dict[Rewind, int] = {}
@@ -91,36 +217,24 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
             or self._buffered >= FLUSH_ROWS
             or time.monotonic() - self._first_at >= FLUSH_SECONDS
         ):
-            self.flush()
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        """The buffer to the writer thread (waits only while a backfill-sized batch is
+        still waiting for its insert)."""
+        with METRICS.flow_stage_seconds.labels(stage="store_hand_off").time():
+            if self._buffered or self._stored:
+                self._writer.submit(_Flush(self._buffer, self._buffered, self._stored))
+            self._buffer = {}
+            self._buffered = 0
+            self._first_at = None
+            self._stored = []
 
     def flush(self) -> None:
-        started = time.monotonic()
-        for table, rows in self._buffer.items():
-            if rows:
-                columns = COLUMNS[table]
-                name = table.split(".")[-1]
-                with METRICS.sink_insert_seconds.labels(table=name).time():
-                    self._store.insert(table, columns, list(zip(*rows, strict=True)))
-                METRICS.rows_written.labels(table=name).inc(len(rows))
-        if self._buffered:
-            METRICS.sink_flush_seconds.observe(time.monotonic() - started)
-        self._buffer.clear()
-        self._buffered = 0
-        self._first_at = None
-        for item in self._stored:
-            if item.expects_shards is not None:
-                self._status.market_stored(
-                    item.chain_id,
-                    item.block_number,
-                    item.live,
-                    item.expects_shards,
-                    item.block_time,
-                )
-            elif item.shard is not None:
-                self._status.shard_stored(item.chain_id, item.block_number, item.shard)
-        self._stored.clear()
-        for progress in self._status.chains():
-            METRICS.processed_block.labels(chain_id=str(progress.chain_id)).set(progress.processed)
+        """Everything buffered, stored."""
+        self._hand_off()
+        with METRICS.flow_stage_seconds.labels(stage="store_drain").time():
+            self._writer.drain()
 
     def _retract(self, rewind: Rewind) -> None:
         started = time.monotonic()
@@ -143,8 +257,13 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
         self.flush()
 
     def close(self) -> None:
-        self.flush()
-        self._store.close()
+        try:
+            self._hand_off()
+        finally:
+            try:
+                self._writer.close()
+            finally:
+                self._store.close()
 
 
 class StoreSink(FixedPartitionedSink[SinkBatch, None]):
@@ -219,9 +338,13 @@ class _BusPartition(StatelessSinkPartition[X]):
         self._pending: dict[Hashable, Callable[[], BusEvent]] = {}
         self._last_publish = time.monotonic()
 
+    def _publish(self, events: list[BusEvent]) -> None:
+        with METRICS.flow_stage_seconds.labels(stage="bus_publish").time():
+            self._bus.publish(events)
+
     def _publish_pending(self) -> None:
         if self._pending:
-            self._bus.publish([make() for make in self._pending.values()])
+            self._publish([make() for make in self._pending.values()])
             self._pending.clear()
         self._last_publish = time.monotonic()
 
@@ -232,7 +355,7 @@ class _BusPartition(StatelessSinkPartition[X]):
                 self._publish_pending()
                 events = [make() for _, make in entries]
                 if events:
-                    self._bus.publish(events)
+                    self._publish(events)
                 continue
             for key, make in entries:
                 if key is not None:

@@ -40,6 +40,7 @@ class Metrics:
     head_lag_seconds: Gauge
     position_updates: Counter
     sink_insert_seconds: Histogram
+    flow_stage_seconds: Histogram
 
 
 def _build() -> Metrics:
@@ -173,6 +174,15 @@ def _build() -> Metrics:
             "Store sink insert latency per table (one insert per table per flush)",
             ["table"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        ),
+        flow_stage_seconds=Histogram(
+            "defimon_flow_stage_seconds",
+            "Time per call of each piece of work on the live path, to find what holds a block "
+            "up: market, shard (the steps), undo_copy, recovery_snapshot, store_flush, "
+            "bus_publish, gc_gen0/1/2 (collections, in any thread: they hold the GIL)",
+            ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=r,
         ),
     )

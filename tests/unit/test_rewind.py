@@ -8,6 +8,8 @@ shared with the live state instead of pickled would show up as a wrong rollback 
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import dataclass, field
 
 import pytest
@@ -186,3 +188,22 @@ def test_a_fresh_key_ignores_a_rewind() -> None:
     r = rewind(1, 3)
     assert d.feed(r) == [r]
     assert d.h.state is None and d.h.last_block == -1 and d.step.calls == 0
+
+
+def test_a_recovery_snapshot_is_frozen_and_restores_a_history_that_still_rewinds() -> None:
+    """Bytewax deep-copies the state at each epoch and pickles the copy; the History hands
+    over its pickle instead. What Bytewax stores must not change with later blocks, and what
+    a resume loads is a History that undoes as the original would."""
+    d = Driver()
+    d.feed(*blocks(1, SNAPSHOT_EVERY + 4, final=0))
+    snapshot = copy.deepcopy(d.h)
+    stored = pickle.dumps(snapshot)  # what Bytewax writes to its recovery store
+    d.feed(*blocks(SNAPSHOT_EVERY + 5, SNAPSHOT_EVERY + 8, final=0, tag="later"))
+    assert pickle.dumps(snapshot) == stored  # the later blocks did not reach it
+
+    resumed = Driver()
+    resumed.history = pickle.loads(stored)
+    assert isinstance(resumed.history, History)
+    assert resumed.applied == [(b, f"a{b}") for b in range(1, SNAPSHOT_EVERY + 5)]
+    resumed.feed(rewind(3, SNAPSHOT_EVERY + 4), *blocks(3, 4, final=0, tag="b"))
+    assert resumed.applied == [(1, "a1"), (2, "a2"), (3, "b3"), (4, "b4")]
