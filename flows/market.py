@@ -38,6 +38,14 @@ class MarketOutput:
     parts: dict[str, Any] = field(default_factory=dict)  # protocol -> its output
 
 
+# The shape of the stages' saved state. Raise it whenever a stage's state changes shape
+# (MarketState, a protocol's market part): a slots dataclass is pickled as its field values in
+# order, so an old recovery directory would load into the wrong fields. One saved under
+# another format is refused at start (check_protocols) instead. 2: the Uniswap part keeps the
+# incremental price router.
+STATE_FORMAT = 2
+
+
 @dataclass(slots=True)
 class MarketState:
     chain_id: int
@@ -63,6 +71,8 @@ class MarketState:
     # The last block with logs: window boundaries are crossed between such blocks only, so a
     # backfill (which never sees empty blocks) and a live run cross the same ones.
     window_block: BlockRef | None = None
+    # Last, so that a state saved before it existed lacks it (see STATE_FORMAT).
+    state_format: int = STATE_FORMAT
 
     def part(self, name: str) -> Any:
         """A protocol's market part (None when the chain config does not name it)."""
@@ -89,7 +99,16 @@ def market_state(config: ChainConfig, shards: int) -> MarketState:
 def check_protocols(state: MarketState, config: ChainConfig) -> None:
     """A market stage restored from a recovery directory runs the protocols it started with:
     one the chain config added or dropped since would start mid-history (missing what came
-    before) or linger. Refused with what to do instead."""
+    before) or linger. State saved by a defimon whose state had another shape (STATE_FORMAT)
+    cannot be read at all. Both are refused with what to do instead."""
+    saved = getattr(state, "state_format", 1)  # absent: saved before formats were numbered
+    if saved != STATE_FORMAT:
+        raise ConfigError(
+            f"chain {state.chain_id}: the recovery directory holds flow state saved by another "
+            f"defimon version (state format {saved}; this one reads {STATE_FORMAT}); delete "
+            "the data directory's recovery directory and the flow reads the chain again from "
+            "its start block, writing the same rows"
+        )
     named = {p.name for p in PLUGINS if p.market(config, state.shards) is not None}
     if named != set(state.parts):
         raise ConfigError(

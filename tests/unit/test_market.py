@@ -3,11 +3,12 @@ restored stage refusing a config whose protocols changed."""
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 import pytest
 
-from flows.market import check_protocols, market_state, market_step
+from flows.market import STATE_FORMAT, check_protocols, market_state, market_step
 from protocols.registry import PLUGINS
 from schemas.chain import BlockBatch, BlockHeader
 from schemas.chain_config import ChainConfig, CompoundV3Config
@@ -30,6 +31,21 @@ def test_a_restored_stage_refuses_a_config_whose_protocols_changed() -> None:
     check_protocols(state, replace(eth, compound_v3=None))  # the same set: runs on
     with pytest.raises(ConfigError, match="holds a flow of aave_v3, erc20, uniswap_v3, but the"):
         check_protocols(state, replace(eth, compound_v3=CompoundV3Config(("0x" + "c0" * 20,))))
+
+
+def test_a_restored_stage_saved_in_another_state_format_is_refused() -> None:
+    eth = ChainConfig.builtin("ethereum")
+    state = pickle.loads(pickle.dumps(market_state(eth, 4)))
+    check_protocols(state, eth)  # this version's own state: runs on
+    # A slots dataclass pickles its field values in order: a state saved before the format
+    # field existed comes back without it (and with every later-added field misplaced).
+    older = pickle.loads(pickle.dumps(market_state(eth, 4)))
+    del older.state_format
+    with pytest.raises(ConfigError, match=r"state format 1; this one reads \d+\); delete"):
+        check_protocols(older, eth)
+    older.state_format = STATE_FORMAT + 1
+    with pytest.raises(ConfigError, match="recovery directory holds flow state saved by another"):
+        check_protocols(older, eth)
 
 
 def test_an_empty_backfill_block_changes_nothing() -> None:
