@@ -63,6 +63,7 @@ from protocols.spec import ShardInput, ShardOutput
 from protocols.uniswap_v3 import events as ev
 from protocols.uniswap_v3.replica import PoolReplica
 from protocols.uniswap_v3.state import UniswapMarket, UniswapShard
+from protocols.uniswap_v3.swap_math import ReplicaError
 from schemas.chain import BlockBatch, TokenInfo
 from schemas.chain_config import ChainConfig, UniswapV3Config
 
@@ -205,8 +206,16 @@ class MainnetChain:
             index = self.index[pool]
             token0, token1 = self.pairs[index]
             wallet = rng.choice(self.wallets)
-            zero_for_one = rng.random() < 0.5
-            swap = self.replicas[pool].swap(zero_for_one, rng.randint(10**17, 10**20))
+            replica = self.replicas[pool]
+            # Random, but back towards price 1 once away from it: a thin pool swapped one
+            # way runs out of ranges (its price at the end of the curve: the next swap reverts).
+            far = abs(replica.tick) > 20 * TICK_SPACING
+            zero_for_one = replica.tick > 0 if far else rng.random() < 0.5
+            try:
+                swap = replica.swap(zero_for_one, rng.randint(10**17, 10**20))
+            except ReplicaError:
+                zero_for_one = not zero_for_one
+                swap = replica.swap(zero_for_one, rng.randint(10**17, 10**20))
             block.tx()
             paid, got = (token0, token1) if zero_for_one else (token1, token0)
             amount_in = swap.amount0 if zero_for_one else swap.amount1
