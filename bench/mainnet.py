@@ -28,8 +28,9 @@ p99 and max; memory per position as the growth of the process's resident memory 
 build time; and a cProfile of the live blocks (cumulative ms of the top functions).
 
 Defaults: the issue's 20,000 pools and 100,000 wallets, but 100,000 positions rather than its
-1,000,000: building those takes about 6 minutes alone (and ~6 GB), and each undo copy of the
-state grows with it, so the default run would not finish in `make bench`'s few minutes.
+1,000,000: building those would take about 6 minutes alone (and ~6 GB; extrapolated from
+100,000), and each undo copy of the state grows with it, so the default run would not finish in
+`make bench`'s few minutes.
 
 Run: `python -m bench.mainnet [--pools N] [--positions N] [--wallets N] [--accounts N]
 [--blocks N] [--hot N]`.
@@ -394,7 +395,7 @@ def run(args: argparse.Namespace) -> None:
         "build_seconds": round(built, 1),
         "build_logs": build_logs,
         # The default run is scaled to finish in `make bench`: the issue's 1,000,000
-        # positions take about 6 minutes to build alone (--positions 1000000 runs them).
+        # positions would take about 6 minutes to build alone (--positions 1000000 runs them).
         "issue_positions": ISSUE_POSITIONS,
     }
     emit("mainnet_block_p50_ms", percentile(times, 50), "ms", **params)
