@@ -215,15 +215,19 @@ def collect_events(
     into: list[dict[str, Any]],
     stop: threading.Event,
     params: dict[str, Any] | None = None,
+    connected: threading.Event | None = None,
 ) -> None:
     """Read an SSE stream (in a thread) until `stop`, keeping the data of events of `kinds`.
-    A connection lost after `stop` is the end of the test, not an error."""
+    `connected` is set at the stream's first event (`hello`: the server has subscribed the
+    client). A connection lost after `stop` is the end of the test, not an error."""
     try:
         with (
             httpx.Client(timeout=httpx.Timeout(5.0, read=None)) as client,
             connect_sse(client, "GET", url, params=params) as source,
         ):
             for event in source.iter_sse():
+                if connected is not None:
+                    connected.set()
                 if stop.is_set():
                     return
                 if event.event in kinds:

@@ -163,13 +163,16 @@ def test_morpho_accounts_equal_the_contract_live_and_at_every_block(
     with live_server(tmp_path, [endpoint]) as server:
         server.wait_processed(31337, block_number(c.anvil.rpc_url))
         live: list[dict[str, Any]] = []
-        stop = threading.Event()
+        stop, connected = threading.Event(), threading.Event()
         reader = threading.Thread(
             target=collect_events,
             args=(f"{server.url}/v1/stream", ("account",), live, stop),
+            kwargs={"connected": connected},
             daemon=True,
         )
         reader.start()
+        # The live blocks below are what the stream must carry: not before it is open.
+        assert connected.wait(60), "the stream did not open"
         try:
             # Live: withdrawals, repayments, interest, a price drop, liquidations, bad debt.
             c.block([act.withdraw(l2, 100_000 * USDC)], advance=2 * 86_400)
