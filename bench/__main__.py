@@ -2,7 +2,8 @@
 
 In order: backfill (Uniswap history), backfill (mixed Uniswap and Aave history), block-to-SSE
 latency, the fan-out of one price update to 10,000 lending accounts, portfolio and time-travel
-latency with 100,000 positions stored, SSE delivery to 2,000 concurrent clients, wallet watch
+latency with 100,000 positions stored, time travel's one read in its SQL forms at
+10,000,000 versions, SSE delivery to 2,000 concurrent clients, wallet watch
 mode against full-protocol mode (time to show a wallet, RPC calls), backfill throughput with 1
 Bytewax worker, 2 worker threads and 2 processes, and the flow state's memory per Uniswap
 position and per Aave account (10,000 and 100,000 of each), and one block's USD price routing
@@ -23,6 +24,7 @@ RUNS: tuple[tuple[str, ...], ...] = (
     ("bench.latency",),
     ("bench.fanout", "--bytewax"),
     ("bench.api_latency",),
+    ("bench.time_travel",),
     ("bench.sse_fanout",),
     ("bench.watch",),
     ("bench.backfill_workers",),
