@@ -34,17 +34,7 @@ from schemas.positions import (
 _POSITION_FIELDS = tuple(f.name for f in fields(UniswapPosition))
 _SELECT_POSITION = ", ".join(_POSITION_FIELDS) + ", block_number"
 
-# The latest version of each position at or before {block}. FINAL drops retracted and
-# replayed duplicates; LIMIT 1 BY keeps the newest per position.
-_LATEST_VERSIONS = f"""
-SELECT {_SELECT_POSITION}
-FROM defimon.position_versions FINAL
-WHERE chain_id = {{chain:UInt64}} AND block_number <= {{block:UInt64}} {{extra}}
-ORDER BY position_id, block_number DESC, log_index DESC
-LIMIT 1 BY position_id
-"""
-
-# Positions any of {owners} ever held (narrows _LATEST_VERSIONS by owner).
+# Positions any of {owners} ever held (narrows `versions` by owner).
 _EVER_OWNED = (
     " AND position_id IN (SELECT position_id FROM defimon.position_versions "
     "WHERE chain_id = {chain:UInt64} AND owner IN {owners:Array(String)})"
@@ -54,7 +44,8 @@ _EVER_OWNED = (
 def versions(
     ctx: ReadContext, as_of: AsOf, extra: str, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    sql = _LATEST_VERSIONS.replace("{extra}", extra)
+    """The latest version of each position at or before the block (`extra`: conditions)."""
+    sql = latest_rows("position_versions", _SELECT_POSITION, "position_id", extra, log_index=True)
     return ctx.store.dicts(sql, {"chain": as_of.chain_id, "block": as_of.number, **params})
 
 

@@ -346,11 +346,77 @@ def test_latest_rows_is_the_temporal_read_with_every_value_bound() -> None:
         "pool_ticks", "pool, tick", "pool, tick", " AND pool IN {pools:Array(String)}"
     )
     assert sql == (
-        "SELECT pool, tick FROM defimon.pool_ticks FINAL WHERE chain_id = {chain:UInt64} "
+        "SELECT pool, tick FROM (SELECT * FROM defimon.pool_ticks WHERE chain_id = {chain:UInt64} "
         "AND pool IN {pools:Array(String)} AND block_number <= {block:UInt64} "
-        "ORDER BY pool, tick, block_number DESC LIMIT 1 BY pool, tick"
+        "ORDER BY pool, tick, block_number, block_hash, version DESC "
+        "LIMIT 1 BY pool, tick, block_number, block_hash) "
+        "WHERE is_deleted = 0 ORDER BY pool, tick, block_number DESC LIMIT 1 BY pool, tick"
     )
     versions = latest_rows("morpho_positions", "account_id", "account_id", log_index=True)
     assert versions.endswith(
         "ORDER BY account_id, block_number DESC, log_index DESC LIMIT 1 BY account_id"
     )
+
+
+def _final_form(where: str) -> str:
+    """latest_rows as it read before: FINAL, then the newest row per key."""
+    return (
+        "SELECT account_id, asset, block_number, log_index, block_hash, scaled_supply "
+        "FROM defimon.account_versions FINAL WHERE chain_id = {chain:UInt64}"
+        + where
+        + " AND block_number <= {block:UInt64} "
+        "ORDER BY account_id, asset, block_number DESC, log_index DESC "
+        "LIMIT 1 BY account_id, asset"
+    )
+
+
+def test_latest_rows_returns_what_final_returns(store: Store) -> None:
+    """Many versions per key, several in one block (log order decides), reorg retractions (a
+    newer version with is_deleted = 1) and blocks rewritten under a new hash after them."""
+    store.command(
+        "INSERT INTO defimon.account_versions (chain_id, account_id, protocol, pool, owner, "
+        "asset, block_number, log_index, block_hash, block_time, tx_hash, event, "
+        "scaled_supply, version, is_deleted) "
+        "SELECT 999, concat('a', toString(modulo(number, 40))), 'aave_v3', 'p', "
+        "concat('o', toString(modulo(number, 8))), toString(modulo(number, 3)), "
+        "intDiv(number, 40) + 1, toUInt32(modulo(cityHash64(number), 4)), "
+        "concat('h', toString(intDiv(number, 40) + 1)), now64(3), '', 'Supply', number, "
+        "number, 0 FROM numbers(4000)"
+    )
+    staged = "CREATE TABLE defimon.staged AS defimon.account_versions ENGINE = Memory"
+    store.command(staged)
+    # Retract every seventh row; rewrite a third of those under another hash (the reorg's
+    # new chain), and bring back later, under their own hash with a newer version, some that
+    # were not (a block is live under one hash at a time).
+    store.command(
+        "INSERT INTO defimon.staged SELECT * REPLACE (version + 100000 AS version, "
+        "toUInt8(1) AS is_deleted) FROM defimon.account_versions "
+        "WHERE modulo(scaled_supply, 7) = 0"
+    )
+    store.command(
+        "INSERT INTO defimon.staged SELECT * REPLACE (version + 200000 AS version, "
+        "concat(block_hash, 'b') AS block_hash) FROM defimon.account_versions "
+        "WHERE modulo(scaled_supply, 21) = 0"
+    )
+    store.command(
+        "INSERT INTO defimon.staged SELECT * REPLACE (version + 300000 AS version) "
+        "FROM defimon.account_versions WHERE modulo(scaled_supply, 35) = 0 "
+        "AND modulo(scaled_supply, 3) != 0"
+    )
+    store.command("INSERT INTO defimon.account_versions SELECT * FROM defimon.staged")
+    columns = "account_id, asset, block_number, log_index, block_hash, scaled_supply"
+    by = "account_id, asset"
+    compared = 0
+    for where, extra in (("", {}), (" AND owner = {owner:String}", {"owner": "o3"})):
+        for block in (1, 7, 33, 50, 77, 100, 1000):
+            params = {"chain": 999, "block": block, **extra}
+            old = sorted(store.rows(_final_form(where), params))
+            new = sorted(
+                store.rows(
+                    latest_rows("account_versions", columns, by, where, log_index=True), params
+                )
+            )
+            assert new == old
+            compared += len(old)
+    store.command("DROP TABLE defimon.staged")
+    assert compared > 500
