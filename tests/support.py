@@ -237,6 +237,28 @@ def collect_events(
             raise
 
 
+def stream_reader(
+    url: str,
+    kinds: tuple[str, ...],
+    into: list[dict[str, Any]],
+    stop: threading.Event,
+    params: dict[str, Any] | None = None,
+) -> threading.Thread:
+    """`collect_events` in a thread of its own, returned once the stream is open (its `hello`
+    arrived, so the server has subscribed it): what a test does next is on the stream, however
+    slowly a loaded machine connects."""
+    connected = threading.Event()
+    reader = threading.Thread(
+        target=collect_events,
+        args=(url, kinds, into, stop, params),
+        kwargs={"connected": connected},
+        daemon=True,
+    )
+    reader.start()
+    assert connected.wait(60), f"the stream at {url} did not open"
+    return reader
+
+
 def chain_tables(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """Every table the flow writes, as FINAL shows it, without the version (when a row was
     written): equal for any two runs over the same chain, however they ran (live or backfill,

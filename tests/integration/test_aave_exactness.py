@@ -21,7 +21,14 @@ from api.queries import Queries
 from devnet.lending import LendingSimulator
 from protocols.aave_v3 import events as aave_events
 from tests.conftest import Devnet
-from tests.support import block_number, collect_events, eth_call, live_server, rpc, selector
+from tests.support import (
+    block_number,
+    eth_call,
+    live_server,
+    rpc,
+    selector,
+    stream_reader,
+)
 
 WAD = 10**18
 
@@ -74,12 +81,7 @@ def test_accounts_equal_get_user_account_data_live_and_at_every_block(
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         live: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("account",), live, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("account",), live, stop)
         try:
             # Live: actions, price drift, a shock, time passing, liquidations.
             lending.tick()

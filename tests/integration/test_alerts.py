@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from devnet.anvil import free_port
 from devnet.lending import LendingSimulator
 from tests.conftest import Devnet
-from tests.support import LiveServer, block_number, collect_events, live_server
+from tests.support import LiveServer, block_number, live_server, stream_reader
 
 SECRET = "test-secret-0123456789"
 SHOCK = -35.0
@@ -208,14 +208,8 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
 
             streamed: list[dict[str, Any]] = []
             stop = threading.Event()
-            reader = threading.Thread(
-                target=collect_events,
-                args=(f"{server.url}/v1/stream", ("alert",), streamed, stop),
-                daemon=True,
-            )
-            reader.start()
+            stream_reader(f"{server.url}/v1/stream", ("alert",), streamed, stop)
             try:
-                time.sleep(0.5)  # the reader subscribes
                 shock_block = lending.shock("WETH", SHOCK)
                 liquidations = lending.liquidate_unhealthy()
                 devnet.simulator.step()

@@ -28,7 +28,7 @@ from flows.endpoint import ChainEndpoint
 from protocols.aave_v3.events import BORROW, SUPPLY
 from protocols.erc20.events import TRANSFER
 from tests.conftest import Devnet
-from tests.support import block_number, collect_events, live_server, rpc, selector
+from tests.support import block_number, live_server, rpc, selector, stream_reader
 
 WATCHED = "0x" + "5e" * 20  # on the config's watch list from the start
 LATE = "0x" + "7a" * 20  # holds tokens long before it becomes tracked
@@ -102,12 +102,7 @@ def test_balances_equal_balance_of_live_and_at_every_block(devnet: Devnet, tmp_p
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         live: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("balance",), live, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("balance",), live, stop)
         try:
             devnet.simulator.step()
             lending.tick()

@@ -18,7 +18,7 @@ from devnet.lending import LendingSimulator
 from protocols.registry import PROTOCOLS
 from schemas.filters import Filter
 from tests.conftest import Devnet
-from tests.support import block_number, collect_events, live_server
+from tests.support import block_number, live_server, stream_reader
 
 
 def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) -> None:
@@ -44,19 +44,11 @@ def test_stream_and_positions_agree_on_a_filter(devnet: Devnet, tmp_path: Path) 
         unfiltered: list[dict[str, Any]] = []
         filtered: list[dict[str, Any]] = []
         stop = threading.Event()
-        readers = [
-            threading.Thread(
-                target=collect_events,
-                args=(url, ("position", "account"), into, stop, p),
-                daemon=True,
-            )
-            for url, p, into in (
-                (f"{server.url}/v1/stream", {}, unfiltered),
-                (f"{server.url}/v1/stream", params, filtered),
-            )
-        ]
-        for reader in readers:
-            reader.start()
+        for url, p, into in (
+            (f"{server.url}/v1/stream", {}, unfiltered),
+            (f"{server.url}/v1/stream", params, filtered),
+        ):
+            stream_reader(url, ("position", "account"), into, stop, p)
         start_block = block_number(devnet.rpc_url)
         try:
             for _ in range(3):

@@ -43,7 +43,7 @@ from flows.endpoint import ChainEndpoint
 from protocols.morpho_blue import math as mm
 from schemas.chain_config import ChainConfig, MorphoBlueConfig
 from schemas.morpho import MAX_UINT256
-from tests.support import block_number, collect_events, live_server
+from tests.support import block_number, live_server, stream_reader
 
 USDC, WETH = 10**6, 10**18
 
@@ -163,16 +163,8 @@ def test_morpho_accounts_equal_the_contract_live_and_at_every_block(
     with live_server(tmp_path, [endpoint]) as server:
         server.wait_processed(31337, block_number(c.anvil.rpc_url))
         live: list[dict[str, Any]] = []
-        stop, connected = threading.Event(), threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("account",), live, stop),
-            kwargs={"connected": connected},
-            daemon=True,
-        )
-        reader.start()
-        # The live blocks below are what the stream must carry: not before it is open.
-        assert connected.wait(60), "the stream did not open"
+        stop = threading.Event()
+        stream_reader(f"{server.url}/v1/stream", ("account",), live, stop)
         try:
             # Live: withdrawals, repayments, interest, a price drop, liquidations, bad debt.
             c.block([act.withdraw(l2, 100_000 * USDC)], advance=2 * 86_400)

@@ -30,7 +30,14 @@ from devnet.txs import send_estimated
 from devnet.univ3math import MAX_TICK, MIN_TICK, floor_tick
 from flows.endpoint import ChainEndpoint
 from tests.integration.test_aave_exactness import served
-from tests.support import Npm, block_number, collect_events, eth_call, live_server, selector
+from tests.support import (
+    Npm,
+    block_number,
+    eth_call,
+    live_server,
+    selector,
+    stream_reader,
+)
 
 CHAIN_IDS = (31337, 31338)
 
@@ -235,13 +242,9 @@ def test_one_portfolio_spans_two_chains_exact_on_each(chains: list[Chain], tmp_p
         # The stream: the wallet's events from both chains, on one connection.
         events: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("hello", "position"), events, stop),
-            kwargs={"params": {"owner": wallet}},
-            daemon=True,
+        stream_reader(
+            f"{server.url}/v1/stream", ("hello", "position"), events, stop, params={"owner": wallet}
         )
-        reader.start()
         try:
             wait_for(lambda: bool(events), "the stream's hello")
             fresh = {

@@ -22,7 +22,7 @@ from protocols.uniswap_v3 import events
 from tests.conftest import Devnet
 from tests.defimon_process import DefimonProcess
 from tests.integration.test_dead_letters import LOG1_EMITTER, emit
-from tests.support import LiveServer, block_number, collect_events, live_server, rpc
+from tests.support import LiveServer, block_number, live_server, rpc, stream_reader
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -62,12 +62,7 @@ def test_metrics_exist_and_move(devnet: Devnet, tmp_path: Path) -> None:
     with live_server(tmp_path, [devnet.endpoint()]) as server:
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         stop, received = threading.Event(), list[dict[str, object]]()
-        client = threading.Thread(
-            target=collect_events,
-            args=(server.url + "/v1/stream", ("position",), received, stop),
-            daemon=True,
-        )
-        client.start()
+        stream_reader(server.url + "/v1/stream", ("position",), received, stop)
         try:
             deadline = time.monotonic() + 30
             while server.app.state.hub.clients < 1:

@@ -28,7 +28,14 @@ from devnet.lending import LendingSimulator
 from devnet.oracles import CAPO_ADAPTER, CHAINLINK_PROXY
 from tests.conftest import Devnet, start_devnet
 from tests.integration.test_aave_exactness import account_data, first_supply_block, served
-from tests.support import block_number, collect_events, eth_call, live_server, rpc, selector
+from tests.support import (
+    block_number,
+    eth_call,
+    live_server,
+    rpc,
+    selector,
+    stream_reader,
+)
 
 REVERTING_CODE = "0x60006000fd"  # PUSH1 0 PUSH1 0 REVERT
 
@@ -93,12 +100,7 @@ def test_prices_equal_get_asset_price_at_every_block_across_swaps_ratio_and_cap(
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         live: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("account",), live, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("account",), live, stop)
         try:
             lending.tick()
             swapped = lending.swap_aggregator("WETH")  # live this time
@@ -192,14 +194,8 @@ def test_an_unreadable_source_marks_accounts_stale_and_they_recover(
 
         events: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("account",), events, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("account",), events, stop)
         try:
-            time.sleep(0.5)  # the stream is open before the change
             code = rpc(devnet.rpc_url, "eth_getCode", [adapter.address, "latest"])
             rpc(devnet.rpc_url, "anvil_setCode", [adapter.address, REVERTING_CODE])
             rpc(devnet.rpc_url, "evm_mine", [])

@@ -41,11 +41,11 @@ from tests.integration.test_compound_flow import COMET, LOG3_EMITTER, emit3, wor
 from tests.support import (
     LiveServer,
     block_number,
-    collect_events,
     eth_call,
     live_server,
     rpc,
     selector,
+    stream_reader,
 )
 
 UNISWAP_TABLES = ("defimon.pools", "defimon.pool_states", "defimon.position_versions")
@@ -89,12 +89,7 @@ def test_an_aave_only_config_serves_the_aave_accounts_exactly(
         rule_block = block_number(devnet.rpc_url)
         live: list[dict[str, Any]] = []
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("account",), live, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("account",), live, stop)
         try:
             lending.tick()
             devnet.simulator.step()

@@ -27,9 +27,9 @@ from tests.support import (
     LiveServer,
     block_number,
     chain_tables,
-    collect_events,
     live_server,
     rpc,
+    stream_reader,
 )
 
 # (method, depth): every depth from the smallest to the finality depth, both methods.
@@ -109,12 +109,7 @@ def test_reorgs_at_every_depth_end_equal_to_the_canonical_chain(
     stop = threading.Event()
     with live_server(tmp_path / "reorged", [endpoint], epoch_seconds=0.5) as server:
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("reorg",), reorg_events, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("reorg",), reorg_events, stop)
         try:
             for n, (method, depth) in enumerate(REORGS, start=1):
                 market.round()

@@ -18,7 +18,7 @@ from ports.store import Store
 from schemas.lending import BASE_UNIT, health_factor_float
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
-from tests.support import block_number, collect_events, live_server
+from tests.support import block_number, live_server, stream_reader
 
 ROWS = (
     "SELECT * EXCEPT version FROM defimon.position_windows FINAL "
@@ -38,12 +38,7 @@ def test_windows_replay_row_for_row(devnet: Devnet, tmp_path: Path) -> None:
     with live_server(tmp_path / "live", [devnet.endpoint()]) as server:
         server.wait_processed(chain_id, block_number(devnet.rpc_url))
         stop = threading.Event()
-        reader = threading.Thread(
-            target=collect_events,
-            args=(f"{server.url}/v1/stream", ("window",), live_events, stop),
-            daemon=True,
-        )
-        reader.start()
+        stream_reader(f"{server.url}/v1/stream", ("window",), live_events, stop)
         try:
             for round_ in range(8):
                 devnet.simulator.step()
