@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.alerts.engine import AlertEngine
 from api.alerts.store import AlertStore
 from api.chains import Chains
+from api.head_view import HeadViews
 from api.hub import Hub
 from api.queries import Queries
 from api.routes import alerts, health, portfolio, sql, stream, watch
@@ -67,6 +68,8 @@ class ApiParts:
     endpoints: Sequence[ChainEndpoint]
     watch_requests: WatchRequests  # POST /v1/watch hands wallets to the chain readers here
     suggested_wallets: tuple[str, ...] = ()
+    # The stored rows (schemas/head_feed.py), for the head view; None: no head view.
+    head_feed: Bus | None = None
 
 
 def _block_time_from_nodes(
@@ -114,6 +117,13 @@ def create_app(
         else:
             bus.attach(loop, app.state.hub.publish)
             bus.attach(loop, app.state.alerts.on_events)
+        head_feed = parts.head_feed
+        if head_feed is not None:
+            # Following the feed before reading the store: see api/head_view.py.
+            head_feed.attach(loop, app.state.head_views.on_events)
+            if isinstance(head_feed, SequencedBus):
+                await head_feed.started()
+            app.state.head_views.start()
         await app.state.alerts.start()
         if on_start is not None:
             on_start()
@@ -121,6 +131,8 @@ def create_app(
         await app.state.alerts.stop()
         if isinstance(bus, SequencedBus):
             await bus.aclose()
+        if isinstance(head_feed, SequencedBus):
+            await head_feed.aclose()
         if on_stop is not None:
             # Stopping a flow joins its thread; keep the loop free while its sinks flush.
             await asyncio.to_thread(on_stop)
@@ -147,6 +159,10 @@ def create_app(
     app.state.watch_requests = parts.watch_requests
     app.state.suggested_wallets = parts.suggested_wallets
     app.state.queries = Queries(parts.store.another(), _block_time_from_nodes(parts.endpoints))
+    # The head portfolio from memory (api/head_view.py); built once the bus is attached.
+    app.state.head_views = HeadViews(
+        parts.store, app.state.chains, app.state.queries.ctx.block_time
+    )
     app.state.analyst = AnalystSql(parts.store, SqlLimits.from_settings(settings))
     app.state.hub = Hub(
         settings.sse_queue_size,

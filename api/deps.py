@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 
 from api.chains import Chains
+from api.head_view import HeadViews
 from api.hub import Hub
 from api.queries import AsOf, Queries, parse_at, read_sides
 from ports.keys import KeyFile
@@ -72,6 +73,14 @@ ChainsDep = Annotated[Chains, Depends(get_chains)]
 WatchRequestsDep = Annotated[WatchRequests, Depends(get_watch_requests)]
 SuggestedWalletsDep = Annotated[tuple[str, ...], Depends(get_suggested_wallets)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
+
+
+def get_head_views(request: Request) -> HeadViews:
+    views: HeadViews = request.app.state.head_views
+    return views
+
+
+HeadViewsDep = Annotated[HeadViews, Depends(get_head_views)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 
 AtParam = Annotated[
@@ -231,6 +240,7 @@ __all__ = [
     "ChainParam",
     "ChainsDep",
     "FilterDep",
+    "HeadViewsDep",
     "HubDep",
     "QueriesDep",
     "SettingsDep",

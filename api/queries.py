@@ -27,7 +27,7 @@ from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
 from schemas.hexutil import decimal_uint
 
-__all__ = ["AsOf", "Queries", "merge_portfolios", "parse_at", "read_sides"]
+__all__ = ["AsOf", "Queries", "merge_portfolios", "parse_at", "portfolio_at", "read_sides"]
 
 
 def read_sides(names: Collection[str] = ()) -> tuple[ReadSide, ...]:
@@ -113,21 +113,7 @@ class Queries:
         return parts[0].portfolio(self.ctx, owner, as_of)
 
     def portfolio(self, owner: str, as_of: AsOf) -> dict[str, Any]:
-        sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
-        for side in READ_SIDES:
-            sections[side.section] += side.portfolio(self.ctx, owner, as_of)
-        # Summed per list in the portfolio's order (a float sum in another order may differ).
-        usd = {
-            name: sum(s["value_usd"] or 0.0 for s in subjects)
-            for name, subjects in sections.items()
-        }
-        return {
-            "address": owner,
-            "as_of": as_of.json(),
-            "total_usd": usd["positions"] + usd["lending"] + usd["balances"],
-            "balances_usd": usd["balances"],
-            **sections,
-        }
+        return portfolio_at(self.ctx, owner, as_of)
 
     def diff(self, owner: str, start: AsOf, end: AsOf) -> dict[str, Any]:
         """How the wallet's value changed from `start` to `end`, and why: each read side's
@@ -274,6 +260,25 @@ class Queries:
             "ORDER BY block_number DESC, log_index DESC LIMIT {limit:UInt32}",
             {"chain": chain_id, "limit": limit},
         )
+
+
+def portfolio_at(ctx: ReadContext, owner: str, as_of: AsOf) -> dict[str, Any]:
+    """The wallet's portfolio on one chain at the block, every read side's part, read through
+    `ctx` (the store, or the head view: api/head_view.py)."""
+    sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
+    for side in READ_SIDES:
+        sections[side.section] += side.portfolio(ctx, owner, as_of)
+    # Summed per list in the portfolio's order (a float sum in another order may differ).
+    usd = {
+        name: sum(s["value_usd"] or 0.0 for s in subjects) for name, subjects in sections.items()
+    }
+    return {
+        "address": owner,
+        "as_of": as_of.json(),
+        "total_usd": usd["positions"] + usd["lending"] + usd["balances"],
+        "balances_usd": usd["balances"],
+        **sections,
+    }
 
 
 def merge_portfolios(owner: str, parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -230,7 +230,9 @@ def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
             "chDB belongs to one process"
         )
     endpoints = chain_endpoints(args, settings)
-    runtime = Runtime(settings, endpoints, bus=bus)
+    runtime = Runtime(
+        settings, endpoints, bus=bus, head_feed=NatsBus(nats_config(settings, "flow").head_feed())
+    )
     bus.status = runtime.status
     servers: list[ClickHouseHttpServer | FlowHealthServer] = []
     try:
@@ -294,7 +296,12 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
             "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
         )
-    instance = Instance(settings, chain_endpoints(args, settings), bus=bus)
+    instance = Instance(
+        settings,
+        chain_endpoints(args, settings),
+        bus=bus,
+        head_feed=NatsBus(nats_config(settings, "api").head_feed()),
+    )
     bus.status = instance.status  # mirrors the flow process's progress
     log.info(
         "api.start",

@@ -24,11 +24,15 @@ class Instance:
         *,
         suggested_wallets: tuple[str, ...] = (),
         bus: Bus | None = None,
+        head_feed: Bus | None = None,
     ) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.suggested_wallets = suggested_wallets
         self.bus: Bus = bus or InProcessBus()
+        # The stored rows, for the API's head view (schemas/head_feed.py): a bus of its own, so
+        # stream clients and their event ids never see them.
+        self.head_feed: Bus = head_feed or InProcessBus()
         # This process's flow's progress; in `defimon api` the bus fills it in from the flow
         # process's reports.
         self.status = FlowStatus()
@@ -46,6 +50,7 @@ class Instance:
             settings=self.settings,
             store=self.store,
             bus=self.bus,
+            head_feed=self.head_feed,
             status=self.status,
             endpoints=self.endpoints,
             watch_requests=self.watch_requests,
@@ -56,4 +61,5 @@ class Instance:
         """Close the bus (it sends what it holds), then the store. (`timeout` is for a flow
         to end: Runtime.stop's.)"""
         self.bus.close()
+        self.head_feed.close()
         self.store.close()

@@ -26,7 +26,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nats
@@ -47,6 +47,7 @@ log = structlog.get_logger("defimon.nats")
 
 ACK_TIMEOUT = 10.0  # seconds for JetStream to ack one batch before it is sent again
 STATUS_SECONDS = 1.0
+HEAD_FEED_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,17 @@ class NatsConfig:
 
     def subject(self, event: BusEvent) -> str:
         return f"{self.prefix}.events.{event.chain_id}.{event.kind}"
+
+    def head_feed(self) -> NatsConfig:
+        """The head feed's stream (schemas/head_feed.py): the stored rows for API head views,
+        apart from the events so stream clients and their ids never see them. Kept briefly:
+        an API process builds its view from the store and then follows the feed live."""
+        return replace(
+            self,
+            stream=f"{self.stream}_HEAD",
+            prefix=f"{self.prefix}.head",
+            max_age_seconds=HEAD_FEED_SECONDS,
+        )
 
 
 def encode_event(event: BusEvent) -> bytes:

@@ -103,9 +103,16 @@ class Runtime(Instance):
         *,
         suggested_wallets: tuple[str, ...] = (),
         bus: Bus | None = None,
+        head_feed: Bus | None = None,
     ) -> None:
         tune_gc()
-        super().__init__(settings, endpoints, suggested_wallets=suggested_wallets, bus=bus)
+        super().__init__(
+            settings,
+            endpoints,
+            suggested_wallets=suggested_wallets,
+            bus=bus,
+            head_feed=head_feed,
+        )
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -158,6 +165,8 @@ class Runtime(Instance):
                 self.settings.head_timeout_seconds,
             ),
             watch_requests=self.watch_requests,
+            # API processes (this one's, or defimon api's over NATS) keep a head view from it.
+            head_feed=self.head_feed,
         )
         recovery = self._recovery()
 

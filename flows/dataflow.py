@@ -139,9 +139,11 @@ def build_flow(
     following: HeadFollowing | None = None,
     watch_requests: WatchRequests | None = None,
     source: Source[BlockBatch | Rewind] | None = None,
+    head_feed: Bus | None = None,
 ) -> Dataflow:
     """The flow over `endpoints`' chains. `source` replaces the chain source (the endpoints
-    then only give the chains' configs): tests feed blocks and reorgs of their own making."""
+    then only give the chains' configs): tests feed blocks and reorgs of their own making.
+    `head_feed` gets every stored row for the API's head view (schemas/head_feed.py)."""
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
     if source is None:
@@ -180,7 +182,7 @@ def build_flow(
         op.key_on("to_store", rows, lambda _: STORE_PARTITION),
         # A reorg's Rewind reaches the store by every path: the chain rows, the market
         # rows and each shard's rows.
-        StoreSink(open_store, status, bus, rewind_paths=2 + shards),
+        StoreSink(open_store, status, bus, rewind_paths=2 + shards, head_feed=head_feed),
     )
     op.output("bus", positions, BusSink(bus))
     op.output(

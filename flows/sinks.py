@@ -28,6 +28,7 @@ from protocols.registry import PLUGINS
 from protocols.spec import BusEntry, ShardOutput, bus_event
 from protocols.windows import WindowRow, window_json
 from schemas.chain import Rewind
+from schemas.head_feed import rows_events
 from schemas.positions import BlockRef
 from schemas.stream import BusEvent
 
@@ -81,9 +82,11 @@ class _StoreWriter:
     writer; the flow's thread raises it at its next hand-off or drain.
     """
 
-    def __init__(self, store: Store, status: FlowStatus) -> None:
+    def __init__(self, store: Store, status: FlowStatus, head_feed: Bus | None = None) -> None:
         self._store = store
         self._status = status
+        # Where the stored rows go for the API's head view (schemas/head_feed.py), if anywhere.
+        self._head_feed = head_feed
         self._jobs: queue.Queue[_Flush | None] = queue.Queue()
         # Rows handed off and not yet stored; at FLUSH_ROWS a hand-off waits (backfill).
         self._pending_rows = 0
@@ -165,6 +168,21 @@ class _StoreWriter:
                 self._status.shard_stored(item.chain_id, item.block_number, item.shard)
         for progress in self._status.chains():
             METRICS.processed_block.labels(chain_id=str(progress.chain_id)).set(progress.processed)
+        if self._head_feed is not None:
+            # After the insert, never before: see schemas/head_feed.py.
+            self._head_feed.publish(self._feed(job))
+
+    def _feed(self, job: _Flush) -> list[BusEvent]:
+        by_chain: dict[int, dict[str, list[Row]]] = {item.chain_id: {} for item in job.stored}
+        for table, rows in job.tables.items():
+            at = COLUMNS[table].index("chain_id")
+            for row in rows:
+                by_chain.setdefault(row[at], {}).setdefault(table, []).append(row)
+        return [
+            event
+            for chain, tables in sorted(by_chain.items())
+            for event in rows_events(chain, tables, COLUMNS, self._status.chain(chain).processed)
+        ]
 
 
 class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
@@ -178,9 +196,17 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
     rows (they collapse by key) but never lose them.
     """
 
-    def __init__(self, store: Store, status: FlowStatus, rewind_paths: int, bus: Bus) -> None:
+    def __init__(
+        self,
+        store: Store,
+        status: FlowStatus,
+        rewind_paths: int,
+        bus: Bus,
+        head_feed: Bus | None = None,
+    ) -> None:
         self._store = store
-        self._writer = _StoreWriter(store, status)
+        self._writer = _StoreWriter(store, status, head_feed)
+        self._head_feed = head_feed
         self._status = status
         self._rewind_paths = rewind_paths
         self._rewinds_seen: dict[Rewind, int] = {}
@@ -250,8 +276,10 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
             seconds=round(time.monotonic() - started, 3),
         )
         # Announced once the store no longer shows the orphaned blocks, so a client that
-        # reloads on it reads the canonical chain.
+        # reloads on it reads the canonical chain (and a head view rebuilds from it).
         self._bus.publish([reorg_event(rewind)])
+        if self._head_feed is not None:
+            self._head_feed.publish([reorg_event(rewind)])
 
     def snapshot(self) -> None:
         self.flush()
@@ -272,12 +300,19 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
     partitions can be added for a ClickHouse server without changing the rows."""
 
     def __init__(
-        self, open_store: Callable[[], Store], status: FlowStatus, bus: Bus, rewind_paths: int = 1
+        self,
+        open_store: Callable[[], Store],
+        status: FlowStatus,
+        bus: Bus,
+        rewind_paths: int = 1,
+        head_feed: Bus | None = None,
     ) -> None:
         self._open_store = open_store
         self._status = status
         self._bus = bus
         self._rewind_paths = rewind_paths
+        # Where the stored rows go for API head views (schemas/head_feed.py), if anywhere.
+        self._head_feed = head_feed
 
     def list_parts(self) -> list[str]:
         return [STORE_PARTITION]
@@ -286,7 +321,9 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
-        return _StorePartition(self._open_store(), self._status, self._rewind_paths, self._bus)
+        return _StorePartition(
+            self._open_store(), self._status, self._rewind_paths, self._bus, self._head_feed
+        )
 
 
 # Bus events: each protocol's come from its plugin (protocols/<name>/plugin.py); the windows

@@ -14,11 +14,10 @@ the shared splits for lending accounts are here (`lending_change`, `exact_lendin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ports.store import Store
 from schemas.chain import TokenInfo
 from schemas.errors import NotFound
 from schemas.positions import BlockRef, TokenPrice
@@ -51,11 +50,25 @@ class AsOf:
         }
 
 
+class Reads(Protocol):
+    """What a read side reads through: the store (ports.store.Store), or the API's head view
+    (api/head_view.py HeadReads), which answers `latest_rows` reads at the head from memory."""
+
+    def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def dicts(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def scalar(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
 class ReadContext:
     """What a read side reads with: the store, and the shared lookups at a block."""
 
-    store: Store
+    store: Reads
     # Lending accrues interest to the block's own timestamp. Backfill stores only blocks with
     # watched logs, so for the others the time comes from the node (when reachable).
     block_time: Callable[[int, int], int | None] | None = None
@@ -91,11 +104,7 @@ class ReadContext:
         """The metadata read for these tokens (a token whose read failed is absent)."""
         return {
             r[0]: TokenInfo(r[0], r[1], int(r[2]))
-            for r in self.store.rows(
-                "SELECT address, symbol, decimals FROM defimon.tokens FINAL "
-                "WHERE chain_id = {chain:UInt64} AND address IN {tokens:Array(String)}",
-                {"chain": chain_id, "tokens": list(tokens)},
-            )
+            for r in self.store.rows(TOKEN_INFO, {"chain": chain_id, "tokens": list(tokens)})
         }
 
 
@@ -133,9 +142,36 @@ ALL = "* EXCEPT (version, is_deleted)"
 ALL_UNTIMED = "* EXCEPT (version, is_deleted, block_time)"
 
 
+class LatestRows(str):
+    """A read of each key's latest row (`latest_rows`): the SQL, and what it asks in parts, so
+    that the API's head view (api/head_view.py) answers the same read from memory."""
+
+    table: str
+    columns: str
+    by: str
+    where: str
+    log_index: bool
+    temporal: bool  # False: a table without blocks (one row per key, the newest version)
+
+    def __new__(
+        cls,
+        sql: str,
+        table: str,
+        columns: str,
+        by: str,
+        where: str,
+        log_index: bool = False,
+        temporal: bool = True,
+    ) -> LatestRows:
+        read = super().__new__(cls, sql)
+        read.table, read.columns, read.by, read.where = table, columns, by, where
+        read.log_index, read.temporal = log_index, temporal
+        return read
+
+
 def latest_rows(
     table: str, columns: str, by: str, where: str = "", *, log_index: bool = False
-) -> str:
+) -> LatestRows:
     """The temporal tables' one read: each `by` key's latest row of `table` at or before
     `{block:UInt64}` on `{chain:UInt64}` (`where`: more conditions, each " AND ..."; `log_index`:
     the table has one, in its sorting key, which orders a block's rows). Table, columns and
@@ -149,12 +185,25 @@ def latest_rows(
     re-write copies the row; flows/rows.py), so none can pass a condition another fails."""
     row = f"{by}, block_number" + (", log_index" if log_index else "")
     newest = f"{by}, block_number DESC" + (", log_index DESC" if log_index else "")
-    return (
+    sql = (
         f"SELECT {columns} FROM (SELECT * FROM defimon.{table} "
         f"WHERE chain_id = {{chain:UInt64}}{where} AND block_number <= {{block:UInt64}} "
         f"ORDER BY {row}, block_hash, version DESC LIMIT 1 BY {row}, block_hash) "
         f"WHERE is_deleted = 0 ORDER BY {newest} LIMIT 1 BY {by}"
     )
+    return LatestRows(sql, table, columns, by, where, log_index)
+
+
+# Token metadata (a table without blocks: the newest version of each token).
+TOKEN_INFO = LatestRows(
+    "SELECT address, symbol, decimals FROM defimon.tokens FINAL "
+    "WHERE chain_id = {chain:UInt64} AND address IN {tokens:Array(String)}",
+    "tokens",
+    "address, symbol, decimals",
+    "address",
+    " AND address IN {tokens:Array(String)}",
+    temporal=False,
+)
 
 
 def token_usd(amount: int, decimals: int, price: float | None) -> float:

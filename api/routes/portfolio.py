@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.aggregate import aggregate as aggregate_subjects
 from api.aggregate import parse_group_by, parse_metrics
@@ -14,6 +14,7 @@ from api.deps import (
     ChainsDep,
     FilterDep,
     FromParam,
+    HeadViewsDep,
     QueriesDep,
     ToParam,
     address,
@@ -54,14 +55,23 @@ def portfolio(
     wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
     chains: ChainsDep,
     queries: QueriesDep,
+    views: HeadViewsDep,
+    response: Response,
     at: AtParam = None,
     chain_id: ChainParam = None,
 ) -> dict[str, Any]:
     """A wallet's positions, lending accounts and non-zero token balances, valued, with the
     totals, as of the head or `at`: on every chain followed (each at its own head, or at the
-    time `at`), or on `chain_id` only. Every item names its chain; totals sum the chains."""
+    time `at`), or on `chain_id` only. Every item names its chain; totals sum the chains.
+    At the head it is answered from memory once this process's head view is built
+    (`X-Served-From: head-view`), with the same JSON the store gives for that block."""
     owner = address(wallet, "wallet")
     wanted = chains_for(chains, None if chain_id is None else [chain_id])
+    if at is None:
+        found = views.portfolio_across(owner, wanted)
+        if found is not None:
+            response.headers["X-Served-From"] = "head-view"
+            return found
     return queries.portfolio_across(owner, as_of_each(chains, queries, wanted, at))
 
 
