@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,7 +20,7 @@ from tests.conftest import Devnet
 from tests.support import LiveServer, block_number, live_server
 
 
-def head_from_view(server: LiveServer, wallet: str, block: int) -> dict[str, object]:
+def head_from_view(server: LiveServer, wallet: str, block: int) -> dict[str, Any]:
     """The wallet's head portfolio once the view answers it at `block` or later."""
     deadline = time.monotonic() + 60
     while True:
