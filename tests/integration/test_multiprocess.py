@@ -384,3 +384,95 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
 
     ready = httpx.get(f"{url_a}/readyz", timeout=10).json()
     assert ready["ready"] and ready["chains"][0]["processed"] >= final, ready
+
+
+def api_processed(url: str) -> int:
+    code, body = get_json(f"{url}/readyz")
+    return body["chains"][0]["processed"] or -1 if code in (200, 503) and body else -1
+
+
+def head_portfolio(url: str, wallet: str, block: int) -> dict[str, Any]:
+    """The wallet's head portfolio from the API's head view once it is at `block` or later."""
+    found: list[dict[str, Any]] = []
+
+    def served() -> bool:
+        response = httpx.get(f"{url}/v1/portfolio/{wallet}", timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if response.headers.get("x-served-from") != "head-view":
+            return False
+        if body["as_of"]["block_number"] < block:
+            return False
+        found.append(body)
+        return True
+
+    wait_until(served, f"{url}'s head view at block {block}")
+    return found[-1]
+
+
+def test_a_restarted_api_serves_the_head_portfolios_of_one_that_never_stopped(
+    devnet: Devnet, cluster: dict[str, Any]
+) -> None:
+    """Head views over NATS: the restarted API builds its view from the store and follows the
+    feed from there; after blocks it missed, both APIs answer every wallet's head portfolio
+    alike (and as the store does at that block), and its SSE client resumes without a gap."""
+    start_api: Callable[[str, int], Process] = cluster["start_api"]
+    flow_processed: Callable[[], int] = cluster["flow_processed"]
+    nats_url: str = cluster["nats"].url
+    port_a, port_b = free_port(), free_port()
+    api_a = start_api("api-a", port_a)
+    start_api("api-b", port_b)
+    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    wallets = devnet.deployment.wallets
+
+    def step_and_index() -> int:
+        devnet.simulator.step()
+        block = block_number(devnet.rpc_url)
+        wait_until(lambda: flow_processed() >= block, f"block {block} indexed")
+        return block
+
+    block = step_and_index()
+    for wallet in wallets:
+        assert head_portfolio(url_a, wallet, block) == head_portfolio(url_b, wallet, block)
+    before = Client(url_a).start()
+    clients = [before]
+    try:
+        step_and_index()
+        wait_until(lambda: bool(before.events), "events before the kill")
+        api_a.kill()
+        wait_until(lambda: before.ended is not None, "the killed API's client to notice")
+        # Blocks with events for the wallets while it is down.
+        step_and_index()
+        step_and_index()
+        start_api("api-a-restarted", port_a)
+        after = Client(url_a, last_event_id=before.last_id).start()
+        clients.append(after)
+        final = step_and_index()
+        target = stream_last(nats_url)
+        wait_until(lambda: after.last_id >= target, f"the resumed client at {target}")
+    finally:
+        for client in clients:
+            client.close()
+
+    compared = 0
+    for wallet in wallets:
+        restarted = head_portfolio(url_a, wallet, final)
+        steady = head_portfolio(url_b, wallet, final)
+        at = restarted["as_of"]["block_number"]
+        if steady["as_of"]["block_number"] != at:  # a block came in between: ask again
+            steady = head_portfolio(url_b, wallet, at)
+            restarted = head_portfolio(url_a, wallet, steady["as_of"]["block_number"])
+        assert restarted == steady, f"{wallet}: the restarted API's head differs"
+        # The store path answers up to the block the flow's status (every second) reported.
+        wait_until(lambda at=at: api_processed(url_b) >= at, f"the API's status at block {at}")
+        store = httpx.get(f"{url_b}/v1/portfolio/{wallet}", params={"at": at}, timeout=30)
+        assert store.json() == restarted, f"{wallet}: the head view differs from the store"
+        compared += len(restarted["positions"])
+    assert compared > 0, "no position in any wallet's head portfolio"
+
+    assert not any(name in ("reset", "lagged") for name, _ in after.others), after.others
+    joined = without_confirmed(before.events + after.events)
+    truth = stream_events(nats_url, joined[0][0], after.last_id)
+    assert joined == truth, "the resumed client missed, repeated or changed an event"
+    assert after.events and after.events[0][0] == before.last_id + 1
+    assert any(kind == "position" for _, kind, _ in after.events), "no position event resumed"
