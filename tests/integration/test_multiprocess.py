@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +392,10 @@ def api_processed(url: str) -> int:
     return body["chains"][0]["processed"] or -1 if code in (200, 503) and body else -1
 
 
+def status_at(url: str, block: int) -> bool:
+    return api_processed(url) >= block
+
+
 def head_portfolio(url: str, wallet: str, block: int) -> dict[str, Any]:
     """The wallet's head portfolio from the API's head view once it is at `block` or later."""
     found: list[dict[str, Any]] = []
@@ -464,7 +469,7 @@ def test_a_restarted_api_serves_the_head_portfolios_of_one_that_never_stopped(
             restarted = head_portfolio(url_a, wallet, steady["as_of"]["block_number"])
         assert restarted == steady, f"{wallet}: the restarted API's head differs"
         # The store path answers up to the block the flow's status (every second) reported.
-        wait_until(lambda at=at: api_processed(url_b) >= at, f"the API's status at block {at}")
+        wait_until(partial(status_at, url_b, at), f"the API's status at block {at}")
         store = httpx.get(f"{url_b}/v1/portfolio/{wallet}", params={"at": at}, timeout=30)
         assert store.json() == restarted, f"{wallet}: the head view differs from the store"
         compared += len(restarted["positions"])
