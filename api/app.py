@@ -123,10 +123,12 @@ def create_app(
             head_feed.attach(loop, app.state.head_views.on_events)
             if isinstance(head_feed, SequencedBus):
                 await head_feed.started()
-            app.state.head_views.start()
+            app.state.head_views.follow()
         await app.state.alerts.start()
         if on_start is not None:
             on_start()
+        if head_feed is not None:
+            app.state.head_views.start()
         yield
         await app.state.alerts.stop()
         if isinstance(bus, SequencedBus):

@@ -374,10 +374,17 @@ class HeadViews:
     _again: set[int] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def start(self) -> None:
-        """Build every chain's view (in the running loop, after the bus is attached)."""
+    def follow(self) -> None:
+        """Keep the feed's events from now on (call once the feed is attached): they wait until
+        each chain's view is built (`start`)."""
         for chain in self.chains.ids:
-            self._rebuild(chain)
+            self._waiting.setdefault(chain, [])
+
+    def start(self) -> None:
+        """Build every chain's view from the store, in the running loop (after `follow`, once
+        the process's own start-up reads are done: they share the store)."""
+        for chain in self.chains.ids:
+            self._launch(chain)
 
     def _rebuild(self, chain: int) -> None:
         if chain in self._waiting:
@@ -385,6 +392,9 @@ class HeadViews:
             return
         self.views.pop(chain, None)
         self._waiting[chain] = []
+        self._launch(chain)
+
+    def _launch(self, chain: int) -> None:
         task = asyncio.get_running_loop().create_task(self._build(chain))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -5,8 +5,16 @@ versions are then replicated under new token ids and owners (the same pools, ran
 checkpoints and history, so every copy values like its original) until the store holds the
 target number of positions. The server then answers, over real HTTP with no flow running:
 
-- `portfolio_latency`: `GET /v1/portfolio/{wallet}` at the head, for wallets drawn at random;
-- `time_travel_latency`: the same with `?at=` a random past block.
+- `portfolio_latency`: `GET /v1/portfolio/{wallet}` at the head, for wallets drawn at random,
+  as a client asks it: answered from the API's head view (api/head_view.py, built from the
+  store when the server starts; every answer checked to say so);
+- `portfolio_store_latency`: side by side with it (alternating, the same wallets), the same
+  head block through the store path (`?at=` the view's block, which reads the store), every
+  answer checked equal to the view's;
+- `time_travel_latency`: the same with `?at=` a random past block;
+- `head_view_bytes_per_row` / `head_view_bytes_per_position`: what the view holds (rows,
+  their values and keys, its dicts and indexes, each object counted once; interned strings
+  shared with the rest of the process counted too), and the time it took to build.
 
 p50 and p99 in milliseconds, one JSON line each.
 """
@@ -16,12 +24,14 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from api.head_view import ChainView, HeadViews, TableView
 from bench.common import devnet_with_history, emit, percentile
 from defimon.logs import configure
 from defimon.runtime import Runtime
@@ -49,8 +59,12 @@ ARRAY JOIN range(1, {copies:UInt32} + 1) AS k
 """
 
 
-def run(target_positions: int = TARGET_POSITIONS, requests: int = REQUESTS) -> None:
-    anvil, deployment, _ = devnet_with_history(HISTORY_LOGS, aave=True)
+def run(
+    target_positions: int = TARGET_POSITIONS,
+    requests: int = REQUESTS,
+    history_logs: int = HISTORY_LOGS,
+) -> None:
+    anvil, deployment, _ = devnet_with_history(history_logs, aave=True)
     data_dir = Path(tempfile.mkdtemp(prefix="defimon-bench-api-"))
     try:
         head = block_number(anvil.rpc_url)
@@ -78,35 +92,67 @@ def run(target_positions: int = TARGET_POSITIONS, requests: int = REQUESTS) -> N
         ]
         store.close()
 
+        started = time.perf_counter()
         server = LiveServer(
             Runtime(Settings(data_dir=data_dir), [endpoint]), free_port(), start_flow=False
         ).start()
+        views: HeadViews = server.app.state.head_views
+        while views.ready(deployment.chain_id) is None:
+            time.sleep(0.05)
+        built_s = time.perf_counter() - started
+        view = views.views[deployment.chain_id]
         rng = random.Random(7)
+        common = {
+            "requests": requests,
+            "positions": positions,
+            "wallets": len(wallets),
+            "blocks": head - deployment.start_block + 1,
+            "store": "chdb",
+        }
         try:
             with httpx.Client(base_url=server.url, timeout=60) as client:
-                for name, at in (("portfolio_latency", False), ("time_travel_latency", True)):
-                    samples = []
-                    for _ in range(requests):
-                        wallet = rng.choice(wallets)
-                        params = (
-                            {"at": str(rng.randint(deployment.start_block, head))} if at else {}
-                        )
-                        started = time.perf_counter()
-                        response = client.get(f"/v1/portfolio/{wallet}", params=params)
-                        samples.append((time.perf_counter() - started) * 1000)
-                        response.raise_for_status()
+                samples: dict[str, list[float]] = {"view": [], "store": [], "past": []}
+                for _ in range(requests):
+                    wallet = rng.choice(wallets)
+                    path = f"/v1/portfolio/{wallet}"
+                    from_view, took = timed(client, path, {})
+                    assert from_view.headers.get("x-served-from") == "head-view", path
+                    samples["view"].append(took)
+                    at = str(from_view.json()["as_of"]["block_number"])
+                    from_store, took = timed(client, path, {"at": at})
+                    assert from_store.json() == from_view.json(), f"{path}: view != store"
+                    samples["store"].append(took)
+                for _ in range(requests):
+                    at = str(rng.randint(deployment.start_block, head))
+                    samples["past"].append(
+                        timed(client, f"/v1/portfolio/{rng.choice(wallets)}", {"at": at})[1]
+                    )
+                for name, key, served in (
+                    ("portfolio_latency", "view", "head view"),
+                    ("portfolio_store_latency", "store", "store (?at= the head)"),
+                    ("time_travel_latency", "past", "store"),
+                ):
                     emit(
                         name,
-                        percentile(samples, 50),
+                        percentile(samples[key], 50),
                         "ms",
-                        p50_ms=round(percentile(samples, 50), 2),
-                        p99_ms=round(percentile(samples, 99), 2),
-                        requests=requests,
-                        positions=positions,
-                        wallets=len(wallets),
-                        blocks=head - deployment.start_block + 1,
-                        store="chdb",
+                        p50_ms=round(percentile(samples[key], 50), 2),
+                        p99_ms=round(percentile(samples[key], 99), 2),
+                        served_by=served,
+                        **common,
                     )
+            held = view_bytes(view)
+            rows = view.subjects()
+            emit(
+                "head_view_bytes_per_row",
+                held / rows,
+                "bytes",
+                rows=rows,
+                bytes=held,
+                build_s=round(built_s, 2),
+                **common,
+            )
+            emit("head_view_bytes_per_position", held / positions, "bytes", bytes=held, **common)
         finally:
             server.stop()
     finally:
@@ -114,13 +160,44 @@ def run(target_positions: int = TARGET_POSITIONS, requests: int = REQUESTS) -> N
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def timed(client: httpx.Client, path: str, params: dict[str, str]) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    took = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return response, took
+
+
+def view_bytes(view: ChainView) -> int:
+    """The view's memory: every object it reaches (tables, rows, keys, values, indexes), each
+    once (shared strings and small ints too, an upper bound for what the view adds)."""
+    seen: set[int] = set()
+    total = 0
+    stack: list[object] = [view.tables, view.blocks, view.pending]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, TableView):
+            stack.extend([item.rows, item._indexes, item._feeds, item.columns, item.types])
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--positions", type=int, default=TARGET_POSITIONS)
     parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--history-logs", type=int, default=HISTORY_LOGS)
     args = parser.parse_args()
     configure("warning")
-    run(args.positions, args.requests)
+    run(args.positions, args.requests, args.history_logs)
 
 
 if __name__ == "__main__":

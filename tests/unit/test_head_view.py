@@ -189,6 +189,7 @@ def test_a_reorg_rebuilds_the_chain_from_the_store(tmp_path: Path) -> None:
         views = HeadViews(store, Chains([ChainEndpoint(config, "http://127.0.0.1:9")], status))
 
         async def scenario() -> None:
+            views.follow()
             views.start()
             while views.ready(CHAIN) is None:
                 await asyncio.sleep(0.01)
