@@ -47,6 +47,8 @@ from schemas.stream import BusEvent
 
 log = structlog.get_logger("api.head_view")
 
+NOBODY = "0x" + "00" * 20
+
 Row = tuple[Any, ...]
 _BLOCK_COLUMNS = ("chain_id", "block_number", "log_index", "block_hash")
 
@@ -88,6 +90,9 @@ class TableView:
             if old is not None and old[at] != row[at]:
                 index[old[at]].discard(key)
             index.setdefault(row[at], set()).add(key)
+
+    def block_of(self, row: Row) -> int:
+        return int(row[self._at["block_number"]])
 
     def _order(self, row: Row) -> tuple[Any, ...]:
         return tuple(row[i] for i in self._order_at)
@@ -215,7 +220,7 @@ class ChainView:
     def put(self, table: str, row: Row) -> None:
         view = self.tables[table]
         if view.temporal:
-            block = int(row[view._at["block_number"]])
+            block = view.block_of(row)
             if block > self.head:
                 self.pending.append((block, table, row))
                 return
@@ -403,7 +408,7 @@ class HeadViews:
         try:
             # An API-only process learns the flow's progress over the bus: wait a little.
             status = self.chains.status
-            for _ in range(30):
+            for _ in range(30):  # up to 3 s; without a flow anywhere it answers at the store's head
                 if status.running or status.remote_seen_at is not None:
                     break
                 await asyncio.sleep(0.1)
@@ -439,9 +444,16 @@ class HeadViews:
                     {"chain": chain},
                 )
                 head = -1 if found is None else int(found)
-            return load(store, chain, head)
+            view = load(store, chain, head)
         finally:
             store.close()
+        # One portfolio read here builds the indexes the read sides filter by (owner, wallet),
+        # so the first requests do not pay for them.
+        try:
+            portfolio_at(ReadContext(HeadReads(view)), NOBODY, view.as_of())
+        except NotInView:
+            pass
+        return view
 
     def on_events(self, events: Sequence[BusEvent]) -> None:
         """Bus listener (in the event loop): feed rows in, reorgs rebuild."""
