@@ -43,6 +43,9 @@ from tests.support import LiveServer, block_number
 TARGET_POSITIONS = 100_000
 HISTORY_LOGS = 250_000
 REQUESTS = 300
+# The server's start-up values every subject at the head for the alert engine: at 1,000,000
+# positions that takes minutes on a loaded machine.
+STARTUP_SECONDS = 1200
 
 # Copy k of a version: token id + k * 10^9 (ids stay unique), the owner's last 8 hex digits
 # replaced by k's (a new wallet per copy, the original wallets keep their own positions).
@@ -95,7 +98,7 @@ def run(
         started = time.perf_counter()
         server = LiveServer(
             Runtime(Settings(data_dir=data_dir), [endpoint]), free_port(), start_flow=False
-        ).start()
+        ).start(timeout=STARTUP_SECONDS)
         views: HeadViews = server.app.state.head_views
         while views.ready(deployment.chain_id) is None:
             time.sleep(0.05)
