@@ -346,9 +346,11 @@ def load(store: Store, chain_id: int, head: int) -> ChainView:
         log_index = "log_index" in columns
         for row in store.rows(latest_rows(name, "*", by, log_index=log_index), params):
             table.put(_interned(row))
+        # FINAL drops a reorg's retracted rows (the tables replace by version and is_deleted);
+        # without it their first versions would come back. Few rows: the unprocessed blocks'.
         later = (
-            f"SELECT * FROM defimon.{name} WHERE chain_id = {{chain:UInt64}} "
-            "AND block_number > {block:UInt64} AND is_deleted = 0"
+            f"SELECT * FROM defimon.{name} FINAL WHERE chain_id = {{chain:UInt64}} "
+            "AND block_number > {block:UInt64}"
         )
         for row in store.rows(later, params):
             view.put(name, _interned(row))

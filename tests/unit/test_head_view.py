@@ -206,6 +206,10 @@ def test_a_reorg_rebuilds_the_chain_from_the_store(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             rebuilt = views.ready(CHAIN)
             assert rebuilt is not None and read_balances(rebuilt, ALICE) == [(TOKEN_A, 5, 3)]
+            # The new branch's block 4 (no balance change) is processed: the retracted row of
+            # the orphaned block 4 does not come back.
+            views.on_events(rows_events(CHAIN, {}, COLUMNS, 4))
+            assert rebuilt.head == 4 and read_balances(rebuilt, ALICE) == [(TOKEN_A, 5, 3)]
 
         asyncio.run(scenario())
     finally:
