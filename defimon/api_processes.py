@@ -20,6 +20,7 @@ import argparse
 import multiprocessing
 import signal
 import socket
+import sys
 import threading
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
@@ -28,6 +29,7 @@ import structlog
 
 from defimon.logs import configure
 from ports.settings import Settings
+from schemas.errors import DefimonError
 
 log = structlog.get_logger("defimon.api")
 BACKLOG = 2048  # uvicorn's default; a burst of thousands of stream clients queues here
@@ -119,3 +121,6 @@ def _process(
         api_process(args, settings, index=index, count=count, on_ready=ready.set)
     except KeyboardInterrupt:
         pass
+    except DefimonError as exc:  # said as the one-process command says it
+        print(f"defimon: {exc}", file=sys.stderr)
+        sys.exit(2)
