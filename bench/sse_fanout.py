@@ -196,13 +196,17 @@ def _emit(
 
 
 def _wait_ready(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
+    said = "no answer"
     while True:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+            answer = httpx.get(base + "/readyz", timeout=2)
+            if answer.status_code == 200:
                 return
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-            raise RuntimeError("defimon did not become ready")
+            said = answer.text
+        exited = [p.args for p in processes if p.poll() is not None]
+        if time.monotonic() > deadline or exited:
+            raise RuntimeError(f"defimon did not become ready: {said}; exited: {exited}")
         time.sleep(0.1)
 
 
