@@ -29,7 +29,7 @@ import structlog
 
 from defimon.logs import configure
 from ports.settings import Settings
-from schemas.errors import DefimonError
+from schemas.errors import ConfigError, DefimonError
 
 log = structlog.get_logger("defimon.api")
 BACKLOG = 2048  # uvicorn's default; a burst of thousands of stream clients queues here
@@ -53,7 +53,10 @@ def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.so
 
 def launch(args: argparse.Namespace, settings: Settings, host: str, count: int) -> int:
     """Run `count` API processes on (host, settings.port) until a signal or one of them exits."""
-    holder = reuse_port_socket(host, settings.port, listen=False)
+    try:
+        holder = reuse_port_socket(host, settings.port, listen=False)
+    except OSError as exc:  # taken by a program that does not share it, or no such address
+        raise ConfigError(f"cannot listen on {host}:{settings.port}: {exc}") from None
     port = holder.getsockname()[1]
     child_settings = settings.model_copy(update={"host": host, "port": port})
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop

@@ -56,3 +56,18 @@ def test_processes_listen_on_one_port_and_the_kernel_hands_each_some_connections
     finally:
         for sock in [*clients, *listeners, holder]:
             sock.close()
+
+
+def test_a_port_taken_by_a_program_that_does_not_share_it_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))  # no SO_REUSEPORT
+    port = taken.getsockname()[1]
+    monkeypatch.setenv("DEFIMON_NATS_URL", "nats://127.0.0.1:1")
+    monkeypatch.setenv("DEFIMON_CLICKHOUSE_URL", "http://127.0.0.1:1")
+    try:
+        args = ["api", "--chain", "ethereum", "--processes", "2", "--port", str(port)]
+        assert main(args) == 2
+    finally:
+        taken.close()
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
