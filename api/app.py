@@ -32,7 +32,7 @@ from flows.rpc import RpcClient
 from ports import __version__
 from ports.analyst_runner import AnalystSql
 from ports.analyst_sql import SqlLimits, SqlTimeout
-from ports.bus import Bus, SequencedBus
+from ports.bus import Bus, Peers, SequencedBus
 from ports.keys import KeyFile, RateLimiter
 from ports.metrics import METRICS
 from ports.settings import Settings
@@ -70,6 +70,10 @@ class ApiParts:
     suggested_wallets: tuple[str, ...] = ()
     # The stored rows (schemas/head_feed.py), for the head view; None: no head view.
     head_feed: Bus | None = None
+    # Several API processes behind one port: the others, and whether this one evaluates the
+    # alert rules (exactly one does; see api/alerts/engine.py).
+    peers: Peers | None = None
+    evaluates_alerts: bool = True
 
 
 def _block_time_from_nodes(
@@ -179,6 +183,8 @@ def create_app(
         app.state.queries,
         app.state.chains,
         settings,
+        evaluates=parts.evaluates_alerts,
+        peers=parts.peers,
     )
 
     @app.exception_handler(InvalidInput)

@@ -4,7 +4,8 @@ In order: backfill (Uniswap history), backfill (mixed Uniswap and Aave history),
 latency, the fan-out of one price update to 10,000 lending accounts, portfolio and time-travel
 latency with 100,000 positions stored, time travel's one read in its SQL forms at
 10,000,000 versions, SSE delivery to 2,000 and to 10,000 concurrent clients (held by
-load-generator processes of their own), wallet watch mode against full-protocol mode (time to
+load-generator processes of their own; 10,000 also behind `defimon api --processes` 1 and 2,
+back to back), wallet watch mode against full-protocol mode (time to
 show a wallet, RPC calls), backfill throughput with 1 Bytewax worker, 2 worker threads and 2
 processes, the flow state's memory per Uniswap position and per Aave account (10,000 and
 100,000 of each), one block's USD price routing over 2,000 and 20,000 pools (full walk and
@@ -28,6 +29,11 @@ RUNS: tuple[tuple[str, ...], ...] = (
     ("bench.time_travel",),
     ("bench.sse_fanout",),
     ("bench.sse_fanout", "--clients", "10000", "--blocks", "20", "--load-processes", "4"),
+    (
+        "bench.sse_fanout",
+        *("--clients", "10000", "--blocks", "20", "--load-processes", "4"),
+        *("--api-processes", "1", "2"),
+    ),
     ("bench.watch",),
     ("bench.backfill_workers",),
     ("bench.memory_per_position",),

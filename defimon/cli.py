@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -31,9 +32,12 @@ log = structlog.get_logger("defimon.cli")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _serve(instance: Instance, *, start: Callable[[], None] | None = None) -> None:
+def _serve(
+    instance: Instance, *, start: Callable[[], None] | None = None, reuse_port: bool = False
+) -> None:
     """Serve the API over `instance`'s ports; `start` (the flow, in the one-process runtime)
-    runs once the bus is attached, and the instance stops when the server does."""
+    runs once the bus is attached, and the instance stops when the server does. `reuse_port`:
+    one of several processes listening on the same port (defimon/api_processes.py)."""
     import uvicorn
 
     from api.app import create_app
@@ -41,6 +45,11 @@ def _serve(instance: Instance, *, start: Callable[[], None] | None = None) -> No
     app = create_app(instance.api_parts(), on_start=start, on_stop=instance.stop)
     settings = instance.settings
     host = bind_host(settings.host, KeyFile(settings.keys_path).configured)
+    sockets = None
+    if reuse_port:
+        from defimon.api_processes import reuse_port_socket
+
+        sockets = [reuse_port_socket(host, settings.port)]
     config = uvicorn.Config(
         app,
         host=host,
@@ -63,7 +72,7 @@ def _serve(instance: Instance, *, start: Callable[[], None] | None = None) -> No
 
     previous = {s: signal.signal(s, graceful_stop_done) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -286,31 +295,63 @@ def cmd_flow(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """The API alone: events from NATS, the store over HTTP (a ClickHouse server, or a flow
     process's embedded store via `defimon flow --store-http-port`). No flow runs here, so
-    neither Bytewax nor the flow is imported."""
-    from defimon.instance import Instance
-    from defimon.nats_bus import NatsBus
-
-    bus = NatsBus(nats_config(settings, "api"))
+    neither Bytewax nor the flow is imported. With `--processes N`, N of them on one port."""
+    count = args.processes
+    if count < 1:
+        raise ConfigError(f"--processes {count}: at least 1")
+    if count > 1 and not settings.nats_url:
+        raise ConfigError(
+            f"--processes {count} needs NATS (DEFIMON_NATS_URL or --nats-url): with the "
+            "in-process bus, events would reach one process and never the others' clients"
+        )
+    nats_config(settings, "api")
     if not settings.clickhouse_url:
         raise ConfigError(
             "defimon api reads the store over HTTP: set DEFIMON_CLICKHOUSE_URL or --clickhouse-url "
             "(a ClickHouse server, or a `defimon flow --store-http-port` process)"
         )
+    chain_endpoints(args, settings)  # a bad chain argument fails here, not in N processes
+    if count > 1:
+        from defimon.api_processes import launch
+
+        host = bind_host(settings.host, KeyFile(settings.keys_path).configured)
+        return launch(args, settings, host, count)
+    api_process(args, settings)
+    return 0
+
+
+def api_process(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    index: int = 0,
+    count: int = 1,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """One API process; `index` of `count` behind one port (process 0 evaluates alerts)."""
+    from defimon.instance import Instance
+    from defimon.nats_bus import NatsBus
+
+    bus = NatsBus(nats_config(settings, "api"))
     instance = Instance(
         settings,
         chain_endpoints(args, settings),
         bus=bus,
         head_feed=NatsBus(nats_config(settings, "api").head_feed()),
+        peers=bus if count > 1 else None,
+        evaluates_alerts=index == 0,
     )
     bus.status = instance.status  # mirrors the flow process's progress
     log.info(
         "api.start",
         nats=settings.nats_url,
-        store=settings.clickhouse_url.split("@")[-1],
+        store=(settings.clickhouse_url or "").split("@")[-1],
         url=f"http://{settings.host}:{settings.port}/",
+        process=index,
+        processes=count,
+        pid=os.getpid(),
     )
-    _serve(instance)
-    return 0
+    _serve(instance, start=on_ready, reuse_port=count > 1)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -523,6 +564,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a read-only ClickHouse user for analyst SQL "
         "(default: $DEFIMON_CLICKHOUSE_ANALYST_URL)",
+    )
+    api.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="API processes sharing the port (SO_REUSEPORT), each following NATS; "
+        "process 0 evaluates the alert rules (default 1)",
     )
     api.set_defaults(func=cmd_api)
 

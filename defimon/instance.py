@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flows.endpoint import ChainEndpoint
-from ports.bus import Bus, InProcessBus
+from ports.bus import Bus, InProcessBus, Peers
 from ports.settings import Settings
 from ports.status import FlowStatus
 from ports.store import Store
@@ -25,8 +25,13 @@ class Instance:
         suggested_wallets: tuple[str, ...] = (),
         bus: Bus | None = None,
         head_feed: Bus | None = None,
+        peers: Peers | None = None,
+        evaluates_alerts: bool = True,
     ) -> None:
         self.settings = settings
+        # `defimon api --processes N`: the other processes, and whether this one evaluates.
+        self.peers = peers
+        self.evaluates_alerts = evaluates_alerts
         self.endpoints = endpoints
         self.suggested_wallets = suggested_wallets
         self.bus: Bus = bus or InProcessBus()
@@ -55,6 +60,8 @@ class Instance:
             endpoints=self.endpoints,
             watch_requests=self.watch_requests,
             suggested_wallets=self.suggested_wallets,
+            peers=self.peers,
+            evaluates_alerts=self.evaluates_alerts,
         )
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -17,6 +17,10 @@ the buffer is full (the server is down for long), events are dropped and counted
 The flow also sends its progress every second on a plain NATS subject (`<prefix>` with
 `.status` in place of `.events`), not into the stream: API processes mirror it into their
 FlowStatus for /healthz, /readyz and the `confirmed` flag.
+
+API processes behind one port (`defimon api --processes N`) talk to each other on plain subjects
+too (`<prefix>.peers.<topic>`, ports/bus.py `Peers`): a rule changed, an alert fired. These are
+not events of the chain, so they stay out of the stream and its sequence.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,7 +43,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
-from ports.bus import Listener, SequencedBus, SequencedListener
+from ports.bus import Listener, Peers, SequencedBus, SequencedListener
 from ports.metrics import METRICS
 from ports.status import FlowStatus
 from schemas.stream import BusEvent
@@ -81,25 +86,32 @@ class NatsConfig:
             prefix=f"{self.prefix}.head",
             max_age_seconds=HEAD_FEED_SECONDS,
         )
+    def peers_subject(self, topic: str) -> str:
+        return f"{self.prefix}.peers.{topic}"
+
+
+def _raw_event(event: BusEvent) -> dict[str, Any]:
+    return {
+        "k": event.kind,
+        "c": event.chain_id,
+        "n": event.block_number,
+        "h": event.block_hash,
+        "d": event.data,
+        "o": event.owners,
+        "t": event.produced_at,
+    }
 
 
 def encode_event(event: BusEvent) -> bytes:
     """Compact JSON; `produced_at` rides along for the latency metric."""
-    return orjson.dumps(
-        {
-            "k": event.kind,
-            "c": event.chain_id,
-            "n": event.block_number,
-            "h": event.block_hash,
-            "d": event.data,
-            "o": event.owners,
-            "t": event.produced_at,
-        }
-    )
+    return orjson.dumps(_raw_event(event))
 
 
 def decode_event(body: bytes) -> BusEvent:
-    raw = orjson.loads(body)
+    return _event(orjson.loads(body))
+
+
+def _event(raw: dict[str, Any]) -> BusEvent:
     return BusEvent(
         kind=raw["k"],
         chain_id=raw["c"],
@@ -205,7 +217,7 @@ async def ensure_stream(js: JetStreamContext, config: NatsConfig) -> js_api.Stre
     return await js.update_stream(stream)
 
 
-class NatsBus(SequencedBus):
+class NatsBus(SequencedBus, Peers):
     def __init__(self, config: NatsConfig, *, status: FlowStatus | None = None) -> None:
         self.config = config
         # Flow side: the status to send; API side: the status to mirror into.
@@ -227,6 +239,11 @@ class NatsBus(SequencedBus):
         self._reader: NatsClient | None = None
         self._reader_js: JetStreamContext | None = None
         self._pending: list[tuple[int, BusEvent]] = []
+        # Peers: who this process is to the others, and what it follows.
+        self._peer_id = uuid.uuid4().hex
+        self._peer_listeners: list[tuple[asyncio.AbstractEventLoop, str, Listener]] = []
+        self._peer_tasks: set[asyncio.Task[Any]] = set()
+        self._peers_connected: NatsClient | None = None
 
     # ---- flow side ------------------------------------------------------------------------
 
@@ -385,6 +402,9 @@ class NatsBus(SequencedBus):
                     log.warning("bus.bad_status", error=str(exc))
 
             await nc.subscribe(self.config.status_subject, cb=on_status)
+        self._peers_connected = nc  # from here on, `follow` subscribes by itself
+        for _, topic, listener in list(self._peer_listeners):
+            await self._subscribe_peers(nc, topic, listener)
         await js.subscribe(
             self.config.events_subject,
             stream=self.config.stream,
@@ -416,6 +436,40 @@ class NatsBus(SequencedBus):
             events = [e for _, e in batch]
             for listener in self._listeners:
                 listener(events)
+
+    # ---- peers (API processes behind one port) ---------------------------------------------
+
+    def announce(self, topic: str, events: Sequence[BusEvent]) -> None:
+        nc = self._reader
+        if nc is None:
+            log.warning("bus.peers_not_connected", topic=topic)
+            return
+        body = orjson.dumps([_raw_event(e) for e in events])
+        headers = {"Defimon-Sender": self._peer_id}
+        self._spawn(nc.publish(self.config.peers_subject(topic), body, headers=headers))
+
+    def follow(self, loop: asyncio.AbstractEventLoop, topic: str, listener: Listener) -> None:
+        self._peer_listeners.append((loop, topic, listener))
+        if self._peers_connected is not None:  # _consume subscribed the earlier ones
+            self._spawn(self._subscribe_peers(self._peers_connected, topic, listener))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._peer_tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._peer_tasks.discard)
+
+    async def _subscribe_peers(self, nc: NatsClient, topic: str, listener: Listener) -> None:
+        async def on_notice(msg: Msg) -> None:
+            if (msg.headers or {}).get("Defimon-Sender") == self._peer_id:
+                return  # this process's own announcement
+            try:
+                events = [_event(raw) for raw in orjson.loads(msg.data)]
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("bus.bad_notice", subject=msg.subject, error=str(exc))
+                return
+            listener(events)
+
+        await nc.subscribe(self.config.peers_subject(topic), cb=on_notice)
 
     async def between(
         self, first: int, last: int, wants: Callable[[BusEvent], bool], limit: int

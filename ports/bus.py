@@ -80,3 +80,20 @@ class SequencedBus(Bus):
 
     async def aclose(self) -> None:
         """Stop reading (in the loop it reads in)."""
+
+
+class Peers(ABC):
+    """The other API processes serving the same port (`defimon api --processes N`), reached
+    over the bus. Exactly one of them evaluates alert rules (api/alerts/engine.py); they tell
+    each other when rules change and hand the alerts fired to every process's stream clients.
+
+    Topics: `rules` (a notice, no events: reload the rules from the store) and `alerts` (the
+    alert events fired). A process does not hear its own announcements."""
+
+    @abstractmethod
+    def announce(self, topic: str, events: Sequence[BusEvent]) -> None:
+        """Tell the other processes, from the event loop; never blocks (at most once)."""
+
+    @abstractmethod
+    def follow(self, loop: asyncio.AbstractEventLoop, topic: str, listener: Listener) -> None:
+        """Call `listener` in `loop` with what another process announces on `topic`."""

@@ -11,6 +11,13 @@ Fired alerts go through one writer task, in order: stored (ClickHouse), then pub
 hub as `alert` events (so `/v1/stream` carries them, with their block), then queued for
 delivery. Rule states (armed, last fired) are stored on every change, so a restart does not
 fire again for a condition that already fired.
+
+With several API processes behind one port (`defimon api --processes N`, `peers` set), exactly
+one of them evaluates (`evaluates`): the others keep the rules and the subjects (for the routes)
+but fire nothing and deliver nothing, so an alert fires once. Rules live in the store: a process
+that creates or deletes one tells the others, which reload them (and, every
+RULES_REFRESH_SECONDS, reload anyway, in case a notice was lost). The evaluator hands the alerts
+it fires to the other processes, whose stream clients get them as its own clients do.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from api.alerts.store import AlertStore
 from api.chains import Chains
 from api.hub import Hub
 from api.queries import Queries
+from ports.bus import Peers
 from ports.settings import Settings
 from schemas.errors import NotFound, StoreError
 from schemas.filters import Filter
@@ -44,6 +52,7 @@ from schemas.stream import BusEvent
 log = structlog.get_logger("defimon.alerts")
 
 WALLET_SETTLE_SECONDS = 0.25  # let the other shards' events of the block arrive
+RULES_REFRESH_SECONDS = 10.0  # peers: notices are at most once; the store is the truth
 
 Transition = tuple[str, str, SubjectState]
 
@@ -62,9 +71,19 @@ def _closed(data: dict[str, Any]) -> bool:
 
 class AlertEngine:
     def __init__(
-        self, store: AlertStore, hub: Hub, queries: Queries, chains: Chains, settings: Settings
+        self,
+        store: AlertStore,
+        hub: Hub,
+        queries: Queries,
+        chains: Chains,
+        settings: Settings,
+        *,
+        evaluates: bool = True,
+        peers: Peers | None = None,
     ) -> None:
         self.store = store
+        self.evaluates = evaluates
+        self.peers = peers
         self.hub = hub
         self.queries = queries
         self.chains = chains
@@ -78,20 +97,31 @@ class AlertEngine:
         self._flush: asyncio.TimerHandle | None = None
         self._out: asyncio.Queue[tuple[list[Fired], list[Transition]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._refreshes: set[asyncio.Task[None]] = set()
         self.fired = 0
 
     # Life cycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write())
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write())
         rules = await asyncio.to_thread(self.store.rules)
         states = await asyncio.to_thread(self.store.states)
         self.rules = {r.id: r for r in rules}
         self.states = {r.id: states.get(r.id, {}) for r in rules}
         await self._seed(Filter(), list(self.rules.values()))
-        await self._resume_deliveries()
+        if self.peers is not None:
+            self.peers.follow(loop, "rules", lambda _: self._refresh_soon())
+            if not self.evaluates:
+                self.peers.follow(loop, "alerts", self.hub.publish)
+            self._refresher = loop.create_task(self._refresh_every(RULES_REFRESH_SECONDS))
+        if self.evaluates:
+            await self._resume_deliveries()
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._flush is not None:
             self._flush.cancel()
         await self._out.join()
@@ -139,6 +169,10 @@ class AlertEngine:
 
     async def add_rule(self, rule: Rule) -> None:
         await asyncio.to_thread(self.store.save_rule, rule)
+        await self._adopt(rule)
+        self._tell_peers()
+
+    async def _adopt(self, rule: Rule) -> None:
         self.rules[rule.id] = rule
         self.states[rule.id] = {}
         # The rule's whole scope as of now, from the store: what /v1/positions lists.
@@ -147,8 +181,39 @@ class AlertEngine:
 
     async def delete_rule(self, rule: Rule) -> None:
         await asyncio.to_thread(self.store.save_rule, rule, deleted=True)
-        self.rules.pop(rule.id, None)
-        self.states.pop(rule.id, None)
+        self._forget(rule.id)
+        self._tell_peers()
+
+    def _forget(self, rule_id: str) -> None:
+        self.rules.pop(rule_id, None)
+        self.states.pop(rule_id, None)
+
+    def _tell_peers(self) -> None:
+        if self.peers is not None:
+            self.peers.announce("rules", [])
+
+    def _refresh_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._refresh_rules())
+        self._refreshes.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _refresh_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self._refresh_rules()
+
+    async def _refresh_rules(self) -> None:
+        """Take up the rules another process created or deleted (the store holds them all)."""
+        try:
+            stored = {r.id: r for r in await asyncio.to_thread(self.store.rules)}
+        except StoreError as exc:  # the next notice or refresh tries again
+            log.warning("alerts.rules_refresh_failed", error=str(exc))
+            return
+        for rule_id in [r for r in self.rules if r not in stored]:
+            self._forget(rule_id)
+        for rule_id, rule in stored.items():
+            if rule_id not in self.rules:
+                await self._adopt(rule)
 
     def scope(self, rule: Rule) -> list[dict[str, Any]]:
         """The subjects the rule evaluates now (their latest state)."""
@@ -166,7 +231,7 @@ class AlertEngine:
                     changed.append(event.data)
             elif event.kind == "liquidation":
                 liquidations.append(event.data)
-        active = [r for r in self.rules.values() if r.enabled]
+        active = [r for r in self.rules.values() if r.enabled] if self.evaluates else []
         self._evaluate(changed, active, settle=True)
         if not any(r.kind == "allocation_drift" for r in active):
             self._wallets.clear()
@@ -205,6 +270,8 @@ class AlertEngine:
     ) -> None:
         """Evaluate `rules` on changed subjects; drift rules on their wallets, at once or
         (`settle`) once the rest of the block's events have arrived."""
+        if not self.evaluates:
+            rules = []  # another process evaluates: keep the subjects only
         fired: list[Fired] = []
         transitions: list[Transition] = []
         per_subject = [r for r in rules if r.kind in SUBJECT_KINDS]
@@ -305,6 +372,8 @@ class AlertEngine:
                     self.deliverer.enqueue(job)
         if events:
             self.hub.publish(events)
+            if self.peers is not None:  # the other processes' stream clients
+                self.peers.announce("alerts", events)
 
     @staticmethod
     def _jobs(rule: Rule, payload: dict[str, Any], fired_at: datetime) -> list[Job]:

@@ -60,6 +60,15 @@ class Receiver:
         self.thread.start()
         return self
 
+    def signed_counts(self) -> Counter[str]:
+        """How many times each alert (by id) was accepted; every body signed with SECRET."""
+        counts: Counter[str] = Counter()
+        for body, sig in self.accepted:
+            expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(sig, expected)
+            counts[orjson.loads(body)["id"]] += 1
+        return counts
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -305,12 +314,7 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
             wait_for("webhook deliveries", lambda: delivered("webhook"))
             wait_for("email deliveries", lambda: delivered("email"))
             hf_alerts = alerts_of(server, hf_rule["id"])
-            counts: Counter[str] = Counter()
-            for body, sig in receiver.accepted:
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                assert hmac.compare_digest(sig, expected)
-                counts[orjson.loads(body)["id"]] += 1
-            assert counts == Counter({a["id"]: 1 for a in hf_alerts})
+            assert receiver.signed_counts() == Counter({a["id"]: 1 for a in hf_alerts})
             assert receiver.refused == 2
             log = [d for a in hf_alerts for d in a["deliveries"] if d["channel"] == "webhook"]
             assert any(d["status"] == "failed" and d["code"] == 503 for d in log)

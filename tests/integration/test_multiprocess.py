@@ -230,10 +230,10 @@ def cluster(devnet: Devnet, tmp_path: Path) -> Iterator[dict[str, Any]]:
     processes.append(flow)
     api_env = {**env, "DEFIMON_CLICKHOUSE_URL": f"http://defimon:{PASSWORD}@127.0.0.1:{store_port}"}
 
-    def start_api(name: str, port: int) -> Process:
+    def start_api(name: str, port: int, *extra: str) -> Process:
         process = Process(
             name,
-            ["api", *chain, "--port", str(port), "--data-dir", str(tmp_path / name)],
+            ["api", *chain, "--port", str(port), "--data-dir", str(tmp_path / name), *extra],
             api_env,
             logs,
         )
