@@ -86,6 +86,7 @@ class NatsConfig:
             prefix=f"{self.prefix}.head",
             max_age_seconds=HEAD_FEED_SECONDS,
         )
+
     def peers_subject(self, topic: str) -> str:
         return f"{self.prefix}.peers.{topic}"
 
