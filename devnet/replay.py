@@ -194,17 +194,21 @@ class Recorder:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the flow's client holds its connections
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
         status, answer = self.server.respond(body)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        # Head and body in one write, without Nagle: written apart, the body waited for the
+        # client's delayed ACK of the head (~40 ms a request: the replayed backfill ran at half
+        # the live one's speed).
+        head = (
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(answer)}\r\n\r\n"
+        )
+        self.wfile.write(head.encode() + answer)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would cost more than the answer
