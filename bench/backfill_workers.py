@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def _instrument(timers: _Timers) -> None:
     )
     # The reader thread: JSON-RPC and parsing, concurrent with the worker.
     ChainReader.read_range = timers.wrap("reader_read_range", ChainReader.read_range)  # type: ignore[method-assign]
+    # Items crossing between processes: Bytewax pickles them with the pickle module's dumps
+    # and loads, looked up on the module at each call (a backfill far below the head makes no
+    # undo copies, flows/rewind.py's other use of pickle).
+    pickle.dumps = timers.wrap("pickle_dumps", pickle.dumps)
+    pickle.loads = timers.wrap("pickle_loads", pickle.loads)
 
 
 # ---------------------------------------------------------------------------------------------
