@@ -83,7 +83,7 @@ class _Timers:
 
 def _instrument(timers: _Timers) -> None:
     """Wrap the flow's steps where build_flow and the sinks look them up."""
-    from flows import dataflow, sinks
+    from flows import dataflow, rewind, sinks
     from flows.chain_reader import ChainReader
 
     for name in ("market_step", "shard_step", "to_shards", "chain_rows", "market_rows"):
@@ -95,11 +95,13 @@ def _instrument(timers: _Timers) -> None:
     )
     # The reader thread: JSON-RPC and parsing, concurrent with the worker.
     ChainReader.read_range = timers.wrap("reader_read_range", ChainReader.read_range)  # type: ignore[method-assign]
-    # Items crossing between processes: Bytewax pickles them with the pickle module's dumps
-    # and loads, looked up on the module at each call (a backfill far below the head makes no
-    # undo copies, flows/rewind.py's other use of pickle).
+    # Pickling: Bytewax pickles items crossing between processes with the pickle module's
+    # dumps and loads (looked up on the module at each call); so do the stateful steps' state
+    # copies, which Bytewax takes at every epoch even with recovery off (flows/rewind.py
+    # History.__deepcopy__, timed apart as state_copy_pickle: pickle_dumps includes it).
     pickle.dumps = timers.wrap("pickle_dumps", pickle.dumps)
     pickle.loads = timers.wrap("pickle_loads", pickle.loads)
+    rewind._dump = timers.wrap("state_copy_pickle", rewind._dump)
 
 
 # ---------------------------------------------------------------------------------------------
