@@ -259,40 +259,50 @@ def run_layout(
 
 
 def _layouts(
-    name: str, rpc_url: str, deployment: Deployment, head: int, replay: Replay | None = None
+    name: str,
+    rpc_url: str,
+    deployment: Deployment,
+    head: int,
+    replay: Replay | None = None,
+    rounds: int = 1,
 ) -> tuple[dict[tuple[int, int], float], dict[str, int]]:
-    """Each layout's backfill from `rpc_url`, one JSON line each; logs/s by layout and what
-    the store held (the same for every layout, or this raises)."""
-    rates: dict[tuple[int, int], float] = {}
+    """Each layout's backfill from `rpc_url`, one JSON line a run; logs/s by layout over all
+    its runs and what the store held (the same for every run, or this raises). With several
+    rounds the order alternates (1x1 first, then last, ...), so a load that other jobs put on
+    the cores for a while falls on every layout alike, not on whichever ran then."""
+    seconds_by: dict[tuple[int, int], float] = {}
     reference: dict[str, int] | None = None
-    for processes, workers in LAYOUTS:
-        cpu = replay.cpu_seconds() if replay is not None else 0.0
-        done = run_layout(rpc_url, deployment, head, processes, workers)
-        held, seconds = done.held, done.seconds
-        if reference is None:
-            reference = held
-        elif held != reference:  # every layout must store the same thing
-            raise AssertionError(f"{processes}x{workers} stored {held}, 1x1 {reference}")
-        rates[(processes, workers)] = held["logs"] / seconds
-        extra: dict[str, Any] = {}
-        if replay is not None:
-            extra["replay_server_cpu_seconds"] = round(replay.cpu_seconds() - cpu, 3)
-        emit(
-            name,
-            rates[(processes, workers)],
-            "logs/s",
-            processes=processes,
-            workers_per_process=workers,
-            workers=processes * workers,
-            seconds=round(seconds, 3),
-            protocol_logs_per_second=round(held["protocol_logs"] / seconds),
-            tracked_transfer_logs_per_second=round(held["tracked_transfer_logs"] / seconds),
-            recovery=False,
-            store="chdb",
-            **held,
-            **extra,
-        )
+    for turn in range(rounds):
+        for processes, workers in LAYOUTS if turn % 2 == 0 else LAYOUTS[::-1]:
+            cpu = replay.cpu_seconds() if replay is not None else 0.0
+            done = run_layout(rpc_url, deployment, head, processes, workers)
+            held, seconds = done.held, done.seconds
+            if reference is None:
+                reference = held
+            elif held != reference:  # every layout must store the same thing
+                raise AssertionError(f"{processes}x{workers} stored {held}, first {reference}")
+            layout = (processes, workers)
+            seconds_by[layout] = seconds_by.get(layout, 0.0) + seconds
+            extra: dict[str, Any] = {"round": turn} if rounds > 1 else {}
+            if replay is not None:
+                extra["replay_server_cpu_seconds"] = round(replay.cpu_seconds() - cpu, 3)
+            emit(
+                name,
+                held["logs"] / seconds,
+                "logs/s",
+                processes=processes,
+                workers_per_process=workers,
+                workers=processes * workers,
+                seconds=round(seconds, 3),
+                protocol_logs_per_second=round(held["protocol_logs"] / seconds),
+                tracked_transfer_logs_per_second=round(held["tracked_transfer_logs"] / seconds),
+                recovery=False,
+                store="chdb",
+                **held,
+                **extra,
+            )
     assert reference is not None
+    rates = {layout: reference["logs"] * rounds / s for layout, s in seconds_by.items()}
     return rates, reference
 
 
@@ -321,7 +331,9 @@ def _emit_profile(name: str, done: LayoutRun, layout: str) -> None:
         )
 
 
-def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> None:
+def run(
+    target_logs: int, rpc_url: str | None, deployment_file: str | None, rounds: int = 2
+) -> None:
     if rpc_url and deployment_file:
         anvil = None
         deployment = Deployment.from_json(Path(deployment_file).read_text())
@@ -356,7 +368,12 @@ def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> N
         calls = proxy.recorder.save(recording)
         with Replay(recording) as replay:
             replayed, held = _layouts(
-                "backfill_workers_replayed_logs_per_second", replay.url, deployment, head, replay
+                "backfill_workers_replayed_logs_per_second",
+                replay.url,
+                deployment,
+                head,
+                replay,
+                rounds=rounds,
             )
             if held != reference:
                 raise AssertionError(f"replayed runs stored {held}, live {reference}")
@@ -367,6 +384,9 @@ def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> N
                 "x",
                 layout="2 processes vs 1 process, JSON-RPC replayed from a recording",
                 target=TARGET_SPEEDUP,
+                rounds=rounds,
+                one_process_logs_per_second=round(one),
+                two_processes_logs_per_second=round(replayed[(2, 1)]),
                 two_worker_threads_vs_one=round(replayed[(1, 2)] / one, 3),
                 recorded_calls=calls,
                 recording_bytes=recording.stat().st_size,
@@ -390,6 +410,9 @@ def main() -> None:
     parser.add_argument("--logs", type=int, default=DEFAULT_LOGS, help="history size in logs")
     parser.add_argument("--rpc", default=None, help="use this devnet instead of a new one")
     parser.add_argument("--deployment", default=None, help="its deployment JSON")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="replayed runs of each layout, in alternating order"
+    )
     # internal: one member process of a layout
     parser.add_argument("--member", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", default="", help=argparse.SUPPRESS)
@@ -404,7 +427,7 @@ def main() -> None:
         _member(args)
         return
     configure("warning")
-    run(args.logs, args.rpc, args.deployment)
+    run(args.logs, args.rpc, args.deployment, args.rounds)
 
 
 if __name__ == "__main__":
