@@ -96,9 +96,9 @@ def _instrument(timers: _Timers) -> None:
     # The reader thread: JSON-RPC and parsing, concurrent with the worker.
     ChainReader.read_range = timers.wrap("reader_read_range", ChainReader.read_range)  # type: ignore[method-assign]
     # Pickling: Bytewax pickles items crossing between processes with the pickle module's
-    # dumps and loads (looked up on the module at each call); so do the stateful steps' state
-    # copies, which Bytewax takes at every epoch even with recovery off (flows/rewind.py
-    # History.__deepcopy__, timed apart as state_copy_pickle: pickle_dumps includes it).
+    # dumps and loads (looked up on the module at each call); so do the whole-state copies of
+    # flows/rewind.py (undo copies of unfinalised blocks, and Bytewax's per-epoch copy through
+    # History.__deepcopy__), timed apart as state_copy_pickle (pickle_dumps includes it).
     pickle.dumps = timers.wrap("pickle_dumps", pickle.dumps)
     pickle.loads = timers.wrap("pickle_loads", pickle.loads)
     rewind._dump = timers.wrap("state_copy_pickle", rewind._dump)
