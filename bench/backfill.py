@@ -28,6 +28,7 @@ DEFAULT_LOGS = 650_000  # logs of every kind; about 200k of them are watched
 # Mixed history: Aave actions emit more watched logs per transaction than swaps (whose token
 # Transfers are not watched); this many logs of every kind hold about 200k watched ones.
 DEFAULT_MIXED_LOGS = 430_000
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
 def run(
@@ -62,6 +63,8 @@ def run(
             "blocks": head - deployment.start_block + 1,
             "position_versions": versions,
         }
+        params |= logs_split(store, deployment)
+        params["protocol_logs_per_second"] = round(params["protocol_logs"] / elapsed)
         if aave:
             params |= _logs_by_protocol(store, deployment)
             params["account_versions"] = int(
@@ -87,7 +90,8 @@ def run(
 def _logs_by_protocol(store: Store, deployment: Deployment) -> dict[str, int]:
     """Stored logs by the role of their address: Uniswap pools (from the `pools` table) and
     the position manager / factory, Aave tokens (`aave_reserves`), pool / configurator /
-    oracle, and feeds (`oracle_prices`); anything else is counted as other."""
+    oracle, and feeds (`oracle_prices`); anything else is counted as other, and of those the
+    `Transfer`s (the tracked wallets' ERC-20 transfers) once more apart."""
     aave = deployment.aave
     uniswap_core = [deployment.position_manager, deployment.factory]
     aave_core = [aave.pool, aave.pool_configurator, aave.oracle] if aave else []
@@ -105,12 +109,15 @@ def _logs_by_protocol(store: Store, deployment: Deployment) -> dict[str, int]:
             countIf(has(aave_tokens, address)),
             countIf(has({aave_core:Array(String)}, address)),
             countIf(has(feeds, address)),
+            countIf(topics[1] = {transfer:String} AND NOT has(pools, address)
+                AND NOT has({uniswap_core:Array(String)}, address)
+                AND NOT has(aave_tokens, address) AND NOT has({aave_core:Array(String)}, address)),
             count()
         FROM defimon.raw_logs FINAL
         """,
-        {"uniswap_core": uniswap_core, "aave_core": aave_core},
+        {"uniswap_core": uniswap_core, "aave_core": aave_core, "transfer": TRANSFER_TOPIC},
     )[0]
-    pools, manager, tokens, core, feeds, total = (int(v) for v in row)
+    pools, manager, tokens, core, feeds, transfers, total = (int(v) for v in row)
     uniswap, aave_logs = pools + manager, tokens + core + feeds
     return {
         "uniswap_logs": uniswap,
@@ -119,7 +126,17 @@ def _logs_by_protocol(store: Store, deployment: Deployment) -> dict[str, int]:
         "aave_token_logs": tokens,
         "aave_feed_logs": feeds,
         "other_logs": total - uniswap - aave_logs,
+        "tracked_transfer_logs": transfers,
     }
+
+
+def logs_split(store: Store, deployment: Deployment) -> dict[str, int]:
+    """Stored logs apart: the tracked wallets' ERC-20 `Transfer`s (a `Transfer` from a
+    contract that is neither Uniswap's nor Aave's) and the protocol logs (all the others)."""
+    roles = _logs_by_protocol(store, deployment)
+    total = roles["uniswap_logs"] + roles["aave_logs"] + roles["other_logs"]
+    transfers = roles["tracked_transfer_logs"]
+    return {"protocol_logs": total - transfers, "tracked_transfer_logs": transfers}
 
 
 def main() -> None:

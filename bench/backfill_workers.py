@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -30,23 +31,25 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.backfill import DEFAULT_LOGS
+from bench.backfill import DEFAULT_LOGS, logs_split
 from bench.common import devnet_with_history, emit
 from defimon.logs import configure
 from defimon.runtime import tune_gc
 from devnet.anvil import free_port
 from devnet.deploy import Deployment
+from devnet.replay import Proxy, Replay
 from flows.endpoint import ChainEndpoint
 from ports.bus import InProcessBus
 from ports.settings import Settings
 from ports.status import FlowStatus
 from ports.store import Store
-from tests.support import block_number
+from tests.support import block_number, chain_tables
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (processes, workers per process)
 TARGET_SPEEDUP = 1.7
@@ -80,7 +83,7 @@ class _Timers:
 
 def _instrument(timers: _Timers) -> None:
     """Wrap the flow's steps where build_flow and the sinks look them up."""
-    from flows import dataflow, sinks
+    from flows import dataflow, rewind, sinks
     from flows.chain_reader import ChainReader
 
     for name in ("market_step", "shard_step", "to_shards", "chain_rows", "market_rows"):
@@ -92,6 +95,13 @@ def _instrument(timers: _Timers) -> None:
     )
     # The reader thread: JSON-RPC and parsing, concurrent with the worker.
     ChainReader.read_range = timers.wrap("reader_read_range", ChainReader.read_range)  # type: ignore[method-assign]
+    # Pickling: Bytewax pickles items crossing between processes with the pickle module's
+    # dumps and loads (looked up on the module at each call); so do the whole-state copies of
+    # flows/rewind.py (undo copies of unfinalised blocks, and Bytewax's per-epoch copy through
+    # History.__deepcopy__), timed apart as state_copy_pickle (pickle_dumps includes it).
+    pickle.dumps = timers.wrap("pickle_dumps", pickle.dumps)
+    pickle.loads = timers.wrap("pickle_loads", pickle.loads)
+    rewind._dump = timers.wrap("state_copy_pickle", rewind._dump)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,14 +167,32 @@ def _member(args: argparse.Namespace) -> None:
     stop.set()
     if args.profile:
         (work / f"profile-{me}.json").write_text(
-            json.dumps({"seconds": timers.seconds, "calls": timers.calls})
+            json.dumps(
+                {
+                    "seconds": timers.seconds,
+                    "calls": timers.calls,
+                    # all of its threads: against the wall time, how busy the process was
+                    "cpu_seconds": round(time.process_time(), 3),
+                }
+            )
         )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
-def _run_layout(
+@dataclass
+class LayoutRun:
+    """One layout's backfill: seconds to the head, what the store holds, each member's profile
+    (if asked, by process index) and every table the flow writes (if asked)."""
+
+    seconds: float
+    held: dict[str, int]
+    profiles: dict[int, dict[str, Any]]
+    tables: dict[str, list[tuple[Any, ...]]] | None = None
+
+
+def run_layout(
     rpc_url: str,
     deployment: Deployment,
     head: int,
@@ -172,8 +200,10 @@ def _run_layout(
     workers_per_process: int,
     *,
     profile: bool = False,
-) -> tuple[float, dict[str, Any], dict[str, Any]]:
-    """Seconds to backfill to the head, what the store holds, and the profile (if asked)."""
+    tables: bool = False,
+) -> LayoutRun:
+    """Backfill to `head` from `rpc_url` with this layout, each member in a process of its
+    own, into a fresh store."""
     work = Path(tempfile.mkdtemp(prefix="defimon-bench-workers-"))
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -212,10 +242,15 @@ def _run_layout(
                     store.scalar("SELECT count() FROM defimon.position_versions FINAL")
                 ),
             }
+            held |= logs_split(store, deployment)
+            stored = chain_tables(store) if tables else None
         finally:
             store.close()
-        profiles = [json.loads(p.read_text()) for p in work.glob("profile-*.json")]
-        return done["at"] - started, held, profiles[0] if profiles else {}
+        profiles = {
+            int(p.stem.removeprefix("profile-")): json.loads(p.read_text())
+            for p in work.glob("profile-*.json")
+        }
+        return LayoutRun(done["at"] - started, held, profiles, stored)
     finally:
         for child in children:
             if child.poll() is None:
@@ -223,36 +258,96 @@ def _run_layout(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> None:
+def _layouts(
+    name: str,
+    rpc_url: str,
+    deployment: Deployment,
+    head: int,
+    replay: Replay | None = None,
+    rounds: int = 1,
+) -> tuple[dict[tuple[int, int], float], dict[str, int]]:
+    """Each layout's backfill from `rpc_url`, one JSON line a run; logs/s by layout over all
+    its runs and what the store held (the same for every run, or this raises). With several
+    rounds the order alternates (1x1 first, then last, ...), so a load that other jobs put on
+    the cores for a while falls on every layout alike, not on whichever ran then."""
+    seconds_by: dict[tuple[int, int], float] = {}
+    reference: dict[str, int] | None = None
+    for turn in range(rounds):
+        for processes, workers in LAYOUTS if turn % 2 == 0 else LAYOUTS[::-1]:
+            cpu = replay.cpu_seconds() if replay is not None else 0.0
+            done = run_layout(rpc_url, deployment, head, processes, workers)
+            held, seconds = done.held, done.seconds
+            if reference is None:
+                reference = held
+            elif held != reference:  # every layout must store the same thing
+                raise AssertionError(f"{processes}x{workers} stored {held}, first {reference}")
+            layout = (processes, workers)
+            seconds_by[layout] = seconds_by.get(layout, 0.0) + seconds
+            extra: dict[str, Any] = {"round": turn} if rounds > 1 else {}
+            if replay is not None:
+                extra["replay_server_cpu_seconds"] = round(replay.cpu_seconds() - cpu, 3)
+            emit(
+                name,
+                held["logs"] / seconds,
+                "logs/s",
+                processes=processes,
+                workers_per_process=workers,
+                workers=processes * workers,
+                seconds=round(seconds, 3),
+                protocol_logs_per_second=round(held["protocol_logs"] / seconds),
+                tracked_transfer_logs_per_second=round(held["tracked_transfer_logs"] / seconds),
+                recovery=False,
+                store="chdb",
+                **held,
+                **extra,
+            )
+    assert reference is not None
+    rates = {layout: reference["logs"] * rounds / s for layout, s in seconds_by.items()}
+    return rates, reference
+
+
+def _emit_profile(name: str, done: LayoutRun, layout: str) -> None:
+    """Where each member's time went: its steps' own seconds (wrapped with timers)."""
+    for process, profile in sorted(done.profiles.items()):
+        spent = profile.get("seconds", {})
+        # Not the reader thread's, and the state copies only once (inside pickle_dumps).
+        worker = {
+            k: v for k, v in spent.items() if k not in ("reader_read_range", "state_copy_pickle")
+        }
+        # Keyed by chain or a single partition (one worker whatever the layout) vs keyed by
+        # position shard (spread over the workers).
+        serial = sum(worker.get(k, 0.0) for k in ("market_step", "market_rows", "store_insert"))
+        spread = sum(worker.get(k, 0.0) for k in ("shard_step", "shard_rows"))
+        emit(
+            name,
+            done.seconds,
+            "s",
+            layout=layout,
+            process=process,
+            steps={k: round(v, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+            calls=profile.get("calls", {}),
+            other_worker_seconds=round(done.seconds - sum(worker.values()), 3),
+            chain_keyed_or_single_partition_seconds=round(serial, 3),
+            shard_keyed_seconds=round(spread, 3),
+            cpu_seconds=profile.get("cpu_seconds"),
+            note="reader_read_range runs in the source's reader thread, beside the worker",
+        )
+
+
+def run(
+    target_logs: int, rpc_url: str | None, deployment_file: str | None, rounds: int = 2
+) -> None:
     if rpc_url and deployment_file:
         anvil = None
         deployment = Deployment.from_json(Path(deployment_file).read_text())
     else:
         anvil, deployment, _ = devnet_with_history(target_logs)
         rpc_url = anvil.rpc_url
+    recording = Path(tempfile.mkdtemp(prefix="defimon-bench-replay-")) / "calls.jsonl.gz"
     try:
         head = block_number(rpc_url)
-        rates: dict[tuple[int, int], float] = {}
-        reference: dict[str, Any] | None = None
-        for processes, workers in LAYOUTS:
-            seconds, held, _ = _run_layout(rpc_url, deployment, head, processes, workers)
-            if reference is None:
-                reference = held
-            elif held != reference:  # every layout must store the same thing
-                raise AssertionError(f"{processes}x{workers} stored {held}, 1x1 {reference}")
-            rates[(processes, workers)] = held["logs"] / seconds
-            emit(
-                "backfill_workers_logs_per_second",
-                rates[(processes, workers)],
-                "logs/s",
-                processes=processes,
-                workers_per_process=workers,
-                workers=processes * workers,
-                seconds=round(seconds, 3),
-                recovery=False,
-                store="chdb",
-                **held,
-            )
+        # Live: anvil answers, on the same two cores as the flow.
+        rates, reference = _layouts("backfill_workers_logs_per_second", rpc_url, deployment, head)
         one = rates[(1, 1)]
         emit(
             "backfill_workers_speedup",
@@ -262,28 +357,55 @@ def run(target_logs: int, rpc_url: str | None, deployment_file: str | None) -> N
             target=TARGET_SPEEDUP,
             two_processes_vs_one=round(rates[(2, 1)] / one, 3),
         )
-        seconds, _, profile = _run_layout(rpc_url, deployment, head, 1, 1, profile=True)
-        spent = profile.get("seconds", {})
-        worker = {k: v for k, v in spent.items() if k != "reader_read_range"}
-        # Keyed by chain or a single partition (one worker whatever the layout) vs keyed by
-        # position shard (spread over the workers).
-        serial = sum(worker.get(k, 0.0) for k in ("market_step", "market_rows", "store_insert"))
-        spread = sum(worker.get(k, 0.0) for k in ("shard_step", "shard_rows"))
-        emit(
+        _emit_profile(
             "backfill_workers_profile_seconds",
-            seconds,
-            "s",
-            layout="1x1, steps wrapped with timers",
-            steps={k: round(v, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
-            calls=profile.get("calls", {}),
-            other_worker_seconds=round(seconds - sum(worker.values()), 3),
-            chain_keyed_or_single_partition_seconds=round(serial, 3),
-            shard_keyed_seconds=round(spread, 3),
-            note="reader_read_range runs in the source's reader thread, beside the worker",
+            run_layout(rpc_url, deployment, head, 1, 1, profile=True),
+            "1x1, steps wrapped with timers",
         )
+        # Replayed: the node's answers recorded once (a 1x1 backfill through a recording
+        # proxy), then served from memory by a process of its own, so anvil is not in the race.
+        with Proxy(rpc_url) as proxy:
+            recorded = run_layout(proxy.url, deployment, head, 1, 1)
+        if recorded.held != reference:
+            raise AssertionError(f"recorded run stored {recorded.held}, live {reference}")
+        calls = proxy.recorder.save(recording)
+        with Replay(recording) as replay:
+            replayed, held = _layouts(
+                "backfill_workers_replayed_logs_per_second",
+                replay.url,
+                deployment,
+                head,
+                replay,
+                rounds=rounds,
+            )
+            if held != reference:
+                raise AssertionError(f"replayed runs stored {held}, live {reference}")
+            one = replayed[(1, 1)]
+            emit(
+                "backfill_workers_replayed_speedup",
+                replayed[(2, 1)] / one,
+                "x",
+                layout="2 processes vs 1 process, JSON-RPC replayed from a recording",
+                target=TARGET_SPEEDUP,
+                rounds=rounds,
+                one_process_logs_per_second=round(one),
+                two_processes_logs_per_second=round(replayed[(2, 1)]),
+                two_worker_threads_vs_one=round(replayed[(1, 2)] / one, 3),
+                recorded_calls=calls,
+                recording_bytes=recording.stat().st_size,
+            )
+            _emit_profile(
+                "backfill_workers_replayed_profile_seconds",
+                run_layout(replay.url, deployment, head, 2, 1, profile=True),
+                "2x1 replayed, steps wrapped with timers",
+            )
+            stats = replay.stats()
+            if stats["missed"]:  # a run asked what the recorded one never asked
+                raise AssertionError(f"the replay missed calls: {stats}")
     finally:
         if anvil is not None:
             anvil.stop()
+        shutil.rmtree(recording.parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -291,6 +413,9 @@ def main() -> None:
     parser.add_argument("--logs", type=int, default=DEFAULT_LOGS, help="history size in logs")
     parser.add_argument("--rpc", default=None, help="use this devnet instead of a new one")
     parser.add_argument("--deployment", default=None, help="its deployment JSON")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="replayed runs of each layout, in alternating order"
+    )
     # internal: one member process of a layout
     parser.add_argument("--member", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", default="", help=argparse.SUPPRESS)
@@ -305,7 +430,7 @@ def main() -> None:
         _member(args)
         return
     configure("warning")
-    run(args.logs, args.rpc, args.deployment)
+    run(args.logs, args.rpc, args.deployment, args.rounds)
 
 
 if __name__ == "__main__":
