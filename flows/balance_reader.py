@@ -208,6 +208,9 @@ class BalanceTracker:
         # the pairs the fold holds. A tracked pair not here holds zero, or was forgotten.
         self.opened: dict[Pair, int] = {}
         self._read_to = -1  # the last block whose openings are in `opened`
+        # Which pairs to open when many become tracked: None by cost (`scan_is_cheaper`);
+        # True always those that received the token, False always every pair.
+        self.scan: bool | None = None
 
     def track(self, wallets: Iterable[str], tokens: Iterable[str]) -> None:
         """Track these wallets and tokens too, from the next block read on."""
@@ -268,8 +271,11 @@ class BalanceTracker:
         until = max([*new_wallets.values(), *new_tokens.values()], default=start)
         scanned_wallets = len(new_wallets) + (len(self.wallets) if new_tokens else 0)
         scanned_tokens = len(self.tokens) + len(new_tokens)
-        limits = self.rpc.log_limits()
-        if cross and scan_is_cheaper(cross, scanned_wallets, scanned_tokens, until, limits):
+        scan = self.scan
+        if scan is None and cross:
+            limits = self.rpc.log_limits()
+            scan = scan_is_cheaper(cross, scanned_wallets, scanned_tokens, until, limits)
+        if scan and cross:
             received = self.received(new_wallets, new_tokens, until)
         pairs = opening_pairs(new_wallets, new_tokens, self.wallets, self.tokens, received)
         self._open(out, pairs)
