@@ -24,8 +24,9 @@ counts. Which pairs, when a wallet or a token becomes tracked at d (`opening_pai
 A tracked pair not opened yet holds zero; it is opened at the first block where it appears in
 a tracked `Transfer` (`first_appearances`), read there. So the reads are linear in the pairs
 that hold or move a token, not wallets x tokens. Which pairs are open is the tracker's memory
-(`opened`); a pair it forgot (a restart, a reorg) is read again where it next appears: an
-opening is exact whatever the fold held.
+(`opened`, kept once a scan chose: before, every tracked pair is open); a pair it forgot (a
+restart, a reorg) is read again where it next appears: an opening is exact whatever the fold
+held.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class TrackedRead:
     unreadable: dict[int, dict[tuple[str, str], str]] = field(default_factory=dict)
     wallets: set[str] = field(default_factory=set)
     tokens: set[str] = field(default_factory=set)
+    scanned: bool = False  # its openings are the pairs that received their token only
 
 
 class BalanceTracker:
@@ -208,6 +210,10 @@ class BalanceTracker:
         # the pairs the fold holds. A tracked pair not here holds zero, or was forgotten.
         self.opened: dict[Pair, int] = {}
         self._read_to = -1  # the last block whose openings are in `opened`
+        # Every tracked pair was opened when it became tracked (all of wallets x tokens, the
+        # cross product), so `opened` need not hold them: until the first scan, or a resume
+        # (which pairs the fold holds is not known then).
+        self._all_open = not (self.wallets and self.tokens)
         # Which pairs to open when many become tracked: None by cost (`scan_is_cheaper`);
         # True always those that received the token, False always every pair.
         self.scan: bool | None = None
@@ -277,11 +283,14 @@ class BalanceTracker:
             scan = scan_is_cheaper(cross, scanned_wallets, scanned_tokens, until, limits)
         if scan and cross:
             received = self.received(new_wallets, new_tokens, until)
+            out.scanned = True
         pairs = opening_pairs(new_wallets, new_tokens, self.wallets, self.tokens, received)
         self._open(out, pairs)
         tracked_tokens = (self.tokens | out.tokens) - excluded
         logs = self.transfers(flt, self.wallets | out.wallets, tracked_tokens)
         out.logs = _tracked_only(logs, new_wallets, new_tokens, self.wallets, self.tokens)
+        if self._all_open and not out.scanned:
+            return out
         # Pairs seen moving while not open (zero when tracked, or forgotten): read where
         # they first appear.
         just_opened = {p for at in (out.openings, out.unreadable) for b in at.values() for p in b}
@@ -330,19 +339,23 @@ class BalanceTracker:
                             first[pair] = block
         return first
 
-    def checkpoint(self) -> tuple[set[str], set[str], set[str], set[str], int]:
+    def checkpoint(self) -> tuple[set[str], set[str], set[str], set[str], int, bool]:
         return (
             set(self.wallets),
             set(self.tokens),
             set(self._pending_wallets),
             set(self._pending_tokens),
             self._read_to,
+            self._all_open,
         )
 
-    def rollback(self, checkpoint: tuple[set[str], set[str], set[str], set[str], int]) -> None:
+    def rollback(
+        self, checkpoint: tuple[set[str], set[str], set[str], set[str], int, bool]
+    ) -> None:
         """Back to a checkpoint: a read that committed and then failed is read again."""
-        self.wallets, self.tokens, self._pending_wallets, self._pending_tokens, read_to = checkpoint
-        self._forget_after(read_to)
+        self.wallets, self.tokens, self._pending_wallets, self._pending_tokens = checkpoint[:4]
+        self._forget_after(checkpoint[4])
+        self._all_open = checkpoint[5]
         self.snapshot = self._snapshot()
 
     def restore(
@@ -375,11 +388,14 @@ class BalanceTracker:
         return read.openings.get(block, {}), read.unreadable.get(block, {})
 
     def commit(self, read: TrackedRead) -> None:
-        for at in (read.openings, read.unreadable):
-            for block, pairs in at.items():
-                self._read_to = max(self._read_to, block)
-                for pair in pairs:
-                    self.opened[pair] = block
+        if read.scanned:
+            self._all_open = False
+        if not self._all_open:
+            for at in (read.openings, read.unreadable):
+                for block, pairs in at.items():
+                    self._read_to = max(self._read_to, block)
+                    for pair in pairs:
+                        self.opened[pair] = block
         if read.wallets or read.tokens or self._pending_wallets or self._pending_tokens:
             self.wallets |= read.wallets
             self.tokens |= read.tokens
