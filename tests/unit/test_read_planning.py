@@ -10,6 +10,8 @@ from flows.balance_reader import (
     PARAMETERS_PER_QUERY,
     TRANSFER,
     WALLETS_PER_QUERY,
+    BalanceTracker,
+    TrackedRead,
     first_appearances,
     opening_pairs,
     scan_is_cheaper,
@@ -17,6 +19,8 @@ from flows.balance_reader import (
 )
 from flows.log_limits import LogLimits
 from flows.prices_reader import BlockLogs, state_read_blocks
+from flows.rpc import RpcClient
+from schemas.chain_config import ChainConfig, UniswapV3Config
 
 FEED, POOL = "0x" + "fe" * 20, "0x" + "b0" * 20
 A, B, C = ("0x" + c * 20 for c in ("a1", "b2", "c3"))
@@ -111,3 +115,24 @@ def test_a_scan_is_chosen_only_when_it_costs_fewer_requests_than_the_calls() -> 
     assert scan_is_cheaper(10**8, 100_000, 1_000, 20_000_000, LogLimits())
     # ... unless the provider caps a request at 10,000 blocks: 2,000 requests a filter.
     assert not scan_is_cheaper(10**8, 100_000, 1_000, 20_000_000, LogLimits(max_span=10_000))
+
+
+def test_the_tracker_forgets_pairs_opened_after_a_reorg_or_a_failed_read() -> None:
+    config = ChainConfig(chain_id=1, uniswap_v3=UniswapV3Config(POOL, "0x" + "44" * 20))
+    tracker = BalanceTracker(RpcClient("http://127.0.0.1:9"), config)
+    # Before any scan every tracked pair is open: nothing to remember.
+    tracker.commit(TrackedRead(openings={5: {(A, T1): 1}}, wallets={A}, tokens={T1}))
+    assert tracker.opened == {}
+    saved = tracker.checkpoint()
+    scanned = TrackedRead(openings={8: {(B, T1): 2}}, wallets={B}, scanned=True)
+    tracker.commit(scanned)
+    tracker.commit(TrackedRead(openings={12: {(A, T2): 3}}, unreadable={12: {(B, T2): "x"}}))
+    assert tracker.opened == {(B, T1): 8, (A, T2): 12, (B, T2): 12}
+    # A reorg back to block 10 forgets what was opened after it.
+    tracker.restore(tracker.snapshot, 10)
+    assert tracker.opened == {(B, T1): 8}
+    # A failed read rolls back to before the scan: every pair open again, nothing kept.
+    tracker.rollback(saved)
+    assert tracker.opened == {} and tracker.wallets == {A}
+    tracker.commit(TrackedRead(openings={14: {(C, T1): 1}}, wallets={C}))
+    assert tracker.opened == {}
