@@ -3,12 +3,15 @@
 The clock runs from starting the flow to the moment every block up to the head is stored.
 With `--aave` the history mixes Aave V3 (supplies, borrows, repays, withdrawals, a feed update
 every block) into the Uniswap V3 swaps and position changes, and the result says how many of
-the processed logs came from each protocol.
+the processed logs came from each protocol. The JSON-RPC requests the backfill made ride
+along (`rpc_get_logs`, `rpc_batches`, `rpc_requests`: HTTP requests, a batch counting once),
+since load changes the seconds but not the requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import shutil
 import tempfile
 import time
@@ -20,6 +23,7 @@ from defimon.logs import configure
 from defimon.runtime import Runtime
 from devnet.deploy import Deployment
 from flows.endpoint import ChainEndpoint
+from ports.metrics import METRICS
 from ports.settings import Settings
 from ports.store import Store
 from tests.support import block_number
@@ -44,6 +48,7 @@ def run(
     data_dir = Path(tempfile.mkdtemp(prefix="defimon-bench-"))
     try:
         head = block_number(rpc_url)
+        requests_before = rpc_requests()
         runtime = Runtime(
             Settings(data_dir=data_dir),
             [ChainEndpoint(deployment.to_chain_config(), rpc_url, None)],
@@ -71,6 +76,12 @@ def run(
                 store.scalar("SELECT count() FROM defimon.account_versions FINAL")
             )
         runtime.stop()
+        requests = rpc_requests() - requests_before
+        params |= {
+            "rpc_get_logs": requests["eth_getLogs"],
+            "rpc_batches": sum(n for m, n in requests.items() if m.startswith("batch:")),
+            "rpc_requests": requests.total(),
+        }
         params |= {"workers": 1, "store": "chdb"}
         if generated is not None:
             params["history_logs"] = generated  # of every kind, watched or not
@@ -85,6 +96,18 @@ def run(
         if anvil is not None:
             anvil.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def rpc_requests() -> collections.Counter[str]:
+    """The process's JSON-RPC HTTP requests so far by method (ports/metrics.py; a batch
+    counts once, as `batch:<method>`), whatever their outcome."""
+    out: collections.Counter[str] = collections.Counter()
+    for metric in METRICS.registry.collect():
+        if metric.name == "defimon_rpc_requests":
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["method"]] += int(sample.value)
+    return out
 
 
 def _logs_by_protocol(store: Store, deployment: Deployment) -> dict[str, int]:

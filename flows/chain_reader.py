@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import structlog
 
 from flows.balance_reader import BalanceTracker, TrackedRead
-from flows.prices_reader import BlockLogs, PriceReader
+from flows.prices_reader import BlockLogs, PriceReader, state_read_blocks
 from flows.rpc import RpcClient
 from protocols.registry import PLUGINS
 from protocols.spec import Child, ProtocolReader
@@ -143,6 +143,18 @@ class ChainReader:
     ) -> dict[str, SourceRead]:
         self.prices.announce(sources)
         return self.prices.read([block])[block]
+
+    def state_read_blocks(self, batches: Sequence[BlockBatch]) -> set[int]:
+        blocks = [
+            BlockLogs(b.header.number, b.header.timestamp, frozenset(lg.address for lg in b.logs))
+            for b in batches
+        ]
+        return state_read_blocks(
+            blocks,
+            self.prices.triggers,
+            live=any(b.live for b in batches),
+            every_block=self.prices.policy == "every_block",
+        )
 
     # Logs -----------------------------------------------------------------------------------
 

@@ -105,6 +105,40 @@ def read_plan(
     return points
 
 
+def state_read_blocks(
+    blocks: list[BlockLogs], triggers: set[str], *, live: bool, every_block: bool = False
+) -> set[int]:
+    """The blocks of those read (in order) at which a lending market's whole state (its
+    oracle's price, its totals and rate) is read whatever its own logs say (a reader adds
+    the blocks with its own logs): live, every block (the head: an oracle moves without a
+    log of the market's); under ``every_block``, every block too. In backfill:
+
+    - a block where a followed price source or one of its inputs logged (`triggers`: a
+      market's oracle reads such feeds; which ones is not known, so any of them);
+    - among the blocks with logs (only those count for windows, flows/market.py), the last
+      one before each minute boundary, and the range's last one (the next range may begin a
+      new minute): windows close on its state;
+    - the range's last block (what the flow emits last is current).
+
+    An oracle that moves with no log at all (a mock's setter, a rate that grows with time)
+    is seen at the next of these, as `read_plan`'s polled sources are."""
+    if live or every_block:
+        return {b.number for b in blocks}
+    out = {blocks[-1].number} if blocks else set()
+    previous: BlockLogs | None = None  # the last block with logs
+    for b in blocks:
+        if not b.addresses:
+            continue
+        if not triggers.isdisjoint(b.addresses):
+            out.add(b.number)
+        if previous is not None and b.timestamp // _MINUTE > previous.timestamp // _MINUTE:
+            out.add(previous.number)
+        previous = b
+    if previous is not None:
+        out.add(previous.number)
+    return out
+
+
 def _word(value: object) -> int | None:
     if not isinstance(value, str) or len(value) < 66:
         return None

@@ -384,7 +384,7 @@ class _Reader(threading.Thread):
         for n in [n for n in self.tracked_at if n > ancestor]:
             del self.tracked_at[n]
         if restore is not None:
-            self.reader.balances.restore(self.tracked_at[restore])
+            self.reader.balances.restore(self.tracked_at[restore], restore)
         if self.watch is not None:
             # A wallet seeded on the orphaned branch lost its seed with it: seed it again.
             for wallet, block in list(self.watch.watched.items()):

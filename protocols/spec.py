@@ -215,6 +215,13 @@ class ReaderHost(Protocol):
         them from then on, and read every source at `block`."""
         ...
 
+    def state_read_blocks(self, batches: Sequence[BlockBatch]) -> set[int]:
+        """The blocks of these (one range, in order) at which a lending market's state is
+        read whatever its own logs say: every live block; in backfill where a followed price
+        feed moved, before each window boundary and at the range's end
+        (flows/prices_reader.py `state_read_blocks`). A reader adds its own logs' blocks."""
+        ...
+
 
 @dataclass(slots=True)
 class SeedCost:

@@ -2,13 +2,16 @@
 
 Comet emits no event when interest accrues, and its base amounts are present values, so the
 principal an event leaves depends on the index at that instant. Rather than re-deriving it, the
-reader asks the comet, at the end of each block the flow sees (every live block; in backfill,
-each block with any watched log, feed updates included, and each range end): `totalsBasic()`,
-`userBasic(account)` and `userCollateral(account, asset)` for what the block touched, and
-`getPrice(feed)` for every feed it uses. Its configuration is read when it is first seen and
-again after each proxy `Upgraded`. The answers go on `BlockBatch.reads["compound_v3"]` (comet
--> CometReads); the pure fold (protocols/compound_v3/state.py) turns them into account versions
-and values.
+reader asks the comet, at the end of each block where it must (every live block; in backfill,
+each block with the comet's own logs, and where `ReaderHost.state_read_blocks` says any market
+is read: a followed feed logged, the last block with logs before a window boundary, the range's
+end): `totalsBasic()`, `userBasic(account)` and `userCollateral(account, asset)` for what the
+block touched, and `getPrice(feed)` for every feed it uses. Between reads, interest is the
+fold's (accrued to each block's time from the stored totals, exactly as Comet projects them);
+a feed that moves with no log the flow follows is seen at the next read. Its configuration is
+read when it is first seen and again after each proxy `Upgraded`. The answers go on
+`BlockBatch.reads["compound_v3"]` (comet -> CometReads); the pure fold
+(protocols/compound_v3/state.py) turns them into account versions and values.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class CometReader(ProtocolReader):
         self.rpc = rpc
         self.comets = tuple(comets)
         self._token_infos = host.token_infos
+        self._host = host
         self.configs: dict[str, CometConfig] = {}
         # Accounts whose every collateral balance was read once; the others get that read
         # when first seen (they may hold collateral from before the start block).
@@ -74,14 +78,16 @@ class CometReader(ProtocolReader):
         self.configs, self._seen, self._last_accrual = saved
 
     def read(self, batches: list[BlockBatch]) -> None:
-        """Fill `batch.reads[NAME]` for every batch: every live block, and every backfill block with
-        a watched log (a feed's update, say) or at a range's end.
+        """Fill `batch.reads[NAME]` for the batches where a comet must be read: every live
+        block; in backfill its own logs' blocks and the host's `state_read_blocks` (a
+        followed feed's update, a window's last block, a range's end).
 
-        Prices are read at every one of them, not only where the comet emitted logs: a price
-        moves without a comet event (`getPrice` reads the feed), and an account becomes
-        absorbable in that block. The cost is one JSON-RPC batch per block and comet:
+        Prices are read at each of them, not only where the comet emitted logs: a price moves
+        without a comet event (`getPrice` reads the feed), and an account becomes absorbable
+        in that block. The cost is one JSON-RPC batch per such block and comet:
         `totalsBasic` + one `getPrice` per distinct feed (+ the accounts the block touched).
         """
+        every = self._host.state_read_blocks(batches)
         for batch in batches:
             by_comet: dict[str, list[Any]] = {}
             for lg in batch.logs:
@@ -91,7 +97,8 @@ class CometReader(ProtocolReader):
                 logs = by_comet.get(comet, [])
                 # A comet not readable yet (not deployed) is tried again only where it
                 # emitted logs or at a checkpoint, not at every watched block.
-                if logs or batch.checkpoint or comet in self.configs:
+                known = comet in self.configs and batch.header.number in every
+                if logs or batch.checkpoint or known:
                     reads = self._read_block(comet, batch, logs)
                     if reads is not None:
                         batch.reads.setdefault(NAME, {})[comet] = reads

@@ -3,10 +3,16 @@ from the start; each CreateMarket announces its tokens (their metadata goes on t
 block the flow must value accounts at, each market's oracle `price()` and its IRM's
 `borrowRateView` for the market as stored then (`market(id)`) are read with eth_call.
 
-Which blocks: every live block, and in backfill every block with any watched log (the blocks a
-backfill emits, whatever range they fell in, so a restarted backfill reads where an
-uninterrupted one does), for every market. An oracle's price that moves in a block with no
-watched log during a backfill is seen at the next such block (live blocks: every block, exact).
+Which blocks: every market at every live block (the head: an oracle moves without a log of the
+market's). In backfill, a market where its own logs are (they move its totals, so the IRM's
+rate), and every market where the flow needs state whatever the logs say
+(`ReaderHost.state_read_blocks`): where a followed price feed logged, the last block with logs
+before each window boundary, and the range's end. Between them interest is computed, not read:
+the accrual to a block's time is MorphoBalancesLib's math (state.py) on the totals and the rate
+last read, which only the market's own logs change for an IRM whose rate is a function of the
+totals (IrmMock; an adaptive IRM's rate also drifts with time: seen at the next read). An
+oracle's price that moves with no log during a backfill (a mock's setter, a feed the flow does
+not follow) is seen at the next read point, as the price reader's polled sources are.
 
 Cost: one JSON-RPC batch per range or live block (the IRM is asked about the totals last read
 in the same batch; a second batch only where a Morpho log moved them), and live blocks' reads
@@ -67,9 +73,10 @@ _Found = tuple[dict[tuple[int, str], MarketRead], dict[tuple[int, str], MarketTo
 class MorphoReader(ProtocolReader):
     name = NAME
 
-    def __init__(self, rpc: JsonRpc, morpho: str) -> None:
+    def __init__(self, rpc: JsonRpc, morpho: str, host: ReaderHost) -> None:
         self.rpc = rpc
         self.morpho = morpho
+        self.host = host
         self.markets: dict[str, MarketParams] = {}
         # live block -> (its hash, the markets then, their reads started ahead)
         self._ahead: dict[int, tuple[str, Known, Future[_Found]]] = {}
@@ -79,7 +86,7 @@ class MorphoReader(ProtocolReader):
     def for_chain(cls, config: ChainConfig, rpc: JsonRpc, host: ReaderHost) -> MorphoReader | None:
         if config.morpho_blue is None:
             return None
-        return cls(rpc, config.morpho_blue.morpho)
+        return cls(rpc, config.morpho_blue.morpho, host)
 
     def addresses(self) -> list[str]:
         return [self.morpho]
@@ -115,8 +122,12 @@ class MorphoReader(ProtocolReader):
 
     def read(self, batches: list[BlockBatch]) -> None:
         wanted: list[tuple[BlockBatch, list[str]]] = []
+        every = self.host.state_read_blocks(batches)
         for batch in batches:
+            moved: set[str] = set()  # the markets this block's Morpho logs name
             for log in batch.logs:
+                if log.address == self.morpho and len(log.topics) > 1:
+                    moved.add(log.topics[1].lower())
                 if log.address == self.morpho and log.topics and log.topics[0] == _CREATE_MARKET:
                     try:
                         created = ev.decode(log)
@@ -124,10 +135,15 @@ class MorphoReader(ProtocolReader):
                         continue  # the market stage dead-letters it
                     assert isinstance(created, ev.CreateMarket)
                     self.markets[created.id] = created.params
-            # Every live block; in backfill every block with a watched log (whatever range it
-            # fell in: a restarted backfill reads at the same blocks as an uninterrupted one).
-            if self.markets and (batch.live or batch.logs):
-                wanted.append((batch, sorted(self.markets)))
+            # Every market where the flow needs its state whatever its logs (every live
+            # block; in backfill where a price feed moved, before a window boundary, at the
+            # range's end); elsewhere a market where its own logs moved its totals.
+            if batch.header.number in every:
+                markets = sorted(self.markets)
+            else:
+                markets = sorted(moved & self.markets.keys())
+            if markets:
+                wanted.append((batch, markets))
         # All the blocks' reads in one round (market(), price(), and borrowRateView for the
         # totals last read, right where no Morpho log moved them), then borrowRateView again
         # where the totals moved: a backfill range costs one or two round trips. A live
