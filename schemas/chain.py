@@ -136,9 +136,7 @@ def pack_logs(logs: list[RawLog]) -> PackedLogs | list[tuple[Any, ...]]:
     except (OverflowError, ValueError, TypeError):
         return list(map(tuple, logs))
     n = len(logs)
-    if any(s.count(_SEP) != n - 1 for s in strs) or topics.count(_SEP) != max(
-        sum(counts) - 1, 0
-    ):
+    if any(s.count(_SEP) != n - 1 for s in strs) or topics.count(_SEP) != max(sum(counts) - 1, 0):
         return list(map(tuple, logs))
     return PackedLogs(n, ints, strs, counts, topics)
 

@@ -11,7 +11,9 @@ from schemas.chain import BlockBatch, BlockHeader, PackedLogs, RawLog, TokenInfo
 HEADER = BlockHeader(31337, 120, "0x" + "ab" * 32, "0x" + "cd" * 32, 1_700_000_000)
 
 
-def _log(index: int, topics: tuple[str, ...], data: str = "0x", tx_hash: str | None = None) -> RawLog:
+def _log(
+    index: int, topics: tuple[str, ...], data: str = "0x", tx_hash: str | None = None
+) -> RawLog:
     return RawLog(
         31337,
         120,
