@@ -101,6 +101,13 @@ class BlockBatch:
         )
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if len(state) == 2 and state[0] is None and isinstance(state[1], dict):
+            # Pickled before the packing (Python's own form for slots: no dict, the slots'
+            # values by name): the market's undo history in a recovery directory holds the
+            # unfinalised blocks, so such a directory still loads.
+            for name, value in state[1].items():
+                object.__setattr__(self, name, value)
+            return
         for name, value in zip(_BATCH_FIELDS, state, strict=True):
             object.__setattr__(self, name, unpack_logs(value) if name == "logs" else value)
 

@@ -4,7 +4,11 @@ they hold: the packed columns where every value fits them, plain tuples where on
 from __future__ import annotations
 
 import copy
+import copyreg
+import io
 import pickle
+from dataclasses import fields
+from typing import Any
 
 from schemas.chain import BlockBatch, BlockHeader, PackedLogs, RawLog, TokenInfo, pack_logs
 
@@ -89,3 +93,25 @@ def test_a_deep_copy_is_equal_and_independent() -> None:
     assert copied == batch
     copied.logs.pop()
     assert len(batch.logs) == 5
+
+
+class _BeforePacking(pickle.Pickler):
+    """Pickles a BlockBatch as Python did before it packed its logs (protocol 2 and up, slots
+    and no __getstate__: `copyreg.__newobj__` and the slots' values by name)."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if type(obj) is not BlockBatch:
+            return NotImplemented
+        slots = {f.name: getattr(obj, f.name) for f in fields(BlockBatch)}
+        return copyreg.__newobj__, (BlockBatch,), (None, slots)  # type: ignore[attr-defined]
+
+
+def test_a_block_pickled_before_the_packing_still_loads() -> None:
+    """The market's undo history (in a recovery directory) holds its unfinalised blocks."""
+    batch = _batch([_log(i, (_topic(i),)) for i in range(3)])
+    saved = io.BytesIO()
+    _BeforePacking(saved, protocol=5).dump(batch)
+    back = pickle.loads(saved.getvalue())
+    assert isinstance(back, BlockBatch)
+    assert back == batch
+    assert all(type(log) is RawLog for log in back.logs)
