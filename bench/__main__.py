@@ -7,7 +7,8 @@ latency with 100,000 positions stored, time travel's one read in its SQL forms a
 load-generator processes of their own; 10,000 also behind `defimon api --processes` 1 and 2,
 back to back), wallet watch mode against full-protocol mode (time to
 show a wallet, RPC calls), backfill throughput with 1 Bytewax worker, 2 worker threads and 2
-processes, the flow state's memory per Uniswap position and per Aave account (10,000 and
+processes, what a block costs to cross between processes (packed against one log at a time),
+the flow state's memory per Uniswap position and per Aave account (10,000 and
 100,000 of each), one block's USD price routing over 2,000 and 20,000 pools (full walk and
 incremental), and per-block time on mainnet-size synthetic state.
 
@@ -36,6 +37,7 @@ RUNS: tuple[tuple[str, ...], ...] = (
     ),
     ("bench.watch",),
     ("bench.backfill_workers",),
+    ("bench.crossing",),
     ("bench.memory_per_position",),
     ("bench.routing",),
     ("bench.mainnet",),
