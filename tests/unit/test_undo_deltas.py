@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from bench.mainnet import MainnetChain, UndoablePipeline
 from flows.dataflow import shards_of
-from flows.rewind import SNAPSHOT_EVERY, Copy
+from flows.rewind import SNAPSHOT_EVERY, Copy, History, rewindable
 from protocols.journal import Journal, JournaledDict, JournaledObjects
 from protocols.uniswap_v3.state import UniswapMarket
 from schemas.chain import BlockBatch, Rewind
@@ -184,3 +184,25 @@ def test_journaled_dicts_undo_to_their_contents_at_any_run(
         journal.undo()
     assert (dict(d), dict(objects)) == snapshots[undo_to]
     assert type(d) is JournaledDict and type(objects) is JournaledObjects
+
+
+def _put(state: dict[int, int] | None, item: tuple[int, int]) -> tuple[dict[int, int], None]:
+    held = state if state is not None else JournaledDict()
+    held[item[0]] = item[1]
+    return held, None
+
+
+def test_a_history_saved_with_whole_state_copies_still_rewinds() -> None:
+    """A recovery directory written before undo by deltas holds copies pickled whole (bytes):
+    they restore as they did, and the copies made after them keep deltas."""
+    mapper = rewindable(_put, lambda i: i[0], lambda _i: 0)
+    saved: dict[int, int] = {1: 10, 2: 20}
+    history = History(saved, [(2, pickle.dumps(saved))], [], 2)
+    resumed = pickle.loads(pickle.dumps(copy.deepcopy(history)))
+    for block in range(3, 3 + SNAPSHOT_EVERY + 2):
+        resumed, _ = mapper(resumed, (block, block * 10))
+    assert [type(c) for _b, c in resumed.copies] == [bytes, Copy]
+    resumed, _ = mapper(resumed, Rewind(5, 3 + SNAPSHOT_EVERY + 1, (), 0, 0))  # from the Copy
+    assert resumed.state == {b: b * 10 for b in range(1, 3 + SNAPSHOT_EVERY + 1)}
+    resumed, _ = mapper(resumed, Rewind(5, 3, (), 0, 0))  # from the whole copy
+    assert resumed.state == saved and resumed.copies == [(2, pickle.dumps(saved))]
