@@ -76,7 +76,7 @@ class History(Generic[S, V]):
             self.items.clear()
             return
         if not self.copies:
-            self.copies.append((self.last_block, _undo_copy(self.state)))
+            self.copies.append((self.last_block, undo_copy(self.state)))
 
     def journal(self) -> Journal | None:
         """Where the next step records what it changes (None: nothing to undo)."""
@@ -92,7 +92,7 @@ class History(Generic[S, V]):
             return
         self.items.append((block, item))
         if block - self.copies[-1][0] >= SNAPSHOT_EVERY:
-            self.copies.append((block, _undo_copy(self.state)))
+            self.copies.append((block, undo_copy(self.state)))
         if final_block is not None:
             self._prune(final_block)
 
@@ -146,7 +146,8 @@ def _dump(state: object) -> bytes:
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _undo_copy(state: object) -> Copy:
+def undo_copy(state: object) -> Copy:
+    """A copy of the state as History keeps it: by deltas from here on."""
     with METRICS.flow_stage_seconds.labels(stage="undo_copy").time():
         return Copy(*pickle_skeleton(state))
 

@@ -197,7 +197,9 @@ def test_a_history_saved_with_whole_state_copies_still_rewinds() -> None:
     they restore as they did, and the copies made after them keep deltas."""
     mapper = rewindable(_put, lambda i: i[0], lambda _i: 0)
     saved: dict[int, int] = {1: 10, 2: 20}
-    history = History(saved, [(2, pickle.dumps(saved))], [], 2)
+    history: History[dict[int, int], tuple[int, int]] = History(
+        saved, [(2, pickle.dumps(saved))], [], 2
+    )
     resumed = pickle.loads(pickle.dumps(copy.deepcopy(history)))
     for block in range(3, 3 + SNAPSHOT_EVERY + 2):
         resumed, _ = mapper(resumed, (block, block * 10))
