@@ -42,6 +42,7 @@ import argparse
 import cProfile
 import gc
 import os
+import pickle
 import pstats
 import sys
 import time
@@ -56,7 +57,7 @@ from defimon.logs import configure
 from defimon.runtime import tune_gc
 from flows.dataflow import market_mapper, to_shards
 from flows.market import MarketOutput, MarketState
-from flows.rewind import History, rewindable
+from flows.rewind import History, rewindable, undo_copy
 from flows.shards import ShardState, shard_step
 from ports.settings import Settings
 from protocols.aave_v3.plugin import AaveShardPart
@@ -310,6 +311,24 @@ class UndoablePipeline:
         return self.market.state, [h.state for h in self.shards.values() if h.state is not None]
 
 
+def undo_costs(pipeline: UndoablePipeline) -> dict[str, float]:
+    """One undo copy of every stage's state by deltas, and the same states pickled whole."""
+    market, shards = pipeline.state()
+    states: list[object] = [market, *shards]
+    started = time.perf_counter()
+    copies = [undo_copy(s) for s in states]
+    copy_ms = (time.perf_counter() - started) * 1e3
+    started = time.perf_counter()
+    whole = [pickle.dumps(s, pickle.HIGHEST_PROTOCOL) for s in states]
+    whole_ms = (time.perf_counter() - started) * 1e3
+    return {
+        "copy_ms": copy_ms,
+        "whole_ms": whole_ms,
+        "copy_bytes": sum(len(c.skeleton) for c in copies),
+        "whole_bytes": sum(map(len, whole)),
+    }
+
+
 def profile_top(profile: cProfile.Profile, blocks: int, top: int) -> list[dict[str, Any]]:
     """The functions with the most cumulative time over the live blocks, ms per block."""
     stats = pstats.Stats(profile)
@@ -382,6 +401,7 @@ def run(args: argparse.Namespace) -> None:
         profiled.append((time.perf_counter() - started) * 1e3)
     if pipeline.dead_letters:
         raise AssertionError(f"{pipeline.dead_letters} dead letters in the live blocks")
+    undo = undo_costs(pipeline)
     params = {
         "pools": args.pools,
         "positions": args.positions,
@@ -408,6 +428,18 @@ def run(args: argparse.Namespace) -> None:
         measure="RSS growth over the build (gc'd; whole flow state: pools, positions, "
         "balances, Aave accounts) / positions",
         rss_bytes=rss,
+        **params,
+    )
+    emit(
+        "mainnet_undo_copy_ms",
+        undo["copy_ms"],
+        "ms",
+        whole_state_pickle_ms=undo["whole_ms"],
+        copy_bytes=undo["copy_bytes"],
+        whole_state_bytes=undo["whole_bytes"],
+        note="value: one undo copy of every stage as flows/rewind.py keeps it (the state "
+        "without its journaled dicts); whole_state_pickle_ms: the same states pickled whole, "
+        "as undo copies were before deltas; side by side, after the live blocks",
         **params,
     )
     if profiled:

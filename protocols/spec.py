@@ -13,7 +13,10 @@ both through a `Plugin` (listed in protocols/registry.py):
   `protocols/<name>/tables.sql`, checked against these columns by a test) and its **bus events**.
 
 Every step is pure: `step(state, inputs) -> outputs` on plain data, no I/O. Undo for reorgs is
-the flow's (flows/rewind.py keeps copies of the whole stage state).
+the flow's (flows/rewind.py keeps copies of the stage state by deltas): a part keeps its large
+per-subject maps (one entry per position, account, pool, wallet) in journaled dicts
+(protocols/journal.py: `JournaledDict` when values are replaced, `JournaledObjects` when they
+change in place), or every undo copy pickles them whole.
 
 The source's edge is the protocol's **reader** (`ProtocolReader`, one per chain, on the chain
 reader's thread; I/O through the `ports.rpc.JsonRpc` port): the contracts it watches and those

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from protocols.journal import JournaledDict
 from schemas.positions import BlockRef
 
 # (label, seconds), finest first: each boundary of a coarser window is one of a finer one.
@@ -78,7 +79,11 @@ class Subject:
     owner: str
 
 
-@dataclass(slots=True)
+# The book's values are replaced, never changed in place (a new window, a new observation): the
+# book is a journaled dict, whose undo keeps the values replaced (protocols/journal.py).
+
+
+@dataclass(frozen=True, slots=True)
 class Ohlc:
     open: float | None
     high: float | None
@@ -89,16 +94,15 @@ class Ohlc:
     def start(cls, x: float | None) -> Ohlc:
         return cls(x, x, x, x)
 
-    def add(self, x: float | None) -> None:
+    def added(self, x: float | None) -> Ohlc:
         if x is None:
-            self.close = None
-            return
-        self.high = x if self.high is None or x > self.high else self.high
-        self.low = x if self.low is None or x < self.low else self.low
-        self.close = x
+            return Ohlc(self.open, self.high, self.low, None)
+        high = x if self.high is None or x > self.high else self.high
+        low = x if self.low is None or x < self.low else self.low
+        return Ohlc(self.open, high, low, x)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class OpenWindow:
     start: int
     value: Ohlc
@@ -119,10 +123,15 @@ class OpenWindow:
             0 if first and at.fees1 is not None else at.fees1,
         )
 
-    def add(self, at: Observation) -> None:
-        self.value.add(at.value_usd)
-        self.il.add(at.il_usd)
-        self.health_factor.add(at.health_factor)
+    def added(self, at: Observation) -> OpenWindow:
+        return OpenWindow(
+            self.start,
+            self.value.added(at.value_usd),
+            self.il.added(at.il_usd),
+            self.health_factor.added(at.health_factor),
+            self.fees0_start,
+            self.fees1_start,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,25 +149,26 @@ class WindowRow:
     close_block: BlockRef
 
 
-@dataclass(slots=True)
+_NONE_OPEN: tuple[OpenWindow | None, ...] = (None,) * len(RESOLUTIONS)
+
+
+@dataclass(frozen=True, slots=True)
 class SubjectWindows:
     subject: Subject
     last: Observation
-    open: list[OpenWindow | None] = field(default_factory=lambda: [None] * len(RESOLUTIONS))
+    open: tuple[OpenWindow | None, ...] = _NONE_OPEN
 
 
 @dataclass(slots=True)
 class WindowBook:
     """The open windows of every subject of one shard."""
 
-    subjects: dict[str, SubjectWindows] = field(default_factory=dict)
+    subjects: dict[str, SubjectWindows] = field(default_factory=JournaledDict)
 
     def observe(self, subject: Subject, at: Observation) -> None:
         held = self.subjects.get(subject.subject_id)
-        if held is None:
-            self.subjects[subject.subject_id] = SubjectWindows(subject, at)
-        else:
-            held.last, held.subject = at, subject
+        opened = _NONE_OPEN if held is None else held.open
+        self.subjects[subject.subject_id] = SubjectWindows(subject, at, opened)
 
     def close(self, boundary: WindowBoundary, observed: set[str]) -> list[WindowRow]:
         """Fold the latest observations into the open windows and close the ended ones.
@@ -170,30 +180,32 @@ class WindowBook:
         at_block, now = boundary.last_block, boundary.now
         finished = []
         last = len(RESOLUTIONS) - 1
-        for sid in sorted(self.subjects):
-            held = self.subjects[sid]
+        subjects = self.subjects
+        for sid in sorted(subjects):
+            held = subjects[sid]
             at = held.last
             leaves = at.final
+            opened = list(held.open)
             for i, (label, seconds) in enumerate(RESOLUTIONS):
-                window = held.open[i]
+                window = opened[i]
                 start = at_block.timestamp // seconds * seconds
                 if window is None:
-                    window = held.open[i] = OpenWindow.opening(start, at, first=True)
+                    window = opened[i] = OpenWindow.opening(start, at, first=True)
                 elif sid in observed:
-                    window.add(at)
+                    window = opened[i] = window.added(at)
                 ends = now // seconds * seconds > window.start
                 if not (ends or at.final):
                     continue
                 rows.append(_row(held.subject, label, seconds, window, at, at_block))
-                held.open[i] = (
-                    None if at.final else OpenWindow.opening(now // seconds * seconds, at)
-                )
+                opened[i] = None if at.final else OpenWindow.opening(now // seconds * seconds, at)
                 # Every finer window ended with the coarsest: nothing open is lost.
                 leaves = leaves or (at.dormant and i == last)
             if leaves:
                 finished.append(sid)
+            else:
+                subjects[sid] = SubjectWindows(held.subject, at, tuple(opened))
         for sid in finished:
-            del self.subjects[sid]
+            del subjects[sid]
         return rows
 
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 from protocols.aave_v3 import events as ev
 from protocols.aave_v3 import math as am
 from protocols.base import shard_of
+from protocols.journal import JournaledDict, JournaledObjects
 from protocols.windows import Observation, Subject, WindowBook
 from schemas.chain import RawLog, TokenInfo
 from schemas.lending import (
@@ -600,13 +601,13 @@ class AccountUpdate:
 class AaveShard:
     chain_id: int = 0
     pool: str = ""
-    accounts: dict[str, AaveAccount] = field(default_factory=dict)
-    updated_block: dict[str, int] = field(default_factory=dict)
+    accounts: dict[str, AaveAccount] = field(default_factory=JournaledDict)
+    updated_block: dict[str, int] = field(default_factory=JournaledDict)
     reserves: dict[str, ReserveInfo] = field(default_factory=dict)
     rates: dict[str, ReserveRates] = field(default_factory=dict)
     prices: dict[str, OraclePrice] = field(default_factory=dict)
     emode: dict[int, EModeInfo] = field(default_factory=dict)
-    asset_accounts: dict[str, set[str]] = field(default_factory=dict)
+    asset_accounts: dict[str, set[str]] = field(default_factory=JournaledObjects)
     unvalued: set[str] = field(default_factory=set)
     # Accounts whose inputs changed since the last window boundary (protocols.windows).
     window_dirty: set[str] = field(default_factory=set)

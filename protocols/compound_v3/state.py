@@ -21,6 +21,7 @@ from typing import Any
 
 from protocols.compound_v3 import events as ev
 from protocols.compound_v3 import math as cm
+from protocols.journal import JournaledDict, JournaledObjects
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.comet import (
     MAX_UINT256,
@@ -286,9 +287,9 @@ class CometMarket:
     configs: dict[str, CometConfig] = field(default_factory=dict)
     totals: dict[str, CometTotalsBasic] = field(default_factory=dict)
     prices: dict[str, dict[str, int]] = field(default_factory=dict)  # comet -> feed -> price
-    accounts: dict[str, CometAccount] = field(default_factory=dict)
-    updated_block: dict[str, int] = field(default_factory=dict)
-    comet_accounts: dict[str, set[str]] = field(default_factory=dict)
+    accounts: dict[str, CometAccount] = field(default_factory=JournaledDict)
+    updated_block: dict[str, int] = field(default_factory=JournaledDict)
+    comet_accounts: dict[str, set[str]] = field(default_factory=JournaledObjects)
     unvalued: set[str] = field(default_factory=set)
     # Watch mode: the wallets whose accounts are kept (None: every account the logs show).
     users: set[str] | None = None

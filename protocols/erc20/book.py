@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from protocols.erc20.events import TRANSFER, DecodeError, decode_transfer
+from protocols.journal import JournaledDict, JournaledObjects
 from schemas.chain import BlockBatch, RawLog, TokenInfo
 from schemas.positions import TokenPrice
 
@@ -46,11 +47,11 @@ class BalanceOutput:
 class BalanceBook:
     # token -> wallet -> balance, for open pairs only (keyed by token: the per-log test is
     # one lookup of the log's address)
-    balances: dict[str, dict[str, int]] = field(default_factory=dict)
+    balances: dict[str, dict[str, int]] = field(default_factory=JournaledObjects)
     price_blocks: dict[str, int] = field(default_factory=dict)
     # Tokens whose price changed since the last checkpoint block: their holders are revalued.
     repriced: set[str] = field(default_factory=set)
-    changed_at: dict[tuple[str, str], int] = field(default_factory=dict)  # (wallet, token)
+    changed_at: dict[tuple[str, str], int] = field(default_factory=JournaledDict)  # (wallet, token)
 
     def balance(self, wallet: str, token: str) -> int | None:
         """None: the pair is not tracked."""
@@ -118,7 +119,7 @@ def balance_step(
             before.setdefault((recipient, token), balance)
             held[recipient] = balance + amount
     for (wallet, token), balance in openings.items():
-        held = held_by_token.setdefault(token, {})
+        held = held_by_token.setdefault(token, JournaledDict())
         before.setdefault((wallet, token), held.get(wallet, 0))
         held[wallet] = balance
     for wallet, token in sorted(before):

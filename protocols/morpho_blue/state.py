@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from eth_utils import keccak
 
 from protocols.base import ZERO_ADDRESS
+from protocols.journal import JournaledDict
 from protocols.morpho_blue import events as ev
 from protocols.morpho_blue import math as mm
 from protocols.morpho_blue.events import MarketParams
@@ -262,9 +263,9 @@ class MorphoBlueState:
     fee_recipient: str = ZERO_ADDRESS
     irms: set[str] = field(default_factory=set)
     lltvs: set[int] = field(default_factory=set)
-    markets: dict[str, Market] = field(default_factory=dict)
+    markets: dict[str, Market] = field(default_factory=JournaledDict)
     # (market id, account) -> position; empty positions are dropped
-    positions: dict[tuple[str, str], Position] = field(default_factory=dict)
+    positions: dict[tuple[str, str], Position] = field(default_factory=JournaledDict)
     # IRM address -> its pure rate model (IrmMock's on the devnet)
     rate_models: dict[str, RateModel] = field(default_factory=dict)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from protocols.journal import JournaledDict
 from protocols.uniswap_v3.math import (
     Q128,
     UINT256,
@@ -198,13 +199,13 @@ class NpmFeeTracker:
     """
 
     npm: str
-    positions: dict[int, NpmPosition] = field(default_factory=dict)
+    positions: dict[int, NpmPosition] = field(default_factory=JournaledDict)
 
     def __post_init__(self) -> None:
         self.npm = self.npm.lower()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> NpmFeeTracker:
-        return NpmFeeTracker(self.npm, dict(self.positions))
+        return NpmFeeTracker(self.npm, JournaledDict(self.positions))
 
     def on_mint(
         self, replica: PoolReplica, token_id: int, tick_lower: int, tick_upper: int, liquidity: int

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from protocols.journal import JournaledDict
 from protocols.uniswap_v3.valuation import depth_usd, pool_rate, root_prices
 from schemas.positions import TokenPrice
 
@@ -50,7 +51,7 @@ class PriceRouter:
     usd_tokens: tuple[str, ...] = ()
     min_depth_usd: Fraction = Fraction(0)
     built: bool = False
-    pools: dict[str, RoutePool] = field(default_factory=dict)
+    pools: dict[str, RoutePool] = field(default_factory=JournaledDict)
     # token -> neighbour token -> the pools between them (sorted addresses)
     links: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     roots: dict[str, tuple[Fraction, TokenPrice]] = field(default_factory=dict)

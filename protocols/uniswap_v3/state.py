@@ -19,6 +19,7 @@ from typing import Any
 
 from protocols.aave_v3.state import SEED_LOG_INDEX
 from protocols.base import ZERO_ADDRESS, DeadLetter, shard_of
+from protocols.journal import JournaledDict, JournaledObjects
 from protocols.prices import Anchor
 from protocols.spec import MarketBlock, MarketPart, ShardPart
 from protocols.uniswap_v3 import events as ev
@@ -184,24 +185,24 @@ class UniswapMarket(MarketPart):
     factory: str
     position_manager: str
     shards: int
-    pools: dict[str, PoolInfo] = field(default_factory=dict)
-    pool_states: dict[str, PoolState] = field(default_factory=dict)
+    pools: dict[str, PoolInfo] = field(default_factory=JournaledDict)
+    pool_states: dict[str, PoolState] = field(default_factory=JournaledObjects)
     # token id -> pool; the only per-position memory this stage keeps.
-    position_pools: dict[int, str] = field(default_factory=dict)
-    pool_shards: dict[str, set[int]] = field(default_factory=dict)
-    token_pools: dict[str, set[str]] = field(default_factory=dict)
+    position_pools: dict[int, str] = field(default_factory=JournaledDict)
+    pool_shards: dict[str, set[int]] = field(default_factory=JournaledObjects)
+    token_pools: dict[str, set[str]] = field(default_factory=JournaledObjects)
     # pool -> its ±2% depth in its own tokens (valuation.pool_depth), kept for routing and
     # recomputed only for the pools a block changed: the tick walk is the costly part.
-    depths: dict[str, tuple[int, int]] = field(default_factory=dict)
+    depths: dict[str, tuple[int, int]] = field(default_factory=JournaledDict)
     # Prices routed incrementally: the router keeps the last walk, and the pools whose price,
     # depth or existence changed since it last ran are what it re-decides from.
     router: PriceRouter = field(default_factory=PriceRouter)
     route_dirty: set[str] = field(default_factory=set)
     # Exact fee state: a replica per pool, the manager's per-token checkpoints, which tokens
     # live in which pool, and what changed since the last checkpoint block.
-    replicas: dict[str, PoolReplica] = field(default_factory=dict)
+    replicas: dict[str, PoolReplica] = field(default_factory=JournaledObjects)
     fee_tracker: NpmFeeTracker | None = None
-    pool_tokens: dict[str, set[int]] = field(default_factory=dict)
+    pool_tokens: dict[str, set[int]] = field(default_factory=JournaledObjects)
     dirty_pools: set[str] = field(default_factory=set)
     fee_dirty: set[int] = field(default_factory=set)
     # Wallet watch mode (set by the first seed): the wallets watched; None in full-protocol
@@ -687,16 +688,16 @@ def apply_event(pos: UniswapPosition, pe: PositionEvent) -> UniswapPosition:
 
 @dataclass(slots=True)
 class UniswapShard(ShardPart):
-    positions: dict[str, UniswapPosition] = field(default_factory=dict)
-    updated_block: dict[str, int] = field(default_factory=dict)
-    pool_positions: dict[str, set[str]] = field(default_factory=dict)
-    token_positions: dict[str, set[str]] = field(default_factory=dict)
-    pools: dict[str, PoolSnapshot] = field(default_factory=dict)
+    positions: dict[str, UniswapPosition] = field(default_factory=JournaledDict)
+    updated_block: dict[str, int] = field(default_factory=JournaledDict)
+    pool_positions: dict[str, set[str]] = field(default_factory=JournaledObjects)
+    token_positions: dict[str, set[str]] = field(default_factory=JournaledObjects)
+    pools: dict[str, PoolSnapshot] = field(default_factory=JournaledDict)
     prices: dict[str, TokenPrice] = field(default_factory=dict)
     # Positions changed since they were last valued, and owners they had before a transfer.
     unvalued: set[str] = field(default_factory=set)
     previous_owner: dict[str, str] = field(default_factory=dict)
-    fees: dict[str, tuple[int, int]] = field(default_factory=dict)
+    fees: dict[str, tuple[int, int]] = field(default_factory=JournaledDict)
     # Positions whose inputs changed since the last window boundary; burned ones observed.
     window_dirty: set[str] = field(default_factory=set)
     ended: list[str] = field(default_factory=list)

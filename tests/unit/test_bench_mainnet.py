@@ -26,6 +26,7 @@ def test_mainnet_bench_emits_its_lines(capsys: pytest.CaptureFixture[str]) -> No
         "mainnet_block_p99_ms",
         "mainnet_block_max_ms",
         "mainnet_memory_per_position_bytes",
+        "mainnet_undo_copy_ms",
         "mainnet_profile_top",
     }
     p50, p99 = lines["mainnet_block_p50_ms"], lines["mainnet_block_p99_ms"]
@@ -33,6 +34,10 @@ def test_mainnet_bench_emits_its_lines(capsys: pytest.CaptureFixture[str]) -> No
     assert p50["positions"] == 1500 and p50["blocks"] == 20
     assert p50["logs_per_block"] == mainnet.LOGS_PER_BLOCK
     assert lines["mainnet_memory_per_position_bytes"]["value"] > 0
+    undo = lines["mainnet_undo_copy_ms"]
+    assert undo["value"] > 0 and undo["whole_state_pickle_ms"] > 0
+    # the copy leaves out the journaled maps (positions, accounts, pools, balances, windows)
+    assert 0 < undo["copy_bytes"] < undo["whole_state_bytes"] / 2
     top = lines["mainnet_profile_top"]["top"]
     assert len(top) == 5 and all(t["cumulative_ms_per_block"] > 0 for t in top)
     # the steps the flow runs are where the time goes
