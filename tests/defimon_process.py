@@ -148,5 +148,13 @@ class DefimonProcess:
                 self.process.wait(30)
             self._log.close()
 
+    def close(self) -> None:
+        """Whatever the test did: no process left behind. A test that fails while waiting
+        must not leave a flow running on the cores the tests after it share."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait(30)
+        self._log.close()
+
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

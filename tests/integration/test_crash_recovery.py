@@ -145,6 +145,7 @@ def test_sigkill_at_random_moments_ends_as_an_uninterrupted_run(tmp_path: Path) 
     rng = Random(SEED)
     started = time.monotonic()
     anvil = Anvil().start()
+    spawned: list[DefimonProcess] = []
     try:
         # generate_history moves PriceFeed sources: the feeds layout (price sources on the
         # mainnet layout have tests of their own; a crash is a crash on either)
@@ -156,14 +157,17 @@ def test_sigkill_at_random_moments_ends_as_an_uninterrupted_run(tmp_path: Path) 
         killed_dir, fresh_dir = tmp_path / "killed", tmp_path / "fresh"
 
         def process(data_dir: Path, name: str, env: dict[str, str] | None = None) -> DefimonProcess:
-            return DefimonProcess(
-                config,
-                anvil.rpc_url,
-                data_dir,
-                tmp_path / f"{name}.log",
-                ws_url=anvil.ws_url,
-                env=env,
+            spawned.append(
+                DefimonProcess(
+                    config,
+                    anvil.rpc_url,
+                    data_dir,
+                    tmp_path / f"{name}.log",
+                    ws_url=anvil.ws_url,
+                    env=env,
+                )
             )
+            return spawned[-1]
 
         # The chain moves during the kills and while defimon is down.
         stop = threading.Event()
@@ -204,6 +208,8 @@ def test_sigkill_at_random_moments_ends_as_an_uninterrupted_run(tmp_path: Path) 
         simulator.close()
         npm_events = position_manager_events(anvil.rpc_url, deployment.position_manager)
     finally:
+        for spawn in spawned:
+            spawn.close()
         anvil.stop()
 
     ours, theirs = store_contents(killed_dir), store_contents(fresh_dir)

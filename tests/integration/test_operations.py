@@ -134,7 +134,7 @@ def moving_chain(devnet: Devnet) -> Iterator[Devnet]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_mid_live_flushes_everything_and_exits_0(
-    moving_chain: Devnet, tmp_path: Path, sig: signal.Signals
+    moving_chain: Devnet, tmp_path: Path, sig: signal.Signals, request: pytest.FixtureRequest
 ) -> None:
     devnet = moving_chain
     config = tmp_path / "chain.toml"
@@ -143,6 +143,7 @@ def test_a_stop_signal_mid_live_flushes_everything_and_exits_0(
     process = DefimonProcess(
         config, devnet.rpc_url, data_dir, tmp_path / "run.log", ws_url=devnet.anvil.ws_url
     )
+    request.addfinalizer(process.close)
     process.wait_live()
     # Blocks keep arriving live: stop once one more than the backfill's is processed (a fixed
     # pause was too short on a loaded machine, where the first live block can take seconds).
