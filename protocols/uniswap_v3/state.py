@@ -443,7 +443,8 @@ class UniswapMarket(MarketPart):
         that changed since the last route. A token announced in this block may give a pool
         known before other decimals (its metadata could not be read until now): its pools are
         re-read too."""
-        dirty = self.route_dirty if self.router.built else set(self.pools)
+        # A new set: `route_dirty` is reset below, after the route, not grown here.
+        dirty = set(self.route_dirty if self.router.built else self.pools)
         announced = list(ctx.batch.tokens)
         if ctx.batch.seeds is not None:
             announced += list(ctx.batch.seeds.tokens)

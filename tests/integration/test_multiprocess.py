@@ -255,11 +255,27 @@ def cluster(devnet: Devnet, tmp_path: Path) -> Iterator[dict[str, Any]]:
     try:
         head = block_number(devnet.rpc_url)
         wait_until(lambda: flow_processed() >= head, f"the flow at block {head}")
+
+        def two_apis() -> tuple[Process, str, str]:
+            """API processes a and b over the flow's store; a is the one tests kill."""
+            port_a, port_b = free_port(), free_port()
+            api_a = start_api("api-a", port_a)
+            start_api("api-b", port_b)
+            return api_a, f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+
+        def step_and_index() -> int:
+            devnet.simulator.step()
+            block = block_number(devnet.rpc_url)
+            wait_until(lambda: flow_processed() >= block, f"block {block} indexed")
+            return block
+
         yield {
             "nats": server,
             "flow": flow,
             "start_api": start_api,
             "flow_processed": flow_processed,
+            "two_apis": two_apis,
+            "step_and_index": step_and_index,
         }
     finally:
         for process in reversed(processes):
@@ -271,12 +287,10 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
     devnet: Devnet, cluster: dict[str, Any]
 ) -> None:
     start_api: Callable[[str, int], Process] = cluster["start_api"]
-    flow_processed: Callable[[], int] = cluster["flow_processed"]
+    step_and_index: Callable[[], int] = cluster["step_and_index"]
     nats_url: str = cluster["nats"].url
-    port_a, port_b = free_port(), free_port()
-    api_a = start_api("api-a", port_a)
-    start_api("api-b", port_b)
-    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    api_a, url_a, url_b = cluster["two_apis"]()
+    port_a = int(url_a.rsplit(":", 1)[1])
 
     steady = Client(url_b).start()  # never disconnects
     to_restarted = Client(url_a).start()
@@ -284,12 +298,6 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
     clients = [steady, to_restarted, to_other]
     try:
         assert steady.hello == to_restarted.hello, "two API processes disagree on the last id"
-
-        def step_and_index() -> int:
-            devnet.simulator.step()
-            block = block_number(devnet.rpc_url)
-            wait_until(lambda: flow_processed() >= block, f"block {block} indexed")
-            return block
 
         step_and_index()
         wait_until(
@@ -362,10 +370,6 @@ def test_clients_resume_across_a_killed_api_process_with_exactly_the_streams_eve
 
     # The store through an API process (its store is the flow's chDB, over HTTP): a wallet's
     # portfolio at the last block, exact to the position manager's own view.
-    def api_processed(url: str) -> int:
-        code, body = get_json(f"{url}/readyz")
-        return body["chains"][0]["processed"] or -1 if code in (200, 503) and body else -1
-
     # The API processes know the flow's progress from its status messages (every second).
     wait_until(lambda: min(api_processed(url_a), api_processed(url_b)) >= final, "APIs at final")
     npm = Npm(devnet.rpc_url, devnet.deployment.position_manager)
@@ -422,19 +426,11 @@ def test_a_restarted_api_serves_the_head_portfolios_of_one_that_never_stopped(
     feed from there; after blocks it missed, both APIs answer every wallet's head portfolio
     alike (and as the store does at that block), and its SSE client resumes without a gap."""
     start_api: Callable[[str, int], Process] = cluster["start_api"]
-    flow_processed: Callable[[], int] = cluster["flow_processed"]
+    step_and_index: Callable[[], int] = cluster["step_and_index"]
     nats_url: str = cluster["nats"].url
-    port_a, port_b = free_port(), free_port()
-    api_a = start_api("api-a", port_a)
-    start_api("api-b", port_b)
-    url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+    api_a, url_a, url_b = cluster["two_apis"]()
+    port_a = int(url_a.rsplit(":", 1)[1])
     wallets = devnet.deployment.wallets
-
-    def step_and_index() -> int:
-        devnet.simulator.step()
-        block = block_number(devnet.rpc_url)
-        wait_until(lambda: flow_processed() >= block, f"block {block} indexed")
-        return block
 
     block = step_and_index()
     for wallet in wallets:
