@@ -1,9 +1,10 @@
 """The head view: every chain's latest stored rows in memory, so a head portfolio is a lookup and
 a valuation of a few objects, not a query.
 
-What it holds is what the read sides read at the head (protocols/read_side.py): for each table
-of the head feed (schemas/head_feed.py), the newest row of each key (the table's sorting key
-without chain and block), and the head block's hash and time. The read sides run unchanged
+What it holds is what the read sides read at the head: for each table they declare
+(protocols/read_side.py `head_tables`, `HEAD_TABLES`), which the head feed carries
+(schemas/head_feed.py), the newest row of each key (the table's sorting key without chain and
+block), and the head block's hash and time. The read sides run unchanged
 over it: their reads are `latest_rows` (`LatestRows`), which say what they ask in parts, and
 `HeadReads` answers those parts from memory. Valuation is theirs, so the JSON is the store
 path's for the same block by construction.
@@ -42,7 +43,8 @@ from api.chains import Chains
 from api.queries import merge_portfolios, portfolio_at
 from ports.store import Store
 from protocols.read_side import AsOf, LatestRows, ReadContext, latest_rows
-from schemas.head_feed import NOT_IN_HEAD, ROWS, from_wire
+from protocols.registry import HEAD_TABLES
+from schemas.head_feed import ROWS, from_wire
 from schemas.stream import BusEvent
 
 log = structlog.get_logger("api.head_view")
@@ -306,7 +308,8 @@ class HeadReads:
 
 
 def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str], bool]]:
-    """The head feed's tables as stored: name -> (columns, types, key, temporal)."""
+    """The tables a head answer reads (`HEAD_TABLES`, but the blocks: the view keeps their hash
+    and time apart) as stored: name -> (columns, types, key, temporal)."""
     rows = store.rows(
         "SELECT t.name, t.sorting_key, c.name, c.type FROM system.tables AS t "
         "INNER JOIN system.columns AS c ON c.database = t.database AND c.table = t.name "
@@ -314,7 +317,7 @@ def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str]
     )
     found: dict[str, tuple[list[str], list[str], list[str], bool]] = {}
     for table, sorting, column, ch_type in rows:
-        if table in NOT_IN_HEAD or table == "blocks":
+        if table not in HEAD_TABLES or table == "blocks":
             continue
         entry = found.setdefault(table, ([], [], [], False))
         entry[0].append(column)
@@ -323,8 +326,6 @@ def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str]
             entry[2].extend(k.strip() for k in sorting.split(",") if k.strip())
     out = {}
     for table, (columns, types, sorting, _) in found.items():
-        if "chain_id" not in columns or "version" not in columns:
-            continue  # not the flow's (alert tables, schema_info)
         key = [k for k in sorting if k not in _BLOCK_COLUMNS]
         out[table] = (columns, types, key, "block_number" in columns)
     return out

@@ -27,7 +27,16 @@ from flows.rows import COLUMNS, retraction_statements
 from flows.sinks import reorg_event
 from ports.status import FlowStatus
 from ports.store import Store
-from protocols.read_side import TOKEN_INFO, latest_rows
+from protocols.read_side import (
+    AS_OF_READS,
+    TOKEN_INFO,
+    ReadSide,
+    latest_rows,
+)
+from protocols.read_side import (
+    head_tables as tables_read,
+)
+from protocols.registry import HEAD_TABLES, READ_SIDES
 from schemas.chain import Rewind
 from schemas.chain_config import ChainConfig
 from schemas.head_feed import rows_events
@@ -150,6 +159,30 @@ def test_feed_events_carry_big_integers_times_and_the_processed_block() -> None:
     assert stored[BALANCE_COLUMNS.index("block_time")] == WHEN.replace(tzinfo=None)
     assert view.as_of().json()["block_hash"] == "0xb11"
     assert view.as_of().timestamp == int(WHEN.timestamp())
+
+
+def test_the_feed_carries_and_the_view_holds_only_what_the_read_sides_declare(
+    tmp_path: Path,
+) -> None:
+    class Pools(ReadSide):  # a read side that would value from the pool registry
+        name, section = "pools_reader", "positions"
+        head_reads = frozenset({"pools"})
+
+    assert tables_read((Pools(),)) == AS_OF_READS | {"pools"}
+    assert tables_read(READ_SIDES) == HEAD_TABLES
+    for side in READ_SIDES:
+        assert side.head_reads and side.head_reads <= HEAD_TABLES, side.name
+    # One row of every stored table in one insert: only the declared tables go on the feed.
+    stored = {table: [tuple(range(len(columns)))] for table, columns in COLUMNS.items()}
+    carried = {e.data["table"] for e in rows_events(CHAIN, stored, COLUMNS, 1)} - {None}
+    assert carried == HEAD_TABLES
+    assert not carried & {"raw_logs", "dead_letters", "position_windows", "pools", "liquidations"}
+    store = Store.connect(data_dir=tmp_path)
+    try:
+        store.migrate()
+        assert set(head_tables(store)) == HEAD_TABLES - {"blocks"}  # blocks: kept apart
+    finally:
+        store.close()
 
 
 def _json(data: dict[str, Any]) -> dict[str, Any]:
