@@ -242,6 +242,40 @@ def conditions(read: LatestRows, params: Mapping[str, Any], table: TableView) ->
     return out
 
 
+class Gate:
+    """Readers at once, or the feed: many requests read a view together, and the feed (in the
+    event loop) applies rows only when none is reading, without ever waiting for one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    def enter(self) -> None:
+        """A reader comes in (waits only while the feed applies rows: a moment)."""
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+
+    def try_write(self) -> bool:
+        """The feed may apply rows now (then `done_writing`); False while a reader reads."""
+        with self._cond:
+            if self._readers:
+                return False
+            self._writing = True
+            return True
+
+    def done_writing(self) -> None:
+        with self._cond:
+            self._writing = False
+            self._cond.notify_all()
+
+
 @dataclass(slots=True)
 class ChainView:
     """One chain's head: its tables, the processed block, and the rows of later blocks."""
@@ -251,7 +285,11 @@ class ChainView:
     tables: dict[str, TableView]
     blocks: dict[int, tuple[str, int]] = field(default_factory=dict)  # number -> hash, time
     pending: list[tuple[int, str, Row]] = field(default_factory=list)  # block, table, row
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Readers hold it for a consistent head across their reads; feed events that come meanwhile
+    # wait in `held` (the event loop never waits for a reader valuing many subjects, such as
+    # the alert engine's seed: requests meanwhile see the view behind and ask the store).
+    gate: Gate = field(default_factory=Gate)
+    held: list[BusEvent] = field(default_factory=list)
 
     def put(self, table: str, row: Row) -> None:
         view = self.tables[table]
@@ -415,12 +453,26 @@ class HeadViews:
     _waiting: dict[int, list[BusEvent]] = field(default_factory=dict)  # during a build
     _again: set[int] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _built: list[Callable[[int, bool], None]] = field(default_factory=list)
+    _told: set[int] = field(default_factory=set)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def follow(self) -> None:
-        """Keep the feed's events from now on (call once the feed is attached): they wait until
-        each chain's view is built (`start`)."""
+        """Keep the feed's events from now on (call once the feed is attached, in the event
+        loop): they wait until each chain's view is built (`start`)."""
+        self._loop = asyncio.get_running_loop()
         for chain in self.chains.ids:
             self._waiting.setdefault(chain, [])
+
+    @property
+    def following(self) -> bool:
+        """Whether the views are (to be) built: a feed is attached."""
+        return self._loop is not None
+
+    def when_built(self, then: Callable[[int, bool], None]) -> None:
+        """Call `then(chain, built)` in the event loop once each chain's first build ends
+        (`built`: False if it failed, and the store answers)."""
+        self._built.append(then)
 
     def start(self) -> None:
         """Build every chain's view from the store, in the running loop (after `follow`, once
@@ -454,6 +506,7 @@ class HeadViews:
         except Exception as exc:  # the store is unreachable: keep answering from the store
             log.warning("head_view.build_failed", chain_id=chain, error=str(exc))
             self._waiting.pop(chain, None)
+            self._tell_built(chain, False)
             return
         for event in self._waiting.pop(chain):
             view.apply(event)
@@ -469,6 +522,14 @@ class HeadViews:
             rows=view.subjects(),
             seconds=round(time.monotonic() - started, 2),
         )
+        self._tell_built(chain, True)
+
+    def _tell_built(self, chain: int, built: bool) -> None:
+        if chain in self._told:
+            return  # a rebuild after a reorg
+        self._told.add(chain)
+        for then in self._built:
+            then(chain, built)
 
     def _load(self, chain: int) -> ChainView:
         head = self.chains.processed(chain)
@@ -504,8 +565,26 @@ class HeadViews:
                     continue
                 view = self.views.get(event.chain_id)
                 if view is not None:
-                    with view.lock:
-                        view.apply(event)
+                    view.held.append(event)
+                    self._apply_held(view)
+
+    def _apply_held(self, view: ChainView) -> None:
+        """Apply the chain's waiting feed events unless a reader is in (then the readers'
+        leaving calls this again, `_release`)."""
+        if not view.gate.try_write():
+            return
+        try:
+            held, view.held = view.held, []
+            for event in held:
+                view.apply(event)
+        finally:
+            view.gate.done_writing()
+
+    def _release(self, view: ChainView) -> None:
+        """A reader is done (in its thread): events that came meanwhile go in, in the loop."""
+        view.gate.leave()
+        if view.held and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._apply_held, view)
 
     def ready(self, chain: int) -> ChainView | None:
         """The chain's view, when it is built and has every processed block."""
@@ -521,13 +600,15 @@ class HeadViews:
         if view is None:
             return None
         ctx = ReadContext(HeadReads(view), self.block_time)
+        view.gate.enter()
         try:
-            with view.lock:
-                as_of = view.as_of()
-                return as_of, read(ctx, as_of)
+            as_of = view.as_of()
+            return as_of, read(ctx, as_of)
         except NotInView as exc:
             log.warning("head_view.miss", chain_id=chain, reason=str(exc))
             return None
+        finally:
+            self._release(view)
 
     def portfolio(self, owner: str, chain: int) -> dict[str, Any] | None:
         """The wallet's portfolio on the chain at the view's head (None: ask the store)."""

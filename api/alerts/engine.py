@@ -1,8 +1,11 @@
 """The live alert engine, in the API's event loop beside the hub.
 
 It listens to the bus like the hub does and keeps the latest wire JSON of every open position
-and lending account (seeded from the store at start-up and when a rule is created, then kept
-current by `position` and `account` events). Each event is evaluated by every enabled rule
+and lending account (seeded at the head at start-up and when a rule is created, then kept
+current by `position` and `account` events). The seed comes from the API's head view
+(api/head_view.py) where it is built: at start-up the engine waits for each chain's build
+rather than read every subject from the store a second time; the store seeds a chain whose
+view cannot answer (no head feed, a failed build). Each event is evaluated by every enabled rule
 whose filter matches it, with the pure evaluator (api/alerts/rules.py); liquidation rules take
 `liquidation` events; allocation-drift rules evaluate a wallet once the events of a block have
 settled (a block's events arrive in several batches, one per shard).
@@ -41,6 +44,7 @@ from api.alerts.rules import (
 )
 from api.alerts.store import AlertStore
 from api.chains import Chains
+from api.head_view import HeadViews
 from api.hub import Hub
 from api.queries import Queries
 from ports.bus import Peers
@@ -80,8 +84,10 @@ class AlertEngine:
         *,
         evaluates: bool = True,
         peers: Peers | None = None,
+        head: HeadViews | None = None,
     ) -> None:
         self.store = store
+        self.head = head
         self.evaluates = evaluates
         self.peers = peers
         self.hub = hub
@@ -99,6 +105,7 @@ class AlertEngine:
         self._writer: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
+        self._seeds: set[asyncio.Task[None]] = set()
         self.fired = 0
 
     # Life cycle ------------------------------------------------------------------------------
@@ -110,7 +117,10 @@ class AlertEngine:
         states = await asyncio.to_thread(self.store.states)
         self.rules = {r.id: r for r in rules}
         self.states = {r.id: states.get(r.id, {}) for r in rules}
-        await self._seed(Filter(), list(self.rules.values()))
+        if self.head is not None and self.head.following:
+            self.head.when_built(self._seed_built)
+        else:
+            await self._seed(Filter(), list(self.rules.values()))
         if self.peers is not None:
             self.peers.follow(loop, "rules", lambda _: self._refresh_soon())
             if not self.evaluates:
@@ -129,18 +139,36 @@ class AlertEngine:
             self._writer.cancel()
         await self.deliverer.close()
 
-    async def _seed(self, flt: Filter, rules: list[Rule]) -> None:
-        """Merge the store's subjects at the head into the cache; evaluate `rules` on them."""
+    def _seed_built(self, chain: int, built: bool) -> None:
+        """A chain's head view is built (or failed to be): seed its subjects, every rule."""
+        task = asyncio.get_running_loop().create_task(
+            self._seed(Filter(), list(self.rules.values()), [chain])
+        )
+        self._seeds.add(task)
+        task.add_done_callback(self._seeds.discard)
+
+    async def _seed(
+        self, flt: Filter, rules: list[Rule], chains: Sequence[int] | None = None
+    ) -> None:
+        """Merge the subjects at the head into the cache; evaluate `rules` on them."""
         found: list[dict[str, Any]] = []
-        for chain in self.chains.ids:
-            processed = self.chains.processed(chain)
-            try:
-                as_of = await asyncio.to_thread(self.queries.resolve_at, chain, None, processed)
-                found += await asyncio.to_thread(self.queries.subjects, as_of, flt)
-            except NotFound:
-                continue  # nothing indexed yet: the events will bring the subjects
+        for chain in self.chains.ids if chains is None else chains:
+            found += await self._at_head(chain, flt)
         fresh = [d for d in found if self._remember(d)]
         self._evaluate(fresh, rules)
+
+    async def _at_head(self, chain: int, flt: Filter) -> list[dict[str, Any]]:
+        """The filter's subjects on the chain at its head: from the head view, else the store."""
+        if self.head is not None:
+            got = await asyncio.to_thread(self.head.subjects_across, flt, [chain])
+            if got is not None:
+                return got[1]
+        processed = self.chains.processed(chain)
+        try:
+            as_of = await asyncio.to_thread(self.queries.resolve_at, chain, None, processed)
+            return await asyncio.to_thread(self.queries.subjects, as_of, flt)
+        except NotFound:
+            return []  # nothing indexed yet: the events will bring the subjects
 
     async def _resume_deliveries(self) -> None:
         max_age = self.settings.alert_max_age_seconds

@@ -339,3 +339,41 @@ def test_a_reorg_rebuilds_the_chain_from_the_store(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         store.close()
+
+
+def test_the_feed_does_not_wait_for_a_reader_and_its_rows_follow_it(tmp_path: Path) -> None:
+    store = Store.connect(data_dir=tmp_path)
+    try:
+        store.migrate()
+        row = balance(ALICE, TOKEN_A, 5, 3)[:-1]
+        store.insert("defimon.token_balances", BALANCE_COLUMNS, list(zip(*[row], strict=True)))
+        status = FlowStatus()
+        status.chain(CHAIN).processed = 3
+        config = ChainConfig(CHAIN, feeds=((TOKEN_A, TOKEN_B),))
+        views = HeadViews(store, Chains([ChainEndpoint(config, "http://127.0.0.1:9")], status))
+        built: list[tuple[int, bool]] = []
+        views.when_built(lambda chain, ok: built.append((chain, ok)))
+
+        async def scenario() -> None:
+            views.follow()
+            views.start()
+            while views.ready(CHAIN) is None:
+                await asyncio.sleep(0.01)
+            view = views.ready(CHAIN)
+            assert view is not None and built == [(CHAIN, True)]
+            view.gate.enter()  # a reader values many subjects in its thread
+            later = balance(ALICE, TOKEN_A, 11, 4)[:-1]
+            status.chain(CHAIN).processed = 4
+            # The event loop goes on (a blocking wait here would never return).
+            views.on_events(rows_events(CHAIN, {"defimon.token_balances": [later]}, COLUMNS, 4))
+            assert view.held and view.head == 3
+            assert views.ready(CHAIN) is None  # behind the flow: the store answers meanwhile
+            await asyncio.to_thread(views._release, view)  # the reader is done
+            while views.ready(CHAIN) is None:
+                await asyncio.sleep(0.01)
+            assert read_balances(view, ALICE) == [(TOKEN_A, 11, 4)] and not view.held
+
+        asyncio.run(scenario())
+        assert built == [(CHAIN, True)]
+    finally:
+        store.close()
