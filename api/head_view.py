@@ -244,7 +244,9 @@ def conditions(read: LatestRows, params: Mapping[str, Any], table: TableView) ->
 
 class Gate:
     """Readers at once, or the feed: many requests read a view together, and the feed (in the
-    event loop) applies rows only when none is reading, without ever waiting for one."""
+    event loop) applies rows only when none is reading, without ever waiting for one. Readers
+    do not starve the feed: once the flow has processed a block the view has not applied,
+    `HeadViews.ready` sends new requests to the store, so the readers in drain out."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -583,7 +585,7 @@ class HeadViews:
     def _release(self, view: ChainView) -> None:
         """A reader is done (in its thread): events that came meanwhile go in, in the loop."""
         view.gate.leave()
-        if view.held and self._loop is not None:
+        if view.held and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._apply_held, view)
 
     def ready(self, chain: int) -> ChainView | None:

@@ -106,6 +106,7 @@ class AlertEngine:
         self._refresher: asyncio.Task[None] | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
         self._seeds: set[asyncio.Task[None]] = set()
+        self.seeded: set[int] = set()  # chains whose start-up seed is done
         self.fired = 0
 
     # Life cycle ------------------------------------------------------------------------------
@@ -121,6 +122,7 @@ class AlertEngine:
             self.head.when_built(self._seed_built)
         else:
             await self._seed(Filter(), list(self.rules.values()))
+            self.seeded.update(self.chains.ids)
         if self.peers is not None:
             self.peers.follow(loop, "rules", lambda _: self._refresh_soon())
             if not self.evaluates:
@@ -141,9 +143,12 @@ class AlertEngine:
 
     def _seed_built(self, chain: int, built: bool) -> None:
         """A chain's head view is built (or failed to be): seed its subjects, every rule."""
-        task = asyncio.get_running_loop().create_task(
-            self._seed(Filter(), list(self.rules.values()), [chain])
-        )
+
+        async def seed() -> None:
+            await self._seed(Filter(), list(self.rules.values()), [chain])
+            self.seeded.add(chain)
+
+        task = asyncio.get_running_loop().create_task(seed())
         self._seeds.add(task)
         task.add_done_callback(self._seeds.discard)
 
