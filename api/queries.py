@@ -30,6 +30,7 @@ from schemas.hexutil import decimal_uint
 __all__ = [
     "AsOf",
     "Queries",
+    "check_sort",
     "merge_portfolios",
     "parse_at",
     "portfolio_at",
@@ -153,6 +154,7 @@ class Queries:
         cursor: str | None,
     ) -> dict[str, Any]:
         """One page of `subjects` (on each chain, at its own block): `positions_page`."""
+        check_sort(sort)
         as_ofs = [as_of] if isinstance(as_of, AsOf) else list(as_of)
         return positions_page(
             as_ofs,
@@ -278,8 +280,7 @@ def positions_page(
     """/v1/positions' answer: one page of the subjects (each chain's at its block in
     `as_ofs`), ordered by `sort` (then id, which starts with the chain id, so ids never
     collide across chains), after the cursor."""
-    if sort not in SORTS:
-        raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
+    check_sort(sort)
     rows = [(_sort_key(s, sort, descending), s) for s in subjects]
     rows.sort(key=lambda r: r[0])
     if cursor is not None:
@@ -336,6 +337,12 @@ NEVER = datetime(2106, 1, 1, tzinfo=UTC)
 
 SORTS = ("id", "value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
 SortKey = tuple[int, float, str]
+
+
+def check_sort(sort: str) -> None:
+    """A page's `sort` is one of SORTS (checked before any subject is valued)."""
+    if sort not in SORTS:
+        raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
 
 
 def _sort_key(subject: dict[str, Any], sort: str, descending: bool) -> SortKey:

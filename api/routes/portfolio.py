@@ -26,7 +26,7 @@ from api.deps import (
     require,
 )
 from api.head_view import HeadViews
-from api.queries import AsOf, Queries, positions_page
+from api.queries import AsOf, Queries, check_sort, positions_page
 from protocols.windows import WINDOW_SECONDS
 from schemas.api import (
     AggregateOut,
@@ -152,6 +152,7 @@ def positions(
     built (`X-Served-From: head-view`), with the same JSON the store gives for that block."""
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order={order!r} is not asc or desc")
+    check_sort(sort)
     as_ofs, subjects = subjects_for(chains, queries, views, flt, at, response)
     return positions_page(
         as_ofs, subjects, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
