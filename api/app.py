@@ -185,6 +185,7 @@ def create_app(
         settings,
         evaluates=parts.evaluates_alerts,
         peers=parts.peers,
+        head=app.state.head_views,
     )
 
     @app.exception_handler(InvalidInput)

@@ -1,9 +1,10 @@
 """The head view: every chain's latest stored rows in memory, so a head portfolio is a lookup and
 a valuation of a few objects, not a query.
 
-What it holds is what the read sides read at the head (protocols/read_side.py): for each table
-of the head feed (schemas/head_feed.py), the newest row of each key (the table's sorting key
-without chain and block), and the head block's hash and time. The read sides run unchanged
+What it holds is what the read sides read at the head: for each table they declare
+(protocols/read_side.py `head_tables`, `HEAD_TABLES`), which the head feed carries
+(schemas/head_feed.py), the newest row of each key (the table's sorting key without chain and
+block), and the head block's hash and time. The read sides run unchanged
 over it: their reads are `latest_rows` (`LatestRows`), which say what they ask in parts, and
 `HeadReads` answers those parts from memory. Valuation is theirs, so the JSON is the store
 path's for the same block by construction.
@@ -34,15 +35,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from api.chains import Chains
-from api.queries import merge_portfolios, portfolio_at
+from api.queries import merge_portfolios, portfolio_at, subjects_at
 from ports.store import Store
 from protocols.read_side import AsOf, LatestRows, ReadContext, latest_rows
-from schemas.head_feed import NOT_IN_HEAD, ROWS, from_wire
+from protocols.registry import HEAD_TABLES
+from schemas.filters import Filter
+from schemas.head_feed import ROWS, from_wire
 from schemas.stream import BusEvent
 
 log = structlog.get_logger("api.head_view")
@@ -50,6 +53,7 @@ log = structlog.get_logger("api.head_view")
 NOBODY = "0x" + "00" * 20
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 _BLOCK_COLUMNS = ("chain_id", "block_number", "log_index", "block_hash")
 
 
@@ -119,31 +123,31 @@ class TableView:
             self._indexes[at] = found
         return found
 
-    def select(
-        self, conditions: Sequence[tuple[str, frozenset[Any]]], by: Sequence[str]
-    ) -> list[Row]:
-        """The newest row per `by` among the rows whose columns hold one of the values, in
-        `by` order."""
-        for column, _ in conditions:
-            if column not in self._at:
-                raise NotInView(f"no column {column}")
-        if conditions:
-            # Candidates from the narrowest index; the other conditions check each of them.
+    def select(self, conditions: Sequence[Condition], by: Sequence[str]) -> list[Row]:
+        """The newest row per `by` among the rows that pass every condition (a column holding
+        one of the values; `AnyOf`: any of its columns doing so), in `by` order."""
+        alternatives = [c.parts if isinstance(c, AnyOf) else (c,) for c in conditions]
+        for parts in alternatives:
+            for column, _ in parts:
+                if column not in self._at:
+                    raise NotInView(f"no column {column}")
+        if alternatives:
+            # Candidates from the narrowest condition's indexes; the others check each of them.
             sized = [
-                (sum(len(self.index(c).get(v, ())) for v in values), c, values)
-                for c, values in conditions
+                (sum(len(self.index(c).get(v, ())) for c, values in parts for v in values), parts)
+                for parts in alternatives
             ]
-            _, column, values = min(sized, key=lambda s: s[0])
-            index = self.index(column)
-            keys: Iterable[Row] = [k for v in values for k in index.get(v, ())]
+            _, narrowest = min(sized, key=lambda s: s[0])
+            # A set: a row can pass two columns of an `AnyOf` (a pool of two wanted tokens).
+            keys = {k for c, values in narrowest for v in values for k in self.index(c).get(v, ())}
             candidates = [self.rows[k] for k in keys]
         else:
             candidates = list(self.rows.values())
-        checks = [(self._at[c], values) for c, values in conditions]
+        checks = [tuple((self._at[c], values) for c, values in parts) for parts in alternatives]
         by_at = tuple(self._at[c] for c in by)
         newest: dict[Row, Row] = {}
         for row in candidates:
-            if any(row[at] not in values for at, values in checks):
+            if not all(any(row[at] in values for at, values in parts) for parts in checks):
                 continue
             group = tuple(row[i] for i in by_at)
             held = newest.get(group)
@@ -151,6 +155,13 @@ class TableView:
                 newest[group] = row
         # In `by` order, as latest_rows' SQL gives them (ORDER BY its `by` columns).
         return [newest[group] for group in sorted(newest)]
+
+    def values_where(self, column: str, where: str, values: frozenset[Any]) -> frozenset[Any]:
+        """`column` of the rows whose `where` holds one of the values."""
+        if column not in self._at or where not in self._at:
+            raise NotInView(f"no column {column} or {where}")
+        at, index = self._at[column], self.index(where)
+        return frozenset(self.rows[k][at] for v in values for k in index.get(v, ()))
 
     def project(self, rows: Iterable[Row], columns: str) -> tuple[list[str], list[Row]]:
         names = _columns(columns, self.columns)
@@ -170,15 +181,30 @@ def _columns(spec: str, every: Sequence[str]) -> list[str]:
     return [c.strip() for c in spec.split(",")]
 
 
-# The conditions `latest_rows` reads use: `col = {p:T}`, `col IN {p:Array(T)}`, and
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """A condition that holds when any of its parts (column, allowed values) does."""
+
+    parts: tuple[tuple[str, frozenset[Any]], ...]
+
+
+Condition = tuple[str, frozenset[Any]] | AnyOf
+
+# The conditions `latest_rows` reads use: `col = {p:T}`, `col IN {p:Array(T)}`,
+# `(a IN {p:Array(T)} OR b IN {q:Array(T)})` (an LP position holding either token), and
 # `col IN (SELECT col FROM defimon.<same table> WHERE chain_id = {chain:UInt64} AND c IN {p:...})`
-# (the positions a wallet ever held). The head view holds the newest row of each key only, so
-# it reads the last as "whose newest row has c in p": the portfolio keeps only what the wallet
-# holds now, which both readings give alike; anything else is not the head view's to answer.
+# (the positions a wallet ever held, the accounts that ever held an asset). The head view holds
+# the newest row of each key only, so it reads the last as "of the rows whose newest version has
+# c in p": where c is part of the key (an account's asset) that is every row that ever had it;
+# where it is not (a position's owner), the callers keep only what the owner holds now, which
+# both readings give alike. Anything else is not the head view's to answer.
+_IN_ARRAY = r"\w+\s+IN\s+\{\w+:Array\([^)]*\)\}"
+_ALTERNATIVE = re.compile(r"(?P<col>\w+)\s+IN\s+\{(?P<p>\w+):Array\([^)]*\)\}")
 _CONDITION = re.compile(
     r"\s*AND\s+(?:"
     r"(?P<eq>\w+)\s*=\s*\{(?P<eq_p>\w+):[^}]+\}"
     r"|(?P<inn>\w+)\s+IN\s+\{(?P<in_p>\w+):Array\([^)]*\)\}"
+    r"|\(\s*(?P<any>" + _IN_ARRAY + r"(?:\s+OR\s+" + _IN_ARRAY + r")+)\s*\)"
     r"|(?P<sub>\w+)\s+IN\s+\(SELECT\s+(?P<sub_sel>\w+)\s+FROM\s+defimon\.(?P<sub_t>\w+)\s+"
     r"WHERE\s+chain_id\s*=\s*\{chain:UInt64\}\s+AND\s+(?P<sub_c>\w+)\s+IN\s+"
     r"\{(?P<sub_p>\w+):Array\([^)]*\)\}\)"
@@ -186,9 +212,9 @@ _CONDITION = re.compile(
 )
 
 
-def conditions(read: LatestRows, params: Mapping[str, Any]) -> list[tuple[str, frozenset[Any]]]:
-    """A read's conditions as (column, allowed values)."""
-    out: list[tuple[str, frozenset[Any]]] = []
+def conditions(read: LatestRows, params: Mapping[str, Any], table: TableView) -> list[Condition]:
+    """A read's conditions on `table` (the read's), as (column, allowed values) or `AnyOf`."""
+    out: list[Condition] = []
     at = 0
     while at < len(read.where):
         found = _CONDITION.match(read.where, at)
@@ -198,12 +224,58 @@ def conditions(read: LatestRows, params: Mapping[str, Any]) -> list[tuple[str, f
             out.append((found["eq"], frozenset([params[found["eq_p"]]])))
         elif found["inn"]:
             out.append((found["inn"], frozenset(params[found["in_p"]])))
+        elif found["any"]:
+            out.append(
+                AnyOf(
+                    tuple(
+                        (alt["col"], frozenset(params[alt["p"]]))
+                        for alt in _ALTERNATIVE.finditer(found["any"])
+                    )
+                )
+            )
         else:
-            if found["sub_t"] != read.table or {found["sub"], found["sub_sel"]} != {read.by}:
+            if found["sub_t"] != read.table or found["sub"] != found["sub_sel"]:
                 raise NotInView(f"condition {found[0]!r}")
-            out.append((found["sub_c"], frozenset(params[found["sub_p"]])))
+            wanted = frozenset(params[found["sub_p"]])
+            out.append((found["sub"], table.values_where(found["sub"], found["sub_c"], wanted)))
         at = found.end()
     return out
+
+
+class Gate:
+    """Readers at once, or the feed: many requests read a view together, and the feed (in the
+    event loop) applies rows only when none is reading, without ever waiting for one. Readers
+    do not starve the feed: once the flow has processed a block the view has not applied,
+    `HeadViews.ready` sends new requests to the store, so the readers in drain out."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    def enter(self) -> None:
+        """A reader comes in (waits only while the feed applies rows: a moment)."""
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+
+    def try_write(self) -> bool:
+        """The feed may apply rows now (then `done_writing`); False while a reader reads."""
+        with self._cond:
+            if self._readers:
+                return False
+            self._writing = True
+            return True
+
+    def done_writing(self) -> None:
+        with self._cond:
+            self._writing = False
+            self._cond.notify_all()
 
 
 @dataclass(slots=True)
@@ -215,7 +287,11 @@ class ChainView:
     tables: dict[str, TableView]
     blocks: dict[int, tuple[str, int]] = field(default_factory=dict)  # number -> hash, time
     pending: list[tuple[int, str, Row]] = field(default_factory=list)  # block, table, row
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Readers hold it for a consistent head across their reads; feed events that come meanwhile
+    # wait in `held` (the event loop never waits for a reader valuing many subjects, such as
+    # the alert engine's seed: requests meanwhile see the view behind and ask the store).
+    gate: Gate = field(default_factory=Gate)
+    held: list[BusEvent] = field(default_factory=list)
 
     def put(self, table: str, row: Row) -> None:
         view = self.tables[table]
@@ -289,7 +365,7 @@ class HeadReads:
         if table is None:
             raise NotInView(f"table {sql.table} is not in the head view")
         by = [c.strip() for c in sql.by.split(",")]
-        return table.project(table.select(conditions(sql, params), by), sql.columns)
+        return table.project(table.select(conditions(sql, params, table), by), sql.columns)
 
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[Row]:
         return self._read(sql, parameters)[1]
@@ -306,7 +382,8 @@ class HeadReads:
 
 
 def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str], bool]]:
-    """The head feed's tables as stored: name -> (columns, types, key, temporal)."""
+    """The tables a head answer reads (`HEAD_TABLES`, but the blocks: the view keeps their hash
+    and time apart) as stored: name -> (columns, types, key, temporal)."""
     rows = store.rows(
         "SELECT t.name, t.sorting_key, c.name, c.type FROM system.tables AS t "
         "INNER JOIN system.columns AS c ON c.database = t.database AND c.table = t.name "
@@ -314,7 +391,7 @@ def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str]
     )
     found: dict[str, tuple[list[str], list[str], list[str], bool]] = {}
     for table, sorting, column, ch_type in rows:
-        if table in NOT_IN_HEAD or table == "blocks":
+        if table not in HEAD_TABLES or table == "blocks":
             continue
         entry = found.setdefault(table, ([], [], [], False))
         entry[0].append(column)
@@ -323,8 +400,6 @@ def head_tables(store: Store) -> dict[str, tuple[list[str], list[str], list[str]
             entry[2].extend(k.strip() for k in sorting.split(",") if k.strip())
     out = {}
     for table, (columns, types, sorting, _) in found.items():
-        if "chain_id" not in columns or "version" not in columns:
-            continue  # not the flow's (alert tables, schema_info)
         key = [k for k in sorting if k not in _BLOCK_COLUMNS]
         out[table] = (columns, types, key, "block_number" in columns)
     return out
@@ -380,12 +455,26 @@ class HeadViews:
     _waiting: dict[int, list[BusEvent]] = field(default_factory=dict)  # during a build
     _again: set[int] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _built: list[Callable[[int, bool], None]] = field(default_factory=list)
+    _told: set[int] = field(default_factory=set)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def follow(self) -> None:
-        """Keep the feed's events from now on (call once the feed is attached): they wait until
-        each chain's view is built (`start`)."""
+        """Keep the feed's events from now on (call once the feed is attached, in the event
+        loop): they wait until each chain's view is built (`start`)."""
+        self._loop = asyncio.get_running_loop()
         for chain in self.chains.ids:
             self._waiting.setdefault(chain, [])
+
+    @property
+    def following(self) -> bool:
+        """Whether the views are (to be) built: a feed is attached."""
+        return self._loop is not None
+
+    def when_built(self, then: Callable[[int, bool], None]) -> None:
+        """Call `then(chain, built)` in the event loop once each chain's first build ends
+        (`built`: False if it failed, and the store answers)."""
+        self._built.append(then)
 
     def start(self) -> None:
         """Build every chain's view from the store, in the running loop (after `follow`, once
@@ -419,6 +508,7 @@ class HeadViews:
         except Exception as exc:  # the store is unreachable: keep answering from the store
             log.warning("head_view.build_failed", chain_id=chain, error=str(exc))
             self._waiting.pop(chain, None)
+            self._tell_built(chain, False)
             return
         for event in self._waiting.pop(chain):
             view.apply(event)
@@ -434,6 +524,14 @@ class HeadViews:
             rows=view.subjects(),
             seconds=round(time.monotonic() - started, 2),
         )
+        self._tell_built(chain, True)
+
+    def _tell_built(self, chain: int, built: bool) -> None:
+        if chain in self._told:
+            return  # a rebuild after a reorg
+        self._told.add(chain)
+        for then in self._built:
+            then(chain, built)
 
     def _load(self, chain: int) -> ChainView:
         head = self.chains.processed(chain)
@@ -469,8 +567,26 @@ class HeadViews:
                     continue
                 view = self.views.get(event.chain_id)
                 if view is not None:
-                    with view.lock:
-                        view.apply(event)
+                    view.held.append(event)
+                    self._apply_held(view)
+
+    def _apply_held(self, view: ChainView) -> None:
+        """Apply the chain's waiting feed events unless a reader is in (then the readers'
+        leaving calls this again, `_release`)."""
+        if not view.gate.try_write():
+            return
+        try:
+            held, view.held = view.held, []
+            for event in held:
+                view.apply(event)
+        finally:
+            view.gate.done_writing()
+
+    def _release(self, view: ChainView) -> None:
+        """A reader is done (in its thread): events that came meanwhile go in, in the loop."""
+        view.gate.leave()
+        if view.held and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._apply_held, view)
 
     def ready(self, chain: int) -> ChainView | None:
         """The chain's view, when it is built and has every processed block."""
@@ -479,18 +595,42 @@ class HeadViews:
             return None
         return view
 
-    def portfolio(self, owner: str, chain: int) -> dict[str, Any] | None:
-        """The wallet's portfolio on the chain at the view's head (None: ask the store)."""
+    def _at_head(self, chain: int, read: Callable[[ReadContext, AsOf], T]) -> tuple[AsOf, T] | None:
+        """`read` through the chain's view at its head (None: not ready or not answerable
+        from memory, ask the store)."""
         view = self.ready(chain)
         if view is None:
             return None
         ctx = ReadContext(HeadReads(view), self.block_time)
+        view.gate.enter()
         try:
-            with view.lock:
-                return portfolio_at(ctx, owner, view.as_of())
+            as_of = view.as_of()
+            return as_of, read(ctx, as_of)
         except NotInView as exc:
             log.warning("head_view.miss", chain_id=chain, reason=str(exc))
             return None
+        finally:
+            self._release(view)
+
+    def portfolio(self, owner: str, chain: int) -> dict[str, Any] | None:
+        """The wallet's portfolio on the chain at the view's head (None: ask the store)."""
+        found = self._at_head(chain, lambda ctx, as_of: portfolio_at(ctx, owner, as_of))
+        return None if found is None else found[1]
+
+    def subjects_across(
+        self, flt: Filter, chains: Sequence[int]
+    ) -> tuple[list[AsOf], list[dict[str, Any]]] | None:
+        """`Queries.subjects_across` at each chain's head, from memory, with those heads (None:
+        some chain's view is not ready, ask the store)."""
+        as_ofs: list[AsOf] = []
+        subjects: list[dict[str, Any]] = []
+        for chain in chains:
+            found = self._at_head(chain, lambda ctx, as_of: subjects_at(ctx, as_of, flt))
+            if found is None:
+                return None
+            as_ofs.append(found[0])
+            subjects += found[1]
+        return as_ofs, subjects
 
     def portfolio_across(self, owner: str, chains: Sequence[int]) -> dict[str, Any] | None:
         """`Queries.portfolio_across` at the heads, from memory (None: some chain's view is

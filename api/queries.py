@@ -27,7 +27,17 @@ from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
 from schemas.hexutil import decimal_uint
 
-__all__ = ["AsOf", "Queries", "merge_portfolios", "parse_at", "portfolio_at", "read_sides"]
+__all__ = [
+    "AsOf",
+    "Queries",
+    "check_sort",
+    "merge_portfolios",
+    "parse_at",
+    "portfolio_at",
+    "positions_page",
+    "read_sides",
+    "subjects_at",
+]
 
 
 def read_sides(names: Collection[str] = ()) -> tuple[ReadSide, ...]:
@@ -124,18 +134,7 @@ class Queries:
         return {"address": owner, "from": start.json(), "to": end.json(), **summarize(changes)}
 
     def subjects(self, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
-        """Every open position and lending account at the block that the filter matches,
-        valued. Structural conditions narrow the SQL; the filter itself decides."""
-        if flt.chain_id and as_of.chain_id not in flt.chain_id:
-            return []
-        owners = sorted(flt.owner) or None
-        tokens = sorted(flt.token) or None
-        # A lending account's `pool` is its market.
-        pools = sorted(flt.pool) or None
-        found: list[dict[str, Any]] = []
-        for side in read_sides(flt.protocol):
-            found += side.subjects(self.ctx, as_of, owners, tokens, pools)
-        return [s for s in found if flt.matches(s)]
+        return subjects_at(self.ctx, as_of, flt)
 
     def liquidations(self, chain_id: int, start: int, end: int) -> list[dict[str, Any]]:
         """Every liquidation in blocks [start, end], in block and log order."""
@@ -154,26 +153,17 @@ class Queries:
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
-        """One page of `subjects` (on each chain, at its own block), ordered by `sort` (then
-        id, which starts with the chain id, so ids never collide across chains), after the
-        cursor."""
-        if sort not in SORTS:
-            raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
+        """One page of `subjects` (on each chain, at its own block): `positions_page`."""
+        check_sort(sort)
         as_ofs = [as_of] if isinstance(as_of, AsOf) else list(as_of)
-        subjects = self.subjects_across(as_ofs, flt)
-        rows = [(_sort_key(s, sort, descending), s) for s in subjects]
-        rows.sort(key=lambda r: r[0])
-        if cursor is not None:
-            after = _decode_cursor(cursor, sort, descending)
-            rows = [r for r in rows if r[0] > after]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return {
-            "as_of": as_ofs[0].json(),
-            "chains": [a.json() for a in as_ofs],
-            "positions": [s for _, s in page],
-            "next_cursor": _encode_cursor(page[-1][0], sort, descending) if more else None,
-        }
+        return positions_page(
+            as_ofs,
+            self.subjects_across(as_ofs, flt),
+            sort=sort,
+            descending=descending,
+            limit=limit,
+            cursor=cursor,
+        )
 
     def subjects_across(self, as_ofs: Sequence[AsOf], flt: Filter) -> list[dict[str, Any]]:
         """`subjects` on several chains, each at its own block (chain ids in every subject)."""
@@ -262,6 +252,50 @@ class Queries:
         )
 
 
+def subjects_at(ctx: ReadContext, as_of: AsOf, flt: Filter) -> list[dict[str, Any]]:
+    """Every open position and lending account at the block that the filter matches, valued,
+    read through `ctx` (the store, or the head view). Structural conditions narrow the reads;
+    the filter itself decides."""
+    if flt.chain_id and as_of.chain_id not in flt.chain_id:
+        return []
+    owners = sorted(flt.owner) or None
+    tokens = sorted(flt.token) or None
+    # A lending account's `pool` is its market.
+    pools = sorted(flt.pool) or None
+    found: list[dict[str, Any]] = []
+    for side in read_sides(flt.protocol):
+        found += side.subjects(ctx, as_of, owners, tokens, pools)
+    return [s for s in found if flt.matches(s)]
+
+
+def positions_page(
+    as_ofs: Sequence[AsOf],
+    subjects: Sequence[dict[str, Any]],
+    *,
+    sort: str,
+    descending: bool,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """/v1/positions' answer: one page of the subjects (each chain's at its block in
+    `as_ofs`), ordered by `sort` (then id, which starts with the chain id, so ids never
+    collide across chains), after the cursor."""
+    check_sort(sort)
+    rows = [(_sort_key(s, sort, descending), s) for s in subjects]
+    rows.sort(key=lambda r: r[0])
+    if cursor is not None:
+        after = _decode_cursor(cursor, sort, descending)
+        rows = [r for r in rows if r[0] > after]
+    page = rows[:limit]
+    more = len(rows) > limit
+    return {
+        "as_of": as_ofs[0].json(),
+        "chains": [a.json() for a in as_ofs],
+        "positions": [s for _, s in page],
+        "next_cursor": _encode_cursor(page[-1][0], sort, descending) if more else None,
+    }
+
+
 def portfolio_at(ctx: ReadContext, owner: str, as_of: AsOf) -> dict[str, Any]:
     """The wallet's portfolio on one chain at the block, every read side's part, read through
     `ctx` (the store, or the head view: api/head_view.py)."""
@@ -303,6 +337,12 @@ NEVER = datetime(2106, 1, 1, tzinfo=UTC)
 
 SORTS = ("id", "value_usd", "health_factor", "il_usd", "il_pct", "debt_usd")
 SortKey = tuple[int, float, str]
+
+
+def check_sort(sort: str) -> None:
+    """A page's `sort` is one of SORTS (checked before any subject is valued)."""
+    if sort not in SORTS:
+        raise InvalidInput(f"sort={sort!r} is not one of {', '.join(SORTS)}")
 
 
 def _sort_key(subject: dict[str, Any], sort: str, descending: bool) -> SortKey:

@@ -12,6 +12,15 @@ target number of positions. The server then answers, over real HTTP with no flow
   head block through the store path (`?at=` the view's block, which reads the store), every
   answer checked equal to the view's;
 - `time_travel_latency`: the same with `?at=` a random past block;
+- `positions_latency` / `positions_store_latency` and `aggregate_latency` /
+  `aggregate_store_latency`: `GET /v1/positions?owner=` a random wallet (sorted by value) and
+  `GET /v1/aggregate?owner=` five random wallets (by protocol: count, value, lowest health
+  factor), from the head view and side by side through the store path (`?at=` the view's
+  block), alternating, every answer byte-equal to the view's;
+- `alert_seed_seconds`: every subject at the head valued (what the alert engine's start-up
+  seed cost before it read only what its rules select), from the head view and from the store,
+  one after the other in this process, once the server's own seed is done (`server_seed_s`:
+  it, from the view built to done; no rules here);
 - `head_view_bytes_per_row` / `head_view_bytes_per_position`: what the view holds (rows,
   their values and keys, its dicts and indexes, each object counted once; interned strings
   shared with the rest of the process counted too), and the time it took to build.
@@ -28,23 +37,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from api.head_view import ChainView, HeadViews, TableView
+from api.queries import Queries
 from bench.common import devnet_with_history, emit, percentile
 from defimon.logs import configure
 from defimon.runtime import Runtime
 from devnet.anvil import free_port
 from flows.endpoint import ChainEndpoint
 from ports.settings import Settings
+from schemas.filters import Filter
 from tests.support import LiveServer, block_number
 
 TARGET_POSITIONS = 100_000
 HISTORY_LOGS = 250_000
 REQUESTS = 300
-# The server's start-up values every subject at the head for the alert engine: at 1,000,000
-# positions that takes minutes on a loaded machine.
+# The server starts once its store answers; the head view builds after (minutes at 1,000,000
+# positions on a loaded machine), then the alert engine's seed values every subject from it.
 STARTUP_SECONDS = 1200
 
 # Copy k of a version: token id + k * 10^9 (ids stay unique), the owner's last 8 hex digits
@@ -103,6 +115,11 @@ def run(
         while views.ready(deployment.chain_id) is None:
             time.sleep(0.05)
         built_s = time.perf_counter() - started
+        # The alert engine's seed values every subject once the view is built: let it finish
+        # before timing requests beside it.
+        while deployment.chain_id not in server.app.state.alerts.seeded:
+            time.sleep(0.05)
+        seeded_s = time.perf_counter() - started - built_s
         view = views.views[deployment.chain_id]
         rng = random.Random(7)
         common = {
@@ -130,10 +147,39 @@ def run(
                     samples["past"].append(
                         timed(client, f"/v1/portfolio/{rng.choice(wallets)}", {"at": at})[1]
                     )
+                for _ in range(requests):
+                    lists: list[tuple[str, str, dict[str, Any]]] = [
+                        (
+                            "positions",
+                            "/v1/positions",
+                            {"owner": rng.choice(wallets), "sort": "value_usd", "order": "desc"},
+                        ),
+                        (
+                            "aggregate",
+                            "/v1/aggregate",
+                            {
+                                "owner": rng.sample(wallets, 5),
+                                "group_by": "protocol",
+                                "metrics": "count,sum(value_usd),min(health_factor)",
+                            },
+                        ),
+                    ]
+                    for key, path, params in lists:
+                        from_view, took = timed(client, path, params)
+                        assert from_view.headers.get("x-served-from") == "head-view", path
+                        samples.setdefault(key, []).append(took)
+                        at = str(from_view.json()["as_of"]["block_number"])
+                        from_store, took = timed(client, path, {**params, "at": at})
+                        assert from_store.content == from_view.content, f"{path}: view != store"
+                        samples.setdefault(f"{key}_store", []).append(took)
                 for name, key, served in (
                     ("portfolio_latency", "view", "head view"),
                     ("portfolio_store_latency", "store", "store (?at= the head)"),
                     ("time_travel_latency", "past", "store"),
+                    ("positions_latency", "positions", "head view"),
+                    ("positions_store_latency", "positions_store", "store (?at= the head)"),
+                    ("aggregate_latency", "aggregate", "head view"),
+                    ("aggregate_store_latency", "aggregate_store", "store (?at= the head)"),
                 ):
                     emit(
                         name,
@@ -144,6 +190,15 @@ def run(
                         served_by=served,
                         **common,
                     )
+            seeds = seed_seconds(server, views, deployment.chain_id)
+            emit(
+                "alert_seed_seconds",
+                seeds["view_s"],
+                "s",
+                **seeds,
+                server_seed_s=round(seeded_s, 2),
+                **common,
+            )
             held = view_bytes(view)
             rows = view.subjects()
             emit(
@@ -163,7 +218,26 @@ def run(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def timed(client: httpx.Client, path: str, params: dict[str, str]) -> tuple[httpx.Response, float]:
+def seed_seconds(server: LiveServer, views: HeadViews, chain: int) -> dict[str, Any]:
+    """Every subject at the head valued from the view, then from the store (the same ones)."""
+    queries: Queries = server.app.state.queries
+    started = time.perf_counter()
+    found = views.subjects_across(Filter(), [chain])
+    view_s = time.perf_counter() - started
+    assert found is not None, "the head view did not answer"
+    (as_of,), subjects = found
+    started = time.perf_counter()
+    stored = queries.subjects(as_of, Filter())
+    store_s = time.perf_counter() - started
+    assert stored == subjects, "the store's subjects differ from the view's"
+    return {
+        "view_s": round(view_s, 2),
+        "store_s": round(store_s, 2),
+        "subjects": len(subjects),
+    }
+
+
+def timed(client: httpx.Client, path: str, params: dict[str, Any]) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = client.get(path, params=params)
     took = (time.perf_counter() - started) * 1000

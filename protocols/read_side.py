@@ -206,6 +206,18 @@ TOKEN_INFO = LatestRows(
 )
 
 
+# What every answer at a block reads besides the read sides: the block itself (its hash and
+# time: api/queries.py resolve_at) and `ReadContext`'s token metadata and prices.
+AS_OF_READS = frozenset({"blocks", "tokens", "token_prices"})
+
+
+def head_tables(sides: Sequence[ReadSide]) -> frozenset[str]:
+    """The tables a head answer reads over these read sides (unqualified names): the one
+    declaration the head feed (schemas/head_feed.py) and the head view (api/head_view.py)
+    derive what they carry and hold from."""
+    return AS_OF_READS.union(*(side.head_reads for side in sides))
+
+
 def token_usd(amount: int, decimals: int, price: float | None) -> float:
     """A raw token amount in USD (0 without a price)."""
     return 0.0 if price is None else amount * price / 10**decimals
@@ -283,6 +295,10 @@ class ReadSide:
     # range) that this protocol's subjects have: a backtest of such a kind reads only the
     # read sides that list it (api/alerts/backtest.py).
     alert_kinds: frozenset[str] = frozenset()
+    # The tables `portfolio` and `subjects` read (through `latest_rows`): what the API's head
+    # view holds and the head feed carries (`head_tables`); a read of any other table at the
+    # head goes to the store.
+    head_reads: frozenset[str] = frozenset()
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         """The owner's subjects at the block, valued, as /v1/portfolio lists them."""

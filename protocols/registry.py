@@ -8,7 +8,7 @@ from protocols.aave_v3.plugin import PLUGIN as AAVE_V3
 from protocols.compound_v3.plugin import PLUGIN as COMPOUND_V3
 from protocols.erc20.plugin import PLUGIN as ERC20
 from protocols.morpho_blue.plugin import PLUGIN as MORPHO_BLUE
-from protocols.read_side import ReadSide
+from protocols.read_side import ReadSide, head_tables
 from protocols.spec import Plugin
 from protocols.uniswap_v3.plugin import PLUGIN as UNISWAP_V3
 
@@ -20,3 +20,6 @@ PLUGINS: tuple[Plugin, ...] = (AAVE_V3, COMPOUND_V3, MORPHO_BLUE, UNISWAP_V3, ER
 PROTOCOLS: tuple[str, ...] = tuple(p.name for p in PLUGINS)
 # The read sides (protocols/read_side.py) the API iterates.
 READ_SIDES: tuple[ReadSide, ...] = tuple(p.read for p in PLUGINS if p.read is not None)
+# What a head answer reads (protocols/read_side.py `head_tables`): the head feed carries these
+# tables' rows and the API's head view holds them.
+HEAD_TABLES: frozenset[str] = head_tables(READ_SIDES)

@@ -1,7 +1,7 @@
 """The head feed: the rows the store writes, on the bus, for the API's head view (api/head_view.py).
 
-The flow's store writer publishes, after each insert, the rows it just stored of every table the
-head portfolio is read from (all but the history-only tables in `NOT_IN_HEAD`), per chain, and
+The flow's store writer publishes, after each insert, the rows it just stored of the tables a head
+answer reads (`HEAD_TABLES`: what the read sides declare, protocols/read_side.py), per chain, and
 with the last chunk of a flush the chain's `processed` block as of that insert. Publishing
 after the insert is what makes a view built from the store consistent with the bus: a row
 whose event a new API process did not receive was stored before it read the store.
@@ -20,22 +20,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from protocols.registry import HEAD_TABLES
 from schemas.stream import BusEvent
 
 ROWS = "rows"
-
-# Tables no head answer reads: history (logs, windows, liquidations, dead letters) and the
-# pool registry (the positions carry their tokens).
-NOT_IN_HEAD = frozenset(
-    {
-        "raw_logs",
-        "dead_letters",
-        "position_windows",
-        "liquidations",
-        "comet_liquidations",
-        "pools",
-    }
-)
 
 # Rows per event: a NATS message stays well under the server's default 1 MB payload limit.
 CHUNK_ROWS = 200
@@ -61,7 +49,7 @@ def rows_events(
     now = time.time()
     for table, rows in tables.items():
         name = table.split(".")[-1]
-        if name in NOT_IN_HEAD or not rows:
+        if name not in HEAD_TABLES or not rows:
             continue
         cols = list(columns[table])
         for start in range(0, len(rows), CHUNK_ROWS):

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from api.aggregate import aggregate as aggregate_subjects
 from api.aggregate import parse_group_by, parse_metrics
+from api.chains import Chains
 from api.deps import (
     AUTH_ERRORS,
     AtParam,
@@ -24,7 +25,8 @@ from api.deps import (
     parse_at,
     require,
 )
-from api.queries import Queries
+from api.head_view import HeadViews
+from api.queries import AsOf, Queries, check_sort, positions_page
 from protocols.windows import WINDOW_SECONDS
 from schemas.api import (
     AggregateOut,
@@ -36,6 +38,7 @@ from schemas.api import (
     WalletHistoryOut,
 )
 from schemas.errors import InvalidInput, NotFound
+from schemas.filters import Filter
 from schemas.hexutil import decimal_uint
 
 router = APIRouter(
@@ -130,7 +133,9 @@ def portfolio_history(
 def positions(
     chains: ChainsDep,
     queries: QueriesDep,
+    views: HeadViewsDep,
     flt: FilterDep,
+    response: Response,
     sort: Annotated[
         str, Query(description="id, value_usd, health_factor, il_usd, il_pct or debt_usd")
     ] = "id",
@@ -143,12 +148,14 @@ def positions(
 ) -> dict[str, Any]:
     """Open LP positions and lending accounts matching the filter, valued, sorted, one page
     at a time, on every chain followed (or those in `chain_id`). Subjects without the sort
-    field come last."""
+    field come last. At the head it is answered from memory once this process's head view is
+    built (`X-Served-From: head-view`), with the same JSON the store gives for that block."""
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order={order!r} is not asc or desc")
-    as_ofs = as_of_each(chains, queries, chains_for(chains, flt.chain_id), at)
-    return queries.positions(
-        as_ofs, flt, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
+    check_sort(sort)
+    as_ofs, subjects = subjects_for(chains, queries, views, flt, at, response)
+    return positions_page(
+        as_ofs, subjects, sort=sort, descending=order == "desc", limit=limit, cursor=cursor
     )
 
 
@@ -156,7 +163,9 @@ def positions(
 def aggregate(
     chains: ChainsDep,
     queries: QueriesDep,
+    views: HeadViewsDep,
     flt: FilterDep,
+    response: Response,
     group_by: Annotated[
         str | None,
         Query(max_length=100, description="Comma-separated: protocol, chain, token, pool, owner"),
@@ -172,15 +181,37 @@ def aggregate(
     at: AtParam = None,
 ) -> dict[str, Any]:
     """Positions and accounts matching the filter, grouped and aggregated, on every chain
-    followed (or those in `chain_id`), each at its own head or at the time `at`."""
+    followed (or those in `chain_id`), each at its own head or at the time `at`. At the head
+    it is answered from memory once this process's head view is built (as /v1/positions)."""
     dims, wanted = parse_group_by(group_by), parse_metrics(metrics)
-    as_ofs = as_of_each(chains, queries, chains_for(chains, flt.chain_id), at)
+    as_ofs, subjects = subjects_for(chains, queries, views, flt, at, response)
     return {
         "as_of": as_ofs[0].json(),
         "chains": [a.json() for a in as_ofs],
         "group_by": list(dims),
-        "groups": aggregate_subjects(queries.subjects_across(as_ofs, flt), dims, wanted),
+        "groups": aggregate_subjects(subjects, dims, wanted),
     }
+
+
+def subjects_for(
+    chains: Chains,
+    queries: Queries,
+    views: HeadViews,
+    flt: Filter,
+    at: str | None,
+    response: Response,
+) -> tuple[list[AsOf], list[dict[str, Any]]]:
+    """The filter's subjects on the chains it covers, with the block each chain is answered
+    at: at the heads from the head view when it can answer (and the response says so), else
+    from the store."""
+    wanted = chains_for(chains, flt.chain_id)
+    if at is None:
+        found = views.subjects_across(flt, wanted)
+        if found is not None:
+            response.headers["X-Served-From"] = "head-view"
+            return found
+    as_ofs = as_of_each(chains, queries, wanted, at)
+    return as_ofs, queries.subjects_across(as_ofs, flt)
 
 
 def window_span(

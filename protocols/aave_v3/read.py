@@ -254,6 +254,16 @@ class AaveV3Read(ReadSide):
     name = PROTOCOL_AAVE_V3
     section = "lending"
     alert_kinds = frozenset({"health_factor_below"})
+    head_reads = frozenset(
+        {
+            "account_versions",
+            "aave_reserves",
+            "aave_reserve_rates",
+            "aave_emode_categories",
+            "aave_pool_versions",
+            "oracle_prices",
+        }
+    )
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return accounts(ctx, as_of, [owner])

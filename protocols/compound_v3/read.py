@@ -218,6 +218,9 @@ class CompoundV3Read(ReadSide):
     name = PROTOCOL_COMPOUND_V3
     section = "lending"
     alert_kinds = frozenset({"health_factor_below"})
+    head_reads = frozenset(
+        {"comet_account_versions", "comet_configs", "comet_assets", "comet_totals", "comet_prices"}
+    )
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return comet_subjects(ctx, as_of, [owner], None)

@@ -69,6 +69,7 @@ def balance_change(
 class Erc20Read(ReadSide):
     name = STAGE
     section = "balances"
+    head_reads = frozenset({"token_balances"})
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return balances(ctx, owner, as_of)

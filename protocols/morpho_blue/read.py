@@ -205,6 +205,9 @@ class MorphoBlueRead(ReadSide):
     name = PROTOCOL_MORPHO_BLUE
     section = "lending"
     alert_kinds = frozenset({"health_factor_below"})
+    head_reads = frozenset(
+        {"morpho_positions", "morpho_markets", "morpho_market_states", "morpho_market_reads"}
+    )
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return morpho_subjects(ctx, as_of, [owner], None)

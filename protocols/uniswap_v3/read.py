@@ -209,6 +209,7 @@ class UniswapV3Read(ReadSide):
     name = PROTOCOL_UNISWAP_V3
     section = "positions"
     alert_kinds = frozenset({"il_above", "out_of_range"})
+    head_reads = frozenset({"position_versions", "pool_states", "pool_ticks", "pool_positions"})
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         found = ever_owned(ctx, as_of, owner)

@@ -27,7 +27,16 @@ from flows.rows import COLUMNS, retraction_statements
 from flows.sinks import reorg_event
 from ports.status import FlowStatus
 from ports.store import Store
-from protocols.read_side import TOKEN_INFO, latest_rows
+from protocols.read_side import (
+    AS_OF_READS,
+    TOKEN_INFO,
+    ReadSide,
+    latest_rows,
+)
+from protocols.read_side import (
+    head_tables as tables_read,
+)
+from protocols.registry import HEAD_TABLES, READ_SIDES
 from schemas.chain import Rewind
 from schemas.chain_config import ChainConfig
 from schemas.head_feed import rows_events
@@ -36,7 +45,7 @@ from schemas.stream import BusEvent
 CHAIN = 31337
 BIG = 2**200 + 7  # beyond what JSON numbers (and orjson) carry
 ALICE, BOB = "0x" + "a1" * 20, "0x" + "b0" * 20
-TOKEN_A, TOKEN_B = "0x" + "0a" * 20, "0x" + "0b" * 20
+TOKEN_A, TOKEN_B, TOKEN_C = "0x" + "0a" * 20, "0x" + "0b" * 20, "0x" + "0c" * 20
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 BALANCE_COLUMNS = COLUMNS["defimon.token_balances"]
@@ -152,6 +161,122 @@ def test_feed_events_carry_big_integers_times_and_the_processed_block() -> None:
     assert view.as_of().timestamp == int(WHEN.timestamp())
 
 
+def test_the_feed_carries_and_the_view_holds_only_what_the_read_sides_declare(
+    tmp_path: Path,
+) -> None:
+    class Pools(ReadSide):  # a read side that would value from the pool registry
+        name, section = "pools_reader", "positions"
+        head_reads = frozenset({"pools"})
+
+    assert tables_read((Pools(),)) == AS_OF_READS | {"pools"}
+    assert tables_read(READ_SIDES) == HEAD_TABLES
+    for side in READ_SIDES:
+        assert side.head_reads and side.head_reads <= HEAD_TABLES, side.name
+    # One row of every stored table in one insert: only the declared tables go on the feed.
+    stored = {table: [tuple(range(len(columns)))] for table, columns in COLUMNS.items()}
+    carried = {e.data["table"] for e in rows_events(CHAIN, stored, COLUMNS, 1)} - {None}
+    assert carried == HEAD_TABLES
+    assert not carried & {"raw_logs", "dead_letters", "position_windows", "pools", "liquidations"}
+    store = Store.connect(data_dir=tmp_path)
+    try:
+        store.migrate()
+        assert set(head_tables(store)) == HEAD_TABLES - {"blocks"}  # blocks: kept apart
+    finally:
+        store.close()
+
+
+def stored_row(table: str, block: int, **values: Any) -> tuple[Any, ...]:
+    """A row of a stored table as the flow writes it: these values, the rest zero or empty."""
+    defaults = {"chain_id": CHAIN, "block_number": block, "block_hash": f"0x{block:064x}"}
+    row = {**defaults, "block_time": WHEN.replace(tzinfo=None), "version": 1, **values}
+    columns = COLUMNS[f"defimon.{table}"]
+    return tuple(row.get(c, 0 if c in NUMBERS else "") for c in columns)
+
+
+NUMBERS = {"log_index", "decimals0", "decimals1", "fee", "tick_lower", "tick_upper", "burned"}
+NUMBERS |= {"token_id", "liquidity", "deposited0", "deposited1", "withdrawn0", "withdrawn1"}
+NUMBERS |= {"collected0", "collected1", "fee_inside_last0", "fee_inside_last1", "tokens_owed0"}
+NUMBERS |= {"tokens_owed1", "emode", "scaled_supply", "scaled_variable_debt", "collateral"}
+NUMBERS |= {"stable_principal", "stable_rate", "stable_updated"}
+
+
+def test_filtered_reads_from_memory_are_the_stores(tmp_path: Path) -> None:
+    """The read sides' conditions for /v1/positions' filters (a token on either side of a pool,
+    the accounts that ever held an asset, the positions an owner holds), answered from a view
+    loaded from a real store and by the store itself, alike."""
+    positions = [  # id, owner, token0, token1, block
+        ("p1", ALICE, TOKEN_A, TOKEN_B, 1),
+        ("p2", BOB, TOKEN_B, TOKEN_C, 2),
+        ("p3", ALICE, TOKEN_C, TOKEN_A, 2),
+        ("p1", BOB, TOKEN_A, TOKEN_B, 3),  # p1 changes hands
+    ]
+    accounts = [  # account, asset, supply, block
+        ("a1", TOKEN_A, 5, 1),
+        ("a1", TOKEN_B, 7, 2),
+        ("a2", TOKEN_C, 9, 2),
+        ("a1", TOKEN_A, 0, 3),  # a1 withdrew A: it still holds B
+    ]
+    store = Store.connect(data_dir=tmp_path)
+    try:
+        store.migrate()
+        for table, rows in (
+            (
+                "position_versions",
+                [
+                    stored_row("position_versions", b, position_id=i, owner=o, token0=t0, token1=t1)
+                    for i, o, t0, t1, b in positions
+                ],
+            ),
+            (
+                "account_versions",
+                [
+                    stored_row(
+                        "account_versions", b, account_id=a, owner=ALICE, asset=t, scaled_supply=n
+                    )
+                    for a, t, n, b in accounts
+                ],
+            ),
+        ):
+            names = COLUMNS[f"defimon.{table}"]
+            store.insert(f"defimon.{table}", names, list(zip(*rows, strict=True)))
+        view = load(store, CHAIN, 3)
+        either = " AND (token0 IN {tokens:Array(String)} OR token1 IN {tokens:Array(String)})"
+        ever_owned = (
+            " AND position_id IN (SELECT position_id FROM defimon.position_versions "
+            "WHERE chain_id = {chain:UInt64} AND owner IN {owners:Array(String)})"
+        )
+        ever_held = (
+            " AND account_id IN (SELECT account_id FROM defimon.account_versions "
+            "WHERE chain_id = {chain:UInt64} AND asset IN {tokens:Array(String)})"
+        )
+        position = ("position_versions", "position_id, owner, block_number", "position_id")
+        account = ("account_versions", "account_id, asset, scaled_supply", "account_id, asset")
+        reads: list[tuple[tuple[str, str, str], str, dict[str, Any]]] = [
+            (position, either, {"tokens": [TOKEN_A]}),
+            (position, either, {"tokens": [TOKEN_A, TOKEN_B]}),  # p1 holds both: once
+            (
+                position,
+                either + " AND owner IN {owners:Array(String)}",
+                {"tokens": [TOKEN_C], "owners": [ALICE]},
+            ),
+            (account, ever_held, {"tokens": [TOKEN_A]}),  # a1, both assets
+            (account, ever_held, {"tokens": [TOKEN_C, TOKEN_B]}),
+        ]
+        for (table, columns, by), where, params in reads:
+            sql = latest_rows(table, columns, by, where, log_index=True)
+            bound = {"chain": CHAIN, "block": 3, **params}
+            assert HeadReads(view).rows(sql, bound) == store.rows(sql, bound), (table, where)
+            assert store.rows(sql, bound), "nothing compared"
+        # Ever owned, as the portfolio keeps it: what the owner holds now, alike both ways.
+        sql = latest_rows(*position, ever_owned, log_index=True)
+        for owner in (ALICE, BOB):
+            bound = {"chain": CHAIN, "block": 3, "owners": [owner]}
+            held = {r for r in HeadReads(view).rows(sql, bound) if r[1] == owner}
+            assert held == {r for r in store.rows(sql, bound) if r[1] == owner} and held
+    finally:
+        store.close()
+
+
 def _json(data: dict[str, Any]) -> dict[str, Any]:
     """As a feed event's data comes back from NATS."""
     loaded: dict[str, Any] = orjson.loads(orjson.dumps(data))
@@ -212,5 +337,43 @@ def test_a_reorg_rebuilds_the_chain_from_the_store(tmp_path: Path) -> None:
             assert rebuilt.head == 4 and read_balances(rebuilt, ALICE) == [(TOKEN_A, 5, 3)]
 
         asyncio.run(scenario())
+    finally:
+        store.close()
+
+
+def test_the_feed_does_not_wait_for_a_reader_and_its_rows_follow_it(tmp_path: Path) -> None:
+    store = Store.connect(data_dir=tmp_path)
+    try:
+        store.migrate()
+        row = balance(ALICE, TOKEN_A, 5, 3)[:-1]
+        store.insert("defimon.token_balances", BALANCE_COLUMNS, list(zip(*[row], strict=True)))
+        status = FlowStatus()
+        status.chain(CHAIN).processed = 3
+        config = ChainConfig(CHAIN, feeds=((TOKEN_A, TOKEN_B),))
+        views = HeadViews(store, Chains([ChainEndpoint(config, "http://127.0.0.1:9")], status))
+        built: list[tuple[int, bool]] = []
+        views.when_built(lambda chain, ok: built.append((chain, ok)))
+
+        async def scenario() -> None:
+            views.follow()
+            views.start()
+            while views.ready(CHAIN) is None:
+                await asyncio.sleep(0.01)
+            view = views.ready(CHAIN)
+            assert view is not None and built == [(CHAIN, True)]
+            view.gate.enter()  # a reader values many subjects in its thread
+            later = balance(ALICE, TOKEN_A, 11, 4)[:-1]
+            status.chain(CHAIN).processed = 4
+            # The event loop goes on (a blocking wait here would never return).
+            views.on_events(rows_events(CHAIN, {"defimon.token_balances": [later]}, COLUMNS, 4))
+            assert view.held and view.head == 3
+            assert views.ready(CHAIN) is None  # behind the flow: the store answers meanwhile
+            await asyncio.to_thread(views._release, view)  # the reader is done
+            while views.ready(CHAIN) is None:
+                await asyncio.sleep(0.01)
+            assert read_balances(view, ALICE) == [(TOKEN_A, 11, 4)] and not view.held
+
+        asyncio.run(scenario())
+        assert built == [(CHAIN, True)]
     finally:
         store.close()
