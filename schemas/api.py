@@ -166,6 +166,50 @@ class PortfolioOut(BaseModel):
     balances: list[BalanceOut] = Field(description="ERC-20 balances (zeros omitted)")
 
 
+class StressedAccountOut(BaseModel):
+    """A lending account now and under the scenario, and how far it is from liquidation."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    shocks_bps: dict[str, int] = Field(
+        description="The move applied to each of its reserves' prices (basis points)"
+    )
+    now: AccountOut
+    stressed: AccountOut = Field(
+        description="Valued with the shocked oracle prices, interest accrued horizon further"
+    )
+    liquidatable: bool = Field(description="Health factor below 1 under the scenario")
+    liquidation_drop_bps: int | None = Field(
+        description="The smallest uniform drop of its collateral assets' prices (basis points, "
+        "from the block's prices) at which it becomes liquidatable; 0: it already is; None: "
+        "no debt, or not even at -99.99%"
+    )
+    time_to_liquidation_seconds: int | None = Field(
+        description="With the block's prices held, seconds of interest until it becomes "
+        "liquidatable; None: no debt, or not within 100 years"
+    )
+
+
+class StressOut(BaseModel):
+    address: str
+    as_of: AsOfOut
+    chains: list[AsOfOut]
+    shock: dict[str, int] = Field(
+        description="Basis points by asset (lower-case symbol or address); '*': every other "
+        "asset that is not a stablecoin"
+    )
+    horizon_seconds: int
+    not_stressed: list[str] = Field(description="Protocols whose subjects are not stressed yet")
+    value_usd: float = Field(description="The stressed subjects' value now")
+    stressed_value_usd: float = Field(description="Their value under the scenario")
+    liquidatable: int = Field(description="Accounts liquidatable under the scenario")
+    positions: list[dict[str, Any]]
+    lending: list[StressedAccountOut]
+
+
 class OhlcOut(BaseModel):
     open: float | None
     high: float | None

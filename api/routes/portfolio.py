@@ -33,10 +33,12 @@ from schemas.api import (
     HistoryOut,
     PortfolioOut,
     PositionsPage,
+    StressOut,
     WalletHistoryOut,
 )
 from schemas.errors import InvalidInput, NotFound
 from schemas.hexutil import decimal_uint
+from schemas.stress import Scenario, parse_horizon, parse_shock
 
 router = APIRouter(
     prefix="/v1",
@@ -73,6 +75,44 @@ def portfolio(
             response.headers["X-Served-From"] = "head-view"
             return found
     return queries.portfolio_across(owner, as_of_each(chains, queries, wanted, at))
+
+
+@router.get("/portfolio/{wallet}/stress", response_model=StressOut, responses=ERRORS)
+def portfolio_stress(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    chains: ChainsDep,
+    queries: QueriesDep,
+    shock: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            description="Price moves, e.g. WETH:-20%,WBTC:-15% (by symbol or address), or "
+            "*:-30% for every asset that is not a stablecoin (the chain's usd_tokens stay "
+            "unless named); whole basis points",
+        ),
+    ] = None,
+    horizon: Annotated[
+        str | None,
+        Query(max_length=32, description="Interest accrues this long first: 3600, 12h, 30d"),
+    ] = None,
+    at: AtParam = None,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """The wallet's lending accounts now and under joint price shocks, valued by the same
+    exact functions as the live path (health factor, collateral and debt as the protocol's
+    own view would answer at the shocked prices), with the uniform drop of each account's
+    collateral at which it becomes liquidatable and the time until interest alone takes it
+    there."""
+    owner = address(wallet, "wallet")
+    moves = parse_shock(shock)
+    seconds = parse_horizon(horizon)
+    as_ofs = as_of_each(
+        chains, queries, chains_for(chains, None if chain_id is None else [chain_id]), at
+    )
+    return queries.stress(
+        owner,
+        [(a, Scenario(moves, chains.stablecoins(a.chain_id), seconds)) for a in as_ofs],
+    )
 
 
 @router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.aave_v3.state import PROTOCOL_AAVE_V3, account_id, holds_anything, value_account
+from protocols.aave_v3.stress import stress_account
 from protocols.read_side import (
     ALL,
     ALL_UNTIMED,
@@ -42,6 +43,7 @@ from schemas.lending import (
 )
 from schemas.liquidations import liquidation_json
 from schemas.positions import BlockRef
+from schemas.stress import Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,7 @@ class AaveV3Read(ReadSide):
     name = PROTOCOL_AAVE_V3
     section = "lending"
     alert_kinds = frozenset({"health_factor_below"})
+    stresses = True
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return accounts(ctx, as_of, [owner])
@@ -292,6 +295,18 @@ class AaveV3Read(ReadSide):
                 )
             )
         return changes
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        held = open_accounts(ctx, as_of, [owner])
+        if not held:
+            return []
+        found = markets(ctx, as_of, sorted({a.pool for a, _ in held}))
+        return [
+            stress_account(account, found[account.pool], scenario, updated)
+            for account, updated in held
+        ]
 
     def subject_exists(self, ctx: ReadContext, chain_id: int, subject_id: str) -> bool:
         found = ctx.store.scalar(

@@ -1,0 +1,190 @@
+"""`/v1/portfolio/{wallet}/stress` equals the real Aave V3 pool at the shocked prices.
+
+A seeded lending market on anvil; the API answers every account's stress at the head block
+for several shocks; then, per shock, the chain is snapshotted, every moved reserve's oracle
+source is set to the shocked price (a feed to its answer, an adapter capped at it) in blocks
+whose timestamps end exactly `HORIZON` seconds after the head, and `getUserAccountData` of
+every account must equal the stressed collateral, debt and health factor to the wei; then
+reverted. The uniform collateral drop and the time to liquidation are checked on both sides:
+at the answer the account is liquidatable, one basis point (one second) short of it it is not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_abi import decode, encode
+
+from devnet.lending import LendingSimulator
+from tests.conftest import Devnet
+from tests.integration.test_aave_exactness import account_data
+from tests.support import block_number, eth_call, live_server, rpc, selector
+
+WAD = 10**18
+HORIZON = 600  # seconds: room for the blocks that set the prices, and interest to accrue
+# Shocks by symbol, "*" for every reserve that is not a stablecoin (whole basis points).
+SHOCKS: list[tuple[str, dict[str, int]]] = [
+    ("WETH:-20%", {"weth": -2_000}),
+    ("*:-30%", {"*": -3_000}),
+    ("WBTC:-15%,WETH:+12.5%", {"wbtc": -1_500, "weth": 1_250}),
+    ("*:-45.55%,USDC:-1%", {"*": -4_555, "usdc": -100}),
+]
+
+
+def timestamp(url: str, block: int) -> int:
+    return int(rpc(url, "eth_getBlockByNumber", [hex(block), False])["timestamp"], 16)
+
+
+def asset_price(devnet: Devnet, asset: str, block: int) -> int:
+    assert devnet.deployment.aave is not None
+    out = eth_call(
+        devnet.rpc_url,
+        devnet.deployment.aave.oracle,
+        selector("getAssetPrice(address)") + encode(["address"], [asset]).hex(),
+        block,
+    )
+    assert out is not None
+    return int(decode(["uint256"], bytes.fromhex(out[2:]))[0])
+
+
+def reserve_asset(devnet: Devnet, symbol: str) -> str:
+    assert devnet.deployment.aave is not None
+    return devnet.deployment.aave.reserves[symbol].asset
+
+
+def move(answer: int, bps: int) -> int:
+    return answer * (10_000 + bps) // 10_000
+
+
+def set_prices(
+    devnet: Devnet, lending: LendingSimulator, targets: dict[str, int], end: int | None
+) -> int:
+    """Set each symbol's oracle price (bases before adapters) in blocks right after the head;
+    then, with `end`, one more block with that timestamp. The last block."""
+    url = devnet.rpc_url
+    # An adapter over a moved base would move with it; the shock names assets, so it is held.
+    derived = {s for s, source in lending.sources.items() if source.base_symbol is not None}
+    head = block_number(url)
+    for symbol in derived - set(targets):
+        if lending.sources[symbol].base_symbol in targets:
+            targets = {**targets, symbol: asset_price(devnet, reserve_asset(devnet, symbol), head)}
+    # The first block right after the head; anvil's clock runs on from there.
+    rpc(url, "evm_setNextBlockTimestamp", [timestamp(url, head) + 1])
+    for symbol in sorted(targets, key=lambda s: (s in derived, s)):
+        assert lending.set_price(symbol, targets[symbol]) is not None, symbol
+    if end is not None:
+        assert timestamp(url, block_number(url)) < end, "too many blocks for the horizon"
+        rpc(url, "evm_setNextBlockTimestamp", [end])
+        rpc(url, "evm_mine", [])
+    return block_number(url)
+
+
+def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
+    devnet: Devnet, tmp_path: Any
+) -> None:
+    lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=11)
+    for _ in range(3):
+        lending.tick()
+    aave = devnet.deployment.aave
+    assert aave is not None
+    chain_id = devnet.deployment.chain_id
+    stables = {a.lower() for a in devnet.deployment.to_chain_config().usd_tokens}
+    users = [u for u in lending.accounts() if u != lending.liquidator]
+    head = block_number(devnet.rpc_url)
+    head_time = timestamp(devnet.rpc_url, head)
+    answers: dict[str, dict[str, dict[str, Any]]] = {}
+    with live_server(tmp_path, [devnet.endpoint()]) as server:
+        server.wait_processed(chain_id, head)
+        for text, _ in SHOCKS:
+            answers[text] = {}
+            for user in users:
+                response = server.get(
+                    f"/v1/portfolio/{user}/stress", at=str(head), shock=text, horizon=str(HORIZON)
+                )
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert body["horizon_seconds"] == HORIZON
+                assert "aave_v3" not in body["not_stressed"]
+                (account,) = body["lending"]
+                answers[text][user] = account
+        bad = server.get(f"/v1/portfolio/{users[0]}/stress", shock="WETH:-0.001%")
+        assert bad.status_code == 400 and "percentage" in bad.json()["detail"]
+        bad = server.get(f"/v1/portfolio/{users[0]}/stress", shock="WETH:-100%")
+        assert bad.status_code == 400 and "outside" in bad.json()["detail"]
+
+    prices = {s: asset_price(devnet, r.asset, head) for s, r in aave.reserves.items()}
+    checked = liquidatable = 0
+    for text, shock in SHOCKS:
+        targets = {}
+        for symbol, reserve in aave.reserves.items():
+            named = shock.get(symbol.lower())
+            if named is None and reserve.asset.lower() not in stables:
+                named = shock.get("*")
+            if named:
+                targets[symbol] = move(prices[symbol], named)
+        snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+        try:
+            block = set_prices(devnet, lending, targets, head_time + HORIZON)
+            assert timestamp(devnet.rpc_url, block) == head_time + HORIZON
+            for symbol, reserve in aave.reserves.items():
+                assert asset_price(devnet, reserve.asset, block) == targets.get(
+                    symbol, prices[symbol]
+                ), f"{text}: {symbol}'s oracle price was not set as the shock says"
+            for user, account in answers[text].items():
+                stressed = account["stressed"]
+                served = (
+                    int(stressed["total_collateral_base"]),
+                    int(stressed["total_debt_base"]),
+                    int(stressed["health_factor"]),
+                )
+                assert served == account_data(devnet, user, block), f"{text}: {user}"
+                assert account["liquidatable"] == (served[1] > 0 and served[2] < WAD)
+                for reserve_out in stressed["reserves"]:
+                    symbol = reserve_out["symbol"]
+                    assert int(reserve_out["price"]) == targets.get(symbol, prices[symbol])
+                checked += 1
+                liquidatable += account["liquidatable"]
+        finally:
+            assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+    assert checked >= 4 * len(users) and len(users) >= 4
+    assert liquidatable > 0, "no shock of the scenario makes an account liquidatable"
+
+    # The edges, from the first shock's answers (the same for every shock: block prices).
+    by_symbol = {r.asset: s for s, r in aave.reserves.items()}
+    edges = ttl_edges = 0
+    for user, account in answers[SHOCKS[0][0]].items():
+        drop = account["liquidation_drop_bps"]
+        if drop is None or drop == 0:
+            continue
+        collateral = [
+            by_symbol[r["asset"]]
+            for r in account["now"]["reserves"]
+            if r["collateral"] and int(r["supplied"]) > 0
+        ]
+        for bps, below in ((-drop, True), (-(drop - 1), False)):
+            snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+            try:
+                targets = {s: move(prices[s], bps) for s in collateral}
+                block = set_prices(devnet, lending, targets, None)
+                _, debt, hf = account_data(devnet, user, block)
+                assert debt > 0 and (hf < WAD) == below, (
+                    f"{user}: a {-bps} bp drop of {collateral} gives health factor {hf}"
+                )
+            finally:
+                assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+        edges += 1
+        seconds = account["time_to_liquidation_seconds"]
+        if seconds is None or seconds < 2:
+            continue
+        for after, below in ((seconds, True), (seconds - 1, False)):
+            snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+            try:
+                rpc(devnet.rpc_url, "evm_setNextBlockTimestamp", [head_time + after])
+                rpc(devnet.rpc_url, "evm_mine", [])
+                _, _, hf = account_data(devnet, user, block_number(devnet.rpc_url))
+                assert (hf < WAD) == below, f"{user}: {after} s after the head, hf {hf}"
+            finally:
+                assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+        ttl_edges += 1
+    assert edges >= 2, "too few indebted accounts to check the liquidation drop"
+    assert ttl_edges >= 1, "no account with a finite time to liquidation"
