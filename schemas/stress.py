@@ -11,7 +11,7 @@ price would answer, rounded down like the contracts' own percentage math.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from schemas.errors import InvalidInput
@@ -148,3 +148,25 @@ def time_to_failure(
     if not fails(high):
         return None
     return smallest_failing(fails, high)
+
+
+def liquidation_edges(
+    liquidatable_at: Callable[[Mapping[str, int], int], bool],
+    collateral: Iterable[str],
+    has_debt: bool,
+) -> tuple[int | None, int | None]:
+    """An account's distance from liquidation, from `liquidatable_at(moves, seconds)` (its
+    state with these assets' prices moved by basis points, `seconds` of interest later):
+    the smallest uniform drop of its `collateral` assets' prices that makes it liquidatable
+    (0: it is; None: not even at -99.99%), and the seconds of interest, prices held, until it
+    is (None: not within a century). Both None without debt."""
+    if not has_debt:
+        return None, None
+    assets = sorted(collateral)
+    if assets:
+        drop = smallest_failing(
+            lambda bps: liquidatable_at(dict.fromkeys(assets, -bps), 0), BPS - 1
+        )
+    else:
+        drop = 0 if liquidatable_at({}, 0) else None
+    return drop, time_to_failure(lambda seconds: liquidatable_at({}, seconds))

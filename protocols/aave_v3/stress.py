@@ -14,13 +14,14 @@ the function that values them live, so a stressed health factor is what
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from protocols.aave_v3.math import HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 from protocols.aave_v3.state import value_account
 from schemas.lending import AaveAccount, AccountValue, OraclePrice, account_json
 from schemas.positions import BlockRef
-from schemas.stress import BPS, Scenario, shocked, smallest_failing, time_to_failure
+from schemas.stress import Scenario, liquidation_edges, shocked
 
 if TYPE_CHECKING:  # the market view lives in read.py, which imports this module
     from protocols.aave_v3.read import AaveMarketView
@@ -38,7 +39,7 @@ def liquidatable(value: AccountValue) -> bool:
     return value.total_debt_base > 0 and value.health_factor < HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 
 
-def _moved(prices: dict[str, OraclePrice], moves: dict[str, int]) -> dict[str, OraclePrice]:
+def _moved(prices: dict[str, OraclePrice], moves: Mapping[str, int]) -> dict[str, OraclePrice]:
     return {
         asset: dataclasses.replace(p, answer=shocked(p.answer, moves[asset]))
         if moves.get(asset)
@@ -64,17 +65,11 @@ def stress_account(
 
     collateral = {r.asset for r in now.reserves if r.collateral and r.supplied > 0}
 
-    def fails_at_drop(bps: int) -> bool:
-        drop = dict.fromkeys(collateral, -bps)
-        return liquidatable(_value(market, account, _moved(market.prices, drop), block.timestamp))
+    def liquidatable_at(drops: Mapping[str, int], seconds: int) -> bool:
+        prices = _moved(market.prices, drops)
+        return liquidatable(_value(market, account, prices, block.timestamp + seconds))
 
-    def fails_after(seconds: int) -> bool:
-        return liquidatable(_value(market, account, market.prices, block.timestamp + seconds))
-
-    has_debt = now.total_debt_base > 0
-    drop = smallest_failing(fails_at_drop, BPS - 1) if has_debt and collateral else None
-    if has_debt and not collateral:
-        drop = 0 if liquidatable(now) else None
+    drop, seconds = liquidation_edges(liquidatable_at, collateral, now.total_debt_base > 0)
     return {
         "id": account.account_id,
         "protocol": account.protocol,
@@ -86,5 +81,5 @@ def stress_account(
         "stressed": account_json(account, stressed, market.reserves, block, updated_block),
         "liquidatable": liquidatable(stressed),
         "liquidation_drop_bps": drop,
-        "time_to_liquidation_seconds": time_to_failure(fails_after) if has_debt else None,
+        "time_to_liquidation_seconds": seconds,
     }
