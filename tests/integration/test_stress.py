@@ -1,12 +1,16 @@
-"""`/v1/portfolio/{wallet}/stress` equals the real Aave V3 pool at the shocked prices.
+"""`/v1/portfolio/{wallet}/stress` equals the real Aave V3 pool and Morpho Blue market at
+the shocked prices.
 
-A seeded lending market on anvil; the API answers every account's stress at the head block
-for several shocks; then, per shock, the chain is snapshotted, every moved reserve's oracle
-source is set to the shocked price (a feed to its answer, an adapter capped at it) in blocks
-whose timestamps end exactly `HORIZON` seconds after the head, and `getUserAccountData` of
-every account must equal the stressed collateral, debt and health factor to the wei; then
-reverted. The uniform collateral drop and the time to liquidation are checked on both sides:
-at the answer the account is liquidatable, one basis point (one second) short of it it is not.
+Seeded Aave and Morpho markets on anvil; the API answers every account's stress at the head
+block for several shocks; then, per shock, the chain is snapshotted, every moved reserve's
+oracle source is set to the shocked price (a feed to its answer, an adapter capped at it) and
+the Morpho market's oracle to its shocked price in blocks whose timestamps end exactly
+`HORIZON` seconds after the head, and `getUserAccountData` of every Aave account, and every
+Morpho account's position, borrowed assets, collateral value, max borrow, health and
+liquidatability (with interest accrued in that last block) must equal the stressed ones to
+the wei; then reverted. The uniform collateral drop and the time to liquidation are checked on
+both sides: at the answer the account is liquidatable, one basis point (one second) short of
+it it is not.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from eth_abi import decode, encode
 
 from devnet.lending import LendingSimulator
+from devnet.morpho_simulator import MorphoSimulator
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
 from tests.support import block_number, eth_call, live_server, rpc, selector
@@ -57,10 +62,15 @@ def move(answer: int, bps: int) -> int:
 
 
 def set_prices(
-    devnet: Devnet, lending: LendingSimulator, targets: dict[str, int], end: int | None
+    devnet: Devnet,
+    lending: LendingSimulator,
+    targets: dict[str, int],
+    end: int | None,
+    morpho: tuple[MorphoSimulator, int] | None = None,
 ) -> int:
     """Set each symbol's oracle price (bases before adapters) in blocks right after the head;
-    then, with `end`, one more block with that timestamp. The last block."""
+    then, with `end`, one more block with that timestamp, which sets the Morpho oracle's
+    price (and accrues the market's interest) when `morpho` names one. The last block."""
     url = devnet.rpc_url
     # An adapter over a moved base would move with it; the shock names assets, so it is held.
     derived = {s for s, source in lending.sources.items() if source.base_symbol is not None}
@@ -75,7 +85,8 @@ def set_prices(
     if end is not None:
         assert timestamp(url, block_number(url)) < end, "too many blocks for the horizon"
         rpc(url, "evm_setNextBlockTimestamp", [end])
-        rpc(url, "evm_mine", [])
+        if morpho is None or not morpho[0].set_price(morpho[1]):
+            rpc(url, "evm_mine", [])
     return block_number(url)
 
 
@@ -83,13 +94,17 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
     devnet: Devnet, tmp_path: Any
 ) -> None:
     lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=11)
+    morpho = MorphoSimulator(devnet.rpc_url, devnet.deployment, seed=13)
     for _ in range(3):
         lending.tick()
+        morpho.tick(3_600)
     aave = devnet.deployment.aave
     assert aave is not None
     chain_id = devnet.deployment.chain_id
     stables = {a.lower() for a in devnet.deployment.to_chain_config().usd_tokens}
     users = [u for u in lending.accounts() if u != lending.liquidator]
+    borrowers = [u for u in morpho.accounts() if u != morpho.liquidator]
+    morpho_price = morpho.price
     head = block_number(devnet.rpc_url)
     head_time = timestamp(devnet.rpc_url, head)
     answers: dict[str, dict[str, dict[str, Any]]] = {}
@@ -97,23 +112,23 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
         server.wait_processed(chain_id, head)
         for text, _ in SHOCKS:
             answers[text] = {}
-            for user in users:
+            for user in sorted({*users, *borrowers}):
                 response = server.get(
                     f"/v1/portfolio/{user}/stress", at=str(head), shock=text, horizon=str(HORIZON)
                 )
                 assert response.status_code == 200, response.text
                 body = response.json()
                 assert body["horizon_seconds"] == HORIZON
-                assert "aave_v3" not in body["not_stressed"]
-                (account,) = body["lending"]
-                answers[text][user] = account
+                assert not {"aave_v3", "morpho_blue"} & set(body["not_stressed"])
+                for account in body["lending"]:
+                    answers[text][f"{account['protocol']}:{user}"] = account
         bad = server.get(f"/v1/portfolio/{users[0]}/stress", shock="WETH:-0.001%")
         assert bad.status_code == 400 and "percentage" in bad.json()["detail"]
         bad = server.get(f"/v1/portfolio/{users[0]}/stress", shock="WETH:-100%")
         assert bad.status_code == 400 and "outside" in bad.json()["detail"]
 
     prices = {s: asset_price(devnet, r.asset, head) for s, r in aave.reserves.items()}
-    checked = liquidatable = 0
+    checked = liquidatable = morpho_checked = 0
     for text, shock in SHOCKS:
         targets = {}
         for symbol, reserve in aave.reserves.items():
@@ -122,15 +137,49 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
                 named = shock.get("*")
             if named:
                 targets[symbol] = move(prices[symbol], named)
+        weth, usdc = shock.get("weth", shock.get("*", 0)), shock.get("usdc", 0)
+        moved_morpho = morpho_price * (10_000 + weth) // (10_000 + usdc)
         snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
         try:
-            block = set_prices(devnet, lending, targets, head_time + HORIZON)
+            block = set_prices(
+                devnet, lending, targets, head_time + HORIZON, (morpho, moved_morpho)
+            )
             assert timestamp(devnet.rpc_url, block) == head_time + HORIZON
             for symbol, reserve in aave.reserves.items():
                 assert asset_price(devnet, reserve.asset, block) == targets.get(
                     symbol, prices[symbol]
                 ), f"{text}: {symbol}'s oracle price was not set as the shock says"
-            for user, account in answers[text].items():
+            views = morpho.views(borrowers)
+            for user in borrowers:
+                account = answers[text][f"morpho_blue:{user}"]
+                view, stressed = views[user], account["stressed"]
+                assert view.timestamp == head_time + HORIZON and view.price == moved_morpho
+                morpho_served = (
+                    int(stressed["supply_shares"]),
+                    int(stressed["borrow_shares"]),
+                    int(stressed["reserves"][1]["supplied"]),
+                    int(stressed["total_debt_base"]),
+                    int(stressed["total_collateral_base"]),
+                    int(stressed["max_borrow"]),
+                    int(stressed["health_factor"]),
+                    stressed["is_liquidatable"],
+                )
+                health = (1 << 256) - 1 if view.health is None else view.health
+                assert morpho_served == (
+                    view.supply_shares,
+                    view.borrow_shares,
+                    view.collateral,
+                    view.borrow_assets,
+                    view.collateral_value,
+                    view.max_borrow,
+                    health,
+                    view.liquidatable,
+                ), f"{text}: Morpho {user}"
+                assert account["liquidatable"] == view.liquidatable
+                morpho_checked += 1
+                liquidatable += account["liquidatable"]
+            for user in users:
+                account = answers[text][f"aave_v3:{user}"]
                 stressed = account["stressed"]
                 served = (
                     int(stressed["total_collateral_base"]),
@@ -146,13 +195,16 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
                 liquidatable += account["liquidatable"]
         finally:
             assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
-    assert checked >= 4 * len(users) and len(users) >= 4
+            assert morpho.reload_price() == morpho_price
+    assert checked == len(SHOCKS) * len(users) and len(users) >= 4
+    assert morpho_checked == len(SHOCKS) * len(borrowers) and borrowers
     assert liquidatable > 0, "no shock of the scenario makes an account liquidatable"
 
     # The edges, from the first shock's answers (the same for every shock: block prices).
     by_symbol = {r.asset: s for s, r in aave.reserves.items()}
     edges = ttl_edges = 0
-    for user, account in answers[SHOCKS[0][0]].items():
+    for user in users:
+        account = answers[SHOCKS[0][0]][f"aave_v3:{user}"]
         drop = account["liquidation_drop_bps"]
         if drop is None or drop == 0:
             continue
@@ -188,3 +240,20 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
         ttl_edges += 1
     assert edges >= 2, "too few indebted accounts to check the liquidation drop"
     assert ttl_edges >= 1, "no account with a finite time to liquidation"
+
+    morpho_edges = 0
+    for user in borrowers:
+        account = answers[SHOCKS[0][0]][f"morpho_blue:{user}"]
+        drop = account["liquidation_drop_bps"]
+        if not drop:
+            continue
+        for bps, below in ((drop, True), (drop - 1, False)):
+            snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+            try:
+                assert morpho.set_price(morpho_price * (10_000 - bps) // 10_000)
+                assert morpho.views([user])[user].liquidatable == below, f"{user} at -{bps} bp"
+            finally:
+                assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+                assert morpho.reload_price() == morpho_price
+        morpho_edges += 1
+    assert morpho_edges >= 1, "no Morpho borrower to check the liquidation drop"
