@@ -193,7 +193,8 @@ class Queries:
                 if side.stresses and side.section in sections:
                     sections[side.section] += side.stress(self.ctx, owner, as_of, scenario)
         as_ofs = [as_of for as_of, _ in scenarios]
-        lending = sections["lending"]
+        lending, positions = sections["lending"], sections["positions"]
+        subjects = [*lending, *positions]
         return {
             "address": owner,
             "as_of": as_ofs[0].json(),
@@ -201,8 +202,8 @@ class Queries:
             "shock": scenarios[0][1].shock.json(),
             "horizon_seconds": scenarios[0][1].horizon,
             "not_stressed": sorted(s.name for s in READ_SIDES if not s.stresses),
-            "value_usd": sum(a["now"]["value_usd"] or 0.0 for a in lending),
-            "stressed_value_usd": sum(a["stressed"]["value_usd"] or 0.0 for a in lending),
+            "value_usd": sum(a["now"]["value_usd"] or 0.0 for a in subjects),
+            "stressed_value_usd": sum(a["stressed"]["value_usd"] or 0.0 for a in subjects),
             "liquidatable": sum(1 for a in lending if a["liquidatable"]),
             **sections,
         }

@@ -193,6 +193,27 @@ class StressedAccountOut(BaseModel):
     )
 
 
+class StressedPositionOut(BaseModel):
+    """An LP position now and with its pool moved to the shocked ratio of its tokens."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    shocks_bps: dict[str, int] = Field(description="The move applied to each token (basis points)")
+    pool_sqrt_price_x96: str | None = Field(
+        description="The pool's sqrtPriceX96 at the shocked ratio: a swap with this "
+        "sqrtPriceLimitX96 leaves the pool there"
+    )
+    pool_tick: int | None
+    now: PositionOut
+    stressed: PositionOut = Field(
+        description="Amounts, range, value and IL at the shocked pool price and token prices; "
+        "uncollected fees as at the block"
+    )
+
+
 class StressOut(BaseModel):
     address: str
     as_of: AsOfOut
@@ -206,7 +227,7 @@ class StressOut(BaseModel):
     value_usd: float = Field(description="The stressed subjects' value now")
     stressed_value_usd: float = Field(description="Their value under the scenario")
     liquidatable: int = Field(description="Accounts liquidatable under the scenario")
-    positions: list[dict[str, Any]]
+    positions: list[StressedPositionOut]
     lending: list[StressedAccountOut]
 
 

@@ -22,13 +22,16 @@ from protocols.read_side import AsOf, Change, ReadContext, ReadSide, latest_rows
 from protocols.uniswap_v3.fee_tracker import NpmPosition
 from protocols.uniswap_v3.math import fee_growth_inside
 from protocols.uniswap_v3.replica import EMPTY_POSITION, PoolPosition
+from protocols.uniswap_v3.stress import stress_position
 from protocols.uniswap_v3.valuation import value_position
 from schemas.positions import (
     PROTOCOL_UNISWAP_V3,
     PoolSnapshot,
+    TokenPrice,
     UniswapPosition,
     position_json,
 )
+from schemas.stress import Scenario
 
 # The store's columns carry the structural fields under the same names.
 _POSITION_FIELDS = tuple(f.name for f in fields(UniswapPosition))
@@ -55,10 +58,73 @@ def ever_owned(ctx: ReadContext, as_of: AsOf, owner: str) -> list[dict[str, Any]
     return versions(ctx, as_of, _EVER_OWNED, {"owners": [owner]})
 
 
+def held_by(ctx: ReadContext, as_of: AsOf, owner: str) -> list[dict[str, Any]]:
+    """The owner's positions at the block (not burned, not transferred away)."""
+    return [v for v in ever_owned(ctx, as_of, owner) if v["owner"] == owner and not v["burned"]]
+
+
 def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored versions valued at the block, in `position_json`."""
     if not held:
         return []
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    ref = as_of.ref()
+    out = []
+    for v in held:
+        pos = _position(v)
+        valued = value_position(
+            pos,
+            snapshots.get(pos.pool),
+            prices.get(pos.token0),
+            prices.get(pos.token1),
+            owed.get(pos.position_id),
+        )
+        out.append(position_json(pos, valued, ref, int(v["block_number"])))
+    return out
+
+
+def stressed(
+    ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]], scenario: Scenario
+) -> list[dict[str, Any]]:
+    """Stored versions now and under the scenario (protocols/uniswap_v3/stress.py)."""
+    if not held:
+        return []
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    ref = as_of.ref()
+    out = []
+    for v in held:
+        pos = _position(v)
+        now, moved, pool, moves = stress_position(
+            pos,
+            snapshots.get(pos.pool),
+            prices.get(pos.token0),
+            prices.get(pos.token1),
+            owed.get(pos.position_id),
+            scenario,
+        )
+        updated = int(v["block_number"])
+        out.append(
+            {
+                "id": pos.position_id,
+                "protocol": PROTOCOL_UNISWAP_V3,
+                "chain_id": pos.chain_id,
+                "pool": pos.pool,
+                "owner": v["owner"],
+                "shocks_bps": moves,
+                "pool_sqrt_price_x96": None if pool is None else str(pool.sqrt_price_x96),
+                "pool_tick": None if pool is None else pool.tick,
+                "now": position_json(pos, now, ref, updated),
+                "stressed": position_json(pos, moved, ref, updated),
+            }
+        )
+    return out
+
+
+def valuation_inputs(
+    ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]
+) -> tuple[dict[str, PoolSnapshot], dict[str, TokenPrice], dict[str, tuple[int, int]]]:
+    """What valuing these versions at the block reads: pool states, token prices, and what a
+    static collect would return."""
     pools = sorted({v["pool"] for v in held})
     tokens = sorted({t for v in held for t in (v["token0"], v["token1"])})
     pool_rows = ctx.store.rows(
@@ -76,20 +142,7 @@ def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list
         for r in pool_rows
     }
     prices = {t: price for t, (price, _block) in ctx.token_prices(as_of, tokens).items()}
-    ref = as_of.ref()
-    owed = uncollected(ctx, as_of, held, snapshots)
-    out = []
-    for v in held:
-        pos = _position(v)
-        valued = value_position(
-            pos,
-            snapshots.get(pos.pool),
-            prices.get(pos.token0),
-            prices.get(pos.token1),
-            owed.get(pos.position_id),
-        )
-        out.append(position_json(pos, valued, ref, int(v["block_number"])))
-    return out
+    return snapshots, prices, uncollected(ctx, as_of, held, snapshots)
 
 
 def uncollected(
@@ -210,9 +263,15 @@ class UniswapV3Read(ReadSide):
     section = "positions"
     alert_kinds = frozenset({"il_above", "out_of_range"})
 
+    stresses = True
+
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
-        found = ever_owned(ctx, as_of, owner)
-        return value(ctx, as_of, [v for v in found if v["owner"] == owner and not v["burned"]])
+        return value(ctx, as_of, held_by(ctx, as_of, owner))
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        return stressed(ctx, as_of, held_by(ctx, as_of, owner), scenario)
 
     def subjects(
         self,

@@ -23,7 +23,7 @@ from devnet.lending import LendingSimulator
 from devnet.morpho_simulator import MorphoSimulator
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
-from tests.support import block_number, eth_call, live_server, rpc, selector
+from tests.support import Npm, block_number, eth_call, live_server, rpc, selector
 
 WAD = 10**18
 HORIZON = 600  # seconds: room for the blocks that set the prices, and interest to accrue
@@ -257,3 +257,93 @@ def test_stress_equals_the_pool_at_the_shocked_prices_and_the_edges_are_exact(
                 assert morpho.reload_price() == morpho_price
         morpho_edges += 1
     assert morpho_edges >= 1, "no Morpho borrower to check the liquidation drop"
+
+
+# Pool moves (token0's shock over token1's): named, market-wide, and one a stablecoin takes.
+LP_SHOCKS: list[tuple[str, dict[str, int]]] = [
+    ("WETH:-20%", {"weth": -2_000}),
+    ("*:-30%,WBTC:+10%", {"*": -3_000, "wbtc": 1_000}),
+    ("USDC:+2%,WETH:-7.5%", {"usdc": 200, "weth": -750}),
+]
+
+
+def slot0(devnet: Devnet, pool: str, block: int) -> tuple[int, int]:
+    out = eth_call(devnet.rpc_url, pool, selector("slot0()"), block)
+    assert out is not None
+    sqrt_price, tick = decode(["uint160", "int24"], bytes.fromhex(out[2:130]))
+    return int(sqrt_price), int(tick)
+
+
+def test_lp_stress_equals_the_position_manager_after_swaps_to_the_shocked_price(
+    devnet: Devnet, tmp_path: Any
+) -> None:
+    """Every pool a wallet's positions are in is swapped to the sqrtPriceX96 /stress gave it
+    (the swap's price limit); each position's amounts must then equal what the position
+    manager's decreaseLiquidity of all its liquidity returns, to the wei, and its range."""
+    simulator = devnet.simulator
+    for _ in range(8):
+        simulator.step()
+    chain_id = devnet.deployment.chain_id
+    owners = sorted(set(simulator.all_positions().values()))
+    head = block_number(devnet.rpc_url)
+    answers: dict[str, list[dict[str, Any]]] = {}
+    with live_server(tmp_path, [devnet.endpoint()]) as server:
+        server.wait_processed(chain_id, head)
+        for text, _ in LP_SHOCKS:
+            answers[text] = []
+            for owner in owners:
+                response = server.get(f"/v1/portfolio/{owner}/stress", at=str(head), shock=text)
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert "uniswap_v3" not in body["not_stressed"]
+                answers[text] += body["positions"]
+
+    pools = {p.address: p for p in devnet.deployment.pools}
+    npm = Npm(devnet.rpc_url, devnet.deployment.position_manager)
+    swapper = devnet.deployment.wallets[0]
+    stables = {a.lower() for a in devnet.deployment.to_chain_config().usd_tokens}
+    symbols = {t.address.lower(): s.lower() for s, t in devnet.deployment.tokens.items()}
+
+    def bps(shock: dict[str, int], token: str) -> int:
+        named = shock.get(symbols[token.lower()])
+        if named is None:
+            named = 0 if token.lower() in stables else shock.get("*", 0)
+        return named
+
+    checked = moved_out = 0
+    for text, shock in LP_SHOCKS:
+        targets: dict[str, tuple[int, int]] = {}
+        for item in answers[text]:
+            target = (int(item["pool_sqrt_price_x96"]), item["pool_tick"])
+            assert targets.setdefault(item["pool"], target) == target, "one pool, two prices"
+        for pool, (sqrt_price, _) in targets.items():
+            # token1 per token0 moves by token0's shock over token1's (to float precision)
+            before = slot0(devnet, pool, head)[0]
+            ratio = (10_000 + bps(shock, pools[pool].token0)) / (
+                10_000 + bps(shock, pools[pool].token1)
+            )
+            assert abs((sqrt_price / before) ** 2 / ratio - 1) < 1e-9, f"{text}: {pool}"
+        snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+        try:
+            for pool, (sqrt_price, _) in sorted(targets.items()):
+                simulator.swap_to(pools[pool], sqrt_price, swapper)
+            block = block_number(devnet.rpc_url)
+            for pool, target in targets.items():
+                assert slot0(devnet, pool, block) == target, f"{text}: {pool} not at the price"
+            for item in answers[text]:
+                stressed = item["stressed"]
+                token_id, liquidity = int(stressed["token_id"]), int(stressed["liquidity"])
+                if liquidity == 0:
+                    continue
+                amounts = npm.decrease_all(token_id, liquidity, item["owner"], block)
+                assert amounts == (int(stressed["amount0"]), int(stressed["amount1"])), (
+                    f"{text}: #{token_id}"
+                )
+                lower, upper = stressed["tick_lower"], stressed["tick_upper"]
+                assert stressed["in_range"] == (lower <= item["pool_tick"] < upper)
+                checked += 1
+                moved_out += item["now"]["in_range"] and not stressed["in_range"]
+        finally:
+            assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+    assert checked >= 10, checked
+    assert moved_out > 0, "no shock moves a position out of its range"
