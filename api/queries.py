@@ -187,14 +187,14 @@ class Queries:
     def stress(self, owner: str, scenarios: Sequence[tuple[AsOf, Scenario]]) -> dict[str, Any]:
         """The wallet's subjects now and under each chain's scenario (each at its own block):
         every read side that stresses, its subjects in its portfolio section."""
-        sections: dict[str, list[dict[str, Any]]] = {"positions": [], "lending": []}
+        sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
         for as_of, scenario in scenarios:
             for side in READ_SIDES:
                 if side.stresses and side.section in sections:
                     sections[side.section] += side.stress(self.ctx, owner, as_of, scenario)
         as_ofs = [as_of for as_of, _ in scenarios]
-        lending, positions = sections["lending"], sections["positions"]
-        subjects = [*lending, *positions]
+        lending = sections["lending"]
+        subjects = [item for name in SECTIONS for item in sections[name]]
         return {
             "address": owner,
             "as_of": as_ofs[0].json(),

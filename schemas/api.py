@@ -214,6 +214,19 @@ class StressedPositionOut(BaseModel):
     )
 
 
+class StressedBalanceOut(BaseModel):
+    """A token balance now and with its token's USD price moved by the shock."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    token: str
+    owner: str
+    shocks_bps: dict[str, int]
+    now: BalanceOut
+    stressed: BalanceOut
+
+
 class StressOut(BaseModel):
     address: str
     as_of: AsOfOut
@@ -224,11 +237,14 @@ class StressOut(BaseModel):
     )
     horizon_seconds: int
     not_stressed: list[str] = Field(description="Protocols whose subjects are not stressed yet")
-    value_usd: float = Field(description="The stressed subjects' value now")
-    stressed_value_usd: float = Field(description="Their value under the scenario")
+    value_usd: float = Field(
+        description="Positions, lending and balances now (what /v1/portfolio's total_usd sums)"
+    )
+    stressed_value_usd: float = Field(description="The same under the scenario")
     liquidatable: int = Field(description="Accounts liquidatable under the scenario")
     positions: list[StressedPositionOut]
     lending: list[StressedAccountOut]
+    balances: list[StressedBalanceOut]
 
 
 class OhlcOut(BaseModel):

@@ -287,6 +287,7 @@ def test_lp_stress_equals_the_position_manager_after_swaps_to_the_shocked_price(
     owners = sorted(set(simulator.all_positions().values()))
     head = block_number(devnet.rpc_url)
     answers: dict[str, list[dict[str, Any]]] = {}
+    balances = 0
     with live_server(tmp_path, [devnet.endpoint()]) as server:
         server.wait_processed(chain_id, head)
         for text, _ in LP_SHOCKS:
@@ -297,6 +298,14 @@ def test_lp_stress_equals_the_position_manager_after_swaps_to_the_shocked_price(
                 body = response.json()
                 assert "uniswap_v3" not in body["not_stressed"]
                 answers[text] += body["positions"]
+                # "now" is the portfolio at that block, whatever the shock
+                portfolio = server.get(f"/v1/portfolio/{owner}", at=str(head)).json()
+                assert abs(body["value_usd"] - portfolio["total_usd"]) <= 1e-9 * max(
+                    1.0, abs(portfolio["total_usd"])
+                )
+                assert [p["now"] for p in body["positions"]] == portfolio["positions"]
+                assert [b["now"] for b in body["balances"]] == portfolio["balances"]
+                balances += len(body["balances"])
 
     pools = {p.address: p for p in devnet.deployment.pools}
     npm = Npm(devnet.rpc_url, devnet.deployment.position_manager)
@@ -347,3 +356,4 @@ def test_lp_stress_equals_the_position_manager_after_swaps_to_the_shocked_price(
             assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
     assert checked >= 10, checked
     assert moved_out > 0, "no shock moves a position out of its range"
+    assert balances > 0, "no token balance was stressed"
