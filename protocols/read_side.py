@@ -306,6 +306,17 @@ class ReadSide:
         """Why each of the owner's subjects changed in value from `start` to `end`."""
         raise NotImplementedError
 
+    # Whether `advice` answers for this protocol's subjects.
+    advises: bool = False
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        """What to do about each of the owner's subjects at the block (`horizon` seconds of
+        interest later): for a lending account below `target_wad`, the exact amounts that
+        reach it; each answer names the numbers it rests on."""
+        return []
+
     # Whether `stress` answers for this protocol's subjects (/v1/portfolio/{wallet}/stress
     # names the protocols it could not stress).
     stresses: bool = False

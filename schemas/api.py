@@ -227,6 +227,46 @@ class StressedBalanceOut(BaseModel):
     stressed: BalanceOut
 
 
+class MoveOut(BaseModel):
+    asset: str
+    symbol: str
+    decimals: int
+    amount: str | None = Field(
+        description="The smallest amount (token units) that reaches the target; None: this "
+        "move alone cannot"
+    )
+    amount_usd: float | None
+    price: str = Field(description="The oracle price it was valued at (8-decimal USD)")
+    enough: bool
+    limit: str | None = Field(description="For a repayment: the debt, the most it can be")
+
+
+class AccountAdviceOut(BaseModel):
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    block_number: int
+    valued_at: int = Field(description="The unix time the account is valued at")
+    health_factor: str = Field(description="Wad, at valued_at")
+    target: str
+    below_target: bool
+    repay: list[MoveOut]
+    add_collateral: list[MoveOut]
+
+
+class AdviceOut(BaseModel):
+    address: str
+    as_of: AsOfOut
+    chains: list[AsOfOut]
+    target: str = Field(description="Wad (1e18 = 1.0)")
+    horizon_seconds: int
+    not_advised: list[str] = Field(description="Protocols with no answers here yet")
+    lending: list[AccountAdviceOut]
+    positions: list[dict[str, Any]]
+
+
 class StressOut(BaseModel):
     address: str
     as_of: AsOfOut

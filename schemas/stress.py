@@ -91,6 +91,23 @@ def parse_shock(text: str | None) -> Shock:
     return Shock(named, risk)
 
 
+_TARGET = re.compile(r"^\d{1,3}(?:\.\d{1,18})?$")
+WAD = 10**18
+DEFAULT_TARGET = "1.5"
+
+
+def parse_target(text: str | None) -> int:
+    """A target health factor ("1.5") as a wad, exactly (InvalidInput unless 1 < it <= 100)."""
+    text = (text or DEFAULT_TARGET).strip()
+    if _TARGET.match(text) is None:
+        raise InvalidInput(f"target {text!r} is not a health factor like 1.5")
+    whole, _, fraction = text.partition(".")
+    wad = int(whole) * WAD + int(fraction.ljust(18, "0") or "0")
+    if not WAD < wad <= 100 * WAD:
+        raise InvalidInput(f"target {text!r} must be above 1 and at most 100")
+    return wad
+
+
 def parse_horizon(text: str | None) -> int:
     """Seconds ahead: "3600", "90s", "30m", "12h", "30d" (0 when absent)."""
     if text is None or not text.strip():

@@ -27,6 +27,7 @@ from api.deps import (
 from api.queries import Queries
 from protocols.windows import WINDOW_SECONDS
 from schemas.api import (
+    AdviceOut,
     AggregateOut,
     DiffOut,
     ErrorOut,
@@ -38,7 +39,7 @@ from schemas.api import (
 )
 from schemas.errors import InvalidInput, NotFound
 from schemas.hexutil import decimal_uint
-from schemas.stress import Scenario, parse_horizon, parse_shock
+from schemas.stress import Scenario, parse_horizon, parse_shock, parse_target
 
 router = APIRouter(
     prefix="/v1",
@@ -113,6 +114,33 @@ def portfolio_stress(
         owner,
         [(a, Scenario(moves, chains.stablecoins(a.chain_id), seconds)) for a in as_ofs],
     )
+
+
+@router.get("/portfolio/{wallet}/advice", response_model=AdviceOut, responses=ERRORS)
+def portfolio_advice(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    chains: ChainsDep,
+    queries: QueriesDep,
+    target: Annotated[
+        str | None,
+        Query(max_length=24, description="Target health factor, e.g. 1.5 (the default)"),
+    ] = None,
+    horizon: Annotated[
+        str | None,
+        Query(max_length=32, description="Answer for this much later (interest accrued): 12h"),
+    ] = None,
+    at: AtParam = None,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """What to do: for each lending account below the target health factor, the smallest
+    exact amount of each debt asset to repay, or of each collateral asset to add, that
+    reaches it (found by revaluing the account after the move with the contract's own
+    arithmetic); each answer names the block, time and prices it rests on."""
+    owner = address(wallet, "wallet")
+    target_wad = parse_target(target)
+    seconds = parse_horizon(horizon)
+    wanted = chains_for(chains, None if chain_id is None else [chain_id])
+    return queries.advice(owner, as_of_each(chains, queries, wanted, at), target_wad, seconds)
 
 
 @router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.aave_v3.advice import advice
 from protocols.aave_v3.state import PROTOCOL_AAVE_V3, account_id, holds_anything, value_account
 from protocols.aave_v3.stress import stress_account
 from protocols.read_side import (
@@ -295,6 +296,33 @@ class AaveV3Read(ReadSide):
                 )
             )
         return changes
+
+    advises = True
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        held = open_accounts(ctx, as_of, [owner])
+        if not held:
+            return []
+        found = markets(ctx, as_of, sorted({a.pool for a, _ in held}))
+        out = []
+        for account, _updated in held:
+            market = found[account.pool]
+            at = market.block.timestamp + horizon
+            out.append(
+                {
+                    "id": account.account_id,
+                    "protocol": account.protocol,
+                    "chain_id": account.chain_id,
+                    "pool": account.pool,
+                    "owner": account.user,
+                    "block_number": market.block.number,
+                    "valued_at": at,
+                    **advice(account, market, target_wad, at),
+                }
+            )
+        return out
 
     def stress(
         self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario

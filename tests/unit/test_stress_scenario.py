@@ -13,6 +13,7 @@ from schemas.stress import (
     parse_bps,
     parse_horizon,
     parse_shock,
+    parse_target,
     shocked,
     smallest_failing,
     time_to_failure,
@@ -90,3 +91,13 @@ def test_the_searches_find_the_first_failing_point_exactly() -> None:
     assert len(calls) < 80, "a few dozen valuations, not a scan"
     assert time_to_failure(fails_from(10**12)) is None
     assert time_to_failure(fails_from(0)) == 0
+
+
+def test_targets_are_exact_wads_above_one() -> None:
+    assert parse_target(None) == 1_500_000_000_000_000_000
+    assert parse_target("1.05") == 1_050_000_000_000_000_000
+    assert parse_target("2") == 2 * 10**18
+    assert parse_target("1.000000000000000001") == 10**18 + 1
+    for bad in ("1", "0.9", "101", "1.5x", "-2", "1.0000000000000000001"):
+        with pytest.raises(InvalidInput, match="target"):
+            parse_target(bad)
