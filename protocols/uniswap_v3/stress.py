@@ -35,7 +35,7 @@ def shocked_pool(pool: PoolSnapshot, bps0: int, bps1: int) -> PoolSnapshot:
     )
 
 
-def _moved(price: TokenPrice | None, bps: int) -> TokenPrice | None:
+def moved_price(price: TokenPrice | None, bps: int) -> TokenPrice | None:
     if price is None or not bps:
         return price
     return dataclasses.replace(price, usd=price.usd * (BPS + bps) / BPS)
@@ -55,7 +55,7 @@ def stress_position(
     now = value_position(pos, pool, price0, price1, uncollected)
     moved_pool = None if pool is None else shocked_pool(pool, bps0, bps1)
     stressed = value_position(
-        pos, moved_pool, _moved(price0, bps0), _moved(price1, bps1), uncollected
+        pos, moved_pool, moved_price(price0, bps0), moved_price(price1, bps1), uncollected
     )
     moves = {token: bps for token, bps in ((pos.token0, bps0), (pos.token1, bps1)) if bps}
     return now, stressed, moved_pool, moves

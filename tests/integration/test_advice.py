@@ -17,7 +17,7 @@ from devnet.contracts import AAVE_REPAY, AAVE_SUPPLY, ERC20_MINT, INTEREST_RATE_
 from devnet.lending import LendingSimulator
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
-from tests.integration.test_stress import timestamp
+from tests.integration.test_stress import slot0, timestamp
 from tests.support import block_number, live_server, rpc
 
 WAD = 10**18
@@ -102,3 +102,68 @@ def test_repay_and_add_collateral_amounts_reach_the_target_and_one_unit_less_doe
                 assert short < target, f"{user}: {kind} {amount - 1} {move['symbol']} reached it"
                 checked += 1
     assert checked >= 4, checked
+
+
+def pool_tick(devnet: Devnet, pool: str, block: int) -> int | None:
+    """The pool's tick after `block` (None before the pool existed)."""
+    if rpc(devnet.rpc_url, "eth_getCode", [pool, hex(block)]) in ("0x", None):
+        return None
+    return slot0(devnet, pool, block)[1]
+
+
+def test_lp_advice_grid_range_and_time_in_range_match_the_chain(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """Each position's advice: the grid's unmoved point is its portfolio value; its range
+    statement matches the pool's tick; its seconds in range equal a walk over every block's
+    slot0 and timestamp on the node."""
+    simulator = devnet.simulator
+    for _ in range(12):
+        simulator.step()
+    chain_id = devnet.deployment.chain_id
+    owners = sorted(set(simulator.all_positions().values()))
+    head = block_number(devnet.rpc_url)
+    found: list[dict[str, Any]] = []
+    with live_server(tmp_path, [devnet.endpoint()]) as server:
+        server.wait_processed(chain_id, head)
+        for owner in owners:
+            body = server.get(f"/v1/portfolio/{owner}/advice", at=str(head)).json()
+            assert "uniswap_v3" not in body["not_advised"]
+            portfolio = server.get(f"/v1/portfolio/{owner}", at=str(head)).json()
+            values = {p["id"]: p for p in portfolio["positions"]}
+            assert {a["id"] for a in body["positions"]} == set(values)
+            for advice in body["positions"]:
+                held = values[advice["id"]]
+                (unmoved,) = [g for g in advice["grid"] if g["move_bps"] == 0]
+                assert unmoved["value_usd"] == held["value_usd"]
+                assert (unmoved["amount0"], unmoved["amount1"]) == (
+                    held["amount0"],
+                    held["amount1"],
+                )
+                assert advice["in_range"] == held["in_range"] == unmoved["in_range"]
+                earning = "In range and earning" in advice["statement"]
+                assert earning == held["in_range"], advice["statement"]
+                found.append(
+                    {**advice, "tick_lower": held["tick_lower"], "tick_upper": held["tick_upper"]}
+                )
+    assert len(found) >= 5
+    assert any(not a["in_range"] for a in found), "no position out of range to state it"
+
+    times = [timestamp(devnet.rpc_url, b) for b in range(head + 1)]
+    ticks: dict[str, list[int | None]] = {}
+    for advice in found:
+        pool = advice["pool"]
+        if pool not in ticks:
+            ticks[pool] = [pool_tick(devnet, pool, b) for b in range(head + 1)]
+        start, end = advice["lookback"]["start"], advice["lookback"]["end"]
+        assert end == times[head]
+        inside = 0
+        for b in range(1, head + 1):
+            until = times[b + 1] if b < head else end
+            since, until = max(times[b], start), min(until, end)
+            tick = ticks[pool][b]
+            if until > since and tick is not None:
+                inside += (
+                    until - since if advice["tick_lower"] <= tick < advice["tick_upper"] else 0
+                )
+        assert advice["seconds_in_range"] == inside, advice["id"]
