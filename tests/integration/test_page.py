@@ -382,4 +382,21 @@ def test_the_stress_slider_moves_the_health_factor_across_the_threshold(
         assert stressed < 1 <= account["now"]["health_factor_float"]
         assert page.inner_text("#stress-all-v") == "-90%"
         assert "*" in page.inner_text("#stress-note")
+
+        # What to do: a target above its health factor, typed in; the exact amounts shown.
+        target = f"{account['now']['health_factor_float'] + 0.25:.4f}"
+        advice = server.get(f"/v1/portfolio/{wallet}/advice", target=target).json()
+        (answer,) = [a for a in advice["lending"] if a["id"] == account["id"]]
+        repay = next(m for m in answer["repay"] if m["enough"])
+        page.fill("#target", target)
+        item = f'#advice li.below[data-id="{account["id"]}"]'
+        page.wait_for_function(
+            "([item, target]) => (document.querySelector(item) || {}).textContent"
+            "?.includes('below ' + target)",
+            arg=[item, target],
+            timeout=WAIT_MS,
+        )
+        assert f"repay {exact(repay['amount'], repay['decimals'])} {repay['symbol']}" in (
+            page.inner_text(item)
+        )
         assert errors == [], f"the page logged errors: {errors}"
