@@ -57,6 +57,13 @@ class Chains:
         head = self.status.chain(chain_id).head
         return head >= 0 and block <= head - depth
 
+    def stablecoins(self, chain_id: int) -> frozenset[str]:
+        """The chain's tokens worth 1 USD (its config's usd_tokens), lower-case: what a
+        market-wide stress shock leaves at their oracle price."""
+        endpoint = self._by_id.get(chain_id)
+        tokens = endpoint.config.usd_tokens if endpoint is not None else ()
+        return frozenset(t.lower() for t in tokens)
+
     def watch_mode(self, chain_id: int) -> bool:
         """Whether the chain runs in wallet watch mode (else the full protocols)."""
         endpoint = self._by_id.get(chain_id)

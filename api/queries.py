@@ -26,6 +26,7 @@ from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 from schemas.filters import numeric_field as _numeric
 from schemas.hexutil import decimal_uint
+from schemas.stress import Scenario
 
 __all__ = [
     "AsOf",
@@ -172,6 +173,53 @@ class Queries:
     def portfolio_across(self, owner: str, as_ofs: Sequence[AsOf]) -> dict[str, Any]:
         """The wallet's portfolio on each chain (each at its own block), as one."""
         return merge_portfolios(owner, [self.portfolio(owner, as_of) for as_of in as_ofs])
+
+    def advice(
+        self, owner: str, as_ofs: Sequence[AsOf], target_wad: int, horizon: int
+    ) -> dict[str, Any]:
+        """What to do about the wallet's subjects (each chain at its own block): every read
+        side that advises, its answers in its portfolio section."""
+        sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
+        for as_of in as_ofs:
+            for side in READ_SIDES:
+                if side.advises:
+                    sections[side.section] += side.advice(
+                        self.ctx, owner, as_of, target_wad, horizon
+                    )
+        return {
+            "address": owner,
+            "as_of": as_ofs[0].json(),
+            "chains": [a.json() for a in as_ofs],
+            "target": str(target_wad),
+            "horizon_seconds": horizon,
+            "not_advised": sorted(s.name for s in READ_SIDES if not s.advises),
+            "lending": sections["lending"],
+            "positions": sections["positions"],
+        }
+
+    def stress(self, owner: str, scenarios: Sequence[tuple[AsOf, Scenario]]) -> dict[str, Any]:
+        """The wallet's subjects now and under each chain's scenario (each at its own block):
+        every read side that stresses, its subjects in its portfolio section."""
+        sections: dict[str, list[dict[str, Any]]] = {name: [] for name in SECTIONS}
+        for as_of, scenario in scenarios:
+            for side in READ_SIDES:
+                if side.stresses and side.section in sections:
+                    sections[side.section] += side.stress(self.ctx, owner, as_of, scenario)
+        as_ofs = [as_of for as_of, _ in scenarios]
+        lending = sections["lending"]
+        subjects = [item for name in SECTIONS for item in sections[name]]
+        return {
+            "address": owner,
+            "as_of": as_ofs[0].json(),
+            "chains": [a.json() for a in as_ofs],
+            "shock": scenarios[0][1].shock.json(),
+            "horizon_seconds": scenarios[0][1].horizon,
+            "not_stressed": sorted(s.name for s in READ_SIDES if not s.stresses),
+            "value_usd": sum(a["now"]["value_usd"] or 0.0 for a in subjects),
+            "stressed_value_usd": sum(a["stressed"]["value_usd"] or 0.0 for a in subjects),
+            "liquidatable": sum(1 for a in lending if a["liquidatable"]),
+            **sections,
+        }
 
     # Windows ---------------------------------------------------------------------------------
 

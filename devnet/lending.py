@@ -228,6 +228,20 @@ class LendingSimulator:
             log.info("price shock: %s %+.1f%% to $%.4f", symbol, pct, answer / BASE_UNIT)
             return self._set_answer(symbol, answer)
 
+    def set_price(self, symbol: str, answer: int) -> int | None:
+        """Make AaveOracle answer exactly `answer` for `symbol` (8 decimals): a feed or a
+        Chainlink aggregator is set to it; an adapter is capped at it (its ratio raised first
+        if its uncapped price is below; move its base before it). The last block."""
+        with self._lock:
+            if symbol not in self._derived:
+                return self._set_answer(symbol, answer)
+            self._answers.update(self._read_answers(self.symbols))  # after a revert, say
+            if answer > self.uncapped_price(symbol):
+                # Raise the ratio until the uncapped price reaches it; the cap then binds.
+                base = self._answers[self.sources[symbol].base_symbol or ""]
+                self.move_ratio(symbol, -(-answer * RATIO_UNIT // base))
+            return self.set_price_cap(symbol, answer)
+
     def pass_time(self, seconds: int = SECONDS_PER_TICK) -> int:
         """Advance the chain's clock and mine a block, so interest accrues; the block."""
         with self._lock:

@@ -218,6 +218,12 @@ class MorphoSimulator:
             log.debug("%s", what)
             return [int(receipts[0]["blockNumber"], 16)]
 
+    def reload_price(self) -> int:
+        """Read the oracle's price again (after an evm_revert, say); the price."""
+        with self._lock:
+            self._price = self._read_price()
+            return self._price
+
     def views(self, accounts: list[str]) -> dict[str, AccountView]:
         """The accounts at the latest block: interest accrued, health at the oracle's price."""
         with self._lock:

@@ -18,6 +18,7 @@ from devnet.contracts import (
     COLLECT_TOPIC,
     DEADLINE,
     DECREASE_LIQUIDITY_TOPIC,
+    ERC20_BALANCE_OF,
     INCREASE_LIQUIDITY_TOPIC,
     MAX_UINT128,
     NPM_BURN,
@@ -126,6 +127,23 @@ class MarketSimulator:
             if block is None:
                 raise RpcError(f"swap in {self.deployment.pool_label(chosen)} failed (see the log)")
             return block
+
+    def swap_to(self, pool: Pool, sqrt_price_x96: int, wallet: str) -> int | None:
+        """Swap `pool` to exactly `sqrt_price_x96` (the swap's price limit), from `wallet`
+        with all it holds of the token going in; the block (None: the price is there)."""
+        with self._lock:
+            sqrt_price = self._slot0(pool)[0]
+            if sqrt_price == sqrt_price_x96:
+                return None
+            down = sqrt_price_x96 < sqrt_price
+            token_in, token_out = (pool.token0, pool.token1) if down else (pool.token1, pool.token0)
+            call = {"to": token_in, "data": ERC20_BALANCE_OF.encode(wallet)}
+            balance = ERC20_BALANCE_OF.decode(self._rpc.call("eth_call", [call, "latest"]))[0]
+            params = (token_in, token_out, pool.fee, wallet, DEADLINE, balance, 0, sqrt_price_x96)
+            what = f"swap {self.deployment.pool_label(pool)} to sqrtPriceX96 {sqrt_price_x96}"
+            return self._send(
+                wallet, self.deployment.swap_router, ROUTER_EXACT_INPUT_SINGLE.encode(params), what
+            )
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """step() every `interval` s until `stop` is set; RPC errors are logged, not raised."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from schemas.chain import TokenInfo
 from schemas.errors import NotFound
 from schemas.positions import BlockRef, TokenPrice
+from schemas.stress import Scenario
 
 # The portfolio's lists (/v1/portfolio), in its JSON order: a read side's `portfolio` goes into
 # one of them. `balances` is also summed alone (`balances_usd`).
@@ -320,6 +321,28 @@ class ReadSide:
     def changes(self, ctx: ReadContext, owner: str, start: AsOf, end: AsOf) -> list[Change]:
         """Why each of the owner's subjects changed in value from `start` to `end`."""
         raise NotImplementedError
+
+    # Whether `advice` answers for this protocol's subjects.
+    advises: bool = False
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        """What to do about each of the owner's subjects at the block (`horizon` seconds of
+        interest later): for a lending account below `target_wad`, the exact amounts that
+        reach it; each answer names the numbers it rests on."""
+        return []
+
+    # Whether `stress` answers for this protocol's subjects (/v1/portfolio/{wallet}/stress
+    # names the protocols it could not stress).
+    stresses: bool = False
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        """The owner's subjects at the block, now and under the scenario (schemas/stress.py),
+        valued by the same functions as `portfolio`; each in `section`'s list."""
+        return []
 
     def subject_exists(self, ctx: ReadContext, chain_id: int, subject_id: str) -> bool:
         """Whether a subject with windows (/v1/positions/{id}/windows) has this id."""

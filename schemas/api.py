@@ -166,6 +166,127 @@ class PortfolioOut(BaseModel):
     balances: list[BalanceOut] = Field(description="ERC-20 balances (zeros omitted)")
 
 
+class StressedAccountOut(BaseModel):
+    """A lending account now and under the scenario, and how far it is from liquidation."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    shocks_bps: dict[str, int] = Field(
+        description="The move applied to each of its reserves' prices (basis points)"
+    )
+    now: AccountOut
+    stressed: AccountOut = Field(
+        description="Valued with the shocked oracle prices, interest accrued horizon further"
+    )
+    liquidatable: bool = Field(description="Health factor below 1 under the scenario")
+    liquidation_drop_bps: int | None = Field(
+        description="The smallest uniform drop of its collateral assets' prices (basis points, "
+        "from the block's prices) at which it becomes liquidatable; 0: it already is; None: "
+        "no debt, or not even at -99.99%"
+    )
+    time_to_liquidation_seconds: int | None = Field(
+        description="With the block's prices held, seconds of interest until it becomes "
+        "liquidatable; None: no debt, or not within 100 years"
+    )
+
+
+class StressedPositionOut(BaseModel):
+    """An LP position now and with its pool moved to the shocked ratio of its tokens."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    shocks_bps: dict[str, int] = Field(description="The move applied to each token (basis points)")
+    pool_sqrt_price_x96: str | None = Field(
+        description="The pool's sqrtPriceX96 at the shocked ratio: a swap with this "
+        "sqrtPriceLimitX96 leaves the pool there"
+    )
+    pool_tick: int | None
+    now: PositionOut
+    stressed: PositionOut = Field(
+        description="Amounts, range, value and IL at the shocked pool price and token prices; "
+        "uncollected fees as at the block"
+    )
+
+
+class StressedBalanceOut(BaseModel):
+    """A token balance now and with its token's USD price moved by the shock."""
+
+    id: str
+    protocol: str
+    chain_id: int
+    token: str
+    owner: str
+    shocks_bps: dict[str, int]
+    now: BalanceOut
+    stressed: BalanceOut
+
+
+class MoveOut(BaseModel):
+    asset: str
+    symbol: str
+    decimals: int
+    amount: str | None = Field(
+        description="The smallest amount (token units) that reaches the target; None: this "
+        "move alone cannot"
+    )
+    amount_usd: float | None
+    price: str = Field(description="The oracle price it was valued at (8-decimal USD)")
+    enough: bool
+    limit: str | None = Field(description="For a repayment: the debt, the most it can be")
+
+
+class AccountAdviceOut(BaseModel):
+    id: str
+    protocol: str
+    chain_id: int
+    pool: str
+    owner: str
+    block_number: int
+    valued_at: int = Field(description="The unix time the account is valued at")
+    health_factor: str = Field(description="Wad, at valued_at")
+    target: str
+    below_target: bool
+    repay: list[MoveOut]
+    add_collateral: list[MoveOut]
+
+
+class AdviceOut(BaseModel):
+    address: str
+    as_of: AsOfOut
+    chains: list[AsOfOut]
+    target: str = Field(description="Wad (1e18 = 1.0)")
+    horizon_seconds: int
+    not_advised: list[str] = Field(description="Protocols with no answers here yet")
+    lending: list[AccountAdviceOut]
+    positions: list[dict[str, Any]]
+
+
+class StressOut(BaseModel):
+    address: str
+    as_of: AsOfOut
+    chains: list[AsOfOut]
+    shock: dict[str, int] = Field(
+        description="Basis points by asset (lower-case symbol or address); '*': every other "
+        "asset that is not a stablecoin"
+    )
+    horizon_seconds: int
+    not_stressed: list[str] = Field(description="Protocols whose subjects are not stressed yet")
+    value_usd: float = Field(
+        description="Positions, lending and balances now (what /v1/portfolio's total_usd sums)"
+    )
+    stressed_value_usd: float = Field(description="The same under the scenario")
+    liquidatable: int = Field(description="Accounts liquidatable under the scenario")
+    positions: list[StressedPositionOut]
+    lending: list[StressedAccountOut]
+    balances: list[StressedBalanceOut]
+
+
 class OhlcOut(BaseModel):
     open: float | None
     high: float | None

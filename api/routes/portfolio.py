@@ -29,17 +29,20 @@ from api.head_view import HeadViews
 from api.queries import AsOf, Queries, check_sort, positions_page
 from protocols.windows import WINDOW_SECONDS
 from schemas.api import (
+    AdviceOut,
     AggregateOut,
     DiffOut,
     ErrorOut,
     HistoryOut,
     PortfolioOut,
     PositionsPage,
+    StressOut,
     WalletHistoryOut,
 )
 from schemas.errors import InvalidInput, NotFound
 from schemas.filters import Filter
 from schemas.hexutil import decimal_uint
+from schemas.stress import Scenario, parse_horizon, parse_shock, parse_target
 
 router = APIRouter(
     prefix="/v1",
@@ -76,6 +79,71 @@ def portfolio(
             response.headers["X-Served-From"] = "head-view"
             return found
     return queries.portfolio_across(owner, as_of_each(chains, queries, wanted, at))
+
+
+@router.get("/portfolio/{wallet}/stress", response_model=StressOut, responses=ERRORS)
+def portfolio_stress(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    chains: ChainsDep,
+    queries: QueriesDep,
+    shock: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            description="Price moves, e.g. WETH:-20%,WBTC:-15% (by symbol or address), or "
+            "*:-30% for every asset that is not a stablecoin (the chain's usd_tokens stay "
+            "unless named); whole basis points",
+        ),
+    ] = None,
+    horizon: Annotated[
+        str | None,
+        Query(max_length=32, description="Interest accrues this long first: 3600, 12h, 30d"),
+    ] = None,
+    at: AtParam = None,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """The wallet's lending accounts now and under joint price shocks, valued by the same
+    exact functions as the live path (health factor, collateral and debt as the protocol's
+    own view would answer at the shocked prices), with the uniform drop of each account's
+    collateral at which it becomes liquidatable and the time until interest alone takes it
+    there."""
+    owner = address(wallet, "wallet")
+    moves = parse_shock(shock)
+    seconds = parse_horizon(horizon)
+    as_ofs = as_of_each(
+        chains, queries, chains_for(chains, None if chain_id is None else [chain_id]), at
+    )
+    return queries.stress(
+        owner,
+        [(a, Scenario(moves, chains.stablecoins(a.chain_id), seconds)) for a in as_ofs],
+    )
+
+
+@router.get("/portfolio/{wallet}/advice", response_model=AdviceOut, responses=ERRORS)
+def portfolio_advice(
+    wallet: Annotated[str, Path(description="Wallet address (0x…)", max_length=64)],
+    chains: ChainsDep,
+    queries: QueriesDep,
+    target: Annotated[
+        str | None,
+        Query(max_length=24, description="Target health factor, e.g. 1.5 (the default)"),
+    ] = None,
+    horizon: Annotated[
+        str | None,
+        Query(max_length=32, description="Answer for this much later (interest accrued): 12h"),
+    ] = None,
+    at: AtParam = None,
+    chain_id: ChainParam = None,
+) -> dict[str, Any]:
+    """What to do: for each lending account below the target health factor, the smallest
+    exact amount of each debt asset to repay, or of each collateral asset to add, that
+    reaches it (found by revaluing the account after the move with the contract's own
+    arithmetic); each answer names the block, time and prices it rests on."""
+    owner = address(wallet, "wallet")
+    target_wad = parse_target(target)
+    seconds = parse_horizon(horizon)
+    wanted = chains_for(chains, None if chain_id is None else [chain_id])
+    return queries.advice(owner, as_of_each(chains, queries, wanted, at), target_wad, seconds)
 
 
 @router.get("/portfolio/{wallet}/diff", response_model=DiffOut, responses=ERRORS)

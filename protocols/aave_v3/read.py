@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.aave_v3.advice import advice
 from protocols.aave_v3.state import PROTOCOL_AAVE_V3, account_id, holds_anything, value_account
+from protocols.aave_v3.stress import stress_account
 from protocols.read_side import (
     ALL,
     ALL_UNTIMED,
@@ -42,6 +44,7 @@ from schemas.lending import (
 )
 from schemas.liquidations import liquidation_json
 from schemas.positions import BlockRef
+from schemas.stress import Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,7 @@ class AaveV3Read(ReadSide):
             "oracle_prices",
         }
     )
+    stresses = True
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return accounts(ctx, as_of, [owner])
@@ -302,6 +306,45 @@ class AaveV3Read(ReadSide):
                 )
             )
         return changes
+
+    advises = True
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        held = open_accounts(ctx, as_of, [owner])
+        if not held:
+            return []
+        found = markets(ctx, as_of, sorted({a.pool for a, _ in held}))
+        out = []
+        for account, _updated in held:
+            market = found[account.pool]
+            at = market.block.timestamp + horizon
+            out.append(
+                {
+                    "id": account.account_id,
+                    "protocol": account.protocol,
+                    "chain_id": account.chain_id,
+                    "pool": account.pool,
+                    "owner": account.user,
+                    "block_number": market.block.number,
+                    "valued_at": at,
+                    **advice(account, market, target_wad, at),
+                }
+            )
+        return out
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        held = open_accounts(ctx, as_of, [owner])
+        if not held:
+            return []
+        found = markets(ctx, as_of, sorted({a.pool for a, _ in held}))
+        return [
+            stress_account(account, found[account.pool], scenario, updated)
+            for account, updated in held
+        ]
 
     def subject_exists(self, ctx: ReadContext, chain_id: int, subject_id: str) -> bool:
         found = ctx.store.scalar(

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from protocols.compound_v3.state import CometMarketView, net_value, prices_held
+from protocols.compound_v3.stress import stress_account
 from protocols.read_side import (
     ALL,
     ALL_UNTIMED,
@@ -39,6 +40,7 @@ from schemas.comet import (
     CometTotalsBasic,
     comet_account_json,
 )
+from schemas.stress import Scenario
 
 
 def comet_subjects(
@@ -221,9 +223,21 @@ class CompoundV3Read(ReadSide):
     head_reads = frozenset(
         {"comet_account_versions", "comet_configs", "comet_assets", "comet_totals", "comet_prices"}
     )
+    stresses = True
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return comet_subjects(ctx, as_of, [owner], None)
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        held = open_accounts(ctx, as_of, [owner], None)
+        found = markets(ctx, as_of, sorted({a.comet for a, _ in held}))
+        return [
+            stress_account(account, found[account.comet], scenario, updated)
+            for account, updated in held
+            if account.comet in found  # a comet not readable then: nothing exact to say
+        ]
 
     def subjects(
         self,

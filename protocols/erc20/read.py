@@ -17,6 +17,7 @@ from protocols.erc20.book import STAGE, balance_value
 from protocols.read_side import AsOf, Change, ReadContext, ReadSide, latest_rows, token_usd
 from schemas.balances import balance_json
 from schemas.chain import TokenInfo
+from schemas.stress import BPS, Scenario
 
 
 def balances(ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
@@ -66,13 +67,38 @@ def balance_change(
     return Change(subject_id, STAGE, v0, v1, price=price, actions=v1 - v0 - price)
 
 
+def stressed_balance(balance: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """A `balance_json` now and with its token's USD price moved by the scenario's shock."""
+    bps = scenario.bps(balance["token"], balance["symbol"])
+    moved = dict(balance)
+    for key in ("price_usd", "value_usd"):
+        if moved[key] is not None:
+            moved[key] = moved[key] * (BPS + bps) / BPS
+    return {
+        "id": f"{balance['chain_id']}:{balance['wallet']}:{balance['token']}",
+        "protocol": STAGE,
+        "chain_id": balance["chain_id"],
+        "token": balance["token"],
+        "owner": balance["wallet"],
+        "shocks_bps": {balance["token"]: bps} if bps else {},
+        "now": balance,
+        "stressed": moved,
+    }
+
+
 class Erc20Read(ReadSide):
     name = STAGE
     section = "balances"
     head_reads = frozenset({"token_balances"})
+    stresses = True
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return balances(ctx, owner, as_of)
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        return [stressed_balance(b, scenario) for b in balances(ctx, owner, as_of)]
 
     def changes(self, ctx: ReadContext, owner: str, start: AsOf, end: AsOf) -> list[Change]:
         b0 = {b["token"]: b for b in balances(ctx, owner, start)}

@@ -19,6 +19,7 @@ from typing import Any
 from protocols.morpho_blue.events import MarketParams
 from protocols.morpho_blue.math import MarketTotals
 from protocols.morpho_blue.state import Market, Position
+from protocols.morpho_blue.stress import stress_account
 from protocols.morpho_blue.value import MarketSnapshot, account_value
 from protocols.read_side import (
     ALL_UNTIMED,
@@ -35,6 +36,7 @@ from schemas.morpho import (
     MorphoMarketInfo,
     morpho_account_json,
 )
+from schemas.stress import Scenario
 
 
 def open_positions(
@@ -208,6 +210,7 @@ class MorphoBlueRead(ReadSide):
     head_reads = frozenset(
         {"morpho_positions", "morpho_markets", "morpho_market_states", "morpho_market_reads"}
     )
+    stresses = True
 
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
         return morpho_subjects(ctx, as_of, [owner], None)
@@ -222,6 +225,35 @@ class MorphoBlueRead(ReadSide):
     ) -> list[dict[str, Any]]:
         # A lending account's `pool` is its market; a token condition is left to the filter.
         return morpho_subjects(ctx, as_of, owners, pools)
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        held = open_positions(ctx, as_of, [owner], None)
+        if not held:
+            return []
+        ref = ctx.timed_ref(as_of)
+        found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
+        loans = sorted({s.info.loan_token for s in found.values()})
+        usd = {t: p[0].usd for t, p in ctx.token_prices(as_of, loans).items()}
+        out = []
+        for _aid, morpho, market, _owner, position, updated in held:
+            snapshot = found.get(market)
+            if snapshot is None:
+                continue
+            stressed = stress_account(
+                morpho,
+                owner,
+                position,
+                snapshot,
+                ref,
+                usd.get(snapshot.info.loan_token),
+                scenario,
+                updated,
+            )
+            if stressed is not None:
+                out.append(stressed)
+        return out
 
     def changes(self, ctx: ReadContext, owner: str, start: AsOf, end: AsOf) -> list[Change]:
         p0 = {aid: (m, pos) for aid, _, m, _, pos, _ in open_positions(ctx, start, [owner], None)}

@@ -19,16 +19,26 @@ from dataclasses import fields
 from typing import Any
 
 from protocols.read_side import AsOf, Change, ReadContext, ReadSide, latest_rows, token_usd
+from protocols.uniswap_v3.advice import (
+    LOOKBACK_SECONDS,
+    price_grid,
+    range_exits,
+    seconds_in_range,
+    statement,
+)
 from protocols.uniswap_v3.fee_tracker import NpmPosition
-from protocols.uniswap_v3.math import fee_growth_inside
+from protocols.uniswap_v3.math import fee_growth_inside, in_range
 from protocols.uniswap_v3.replica import EMPTY_POSITION, PoolPosition
+from protocols.uniswap_v3.stress import stress_position
 from protocols.uniswap_v3.valuation import value_position
 from schemas.positions import (
     PROTOCOL_UNISWAP_V3,
     PoolSnapshot,
+    TokenPrice,
     UniswapPosition,
     position_json,
 )
+from schemas.stress import Scenario
 
 # The store's columns carry the structural fields under the same names.
 _POSITION_FIELDS = tuple(f.name for f in fields(UniswapPosition))
@@ -55,10 +65,164 @@ def ever_owned(ctx: ReadContext, as_of: AsOf, owner: str) -> list[dict[str, Any]
     return versions(ctx, as_of, _EVER_OWNED, {"owners": [owner]})
 
 
+def held_by(ctx: ReadContext, as_of: AsOf, owner: str) -> list[dict[str, Any]]:
+    """The owner's positions at the block (not burned, not transferred away)."""
+    return [v for v in ever_owned(ctx, as_of, owner) if v["owner"] == owner and not v["burned"]]
+
+
 def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored versions valued at the block, in `position_json`."""
     if not held:
         return []
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    ref = as_of.ref()
+    out = []
+    for v in held:
+        pos = _position(v)
+        valued = value_position(
+            pos,
+            snapshots.get(pos.pool),
+            prices.get(pos.token0),
+            prices.get(pos.token1),
+            owed.get(pos.position_id),
+        )
+        out.append(position_json(pos, valued, ref, int(v["block_number"])))
+    return out
+
+
+def stressed(
+    ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]], scenario: Scenario
+) -> list[dict[str, Any]]:
+    """Stored versions now and under the scenario (protocols/uniswap_v3/stress.py)."""
+    if not held:
+        return []
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    ref = as_of.ref()
+    out = []
+    for v in held:
+        pos = _position(v)
+        now, moved, pool, moves = stress_position(
+            pos,
+            snapshots.get(pos.pool),
+            prices.get(pos.token0),
+            prices.get(pos.token1),
+            owed.get(pos.position_id),
+            scenario,
+        )
+        updated = int(v["block_number"])
+        out.append(
+            {
+                "id": pos.position_id,
+                "protocol": PROTOCOL_UNISWAP_V3,
+                "chain_id": pos.chain_id,
+                "pool": pos.pool,
+                "owner": v["owner"],
+                "shocks_bps": moves,
+                "pool_sqrt_price_x96": None if pool is None else str(pool.sqrt_price_x96),
+                "pool_tick": None if pool is None else pool.tick,
+                "now": position_json(pos, now, ref, updated),
+                "stressed": position_json(pos, moved, ref, updated),
+            }
+        )
+    return out
+
+
+def advised(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each position's grid, range exits, time in range and fees per day over the lookback
+    (protocols/uniswap_v3/advice.py), and the statement they make."""
+    if not held:
+        return []
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    end = ctx.timed_ref(as_of).timestamp
+    out = []
+    for v in held:
+        pos = _position(v)
+        pool = snapshots.get(pos.pool)
+        if pool is None or pool.sqrt_price_x96 == 0:
+            continue
+        opened = ctx.store.scalar(_OPENED, {"chain": as_of.chain_id, "id": pos.position_id})
+        start = max(int(opened or 0), end - LOOKBACK_SECONDS)
+        inside, observed = seconds_in_range(
+            _ticks(ctx, as_of, pos.pool, start), start, end, pos.tick_lower, pos.tick_upper
+        )
+        fees = ctx.store.rows(
+            _FEES, {"chain": as_of.chain_id, "id": pos.position_id, "start": start, "end": end}
+        )[0]
+        fee_span = int(fees[2] or 0) - int(fees[1] or 0)
+        exits = range_exits(pos, pool)
+        out.append(
+            {
+                "id": pos.position_id,
+                "protocol": PROTOCOL_UNISWAP_V3,
+                "chain_id": pos.chain_id,
+                "pool": pos.pool,
+                "owner": v["owner"],
+                "block_number": as_of.number,
+                "in_range": in_range(pool.tick, pos.tick_lower, pos.tick_upper)
+                and pos.liquidity > 0,
+                "tick": pool.tick,
+                "range": exits,
+                "grid": price_grid(
+                    pos,
+                    pool,
+                    prices.get(pos.token0),
+                    prices.get(pos.token1),
+                    owed.get(pos.position_id),
+                ),
+                "lookback": {"start": start, "end": end},
+                "seconds_in_range": inside,
+                "seconds_observed": observed,
+                "in_range_pct": inside / observed * 100 if observed else None,
+                "fees_usd": fees[0],
+                "fees_per_day_usd": fees[0] * 86_400 / fee_span
+                if fees[0] and fee_span > 0
+                else None,
+                "statement": statement(pos, pool, exits),
+            }
+        )
+    return out
+
+
+# The position's first version's time: when it opened.
+_OPENED = (
+    "SELECT toUnixTimestamp(min(block_time)) FROM defimon.position_versions FINAL "
+    "WHERE chain_id = {chain:UInt64} AND position_id = {id:String}"
+)
+# Its 1-hour windows' fees in the lookback, and the span they cover.
+_FEES = (
+    "SELECT sum(fees_earned_usd), toUnixTimestamp(min(window_start)), "
+    "toUnixTimestamp(max(window_end)) FROM defimon.position_windows FINAL "
+    "WHERE chain_id = {chain:UInt64} AND subject_id = {id:String} AND window = '1h' "
+    "AND window_start >= toDateTime({start:UInt64}) AND window_end <= toDateTime({end:UInt64})"
+)
+
+
+def _ticks(ctx: ReadContext, as_of: AsOf, pool: str, start: int) -> list[tuple[int, int]]:
+    """The pool's tick at `start` (its last change at or before it) and each change since,
+    up to the block: (unix time, tick)."""
+    params = {"chain": as_of.chain_id, "pool": pool, "block": as_of.number, "start": start}
+    where = (
+        "FROM defimon.pool_states FINAL WHERE chain_id = {chain:UInt64} AND pool = {pool:String} "
+        "AND block_number <= {block:UInt64} AND "
+    )
+    before = ctx.store.rows(
+        f"SELECT toUnixTimestamp(block_time), tick {where}"
+        "toUnixTimestamp(block_time) <= {start:UInt64} ORDER BY block_number DESC LIMIT 1",
+        params,
+    )
+    since = ctx.store.rows(
+        f"SELECT toUnixTimestamp(block_time), tick {where}"
+        "toUnixTimestamp(block_time) > {start:UInt64} ORDER BY block_number",
+        params,
+    )
+    return [(int(t), int(k)) for t, k in (*before, *since)]
+
+
+def valuation_inputs(
+    ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]
+) -> tuple[dict[str, PoolSnapshot], dict[str, TokenPrice], dict[str, tuple[int, int]]]:
+    """What valuing these versions at the block reads: pool states, token prices, and what a
+    static collect would return."""
     pools = sorted({v["pool"] for v in held})
     tokens = sorted({t for v in held for t in (v["token0"], v["token1"])})
     pool_rows = ctx.store.rows(
@@ -76,20 +240,7 @@ def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list
         for r in pool_rows
     }
     prices = {t: price for t, (price, _block) in ctx.token_prices(as_of, tokens).items()}
-    ref = as_of.ref()
-    owed = uncollected(ctx, as_of, held, snapshots)
-    out = []
-    for v in held:
-        pos = _position(v)
-        valued = value_position(
-            pos,
-            snapshots.get(pos.pool),
-            prices.get(pos.token0),
-            prices.get(pos.token1),
-            owed.get(pos.position_id),
-        )
-        out.append(position_json(pos, valued, ref, int(v["block_number"])))
-    return out
+    return snapshots, prices, uncollected(ctx, as_of, held, snapshots)
 
 
 def uncollected(
@@ -211,9 +362,21 @@ class UniswapV3Read(ReadSide):
     alert_kinds = frozenset({"il_above", "out_of_range"})
     head_reads = frozenset({"position_versions", "pool_states", "pool_ticks", "pool_positions"})
 
+    stresses = True
+    advises = True
+
     def portfolio(self, ctx: ReadContext, owner: str, as_of: AsOf) -> list[dict[str, Any]]:
-        found = ever_owned(ctx, as_of, owner)
-        return value(ctx, as_of, [v for v in found if v["owner"] == owner and not v["burned"]])
+        return value(ctx, as_of, held_by(ctx, as_of, owner))
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        return advised(ctx, as_of, held_by(ctx, as_of, owner))
+
+    def stress(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
+    ) -> list[dict[str, Any]]:
+        return stressed(ctx, as_of, held_by(ctx, as_of, owner), scenario)
 
     def subjects(
         self,

@@ -469,3 +469,36 @@ def test_a_health_factor_backtest_replays_comet_accounts(scene: Scene) -> None:
     assert replay.status_code == 200, replay.text
     fired = {a["subject_id"] for a in replay.json()["fired"]}
     assert alice in fired  # health between 1 and 2: below the threshold
+
+
+def test_stress_moves_the_comets_feeds_and_finds_alices_edges_exactly(scene: Scene) -> None:
+    """At block 2 Alice owes 15,000 USDC against 10 WETH at $2,000 (liquidate CF 0.85).
+    Under WETH -20% the comet would count 10 x 1,600 x 0.85 = 13,600 < 15,000: liquidatable.
+    The drop found must be the first basis point at which Comet.isLiquidatable (the math
+    module, exact to Comet's bytecode vectors) turns true, scanned here one by one; USDC, a
+    stablecoin, stays under `*`."""
+    n2 = scene.blocks[1][0]
+    body = scene.get(f"/v1/portfolio/{ALICE}/stress", at=str(n2), shock="WETH:-20%")
+    assert "compound_v3" not in body["not_stressed"]
+    (alice,) = [a for a in body["lending"] if a["protocol"] == "compound_v3"]
+    assert alice["shocks_bps"] == {scene.weth: -2_000}
+    assert not alice["now"]["is_liquidatable"] and alice["stressed"]["is_liquidatable"]
+    assert alice["liquidatable"]
+    (weth_row,) = [r for r in alice["stressed"]["reserves"] if r["asset"] == scene.weth]
+    assert int(weth_row["price"]) == 1_600 * USD
+
+    def liquidatable(drop_bps: int) -> bool:
+        weth = cm.CometCollateral(
+            10 * E18, 2_000 * USD * (10_000 - drop_bps) // 10_000, E18, 85 * 10**16
+        )
+        return cm.is_liquidatable(-DEBT, IDX, IDX, USD, 10**6, [weth], skip_zero_lcf=True)
+
+    edge = next(d for d in range(10_000) if liquidatable(d))
+    assert alice["liquidation_drop_bps"] == edge and not liquidatable(edge - 1)
+    # Prices held, the borrow rate takes it there in time (its debt grows, WETH does not).
+    assert alice["time_to_liquidation_seconds"] is not None
+    assert alice["time_to_liquidation_seconds"] > 0
+
+    market_wide = scene.get(f"/v1/portfolio/{ALICE}/stress", at=str(n2), shock="*:-5%")
+    (alice,) = [a for a in market_wide["lending"] if a["protocol"] == "compound_v3"]
+    assert alice["shocks_bps"] == {scene.weth: -500}, "the stablecoin base moved under *"

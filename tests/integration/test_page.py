@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from devnet.lending import LendingSimulator
 from devnet.morpho_simulator import MorphoSimulator
 from tests.conftest import Devnet
 from tests.support import LiveServer, block_number, live_server, rpc
@@ -331,3 +332,71 @@ def test_a_morpho_account_shows_its_health_and_its_alert_live(
             assert errors == [], f"the page logged errors: {errors}"
     finally:
         morpho.close()
+
+
+def test_the_stress_slider_moves_the_health_factor_across_the_threshold(
+    devnet: Devnet, tmp_path: Path, browser: Browser
+) -> None:
+    """The market-wide stress slider, driven from the keyboard, revalues a lending account
+    through /stress: its health factor under the shock changes, crosses 1 and is marked
+    liquidatable; the first liquidation is marked on the slider."""
+    lending = LendingSimulator(devnet.rpc_url, devnet.deployment, seed=11)
+    try:
+        for _ in range(3):
+            lending.tick()
+    finally:
+        lending.close()
+    chain_id = devnet.deployment.chain_id
+    with live_server(tmp_path / "data", [devnet.endpoint()]) as server:
+        server.wait_processed(chain_id, block_number(devnet.rpc_url))
+        found = None
+        for wallet in lending.accounts():
+            body = server.get(f"/v1/portfolio/{wallet}/stress", shock="*:-90%").json()
+            for account in body["lending"]:
+                if account["liquidatable"] and not account["now"]["is_liquidatable"]:
+                    found = (wallet, account)
+        assert found is not None, "no account a -90% market-wide move makes liquidatable"
+        wallet, account = found
+        row = f'#stress-rows tr[data-id="{account["id"]}"]'
+
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{server.url}/?wallet={wallet}", wait_until="load")
+        page.wait_for_selector(row, timeout=WAIT_MS)
+        now = f"{account['now']['health_factor_float']:.4f}"
+        assert page.inner_text(f"{row} td.hf-cell").strip() == now, "no shock: HF as now"
+        assert page.is_visible("#stress-mark"), "the first liquidation is not marked"
+
+        page.focus("#stress-all")
+        page.keyboard.press("Home")  # the slider's minimum: -90 %
+        page.wait_for_function(
+            "(row) => (document.querySelector(row + ' td.hf-cell') || {}).textContent"
+            "?.includes('liquidatable')",
+            arg=row,
+            timeout=WAIT_MS,
+        )
+        shown = page.inner_text(f"{row} td.hf-cell").strip()
+        stressed = account["stressed"]["health_factor_float"]
+        assert shown == f"{stressed:.4f} · liquidatable", shown
+        assert stressed < 1 <= account["now"]["health_factor_float"]
+        assert page.inner_text("#stress-all-v") == "-90%"
+        assert "*" in page.inner_text("#stress-note")
+
+        # What to do: a target above its health factor, typed in; the exact amounts shown.
+        target = f"{account['now']['health_factor_float'] + 0.25:.4f}"
+        advice = server.get(f"/v1/portfolio/{wallet}/advice", target=target).json()
+        (answer,) = [a for a in advice["lending"] if a["id"] == account["id"]]
+        repay = next(m for m in answer["repay"] if m["enough"])
+        page.fill("#target", target)
+        item = f'#advice li.below[data-id="{account["id"]}"]'
+        page.wait_for_function(
+            "([item, target]) => (document.querySelector(item) || {}).textContent"
+            "?.includes('below ' + target)",
+            arg=[item, target],
+            timeout=WAIT_MS,
+        )
+        assert f"repay {exact(repay['amount'], repay['decimals'])} {repay['symbol']}" in (
+            page.inner_text(item)
+        )
+        assert errors == [], f"the page logged errors: {errors}"
