@@ -24,7 +24,7 @@ from ports.bus import Bus
 from ports.metrics import METRICS
 from ports.status import FlowStatus
 from ports.store import Store
-from protocols.registry import PLUGINS
+from protocols.registry import HEAD_TABLES, PLUGINS
 from protocols.spec import BusEntry, ShardOutput, bus_event
 from protocols.windows import WindowRow, window_json
 from schemas.chain import Rewind
@@ -181,7 +181,9 @@ class _StoreWriter:
         return [
             event
             for chain, tables in sorted(by_chain.items())
-            for event in rows_events(chain, tables, COLUMNS, self._status.chain(chain).processed)
+            for event in rows_events(
+                chain, tables, COLUMNS, self._status.chain(chain).processed, HEAD_TABLES
+            )
         ]
 
 

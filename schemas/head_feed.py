@@ -1,10 +1,11 @@
 """The head feed: the rows the store writes, on the bus, for the API's head view (api/head_view.py).
 
-The flow's store writer publishes, after each insert, the rows it just stored of the tables a head
-answer reads (`HEAD_TABLES`: what the read sides declare, protocols/read_side.py), per chain, and
-with the last chunk of a flush the chain's `processed` block as of that insert. Publishing
-after the insert is what makes a view built from the store consistent with the bus: a row
-whose event a new API process did not receive was stored before it read the store.
+The flow's store writer publishes, after each insert, the rows it just stored of the tables a
+head answer reads (`HEAD_TABLES`, passed in: what the read sides declare,
+protocols/read_side.py), per chain, and with the last chunk of a flush the chain's
+`processed` block as of that insert. Publishing after the insert is what makes a view built
+from the store consistent with the bus: a row whose event a new API process did not receive
+was stored before it read the store.
 
 The feed is a bus of its own (defimon/instance.py `head_feed`; over NATS a stream of its own,
 defimon/nats_bus.py `NatsConfig.head_feed`), so stream clients and their event ids never see
@@ -16,11 +17,10 @@ column's type; times as ISO-8601.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from protocols.registry import HEAD_TABLES
 from schemas.stream import BusEvent
 
 ROWS = "rows"
@@ -42,14 +42,17 @@ def rows_events(
     tables: Mapping[str, Sequence[Sequence[Any]]],
     columns: Mapping[str, Sequence[str]],
     processed: int,
+    carried: Collection[str],
 ) -> list[BusEvent]:
-    """One chain's rows of one store insert (table -> rows in `columns[table]` order) as feed
-    events; the last carries the chain's processed block (it is applied after all of them)."""
+    """One chain's rows of one store insert (table -> rows in `columns[table]` order) of the
+    `carried` tables (protocols/registry.py HEAD_TABLES: the schemas do not import the
+    protocols) as feed events; the last carries the chain's processed block (it is applied
+    after all of them)."""
     events: list[BusEvent] = []
     now = time.time()
     for table, rows in tables.items():
         name = table.split(".")[-1]
-        if name not in HEAD_TABLES or not rows:
+        if name not in carried or not rows:
             continue
         cols = list(columns[table])
         for start in range(0, len(rows), CHUNK_ROWS):

@@ -145,6 +145,7 @@ def test_feed_events_carry_big_integers_times_and_the_processed_block() -> None:
         {"defimon.token_balances": rows, "defimon.blocks": block, "defimon.raw_logs": [(1,)]},
         COLUMNS,
         11,
+        HEAD_TABLES,
     )
     # raw_logs are not the head's; the last event says the block is processed.
     assert [e.data["table"] for e in events] == ["token_balances", "blocks", None]
@@ -174,7 +175,9 @@ def test_the_feed_carries_and_the_view_holds_only_what_the_read_sides_declare(
         assert side.head_reads and side.head_reads <= HEAD_TABLES, side.name
     # One row of every stored table in one insert: only the declared tables go on the feed.
     stored = {table: [tuple(range(len(columns)))] for table, columns in COLUMNS.items()}
-    carried = {e.data["table"] for e in rows_events(CHAIN, stored, COLUMNS, 1)} - {None}
+    carried = {e.data["table"] for e in rows_events(CHAIN, stored, COLUMNS, 1, HEAD_TABLES)} - {
+        None
+    }
     assert carried == HEAD_TABLES
     assert not carried & {"raw_logs", "dead_letters", "position_windows", "pools", "liquidations"}
     store = Store.connect(data_dir=tmp_path)
@@ -333,7 +336,7 @@ def test_a_reorg_rebuilds_the_chain_from_the_store(tmp_path: Path) -> None:
             assert rebuilt is not None and read_balances(rebuilt, ALICE) == [(TOKEN_A, 5, 3)]
             # The new branch's block 4 (no balance change) is processed: the retracted row of
             # the orphaned block 4 does not come back.
-            views.on_events(rows_events(CHAIN, {}, COLUMNS, 4))
+            views.on_events(rows_events(CHAIN, {}, COLUMNS, 4, HEAD_TABLES))
             assert rebuilt.head == 4 and read_balances(rebuilt, ALICE) == [(TOKEN_A, 5, 3)]
 
         asyncio.run(scenario())
@@ -365,7 +368,9 @@ def test_the_feed_does_not_wait_for_a_reader_and_its_rows_follow_it(tmp_path: Pa
             later = balance(ALICE, TOKEN_A, 11, 4)[:-1]
             status.chain(CHAIN).processed = 4
             # The event loop goes on (a blocking wait here would never return).
-            views.on_events(rows_events(CHAIN, {"defimon.token_balances": [later]}, COLUMNS, 4))
+            views.on_events(
+                rows_events(CHAIN, {"defimon.token_balances": [later]}, COLUMNS, 4, HEAD_TABLES)
+            )
             assert view.held and view.head == 3
             assert views.ready(CHAIN) is None  # behind the flow: the store answers meanwhile
             await asyncio.to_thread(views._release, view)  # the reader is done
