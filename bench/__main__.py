@@ -41,6 +41,7 @@ RUNS: tuple[tuple[str, ...], ...] = (
     ("bench.memory_per_position",),
     ("bench.routing",),
     ("bench.mainnet",),
+    ("bench.stress",),
 )
 
 

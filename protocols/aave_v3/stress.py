@@ -48,20 +48,26 @@ def _moved(prices: dict[str, OraclePrice], moves: Mapping[str, int]) -> dict[str
     }
 
 
+def stressed_value(
+    account: AaveAccount, market: AaveMarketView, scenario: Scenario
+) -> tuple[dict[str, int], AccountValue]:
+    """The moves the scenario makes to the account's reserves' prices, and its value then."""
+    moves = {
+        asset: scenario.bps(asset, info.symbol)
+        for asset, info in market.reserves.items()
+        if asset in account.reserves
+    }
+    prices = _moved(market.prices, moves)
+    return moves, _value(market, account, prices, market.block.timestamp + scenario.horizon)
+
+
 def stress_account(
     account: AaveAccount, market: AaveMarketView, scenario: Scenario, updated_block: int
 ) -> dict[str, Any]:
     """One account now and under the scenario, with how far it is from liquidation."""
     block: BlockRef = market.block
     now = market.value(account)
-    moves = {
-        asset: scenario.bps(asset, info.symbol)
-        for asset, info in market.reserves.items()
-        if asset in account.reserves
-    }
-    stressed = _value(
-        market, account, _moved(market.prices, moves), block.timestamp + scenario.horizon
-    )
+    moves, stressed = stressed_value(account, market, scenario)
 
     collateral = {r.asset for r in now.reserves if r.collateral and r.supplied > 0}
 
