@@ -43,7 +43,8 @@ class RuleIn(BaseModel):
         description="health_factor_below: a lending account's health factor falls below "
         "`threshold`. il_above: an LP position's impermanent loss exceeds `threshold` "
         "(`measure` pct: il_pct as a fraction; usd: il_usd). out_of_range: an LP position "
-        "leaves its range. value_change: value_usd moved more than `threshold` (a fraction) "
+        "leaves its range (with `duration_seconds`: has been out of it that long). "
+        "value_change: value_usd moved more than `threshold` (a fraction) "
         "against its value `window_seconds` ago. liquidation: an account was liquidated. "
         "allocation_drift: a wallet's weights by token (LP amounts, supplied minus borrowed) "
         "deviate from `target_weights` by more than `threshold` (a fraction) for some token."
@@ -67,6 +68,13 @@ class RuleIn(BaseModel):
     )
     window_seconds: int = Field(0, ge=0, le=366 * 86400, description="value_change window")
     measure: Literal["pct", "usd"] = Field("pct", description="il_above: il_pct or il_usd")
+    duration_seconds: int = Field(
+        0,
+        ge=0,
+        le=366 * 86400,
+        description="out_of_range: fire once the position has been out of range this long "
+        "(block time; 0: as it leaves)",
+    )
     target_weights: dict[str, float] = Field(
         default_factory=dict, description="allocation_drift: token address -> weight"
     )
@@ -91,6 +99,7 @@ class RuleOut(BaseModel):
     cooldown_seconds: int
     window_seconds: int
     measure: str
+    duration_seconds: int = 0
     target_weights: dict[str, float] = Field(description="Normalised to add up to 1")
     delivery: DeliveryOut
     enabled: bool

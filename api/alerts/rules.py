@@ -66,6 +66,8 @@ class Rule:
     window_seconds: int = 0  # value_change: compare with the value this long ago
     measure: str = "pct"  # il_above: il_pct (fraction) or il_usd
     target_weights: tuple[tuple[str, float], ...] = ()  # allocation_drift: token -> weight
+    # out_of_range: fire once the position has been out of range this long (block time)
+    duration_seconds: int = 0
     delivery: Delivery = field(default_factory=Delivery)
     enabled: bool = True
     created_at: int = 0  # unix seconds, informative
@@ -78,6 +80,7 @@ class Rule:
             "window_seconds": self.window_seconds,
             "measure": self.measure,
             "target_weights": dict(self.target_weights),
+            "duration_seconds": self.duration_seconds,
         }
 
 
@@ -94,6 +97,10 @@ def validate(rule: Rule) -> Rule:
         raise InvalidInput("hysteresis is a band width, not negative")
     if rule.cooldown_seconds < 0:
         raise InvalidInput("cooldown_seconds is negative")
+    if rule.duration_seconds < 0:
+        raise InvalidInput("duration_seconds is negative")
+    if rule.duration_seconds and rule.kind != "out_of_range":
+        raise InvalidInput("duration_seconds applies to out_of_range rules only")
     kind, level = rule.kind, rule.threshold
     if kind == "health_factor_below" and level <= 0:
         raise InvalidInput("threshold: a health factor level above 0 (e.g. 1.2)")
@@ -172,6 +179,7 @@ class SubjectState:
     armed: bool = True
     last_fired: int | None = None  # block time of the last alert
     history: tuple[tuple[int, float], ...] = ()  # value_change: (block time, value_usd)
+    out_since: int | None = None  # out_of_range: block time of the first sample out of range
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +243,9 @@ def step(
     if rule.kind == "value_change":
         history, value = value_change(state.history, t, sample.data, rule.window_seconds)
         state = replace(state, history=history)
+    elif rule.kind == "out_of_range":
+        out_since, value = out_of_range_for(state.out_since, t, sample.data, rule.duration_seconds)
+        state = replace(state, out_since=out_since)
     else:
         value = metric(rule, sample.data)
     if value is None:
@@ -268,6 +279,22 @@ def metric(rule: Rule, data: Mapping[str, Any]) -> float | None:
     if rule.kind == "allocation_drift":
         return drift(dict(rule.target_weights), data.get("weights") or {})[0]
     return None
+
+
+def out_of_range_for(
+    out_since: int | None, t: int, data: Mapping[str, Any], duration: int
+) -> tuple[int | None, float | None]:
+    """When the position went out of range (None: it is in range) and 1.0 once it has been out
+    for `duration` seconds or more (0: at once), else 0.0. It went out at the first sample that
+    saw it out: a subject is sampled when it changes, so a position in a pool that stays quiet
+    is judged at its next change."""
+    in_range = data.get("in_range")
+    if not isinstance(in_range, bool):
+        return out_since, None
+    if in_range:
+        return None, 0.0
+    since = t if out_since is None else out_since
+    return since, float(t - since >= duration)
 
 
 def value_change(
@@ -306,6 +333,8 @@ def message(rule: Rule, value: float, data: Mapping[str, Any]) -> str:
         unit = "" if rule.measure == "usd" else " (fraction of holding)"
         return f"impermanent loss {value:.6g}{unit} exceeds {level:g}"
     if k == "out_of_range":
+        if rule.duration_seconds:
+            return f"position has been out of range for {rule.duration_seconds}s or more"
         return "position is out of range"
     if k == "value_change":
         return f"value changed {value:.2%} over {rule.window_seconds}s (level {level:.2%})"

@@ -266,6 +266,8 @@ def _rule(row: dict[str, Any]) -> Rule:
         window_seconds=int(params["window_seconds"]),
         measure=str(params["measure"]),
         target_weights=tuple(sorted((t, float(w)) for t, w in params["target_weights"].items())),
+        # rules stored before out_of_range took a duration have none
+        duration_seconds=int(params.get("duration_seconds", 0)),
         delivery=Delivery(
             delivery.get("webhook_url"),
             delivery.get("webhook_secret"),

@@ -108,6 +108,7 @@ async def create_rule(body: RuleIn, engine: EngineDep) -> dict[str, Any]:
             window_seconds=body.window_seconds,
             measure=body.measure,
             target_weights=tuple(sorted(body.target_weights.items())),
+            duration_seconds=body.duration_seconds,
             delivery=Delivery(d.webhook_url, d.webhook_secret, d.email, d.stream),
             enabled=body.enabled,
             created_at=int(datetime.now(UTC).timestamp()),

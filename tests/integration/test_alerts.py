@@ -193,6 +193,17 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
             lp_rule = create(
                 server, {"name": "out of range", "kind": "out_of_range", "filter": lp_query}
             )
+            # Out of range for a while: a second (block time) or more since it was seen out.
+            lasting_rule = create(
+                server,
+                {
+                    "name": "out of range a while",
+                    "kind": "out_of_range",
+                    "filter": "protocol=uniswap_v3",
+                    "duration_seconds": 1,
+                },
+            )
+            assert lasting_rule["duration_seconds"] == 1
 
             # Bad input is a 4xx with a message.
             bad = httpx.post(
@@ -212,6 +223,7 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
                 liq_rule["id"],
                 lp_rule["id"],
                 drift_rule["id"],
+                lasting_rule["id"],
             }
             assert all("webhook_secret" not in r["delivery"] for r in listed)
 
@@ -246,7 +258,13 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
             # The stream carried every alert of the rules, with its block.
             liq_alerts = alerts_of(server, liq_rule["id"])
             assert {a["block_number"] for a in liq_alerts} == set(liquidations)
-            live_ids = {a["id"] for a in hf_alerts + liq_alerts + alerts_of(server, lp_rule["id"])}
+            live_ids = {
+                a["id"]
+                for a in hf_alerts
+                + liq_alerts
+                + alerts_of(server, lp_rule["id"])
+                + alerts_of(server, lasting_rule["id"])
+            }
             fired_after_reader = {a["id"] for a in streamed}
             assert (
                 {a["id"] for a in hf_alerts if a["block_number"] >= shock_block}
@@ -270,10 +288,16 @@ def test_alerts_fire_live_reach_stream_webhook_and_email_and_backtest_agrees(
             # Backtest over the same blocks fires where the live engine did.
             drift_alerts = alerts_of(server, drift_rule["id"])
             assert [a["subject_id"] for a in drift_alerts] == [f"{chain_id}:{target['owner']}"]
+            lasting_alerts = alerts_of(server, lasting_rule["id"])
+            assert lasting_alerts, "no position stayed out of range a second"
+            assert len({a["subject_id"] for a in lasting_alerts}) == len(lasting_alerts), (
+                "a position that stayed out fired twice"
+            )
             for rule, live in (
                 (hf_rule, hf_alerts),
                 (liq_rule, liq_alerts),
                 (drift_rule, drift_alerts),
+                (lasting_rule, lasting_alerts),
             ):
                 replay = httpx.post(
                     f"{server.url}/v1/alerts/rules/{rule['id']}/backtest",

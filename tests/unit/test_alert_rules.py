@@ -129,6 +129,24 @@ def test_out_of_range_fires_on_leaving_and_rearms_on_returning() -> None:
     assert run(rule, [position(T0 + i, i, in_range=f) for i, f in enumerate(flags)]) == [1, 4]
 
 
+def test_out_of_range_for_a_duration_fires_once_it_has_lasted_and_not_for_a_short_dip() -> None:
+    rule = validate(Rule("r", "oor", "out_of_range", Filter(), duration_seconds=60))
+    # (seconds after T0, in range): a 30 s dip, then out from 100 s for good.
+    samples = [(0, True), (10, False), (40, True), (100, False), (130, False), (160, False)]
+    samples += [(170, False), (200, True), (210, False), (300, False)]
+    blocks = run(rule, [position(T0 + s, i, in_range=f) for i, (s, f) in enumerate(samples)])
+    # out at 100: 160 is 60 s later (fires once); back in at 200 re-arms; out at 210: 300.
+    assert blocks == [5, 9]
+    state, fired = step(rule, None, Sample.of(position(T0, 1, in_range=False)))
+    assert not fired and state.out_since == T0
+    stored = validate(Rule("r", "oor", "out_of_range", Filter()))
+    assert stored.params()["duration_seconds"] == 0
+    with pytest.raises(InvalidInput, match="out_of_range rules only"):
+        validate(
+            Rule("r", "hf", "health_factor_below", Filter(), threshold=1.2, duration_seconds=5)
+        )
+
+
 def test_value_change_compares_with_the_value_in_effect_a_window_ago() -> None:
     rule = validate(
         Rule("r", "vc", "value_change", Filter(), threshold=0.1, window_seconds=60, hysteresis=0.02)
