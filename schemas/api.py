@@ -236,7 +236,10 @@ class MoveOut(BaseModel):
         "move alone cannot"
     )
     amount_usd: float | None
-    price: str = Field(description="The oracle price it was valued at (8-decimal USD)")
+    price: str = Field(
+        description="The oracle price it was valued at (Aave: 8-decimal USD; Morpho Blue: the "
+        "market oracle's, loan per collateral at 1e36, 1e36 for the loan token itself)"
+    )
     enough: bool
     limit: str | None = Field(description="For a repayment: the debt, the most it can be")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.errors import InvalidInput
 
@@ -187,3 +188,35 @@ def liquidation_edges(
     else:
         drop = 0 if liquidatable_at({}, 0) else None
     return drop, time_to_failure(lambda seconds: liquidatable_at({}, seconds))
+
+
+def first_reaching(reaches: Callable[[int], bool], high: int) -> int | None:
+    """The smallest amount in [1, high] that reaches a target, for a `reaches` that stays
+    true once true (None: not even `high`)."""
+    if high < 1 or not reaches(high):
+        return None
+    found = smallest_failing(reaches, high)
+    return found if found else None
+
+
+def move_json(
+    symbol: str,
+    asset: str,
+    decimals: int,
+    price: int,
+    amount: int | None,
+    limit: int | None,
+    usd: float | None,
+) -> dict[str, Any]:
+    """One what-to-do move: its exact amount (None: this move alone cannot reach the target),
+    with the price it was valued at and, for a repayment, the most it can be."""
+    return {
+        "asset": asset,
+        "symbol": symbol,
+        "decimals": decimals,
+        "amount": None if amount is None else str(amount),
+        "amount_usd": usd,
+        "price": str(price),
+        "enough": amount is not None,
+        "limit": None if limit is None else str(limit),
+    }

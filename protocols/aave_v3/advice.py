@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from protocols.aave_v3 import math as am
 from protocols.aave_v3.state import math_version, normalized_indices, value_account
 from schemas.lending import BASE_UNIT, AaveAccount, AccountReserveState
-from schemas.stress import smallest_failing
+from schemas.stress import first_reaching, move_json
 
 if TYPE_CHECKING:  # the market view lives in read.py, which imports this module
     from protocols.aave_v3.read import AaveMarketView
@@ -29,12 +29,8 @@ if TYPE_CHECKING:  # the market view lives in read.py, which imports this module
 MAX_SUPPLY = (1 << 128) - 1  # aToken balances are uint128
 
 
-def _first_reaching(reaches: Callable[[int], bool], high: int) -> int | None:
-    """The smallest amount in [1, high] that reaches the target (None: not even `high`)."""
-    if high < 1 or not reaches(high):
-        return None
-    found = smallest_failing(reaches, high)
-    return found if found else None
+def amount_usd(amount: int | None, price: int, decimals: int) -> float | None:
+    return None if amount is None else amount * price / BASE_UNIT / 10**decimals
 
 
 def _with(account: AaveAccount, held: AccountReserveState) -> AaveAccount:
@@ -98,33 +94,36 @@ def advice(
         income, debt_index = normalized_indices(market.rates[r.asset], timestamp, rules)
         if held.scaled_variable_debt and r.debt:
             repaid = reaches(partial(_repaid, held, debt_index, rules))
-            amount = _first_reaching(repaid, r.debt)
-            repay.append(_move(info.symbol, r.asset, info.decimals, r.price, amount, r.debt))
+            amount = first_reaching(repaid, r.debt)
+            repay.append(
+                move_json(
+                    info.symbol,
+                    r.asset,
+                    info.decimals,
+                    r.price,
+                    amount,
+                    r.debt,
+                    amount_usd(amount, r.price, info.decimals),
+                )
+            )
         if held.collateral and info.liquidation_threshold > 0:
             supplied = reaches(partial(_supplied, held, income, rules))
-            amount = _first_reaching(supplied, MAX_SUPPLY)
-            supply.append(_move(info.symbol, r.asset, info.decimals, r.price, amount, None))
+            amount = first_reaching(supplied, MAX_SUPPLY)
+            supply.append(
+                move_json(
+                    info.symbol,
+                    r.asset,
+                    info.decimals,
+                    r.price,
+                    amount,
+                    None,
+                    amount_usd(amount, r.price, info.decimals),
+                )
+            )
     return {
         "health_factor": str(now.health_factor),
         "target": str(target_wad),
         "below_target": below,
         "repay": repay,
         "add_collateral": supply,
-    }
-
-
-def _move(
-    symbol: str, asset: str, decimals: int, price: int, amount: int | None, cap: int | None
-) -> dict[str, Any]:
-    """One move: its exact amount (None: this move alone cannot reach the target), with the
-    price it was valued at."""
-    return {
-        "asset": asset,
-        "symbol": symbol,
-        "decimals": decimals,
-        "amount": None if amount is None else str(amount),
-        "amount_usd": None if amount is None else amount * price / BASE_UNIT / 10**decimals,
-        "price": str(price),
-        "enough": amount is not None,
-        "limit": None if cap is None else str(cap),
     }

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from protocols.morpho_blue.advice import advice
 from protocols.morpho_blue.events import MarketParams
 from protocols.morpho_blue.math import MarketTotals
 from protocols.morpho_blue.state import Market, Position
@@ -225,6 +226,42 @@ class MorphoBlueRead(ReadSide):
     ) -> list[dict[str, Any]]:
         # A lending account's `pool` is its market; a token condition is left to the filter.
         return morpho_subjects(ctx, as_of, owners, pools)
+
+    advises = True
+
+    def advice(
+        self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
+    ) -> list[dict[str, Any]]:
+        held = open_positions(ctx, as_of, [owner], None)
+        if not held:
+            return []
+        ref = ctx.timed_ref(as_of)
+        found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
+        loans = sorted({s.info.loan_token for s in found.values()})
+        usd = {t: p[0].usd for t, p in ctx.token_prices(as_of, loans).items()}
+        out = []
+        for aid, _morpho, market, _owner, position, _updated in held:
+            snapshot = found.get(market)
+            at = ref.timestamp + horizon
+            answer = (
+                None
+                if snapshot is None
+                else advice(snapshot, position, at, target_wad, usd.get(snapshot.info.loan_token))
+            )
+            if answer is not None:
+                out.append(
+                    {
+                        "id": aid,
+                        "protocol": self.name,
+                        "chain_id": as_of.chain_id,
+                        "pool": market,
+                        "owner": owner,
+                        "block_number": as_of.number,
+                        "valued_at": at,
+                        **answer,
+                    }
+                )
+        return out
 
     def stress(
         self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario

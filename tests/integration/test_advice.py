@@ -15,6 +15,7 @@ from typing import Any
 
 from devnet.contracts import AAVE_REPAY, AAVE_SUPPLY, ERC20_MINT, INTEREST_RATE_VARIABLE
 from devnet.lending import LendingSimulator
+from devnet.morpho_simulator import MorphoSimulator
 from tests.conftest import Devnet
 from tests.integration.test_aave_exactness import account_data
 from tests.integration.test_stress import slot0, timestamp
@@ -167,3 +168,72 @@ def test_lp_advice_grid_range_and_time_in_range_match_the_chain(
                     until - since if advice["tick_lower"] <= tick < advice["tick_upper"] else 0
                 )
         assert advice["seconds_in_range"] == inside, advice["id"]
+
+
+def morpho_health_after(
+    devnet: Devnet, morpho: MorphoSimulator, owner: str, kind: str, amount: int, at: int
+) -> int:
+    """The Morpho account's health (wad; max if no debt) after the move lands at `at`."""
+    actions = morpho.actions
+    snapshot = rpc(devnet.rpc_url, "evm_snapshot", [])
+    try:
+        loan, collateral = (amount, 0) if kind == "repay" else (0, amount)
+        for tx in actions.fund(owner, loan, collateral):
+            send(devnet, tx.sender, str(tx.to), tx.data)
+        rpc(devnet.rpc_url, "evm_setNextBlockTimestamp", [at])
+        move = (
+            actions.repay(owner, assets=amount)
+            if kind == "repay"
+            else actions.supply_collateral(owner, amount)
+        )
+        send(devnet, move.sender, str(move.to), move.data)
+        view = morpho.views([owner])[owner]
+        assert view.timestamp == at
+        return (1 << 256) - 1 if view.health is None else view.health
+    finally:
+        assert rpc(devnet.rpc_url, "evm_revert", [snapshot])
+
+
+def test_morpho_repay_and_collateral_amounts_reach_the_target_and_one_unit_less_does_not(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    morpho = MorphoSimulator(devnet.rpc_url, devnet.deployment, seed=13)
+    try:
+        for _ in range(3):
+            morpho.tick(3_600)
+        borrowers = [u for u, v in morpho.views(morpho.accounts()).items() if v.health is not None]
+        assert len(borrowers) >= 2, "too few Morpho borrowers"
+        chain_id = devnet.deployment.chain_id
+        head = block_number(devnet.rpc_url)
+        head_time = timestamp(devnet.rpc_url, head)
+        at = head_time + HORIZON
+        asked = []
+        with live_server(tmp_path, [devnet.endpoint()]) as server:
+            server.wait_processed(chain_id, head)
+            for user in borrowers:
+                health = morpho.views([user])[user].health
+                assert health is not None
+                wanted = f"{health / WAD + 0.25:.4f}"
+                body = server.get(
+                    f"/v1/portfolio/{user}/advice",
+                    at=str(head),
+                    target=wanted,
+                    horizon=str(HORIZON),
+                ).json()
+                (account,) = [a for a in body["lending"] if a["protocol"] == "morpho_blue"]
+                assert account["below_target"] and account["valued_at"] == at
+                asked.append((user, int(body["target"]), account))
+        checked = 0
+        for user, target, account in asked[:3]:
+            for kind, moves in (("repay", account["repay"]), ("add", account["add_collateral"])):
+                (move,) = moves
+                assert move["enough"], (user, kind)
+                amount = int(move["amount"])
+                reached = morpho_health_after(devnet, morpho, user, kind, amount, at)
+                assert reached >= target, f"{user}: {kind} {amount}: {reached} < {target}"
+                short = morpho_health_after(devnet, morpho, user, kind, amount - 1, at)
+                assert short < target, f"{user}: {kind} {amount - 1} reached {target}"
+                checked += 1
+        assert checked >= 4
+    finally:
+        morpho.close()
