@@ -19,10 +19,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from api.alerts.engine import AlertEngine
 from api.alerts.store import AlertStore
 from api.chains import Chains
+from api.connection import record
 from api.head_view import HeadViews
 from api.hub import Hub
 from api.queries import Queries
@@ -99,6 +101,14 @@ def _block_time_from_nodes(
     return block_time
 
 
+class _App(FastAPI):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Before any middleware wraps `send`: the stream writes to the connection under it.
+        if scope["type"] == "http":
+            record(scope, send)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     parts: ApiParts,
     *,
@@ -147,7 +157,7 @@ def create_app(
         app.state.analyst.close()
         app.state.alerts.store.close()
 
-    app = FastAPI(
+    app = _App(
         title="defimon",
         version=__version__,
         description="Real-time DeFi positions, exact to the wei, block by block.",

@@ -5,6 +5,13 @@ dropped with a `lagged` event (it may reconnect with Last-Event-ID), so one slow
 hold up the flow or the other clients. Event ids are a per-process sequence; the last
 `replay` events are kept so a reconnecting client gets what it missed.
 
+A client whose connection the stream can write to directly (api/routes/stream.py) is switched to
+push mode once its backlog is out: the hub then frames each event once (its `confirmed` flag
+looked up once, however many clients get it) and writes every such client's share of a batch
+(a block's events) to its connection in one write, with no task of the client's woken per
+event. Its queue then only ever carries LAGGED: a client whose connection holds more unsent
+bytes than its share is dropped like one whose queue is full.
+
 With a bus that numbers its events (NATS JetStream: the stream sequence), the ids are the bus's,
 shared by every API process, and a resume point older than the ring (or from before this process
 started) is read back from the bus's `History` before the client joins the live feed.
@@ -44,6 +51,10 @@ class Subscriber:
     # While a resume is read back from the bus, live events wait here, not in the queue.
     hold: list[tuple[int, BusEvent]] | None = None
     after: int = 0  # live events with ids up to this one were already seen by the client
+    # Push mode (see the module docstring): set by the stream once the queue is empty; the
+    # batch's events wait in `pending` until the hub writes them at the end of the batch.
+    push: Push | None = None
+    pending: list[tuple[int, BusEvent]] = field(default_factory=list)
 
     def wants(self, event: BusEvent) -> bool:
         if event.kind in BROADCAST_KINDS:
@@ -51,6 +62,14 @@ class Subscriber:
         if self.owners is not None and not any(o in self.owners for o in event.owners):
             return False
         return self.filter is None or self.filter.matches(event.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """How the hub writes to a push-mode client."""
+
+    frame: Callable[[int, BusEvent], bytes]  # an event with its id as bytes on the wire
+    write: Callable[[bytes], bool]  # False: the client is too slow or gone; it is dropped
 
 
 class History(Protocol):
@@ -72,6 +91,7 @@ class Hub:
         self._ring: deque[tuple[int, BusEvent]] = deque(maxlen=replay)
         self._seq = 0
         self.history = history
+        self._dirty: list[Subscriber] = []  # push-mode clients with pending events
 
     def start_at(self, last_id: int) -> None:
         """Ids come from the bus; the live feed starts after `last_id`."""
@@ -99,6 +119,7 @@ class Hub:
             else:
                 item = (self._seq, event)
             self._deliver(item, now)
+        self._flush()
 
     def publish_sequenced(self, items: Sequence[tuple[int, BusEvent]]) -> None:
         """Events with the bus's ids (increasing), in the event loop."""
@@ -109,6 +130,7 @@ class Hub:
             self._seq = item[0]
             self._ring.append(item)
             self._deliver(item, now)
+        self._flush()
 
     def _deliver(self, item: tuple[int, BusEvent], now: float) -> None:
         event = item[1]
@@ -124,14 +146,45 @@ class Hub:
                 continue
             if item[0] <= sub.after and self.history is not None:
                 continue
+            if sub.push is not None:
+                if not sub.pending:
+                    self._dirty.append(sub)
+                sub.pending.append(item)
+                continue
             try:
                 sub.queue.put_nowait(item)
                 METRICS.sse_events_sent.inc()
             except asyncio.QueueFull:
                 self._drop(sub)
 
+    def _flush(self) -> None:
+        """Write each push-mode client its share of the batch just delivered, in one write.
+        Each event is framed once, for the first client that gets it (every client of a hub
+        frames alike: the stream's framing with the API's chains)."""
+        dirty, self._dirty = self._dirty, []
+        frames: dict[int, bytes] = {}  # id(item) -> frame; every item is alive until the end
+        sent = 0
+        for sub in dirty:
+            items, sub.pending = sub.pending, []
+            push = sub.push
+            if push is None or sub not in self._subscribers:
+                continue  # left or dropped since
+            parts = []
+            for item in items:
+                frame = frames.get(id(item))
+                if frame is None:
+                    frame = frames[id(item)] = push.frame(*item)
+                parts.append(frame)
+            if push.write(parts[0] if len(parts) == 1 else b"".join(parts)):
+                sent += len(parts)
+            else:
+                self._drop(sub)
+        if sent:
+            METRICS.sse_events_sent.inc(sent)
+
     def _drop(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
+        sub.pending.clear()
         METRICS.sse_dropped_clients.inc()
         METRICS.sse_clients.set(len(self._subscribers))
         while not sub.queue.empty():
