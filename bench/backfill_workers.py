@@ -122,7 +122,7 @@ class _StoreLeftOpen(Store):
 def _member(args: argparse.Namespace) -> None:
     from bytewax.run import cli_main
 
-    from flows.dataflow import build_flow
+    from flows.dataflow import build_flow, hosts_store
 
     configure("warning")
     tune_gc()
@@ -134,6 +134,8 @@ def _member(args: argparse.Namespace) -> None:
     endpoint = ChainEndpoint(deployment.to_chain_config(), args.rpc, None)
     status, stop = FlowStatus(), threading.Event()
     data_dir = work / "data"
+    me = args.process or 0
+    many = args.processes > 1
     flow = build_flow(
         [endpoint],
         # Only the member that owns the store's one partition opens chDB (one process a path).
@@ -142,9 +144,9 @@ def _member(args: argparse.Namespace) -> None:
         status=status,
         stop=stop,
         shards=Settings().shards,
+        store_hosted=hosts_store(args.process if many else None, args.processes),
     )
     done_file = work / "done.json"
-    me = args.process or 0
 
     def watch() -> None:
         while not stop.is_set():
@@ -156,7 +158,6 @@ def _member(args: argparse.Namespace) -> None:
 
     threading.Thread(target=watch, daemon=True).start()
     (work / f"start-{me}.txt").write_text(repr(time.time()))
-    many = args.processes > 1
     cli_main(
         flow,
         workers_per_process=args.workers_per_process,
