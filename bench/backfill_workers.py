@@ -153,7 +153,7 @@ def _member(args: argparse.Namespace) -> None:
             if status.chain(deployment.chain_id).processed >= args.head:
                 done_file.write_text(json.dumps({"at": time.time(), "member": me}))
             if done_file.exists():
-                stop.set()  # the member with the source ends the flow for all
+                stop.set()  # the member holding the store saw the head stored: all stop
             time.sleep(0.005)
 
     threading.Thread(target=watch, daemon=True).start()
