@@ -122,7 +122,7 @@ class _StoreLeftOpen(Store):
 def _member(args: argparse.Namespace) -> None:
     from bytewax.run import cli_main
 
-    from flows.dataflow import build_flow, hosts_store
+    from flows.dataflow import build_flow
 
     configure("warning")
     tune_gc()
@@ -134,8 +134,6 @@ def _member(args: argparse.Namespace) -> None:
     endpoint = ChainEndpoint(deployment.to_chain_config(), args.rpc, None)
     status, stop = FlowStatus(), threading.Event()
     data_dir = work / "data"
-    me = args.process or 0
-    many = args.processes > 1
     flow = build_flow(
         [endpoint],
         # Only the member that owns the store's one partition opens chDB (one process a path).
@@ -144,20 +142,21 @@ def _member(args: argparse.Namespace) -> None:
         status=status,
         stop=stop,
         shards=Settings().shards,
-        store_hosted=hosts_store(args.process if many else None, args.processes),
     )
     done_file = work / "done.json"
+    me = args.process or 0
 
     def watch() -> None:
         while not stop.is_set():
             if status.chain(deployment.chain_id).processed >= args.head:
                 done_file.write_text(json.dumps({"at": time.time(), "member": me}))
             if done_file.exists():
-                stop.set()  # the member holding the store saw the head stored: all stop
+                stop.set()  # the member with the source ends the flow for all
             time.sleep(0.005)
 
     threading.Thread(target=watch, daemon=True).start()
     (work / f"start-{me}.txt").write_text(repr(time.time()))
+    many = args.processes > 1
     cli_main(
         flow,
         workers_per_process=args.workers_per_process,
@@ -337,9 +336,7 @@ def _emit_profile(name: str, done: LayoutRun, layout: str) -> None:
         }
         # Keyed by chain or a single partition (one worker whatever the layout) vs keyed by
         # position shard (spread over the workers).
-        serial = sum(
-            worker.get(k, 0.0) for k in ("market_step", "market_rows", "chain_rows", "store_insert")
-        )
+        serial = sum(worker.get(k, 0.0) for k in ("market_step", "market_rows", "store_insert"))
         spread = sum(worker.get(k, 0.0) for k in ("shard_step", "shard_rows"))
         emit(
             name,

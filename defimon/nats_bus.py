@@ -136,8 +136,9 @@ def message_id(event: BusEvent) -> str:
 
 def status_snapshot(status: FlowStatus) -> dict[str, Any]:
     """What this flow process knows of each chain. In a cluster of flow processes each knows
-    part: the chain's head where its source runs, what is stored where the store's sink
-    partition runs (flows.dataflow.hosts_store), so each sends only what it knows."""
+    part: a chain's head where its source's partition runs (Bytewax spreads them over the
+    workers), what is stored where the store's one sink partition runs (worker 0), so each
+    sends only what it knows."""
     chains = []
     for c in status.chains():
         chain: dict[str, Any] = {"chain_id": c.chain_id}

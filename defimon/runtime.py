@@ -21,7 +21,7 @@ from bytewax.run import cli_main
 
 from defimon.instance import Instance
 from defimon.recovery import discard_uncommitted_snapshots, retired_steps
-from flows.dataflow import build_flow, hosts_store
+from flows.dataflow import build_flow
 from flows.endpoint import ChainEndpoint
 from flows.source import HeadFollowing
 from ports.bus import Bus
@@ -167,7 +167,6 @@ class Runtime(Instance):
             watch_requests=self.watch_requests,
             # API processes (this one's, or defimon api's over NATS) keep a head view from it.
             head_feed=self.head_feed,
-            store_hosted=hosts_store(process_id, processes),
         )
         recovery = self._recovery()
 

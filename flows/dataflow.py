@@ -1,10 +1,10 @@
 """The Bytewax dataflow: wiring only. The logic lives in pure functions it calls.
 
-    chain ─ by_chain ─ market ─┬─ chain_rows (the block itself) ─┐
-                               ├─ market_rows ────────────────────┼─ store
-                               └─ to_shards                       │
-                                  └─ positions ─┬─ shard_rows ─────┘
-                                                └─ bus
+    chain ─┬─ chain_rows ───────────────────────────────┐
+           └─ by_chain ─ market ─┬─ market_rows ────────────┼─ store
+                                 └─ to_shards               │
+                                    └─ positions ───────────┼─ shard_rows
+                                                            └─ bus
     (market ─ market_bus: what the market parts publish: accounts valued there, balances,
      live liquidations)
 Every protocol takes part in both stages through its plugin (protocols/registry.py).
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -49,8 +49,6 @@ from schemas.chain import BlockBatch, Rewind
 from schemas.chain_config import ChainConfig
 
 DEFAULT_SHARDS = 8
-I = TypeVar("I")  # noqa: E741 - a mapper's input type
-O = TypeVar("O")  # noqa: E741 - its output type
 
 
 def market_mapper(
@@ -122,32 +120,12 @@ def shards_of(
     return route
 
 
-def with_input(
-    mapper: Callable[[Any, I], tuple[Any, O]],
-) -> Callable[[Any, I], tuple[Any, tuple[I, O]]]:
-    """A stateful_map mapper whose output also carries its input."""
-
-    def step(state: Any, item: I) -> tuple[Any, tuple[I, O]]:
-        state, out = mapper(state, item)
-        return state, (item, out)
-
-    return step
-
-
 def _market_output(item: MarketOutput | Rewind) -> MarketOutput | None:
     return None if isinstance(item, Rewind) else item
 
 
 def _shard_output(item: ShardOutput | Rewind) -> ShardOutput | None:
     return None if isinstance(item, Rewind) else item
-
-
-def hosts_store(process_id: int | None, processes: int) -> bool:
-    """Whether this Bytewax process offers to hold the store's sink partition. In a cluster
-    only the last process does: Bytewax gives the chain source's partitions to the lowest
-    workers (every worker offers them), and the reader thread that parses the node's answers
-    and the store's inserts were the two largest costs, both in process 0."""
-    return process_id is None or process_id == processes - 1
 
 
 def build_flow(
@@ -162,18 +140,16 @@ def build_flow(
     watch_requests: WatchRequests | None = None,
     source: Source[BlockBatch | Rewind] | None = None,
     head_feed: Bus | None = None,
-    store_hosted: bool = True,
 ) -> Dataflow:
     """The flow over `endpoints`' chains. `source` replaces the chain source (the endpoints
     then only give the chains' configs): tests feed blocks and reorgs of their own making.
-    `head_feed` gets every stored row for the API's head view (schemas/head_feed.py).
-    `store_hosted`: whether this process may hold the store's sink partition (`hosts_store`);
-    `open_store` is called only where it is held."""
+    `head_feed` gets every stored row for the API's head view (schemas/head_feed.py)."""
     configs = {e.config.chain_id: e.config for e in endpoints}
     flow = Dataflow("defimon")
     if source is None:
         source = ChainSource(endpoints, status, stop, following, watch_requests)
     blocks = op.input("chain", flow, source)
+    raw = op.map("chain_rows", blocks, chain_rows)
 
     by_chain = op.key_on("by_chain", blocks, lambda b: str(b.chain_id))
     # Both stateful stages keep undo information for unfinalised blocks: a Rewind from the
@@ -181,12 +157,11 @@ def build_flow(
     market_step_undoable = rewindable(
         market_mapper(configs, shards), lambda b: b.header.number, lambda b: b.final_block
     )
-    # The market passes each block on beside its output, and the block's own rows (raw logs,
-    # headers) are made from it there: on the market's worker, so that with several processes
-    # a block crosses between them once (to the market), not a second time as rows.
-    marketed = op.stateful_map("market", by_chain, with_input(market_step_undoable))
-    market = op.map("market_out", marketed, lambda kv: kv[1][1])
-    raw = op.map("chain_rows", marketed, lambda kv: chain_rows(kv[1][0]))
+    market = op.map(
+        "market_out",
+        op.stateful_map("market", by_chain, market_step_undoable),
+        lambda kv: kv[1],
+    )
     market_store = op.map("market_rows", market, market_rows)
 
     shard_inputs = op.flat_map("to_shards", market, shards_of(shards))
@@ -207,14 +182,7 @@ def build_flow(
         op.key_on("to_store", rows, lambda _: STORE_PARTITION),
         # A reorg's Rewind reaches the store by every path: the chain rows, the market
         # rows and each shard's rows.
-        StoreSink(
-            open_store,
-            status,
-            bus,
-            rewind_paths=2 + shards,
-            head_feed=head_feed,
-            hosted=store_hosted,
-        ),
+        StoreSink(open_store, status, bus, rewind_paths=2 + shards, head_feed=head_feed),
     )
     op.output("bus", positions, BusSink(bus))
     op.output(

@@ -297,13 +297,7 @@ class _StorePartition(StatefulSinkPartition[SinkBatch, None]):
 class StoreSink(FixedPartitionedSink[SinkBatch, None]):
     """One partition: with chDB the store lives in this process anyway. Rows are keyed by
     nothing that matters for correctness (every table dedups by its natural key), so more
-    partitions can be added for a ClickHouse server without changing the rows.
-
-    `hosted` says whether this process's workers offer to hold the partition. Bytewax 0.21
-    gives a partition to one of the workers that list it (the one with the fewest partitions
-    of the step, then the lowest index), and every worker lists the chain source's
-    partitions, so with every process offering the store it lands on worker 0 beside the
-    source's reader. A cluster offers it from another process instead (`store_hosted`)."""
+    partitions can be added for a ClickHouse server without changing the rows."""
 
     def __init__(
         self,
@@ -312,8 +306,6 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         bus: Bus,
         rewind_paths: int = 1,
         head_feed: Bus | None = None,
-        *,
-        hosted: bool = True,
     ) -> None:
         self._open_store = open_store
         self._status = status
@@ -321,10 +313,9 @@ class StoreSink(FixedPartitionedSink[SinkBatch, None]):
         self._rewind_paths = rewind_paths
         # Where the stored rows go for API head views (schemas/head_feed.py), if anywhere.
         self._head_feed = head_feed
-        self._hosted = hosted
 
     def list_parts(self) -> list[str]:
-        return [STORE_PARTITION] if self._hosted else []
+        return [STORE_PARTITION]
 
     def part_fn(self, item_key: str) -> int:
         return 0

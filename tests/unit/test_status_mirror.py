@@ -1,28 +1,12 @@
-"""Where the store's sink partition runs in a cluster of flow processes, and the flow status
-the API mirrors when the chain's head and its stored progress come from different processes."""
+"""The flow status the API mirrors when a chain's head and its stored progress come from
+different flow processes: in a cluster Bytewax spreads the chain sources' partitions over the
+workers, while the store's one partition is on worker 0, so with several chains a chain's
+source can run in a process that stores nothing."""
 
 from __future__ import annotations
 
 from defimon.nats_bus import apply_status, status_snapshot
-from flows.dataflow import hosts_store
-from flows.sinks import STORE_PARTITION, StoreSink
-from ports.bus import InProcessBus
 from ports.status import FlowStatus
-from ports.store import Store
-
-
-def _never_opened() -> Store:
-    raise AssertionError("only the worker that holds the partition opens the store")
-
-
-def test_only_the_last_process_of_a_cluster_offers_the_store() -> None:
-    assert hosts_store(None, 1)  # one process: its workers
-    assert [hosts_store(i, 2) for i in range(2)] == [False, True]
-    assert [hosts_store(i, 3) for i in range(3)] == [False, False, True]
-    offered = StoreSink(_never_opened, FlowStatus(), InProcessBus(), hosted=True)
-    not_offered = StoreSink(_never_opened, FlowStatus(), InProcessBus(), hosted=False)
-    assert offered.list_parts() == [STORE_PARTITION]
-    assert not_offered.list_parts() == []
 
 
 def _source_process(head: int) -> FlowStatus:
