@@ -306,6 +306,26 @@ def _layouts(
     return rates, reference
 
 
+def _emit_speedup(
+    name: str, rates: dict[tuple[int, int], float], of: tuple[int, int], layout: str, **extra: Any
+) -> None:
+    """The speed-ups of one set of runs, in one line: `of` against 1x1 as the value (what the
+    line has always reported), and every layout's ratio and rate beside it."""
+    one = rates[(1, 1)]
+    emit(
+        name,
+        rates[of] / one,
+        "x",
+        layout=layout,
+        target=TARGET_SPEEDUP,
+        one_process_logs_per_second=round(one),
+        two_processes_logs_per_second=round(rates[(2, 1)]),
+        two_processes_vs_one=round(rates[(2, 1)] / one, 3),
+        two_worker_threads_vs_one=round(rates[(1, 2)] / one, 3),
+        **extra,
+    )
+
+
 def _emit_profile(name: str, done: LayoutRun, layout: str) -> None:
     """Where each member's time went: its steps' own seconds (wrapped with timers)."""
     for process, profile in sorted(done.profiles.items()):
@@ -348,15 +368,7 @@ def run(
         head = block_number(rpc_url)
         # Live: anvil answers, on the same two cores as the flow.
         rates, reference = _layouts("backfill_workers_logs_per_second", rpc_url, deployment, head)
-        one = rates[(1, 1)]
-        emit(
-            "backfill_workers_speedup",
-            rates[(1, 2)] / one,
-            "x",
-            layout="2 worker threads vs 1 worker",
-            target=TARGET_SPEEDUP,
-            two_processes_vs_one=round(rates[(2, 1)] / one, 3),
-        )
+        _emit_speedup("backfill_workers_speedup", rates, (1, 2), "2 worker threads vs 1 worker")
         _emit_profile(
             "backfill_workers_profile_seconds",
             run_layout(rpc_url, deployment, head, 1, 1, profile=True),
@@ -380,17 +392,12 @@ def run(
             )
             if held != reference:
                 raise AssertionError(f"replayed runs stored {held}, live {reference}")
-            one = replayed[(1, 1)]
-            emit(
+            _emit_speedup(
                 "backfill_workers_replayed_speedup",
-                replayed[(2, 1)] / one,
-                "x",
-                layout="2 processes vs 1 process, JSON-RPC replayed from a recording",
-                target=TARGET_SPEEDUP,
+                replayed,
+                (2, 1),
+                "2 processes vs 1 process, JSON-RPC replayed from a recording",
                 rounds=rounds,
-                one_process_logs_per_second=round(one),
-                two_processes_logs_per_second=round(replayed[(2, 1)]),
-                two_worker_threads_vs_one=round(replayed[(1, 2)] / one, 3),
                 recorded_calls=calls,
                 recording_bytes=recording.stat().st_size,
             )

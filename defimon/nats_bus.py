@@ -135,34 +135,39 @@ def message_id(event: BusEvent) -> str:
 
 
 def status_snapshot(status: FlowStatus) -> dict[str, Any]:
+    """What this flow process knows of each chain. In a cluster of flow processes each knows
+    part: a chain's head where its source's partition runs (Bytewax spreads them over the
+    workers), what is stored where the store's one sink partition runs (worker 0), so each
+    sends only what it knows."""
+    chains = []
+    for c in status.chains():
+        chain: dict[str, Any] = {"chain_id": c.chain_id}
+        if c.head >= 0:
+            chain["head"] = c.head
+        if c.first_block >= 0:  # this process stores the chain's rows
+            chain |= {"processed": c.processed, "live": c.live, "first_block": c.first_block}
+        chains.append(chain)
     return {
         "running": status.running,
         "error": status.error,
         "sent_at": time.time(),
-        "chains": [
-            {
-                "chain_id": c.chain_id,
-                "head": c.head,
-                "processed": c.processed,
-                "live": c.live,
-                "first_block": c.first_block,
-            }
-            for c in status.chains()
-        ],
+        "chains": chains,
     }
 
 
 def apply_status(status: FlowStatus, snapshot: dict[str, Any]) -> None:
-    """Mirror the flow process's progress into this process's FlowStatus."""
+    """Mirror a flow process's progress into this process's FlowStatus (the parts it sent)."""
     status.running = bool(snapshot.get("running"))
     status.error = snapshot.get("error")
     status.remote_seen_at = time.monotonic()
     for chain in snapshot.get("chains", []):
         progress = status.chain(int(chain["chain_id"]))
-        progress.head = int(chain["head"])
-        progress.processed = int(chain["processed"])
-        progress.live = bool(chain["live"])
-        progress.first_block = int(chain["first_block"])
+        if "head" in chain:
+            progress.head = int(chain["head"])
+        if "processed" in chain:
+            progress.processed = int(chain["processed"])
+            progress.live = bool(chain["live"])
+            progress.first_block = int(chain["first_block"])
 
 
 async def connect(url: str, name: str) -> NatsClient:
