@@ -92,14 +92,19 @@ class Ohlc:
 
     @classmethod
     def start(cls, x: float | None) -> Ohlc:
-        return cls(x, x, x, x)
+        # Frozen, so one None-valued Ohlc serves every figure a subject does not have (an
+        # account's IL, a position's health factor): fewer objects made at every boundary.
+        return _NO_OHLC if x is None else cls(x, x, x, x)
 
     def added(self, x: float | None) -> Ohlc:
         if x is None:
-            return Ohlc(self.open, self.high, self.low, None)
+            return self if self.close is None else Ohlc(self.open, self.high, self.low, None)
         high = x if self.high is None or x > self.high else self.high
         low = x if self.low is None or x < self.low else self.low
         return Ohlc(self.open, high, low, x)
+
+
+_NO_OHLC = Ohlc(None, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +193,8 @@ class WindowBook:
             opened = list(held.open)
             for i, (label, seconds) in enumerate(RESOLUTIONS):
                 window = opened[i]
-                start = at_block.timestamp // seconds * seconds
                 if window is None:
+                    start = at_block.timestamp // seconds * seconds
                     window = opened[i] = OpenWindow.opening(start, at, first=True)
                 elif sid in observed:
                     window = opened[i] = window.added(at)

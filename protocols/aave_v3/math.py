@@ -105,45 +105,48 @@ class AaveVersion:
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
 
+    # The rules below change at a release x.y.0: each compares (major, minor) as a tuple,
+    # cheaper than the generated ordering (they are read per reserve of every account valued).
+
     @property
     def emode_price_source(self) -> bool:
         """Before 3.2 an eMode category may have its own price source."""
-        return self < V3_2
+        return (self.major, self.minor) < (3, 2)
 
     @property
     def emode_bitmaps(self) -> bool:
         """Since 3.2 eMode LT/LTV apply to the reserves in the category's collateral bitmap."""
-        return self >= V3_2
+        return (self.major, self.minor) >= (3, 2)
 
     @property
     def stable_debt(self) -> bool:
         """Stable-rate debt exists before 3.2."""
-        return self < V3_2
+        return (self.major, self.minor) < (3, 2)
 
     @property
     def compounded_interest_x(self) -> bool:
         """Since 3.4 compounded interest is `x + x·(x/2 + x·x/6)` (x = rate·Δt/year, ray)."""
-        return self >= V3_4
+        return (self.major, self.minor) >= (3, 4)
 
     @property
     def directional_rounding(self) -> bool:
         """Since 3.5 balances round by direction and the HF sums collateral · LT first."""
-        return self >= V3_5
+        return (self.major, self.minor) >= (3, 5)
 
     @property
     def collateral_needs_lt(self) -> bool:
         """Before 3.6 a collateral flag counts only when the reserve LT is not 0."""
-        return self < V3_6
+        return (self.major, self.minor) < (3, 6)
 
     @property
     def emode_ltvzero(self) -> bool:
         """Since 3.6 eMode categories have an LTV-zero bitmap and LTV is taken per eMode rule."""
-        return self >= V3_6
+        return (self.major, self.minor) >= (3, 6)
 
     @property
     def isolated_emode(self) -> bool:
         """Since 3.7 an isolated eMode gives LTV 0 to assets outside its collateral bitmap."""
-        return self >= V3_7
+        return (self.major, self.minor) >= (3, 7)
 
 
 V3_0_2 = AaveVersion(3, 0, 2)
@@ -202,9 +205,14 @@ def wad_div(a: int, b: int) -> int:
     return (a * WAD + b // 2) // b
 
 
+_RAY_MUL_MAX = UINT256_MAX - HALF_RAY
+
+
 def ray_mul(a: int, b: int) -> int:
     """WadRayMath.rayMul: a*b/1e27 rounded half up; reverts if a*b + HALF_RAY overflows."""
-    if a < 0 or b < 0 or (b != 0 and a > (UINT256_MAX - HALF_RAY) // b):
+    # a·b < 2**255 whenever their bit lengths sum to 255 or less: no division needed then
+    # (this runs for every balance of every account valued).
+    if a < 0 or b < 0 or (a.bit_length() + b.bit_length() > 255 and a > _RAY_MUL_MAX // b):
         raise MathError(f"rayMul({a}, {b}) reverts")
     return (a * b + HALF_RAY) // RAY
 
@@ -807,7 +815,8 @@ def is_in_emode_category(user_emode: int, asset_emode: int) -> bool:
 _NO_EMODE_CATEGORY = EModeCategory(ltv=0, liquidation_threshold=0)
 
 
-def _emode_for(user_emode: int, emode_categories: Mapping[int, EModeCategory]) -> EModeCategory:
+def emode_for(user_emode: int, emode_categories: Mapping[int, EModeCategory]) -> EModeCategory:
+    """The category GenericLogic reads for a user in `user_emode` (zeros for none)."""
     if user_emode == 0:
         # GenericLogic only reads the category when the user is in one; zeros otherwise.
         return _NO_EMODE_CATEGORY
@@ -828,8 +837,10 @@ def _on_bitmap(bitmap: int, position: AccountReserve) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _Terms:
-    """How GenericLogic counts one reserve for one user under one version."""
+class ReserveTerms:
+    """How GenericLogic counts one reserve for one user under one version. It depends on the
+    reserve's configuration and price, the user's eMode category and collateral bit, not on
+    the balances: a batch valuing many accounts at one block computes it once per kind."""
 
     price: int
     counts_as_collateral: bool
@@ -837,9 +848,11 @@ class _Terms:
     liquidation_threshold: int
 
 
-def _terms(
+def reserve_terms(
     position: AccountReserve, user_emode: int, emode: EModeCategory, version: AaveVersion
-) -> _Terms:
+) -> ReserveTerms:
+    """`position`'s terms for a user in `user_emode` (`emode`: `emode_for` of it); balances
+    are not read."""
     if version.emode_bitmaps and emode.collateral_bitmap is not None:
         in_emode = user_emode != 0 and _on_bitmap(emode.collateral_bitmap, position)
     else:
@@ -864,7 +877,7 @@ def _terms(
         # Before 3.6 a reserve LTV of 0 wins even inside eMode.
         ltv = 0 if position.ltv == 0 else (emode.ltv if in_emode else position.ltv)
     lt = emode.liquidation_threshold if in_emode else position.liquidation_threshold
-    return _Terms(price, counts, ltv, lt)
+    return ReserveTerms(price, counts, ltv, lt)
 
 
 def _debt_value(debt: int, price: int, unit: int, version: AaveVersion) -> int:
@@ -893,25 +906,69 @@ def account_data(
     type(uint256).max without debt. An empty position list gives (0, 0, 0, 0, max, False), as
     `userConfig.isEmpty()` does.
     """
-    emode = _emode_for(user_emode, emode_categories or {})
+    emode = emode_for(user_emode, emode_categories or {})
+    parts = []
+    for position in positions:
+        terms = reserve_terms(position, user_emode, emode, version)
+        parts.append(
+            reserve_part(
+                terms,
+                position.a_token_balance,
+                position.debt,
+                position.borrowing,
+                10**position.decimals,
+                version,
+            )
+        )
+    return sum_parts(parts, version)
+
+
+# One reserve's part of one user's sums: its terms, collateral_i and debt_i (base units).
+ReservePart = tuple[ReserveTerms, int, int]
+
+
+def reserve_part(
+    terms: ReserveTerms,
+    a_token_balance: int,
+    debt: int,
+    borrowing: bool,
+    unit: int,
+    version: AaveVersion,
+) -> ReservePart:
+    """collateral_i (0 unless counted) and debt_i (0 unless borrowing) as GenericLogic computes
+    them: each is rounded on its own before the sums (`sum_parts`), so an account's totals are
+    exactly the sums of its reserves' parts."""
+    collateral = a_token_balance * terms.price // unit if terms.counts_as_collateral else 0
+    debt_base = _debt_value(debt, terms.price, unit, version) if borrowing else 0
+    return terms, collateral, debt_base
+
+
+def sum_parts(parts: Sequence[ReservePart], version: AaveVersion = V3_0_2) -> AccountData:
+    """GenericLogic's totals, averages and health factor over the reserves' parts."""
+    return AccountData(*account_sums(parts, version)[:6], version=version)
+
+
+# (total collateral, total debt, avg LTV, avg LT, health factor, has zero-LTV collateral,
+# Σ collateral_i · LT_i): AccountData's figures and the weighted sum behind avg LT.
+AccountSums = tuple[int, int, int, int, int, bool, int]
+
+
+def account_sums(parts: Sequence[ReservePart], version: AaveVersion = V3_0_2) -> AccountSums:
+    """`sum_parts` as a tuple, with Σ collateral_i · LT_i (what liquidation prices start from)."""
     total_collateral = 0
     total_debt = 0
     ltv_weighted = 0
     lt_weighted = 0
     has_zero_ltv_collateral = False
-    for position in positions:
-        unit = 10**position.decimals
-        terms = _terms(position, user_emode, emode, version)
+    for terms, value, debt_value in parts:
         if terms.counts_as_collateral:
-            value = position.a_token_balance * terms.price // unit
             total_collateral += value
             if terms.ltv != 0:
                 ltv_weighted += value * terms.ltv
             else:
                 has_zero_ltv_collateral = True
             lt_weighted += value * terms.liquidation_threshold
-        if position.borrowing:
-            total_debt += _debt_value(position.debt, terms.price, unit, version)
+        total_debt += debt_value
     avg_ltv = ltv_weighted // total_collateral if total_collateral else 0
     avg_lt = lt_weighted // total_collateral if total_collateral else 0
     if total_debt == 0:
@@ -920,14 +977,14 @@ def account_data(
         health_factor = wad_div(lt_weighted, total_debt) // PERCENTAGE_FACTOR
     else:
         health_factor = wad_div(percent_mul(total_collateral, avg_lt), total_debt)
-    return AccountData(
-        total_collateral_base=total_collateral,
-        total_debt_base=total_debt,
-        avg_ltv=avg_ltv,
-        avg_liquidation_threshold=avg_lt,
-        health_factor=health_factor,
-        has_zero_ltv_collateral=has_zero_ltv_collateral,
-        version=version,
+    return (
+        total_collateral,
+        total_debt,
+        avg_ltv,
+        avg_lt,
+        health_factor,
+        has_zero_ltv_collateral,
+        lt_weighted,
     )
 
 
@@ -1005,14 +1062,14 @@ def liquidation_price(
     source, all of the category's reserves share one price; this function moves only
     `asset`'s entries.
     """
-    emode = _emode_for(user_emode, emode_categories or {})
+    emode = emode_for(user_emode, emode_categories or {})
     weighted_other = 0  # W: base units * bps
     debt_other = 0  # D: base units
     own_lt_balance = 0  # b·LT_i: token units * bps
     own_debt = 0  # d: token units
     unit: int | None = None
     for position in positions:
-        terms = _terms(position, user_emode, emode, version)
+        terms = reserve_terms(position, user_emode, emode, version)
         u = 10**position.decimals
         if position.asset == asset:
             unit = u
@@ -1021,14 +1078,22 @@ def liquidation_price(
             if position.borrowing:
                 own_debt += position.debt
             continue
-        if terms.counts_as_collateral:
-            weighted_other += (
-                position.a_token_balance * terms.price // u * terms.liquidation_threshold
-            )
-        if position.borrowing:
-            debt_other += _debt_value(position.debt, terms.price, u, version)
+        _, value, debt_value = reserve_part(
+            terms, position.a_token_balance, position.debt, position.borrowing, u, version
+        )
+        weighted_other += value * terms.liquidation_threshold
+        debt_other += debt_value
     if unit is None:
         return None
+    return liquidation_price_from(unit, weighted_other, debt_other, own_lt_balance, own_debt)
+
+
+def liquidation_price_from(
+    unit: int, weighted_other: int, debt_other: int, own_lt_balance: int, own_debt: int
+) -> int | None:
+    """`liquidation_price` from its sums: W, D, b·LT_i, d and u = 10**decimals of the asset
+    (a caller holding an account's `sum_parts` gets W and D by taking the asset's own part
+    out of the totals: integers, so exactly)."""
     numerator = PERCENTAGE_FACTOR * debt_other - weighted_other
     denominator = own_lt_balance - PERCENTAGE_FACTOR * own_debt
     if denominator <= 0 or numerator <= 0:

@@ -131,7 +131,7 @@ class AaveShardPart(ShardPart):
     def observe(
         self, item: AaveShardInput | None, windows: WindowBook, boundary: WindowBoundary
     ) -> set[str]:
-        return observe_accounts(self.accounts, windows, boundary.last_block.timestamp)
+        return observe_accounts(self.accounts, windows, boundary.last_block)
 
 
 def account_event(u: AccountUpdate) -> BusEvent:

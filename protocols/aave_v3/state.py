@@ -597,6 +597,13 @@ class AccountUpdate:
     reserves: Mapping[str, ReserveInfo]  # symbols and decimals for the wire format
 
 
+class _Cache(dict[str, tuple[str, AccountValue]]):
+    """A dict that pickles (and copies) empty: what it holds can be computed again."""
+
+    def __reduce__(self) -> tuple[type[_Cache], tuple[()]]:
+        return _Cache, ()
+
+
 @dataclass(slots=True)
 class AaveShard:
     chain_id: int = 0
@@ -612,6 +619,12 @@ class AaveShard:
     # Accounts whose inputs changed since the last window boundary (protocols.windows).
     window_dirty: set[str] = field(default_factory=set)
     version: str = DEFAULT_VERSION
+    # Each account's value at the last checkpoint that valued it, with that block's hash: a
+    # window boundary right after it observes that same block's state, so it takes the value
+    # rather than computing it again. A hash names one block on one fork, so a value of a
+    # block a reorg retracted is never taken. Only a cache: not compared, pickled empty
+    # (undo copies, snapshots).
+    valued: dict[str, tuple[str, AccountValue]] = field(default_factory=_Cache, compare=False)
 
 
 def _scaled_delta(e: AccountEvent, previous_scaled: int, version: am.AaveVersion) -> int:
@@ -741,74 +754,135 @@ def value_account(
 ) -> AccountValue:
     """The account as `Pool.getUserAccountData` sees it at a block with this timestamp, by
     the rules of the Aave `version` in force then."""
-    rules = math_version(version)
-    rows = []
-    for asset, held in sorted(account.reserves.items()):
-        info, rate, price = reserves.get(asset), rates.get(asset), prices.get(asset)
-        if info is None or rate is None:
-            continue
-        income, debt_index = normalized_indices(rate, timestamp, rules)
-        supplied = am.a_token_balance(held.scaled_supply, income, rules)
-        variable = am.variable_debt_balance(held.scaled_variable_debt, debt_index, rules)
-        stable = (
-            am.stable_debt_balance(
-                held.stable_principal, held.stable_rate, held.stable_updated, timestamp
-            )
-            if held.stable_principal
-            else 0
-        )
-        rows.append(
-            am.AccountReserve(
-                asset=asset,
-                decimals=info.decimals,
-                # A stale price keeps its last good answer (0 only if there never was one:
-                # the value then says so in `stale`).
-                price=price.answer if price is not None and price.answer > 0 else 0,
-                collateral_enabled=held.collateral,
-                ltv=info.ltv,
-                liquidation_threshold=info.liquidation_threshold,
-                emode_category=info.emode_category,
-                a_token_balance=supplied,
-                debt=variable + stable,
-                reserve_id=info.reserve_id,
-            )
-        )
-    categories = _categories(tuple(sorted(emode.items())), rules)
-    data = am.account_data(
-        rows, user_emode=account.emode, emode_categories=categories, version=rules
+    return Valuer(reserves, rates, prices, emode, timestamp, version).value(account)
+
+
+# What every account valued at one block shares about one reserve: its configuration, its
+# normalized income and debt, its price (0: none), why that price is stale ("" if it is not)
+# and 10**decimals.
+_ReserveAt = tuple[ReserveInfo, int, int, int, str, int]
+
+
+class Valuer:
+    """Values accounts at one block as `getUserAccountData` does (`value_account`), computing
+    what the block's accounts share once rather than per account: each reserve's accrued
+    indices, price and staleness, and GenericLogic's terms of each (reserve, eMode category,
+    collateral bit). Every account's own figures (balances, its reserves' collateral and debt
+    in base units, each rounded on its own as GenericLogic rounds them, and their sums) are
+    still computed from its own integers: the result is the same, to the wei, as valuing the
+    account alone. One walk over an account gives its health factor and every liquidation
+    price (each is the totals less the asset's own part)."""
+
+    __slots__ = (
+        "_at",
+        "_categories",
+        "_prices",
+        "_rates",
+        "_reserves",
+        "_rules",
+        "_terms",
+        "_timestamp",
     )
-    stale = {r.asset: _stale_reason(prices.get(r.asset)) for r in rows}
-    return AccountValue(
-        data.total_collateral_base,
-        data.total_debt_base,
-        data.avg_ltv,
-        data.avg_liquidation_threshold,
-        data.health_factor,
-        tuple(
-            ReserveValue(
-                r.asset,
-                r.a_token_balance,
-                r.debt,
-                r.price,
-                r.collateral_enabled,
-                am.liquidation_price(
-                    rows,
-                    r.asset,
-                    user_emode=account.emode,
-                    emode_categories=categories,
-                    version=rules,
+
+    def __init__(
+        self,
+        reserves: Mapping[str, ReserveInfo],
+        rates: Mapping[str, ReserveRates],
+        prices: Mapping[str, OraclePrice],
+        emode: Mapping[int, EModeInfo],
+        timestamp: int,
+        version: str = DEFAULT_VERSION,
+    ) -> None:
+        self._reserves, self._rates, self._prices = reserves, rates, prices
+        self._timestamp = timestamp
+        self._rules = math_version(version)
+        self._categories = _categories(tuple(sorted(emode.items())), self._rules)
+        self._at: dict[str, _ReserveAt | None] = {}
+        self._terms: dict[tuple[str, int, bool], am.ReserveTerms] = {}
+
+    def _reserve_at(self, asset: str) -> _ReserveAt | None:
+        info, rate = self._reserves.get(asset), self._rates.get(asset)
+        if info is None or rate is None:
+            return None  # not valued: no configuration or indices yet
+        income, debt_index = normalized_indices(rate, self._timestamp, self._rules)
+        price = self._prices.get(asset)
+        # A stale price keeps its last good answer (0 only if there never was one: the value
+        # then says so in `stale`).
+        answer = price.answer if price is not None and price.answer > 0 else 0
+        return info, income, debt_index, answer, _stale_reason(price), 10**info.decimals
+
+    def value(self, account: AaveAccount) -> AccountValue:
+        rules, timestamp, known = self._rules, self._timestamp, self._at
+        held_rows = []
+        for asset, held in sorted(account.reserves.items()):
+            if asset in known:
+                at = known[asset]
+            else:
+                at = known[asset] = self._reserve_at(asset)
+            if at is None:
+                continue
+            supplied = am.a_token_balance(held.scaled_supply, at[1], rules)
+            debt = am.variable_debt_balance(held.scaled_variable_debt, at[2], rules)
+            if held.stable_principal:
+                debt += am.stable_debt_balance(
+                    held.stable_principal, held.stable_rate, held.stable_updated, timestamp
                 )
-                if r.collateral_enabled and r.a_token_balance and data.total_debt_base
-                else None,
-                stale[r.asset],
+            held_rows.append((asset, held.collateral, at, supplied, debt))
+        user_emode = account.emode
+        # Raises for a category not supplied, as account_data does (even with no reserve).
+        emode = am.emode_for(user_emode, self._categories)
+        parts = []
+        for asset, collateral, at, supplied, debt in held_rows:
+            key = (asset, user_emode, collateral)
+            terms = self._terms.get(key)
+            if terms is None:
+                terms = self._terms[key] = am.reserve_terms(
+                    _kind_of(asset, at[0], at[3], collateral), user_emode, emode, rules
+                )
+            parts.append(am.reserve_part(terms, supplied, debt, True, at[5], rules))
+        collateral_total, total_debt, avg_ltv, avg_lt, health, _, weighted = am.account_sums(
+            parts, rules
+        )
+        values = []
+        stale = []
+        for (asset, collateral, at, supplied, debt), (terms, collateral_base, debt_base) in zip(
+            held_rows, parts, strict=True
+        ):
+            liquidation = None
+            if collateral and supplied and total_debt:
+                own = terms.counts_as_collateral
+                liquidation = am.liquidation_price_from(
+                    at[5],
+                    weighted - (collateral_base * terms.liquidation_threshold if own else 0),
+                    total_debt - debt_base,
+                    supplied * terms.liquidation_threshold if own else 0,
+                    debt,
+                )
+            reason = at[4]
+            values.append(
+                ReserveValue(asset, supplied, debt, at[3], collateral, liquidation, reason)
             )
-            for r in rows
-        ),
-        tuple(
-            f"{reserves[r.asset].symbol}: {stale[r.asset]}"
-            for r in rows
-            if stale[r.asset] and (r.a_token_balance or r.debt)
-        ),
+            if reason and (supplied or debt):
+                stale.append(f"{at[0].symbol}: {reason}")
+        return AccountValue(
+            collateral_total, total_debt, avg_ltv, avg_lt, health, tuple(values), tuple(stale)
+        )
+
+
+def _kind_of(asset: str, info: ReserveInfo, price: int, collateral: bool) -> am.AccountReserve:
+    """A reserve as `reserve_terms` reads it: configuration, price and collateral bit (no
+    balances: the terms do not depend on them)."""
+    return am.AccountReserve(
+        asset=asset,
+        decimals=info.decimals,
+        price=price,
+        collateral_enabled=collateral,
+        ltv=info.ltv,
+        liquidation_threshold=info.liquidation_threshold,
+        emode_category=info.emode_category,
+        a_token_balance=0,
+        debt=0,
+        reserve_id=info.reserve_id,
     )
 
 
@@ -870,17 +944,14 @@ def shard_step(
     if not checkpoint:
         return versions, updates
     reserves = dict(state.reserves)  # one snapshot per block, shared by its updates
+    valuer = Valuer(
+        state.reserves, state.rates, state.prices, state.emode, block.timestamp, state.version
+    )
+    valued = state.valued
     for aid in sorted(state.unvalued):
         account = state.accounts[aid]
-        value = value_account(
-            account,
-            state.reserves,
-            state.rates,
-            state.prices,
-            state.emode,
-            block.timestamp,
-            version=state.version,
-        )
+        value = valuer.value(account)
+        valued[aid] = (block.hash, value)
         updates.append(
             AccountUpdate(account, value, block, state.updated_block.get(aid, 0), reserves)
         )
@@ -895,17 +966,24 @@ def holds_anything(account: AaveAccount) -> bool:
     )
 
 
-def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[str]:
-    """Observe, for the windows, every account that holds something, at the boundary's time.
+def observe_accounts(state: AaveShard, book: WindowBook, block: BlockRef) -> set[str]:
+    """Observe, for the windows, every account that holds something, as of `block` (the last
+    before the boundary: the state as it is now).
 
     Unlike an LP position, an account changes with time alone (interest), so every account
-    in the book is revalued, not only those whose inputs changed: a window's close is then
-    what `getUserAccountData` said at the window's last block. An account that holds nothing
+    in the book is valued at the block, not only those whose inputs changed: a window's close
+    is then what `getUserAccountData` said at the window's last block. An account valued at
+    that very block (a checkpoint: live, every block) takes that value; the others are valued
+    now. An account that holds nothing
     is dormant: its windows close as they end, and it leaves the book when its day window ends
     empty, coming back with its next supply; one never seen holding anything is not observed.
     """
     observed: set[str] = set()
     in_book = {aid for aid in book.subjects if aid in state.accounts}
+    valuer = Valuer(
+        state.reserves, state.rates, state.prices, state.emode, block.timestamp, state.version
+    )
+    valued = state.valued
     for aid in sorted(state.window_dirty | in_book):
         account = state.accounts.get(aid)
         if account is None:
@@ -913,15 +991,11 @@ def observe_accounts(state: AaveShard, book: WindowBook, timestamp: int) -> set[
         held = holds_anything(account)
         if not held and aid not in book.subjects:
             continue
-        value = value_account(
-            account,
-            state.reserves,
-            state.rates,
-            state.prices,
-            state.emode,
-            timestamp,
-            version=state.version,
-        )
+        cached = valued.get(aid)
+        if cached is not None and cached[0] == block.hash:
+            value = cached[1]
+        else:
+            value = valuer.value(account)
         book.observe(
             Subject(account.chain_id, aid, account.protocol, account.user),
             Observation(
