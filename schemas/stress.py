@@ -220,3 +220,24 @@ def move_json(
         "enough": amount is not None,
         "limit": None if limit is None else str(limit),
     }
+
+
+def lending_stress_json(
+    now: dict[str, Any],
+    stressed: dict[str, Any],
+    moves: Mapping[str, int],
+    liquidatable: bool,
+    drop_bps: int | None,
+    seconds: int | None,
+) -> dict[str, Any]:
+    """A lending account's stress answer, any protocol: its account JSON now and under the
+    scenario (they name it), the moves applied and its distance from liquidation."""
+    return {
+        **{key: now[key] for key in ("id", "protocol", "chain_id", "pool", "owner")},
+        "shocks_bps": {asset: bps for asset, bps in sorted(moves.items()) if bps},
+        "now": now,
+        "stressed": stressed,
+        "liquidatable": liquidatable,
+        "liquidation_drop_bps": drop_bps,
+        "time_to_liquidation_seconds": seconds,
+    }

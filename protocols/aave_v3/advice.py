@@ -19,7 +19,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from protocols.aave_v3 import math as am
-from protocols.aave_v3.state import math_version, normalized_indices, value_account
+from protocols.aave_v3.state import math_version, normalized_indices
+from protocols.aave_v3.stress import value_at
 from schemas.lending import BASE_UNIT, AaveAccount, AccountReserveState
 from schemas.stress import first_reaching, move_json
 
@@ -63,25 +64,9 @@ def advice(
     rules = math_version(market.version)
 
     def health(changed: AaveAccount) -> int:
-        return value_account(
-            changed,
-            market.reserves,
-            market.rates,
-            market.prices,
-            market.emode,
-            timestamp,
-            version=market.version,
-        ).health_factor
+        return value_at(market, changed, market.prices, timestamp).health_factor
 
-    now = value_account(
-        account,
-        market.reserves,
-        market.rates,
-        market.prices,
-        market.emode,
-        timestamp,
-        version=market.version,
-    )
+    now = value_at(market, account, market.prices, timestamp)
     below = now.total_debt_base > 0 and now.health_factor < target_wad
     repay: list[dict[str, Any]] = []
     supply: list[dict[str, Any]] = []

@@ -21,13 +21,13 @@ from protocols.aave_v3.math import HEALTH_FACTOR_LIQUIDATION_THRESHOLD
 from protocols.aave_v3.state import value_account
 from schemas.lending import AaveAccount, AccountValue, OraclePrice, account_json
 from schemas.positions import BlockRef
-from schemas.stress import Scenario, liquidation_edges, shocked
+from schemas.stress import Scenario, lending_stress_json, liquidation_edges, shocked
 
 if TYPE_CHECKING:  # the market view lives in read.py, which imports this module
     from protocols.aave_v3.read import AaveMarketView
 
 
-def _value(
+def value_at(
     market: AaveMarketView, account: AaveAccount, prices: dict[str, OraclePrice], at: int
 ) -> AccountValue:
     return value_account(
@@ -58,7 +58,7 @@ def stressed_value(
         if asset in account.reserves
     }
     prices = _moved(market.prices, moves)
-    return moves, _value(market, account, prices, market.block.timestamp + scenario.horizon)
+    return moves, value_at(market, account, prices, market.block.timestamp + scenario.horizon)
 
 
 def stress_account(
@@ -73,19 +73,14 @@ def stress_account(
 
     def liquidatable_at(drops: Mapping[str, int], seconds: int) -> bool:
         prices = _moved(market.prices, drops)
-        return liquidatable(_value(market, account, prices, block.timestamp + seconds))
+        return liquidatable(value_at(market, account, prices, block.timestamp + seconds))
 
     drop, seconds = liquidation_edges(liquidatable_at, collateral, now.total_debt_base > 0)
-    return {
-        "id": account.account_id,
-        "protocol": account.protocol,
-        "chain_id": account.chain_id,
-        "pool": account.pool,
-        "owner": account.user,
-        "shocks_bps": {asset: bps for asset, bps in sorted(moves.items()) if bps},
-        "now": account_json(account, now, market.reserves, block, updated_block),
-        "stressed": account_json(account, stressed, market.reserves, block, updated_block),
-        "liquidatable": liquidatable(stressed),
-        "liquidation_drop_bps": drop,
-        "time_to_liquidation_seconds": seconds,
-    }
+    return lending_stress_json(
+        account_json(account, now, market.reserves, block, updated_block),
+        account_json(account, stressed, market.reserves, block, updated_block),
+        moves,
+        liquidatable(stressed),
+        drop,
+        seconds,
+    )

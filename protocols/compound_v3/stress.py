@@ -12,7 +12,7 @@ from typing import Any
 
 from protocols.compound_v3.state import CometMarketView, value_comet_account
 from schemas.comet import CometAccount, CometAccountValue, comet_account_json
-from schemas.stress import Scenario, liquidation_edges, shocked
+from schemas.stress import Scenario, lending_stress_json, liquidation_edges, shocked
 
 
 def liquidatable(value: CometAccountValue) -> bool:
@@ -52,16 +52,11 @@ def stress_account(
         lambda drops, after: liquidatable(value(drops, after)), collateral, now.borrowed > 0
     )
     block = market.block
-    return {
-        "id": account.account_id,
-        "protocol": account.protocol,
-        "chain_id": account.chain_id,
-        "pool": account.comet,
-        "owner": account.user,
-        "shocks_bps": {asset: bps for asset, bps in moves.items() if bps},
-        "now": comet_account_json(account, now, market.config, block, updated_block),
-        "stressed": comet_account_json(account, stressed, market.config, block, updated_block),
-        "liquidatable": liquidatable(stressed),
-        "liquidation_drop_bps": drop,
-        "time_to_liquidation_seconds": seconds,
-    }
+    return lending_stress_json(
+        comet_account_json(account, now, market.config, block, updated_block),
+        comet_account_json(account, stressed, market.config, block, updated_block),
+        moves,
+        liquidatable(stressed),
+        drop,
+        seconds,
+    )

@@ -204,6 +204,20 @@ def _net_usd(info: MorphoMarketInfo, value: MorphoAccountValue) -> float:
     return collateral + (value.supply_assets - value.borrow_assets) / loan_unit * value.loan_usd
 
 
+def owned_markets(
+    ctx: ReadContext, as_of: AsOf, owner: str
+) -> tuple[
+    list[tuple[str, str, str, str, Position, int]], dict[str, MarketSnapshot], dict[str, float]
+]:
+    """The owner's positions at the block, their markets and each loan token's USD price."""
+    held = open_positions(ctx, as_of, [owner], None)
+    if not held:
+        return [], {}, {}
+    found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
+    loans = sorted({s.info.loan_token for s in found.values()})
+    return held, found, {t: p[0].usd for t, p in ctx.token_prices(as_of, loans).items()}
+
+
 class MorphoBlueRead(ReadSide):
     name = PROTOCOL_MORPHO_BLUE
     section = "lending"
@@ -232,13 +246,10 @@ class MorphoBlueRead(ReadSide):
     def advice(
         self, ctx: ReadContext, owner: str, as_of: AsOf, target_wad: int, horizon: int
     ) -> list[dict[str, Any]]:
-        held = open_positions(ctx, as_of, [owner], None)
+        held, found, usd = owned_markets(ctx, as_of, owner)
         if not held:
             return []
         ref = ctx.timed_ref(as_of)
-        found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
-        loans = sorted({s.info.loan_token for s in found.values()})
-        usd = {t: p[0].usd for t, p in ctx.token_prices(as_of, loans).items()}
         out = []
         for aid, _morpho, market, _owner, position, _updated in held:
             snapshot = found.get(market)
@@ -266,13 +277,10 @@ class MorphoBlueRead(ReadSide):
     def stress(
         self, ctx: ReadContext, owner: str, as_of: AsOf, scenario: Scenario
     ) -> list[dict[str, Any]]:
-        held = open_positions(ctx, as_of, [owner], None)
+        held, found, usd = owned_markets(ctx, as_of, owner)
         if not held:
             return []
         ref = ctx.timed_ref(as_of)
-        found = snapshots(ctx, as_of, sorted({m for _, _, m, _, _, _ in held}))
-        loans = sorted({s.info.loan_token for s in found.values()})
-        usd = {t: p[0].usd for t, p in ctx.token_prices(as_of, loans).items()}
         out = []
         for _aid, morpho, market, _owner, position, updated in held:
             snapshot = found.get(market)

@@ -14,7 +14,7 @@ from protocols.morpho_blue.state import Position
 from protocols.morpho_blue.value import MarketSnapshot, account_value
 from schemas.morpho import MorphoAccountValue, morpho_account_json
 from schemas.positions import BlockRef
-from schemas.stress import BPS, Scenario, liquidation_edges
+from schemas.stress import BPS, Scenario, lending_stress_json, liquidation_edges
 
 
 def moved_price(price: int, collateral_bps: int, loan_bps: int) -> int:
@@ -57,20 +57,12 @@ def stress_account(
         [info.collateral_token] if position.collateral > 0 else [],
         now.borrow_assets > 0,
     )
-    json_now = morpho_account_json(block.chain_id, morpho, owner, info, now, block, updated_block)
     shocks = {info.collateral_token: coll_bps, info.loan_token: loan_bps}
-    return {
-        "id": json_now["id"],
-        "protocol": json_now["protocol"],
-        "chain_id": block.chain_id,
-        "pool": info.market,
-        "owner": owner,
-        "shocks_bps": {asset: bps for asset, bps in sorted(shocks.items()) if bps},
-        "now": json_now,
-        "stressed": morpho_account_json(
-            block.chain_id, morpho, owner, info, stressed, block, updated_block
-        ),
-        "liquidatable": stressed.liquidatable,
-        "liquidation_drop_bps": drop,
-        "time_to_liquidation_seconds": seconds,
-    }
+    return lending_stress_json(
+        morpho_account_json(block.chain_id, morpho, owner, info, now, block, updated_block),
+        morpho_account_json(block.chain_id, morpho, owner, info, stressed, block, updated_block),
+        shocks,
+        stressed.liquidatable,
+        drop,
+        seconds,
+    )
