@@ -135,14 +135,8 @@ class Scenario:
         return self.shock.bps(address, symbol, address.lower() in self.stables)
 
 
-def smallest_failing(fails: Callable[[int], bool], high: int) -> int | None:
-    """The smallest x in [0, high] with fails(x), for a `fails` that stays true once true
-    (a price drop in basis points, seconds of interest); None if fails(high) is false."""
-    if fails(0):
-        return 0
-    if not fails(high):
-        return None
-    low = 0  # fails(low) is false, fails(high) is true
+def _first_failing(fails: Callable[[int], bool], low: int, high: int) -> int:
+    """Bisection between a `low` that does not fail and a `high` that does."""
     while high - low > 1:
         middle = (low + high) // 2
         if fails(middle):
@@ -152,20 +146,30 @@ def smallest_failing(fails: Callable[[int], bool], high: int) -> int | None:
     return high
 
 
+def smallest_failing(fails: Callable[[int], bool], high: int) -> int | None:
+    """The smallest x in [0, high] with fails(x), for a `fails` that stays true once true
+    (a price drop in basis points, seconds of interest); None if fails(high) is false."""
+    if fails(0):
+        return 0
+    if not fails(high):
+        return None
+    return _first_failing(fails, 0, high)
+
+
 def time_to_failure(
     fails: Callable[[int], bool], limit: int = LIQUIDATION_SEARCH_SECONDS
 ) -> int | None:
     """The first second (from now) at which `fails`, searched by doubling from an hour, then
-    halving: a few dozen valuations even for decades. None: not within `limit`."""
+    halving between the last step that held and the first that failed: a few dozen
+    valuations even for decades. None: not within `limit`."""
     if fails(0):
         return 0
-    step = 3_600
-    while step < limit and not fails(step):
-        step *= 2
-    high = min(step, limit)
-    if not fails(high):
-        return None
-    return smallest_failing(fails, high)
+    low, step = 0, 3_600
+    while step < limit:
+        if fails(step):
+            return _first_failing(fails, low, step)
+        low, step = step, step * 2
+    return _first_failing(fails, low, limit) if fails(limit) else None
 
 
 def liquidation_edges(
@@ -193,10 +197,8 @@ def liquidation_edges(
 def first_reaching(reaches: Callable[[int], bool], high: int) -> int | None:
     """The smallest amount in [1, high] that reaches a target, for a `reaches` that stays
     true once true (None: not even `high`)."""
-    if high < 1 or not reaches(high):
-        return None
-    found = smallest_failing(reaches, high)
-    return found if found else None
+    found = smallest_failing(reaches, high) if high >= 1 else None
+    return found or None  # 0: already there, no move to make
 
 
 def move_json(

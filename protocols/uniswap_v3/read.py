@@ -14,7 +14,7 @@ Its part of the diff (`lp_change`, values from `position_json` at both ends):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -74,20 +74,11 @@ def value(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> list
     """Stored versions valued at the block, in `position_json`."""
     if not held:
         return []
-    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
     ref = as_of.ref()
-    out = []
-    for v in held:
-        pos = _position(v)
-        valued = value_position(
-            pos,
-            snapshots.get(pos.pool),
-            prices.get(pos.token0),
-            prices.get(pos.token1),
-            owed.get(pos.position_id),
-        )
-        out.append(position_json(pos, valued, ref, int(v["block_number"])))
-    return out
+    return [
+        position_json(pos, value_position(pos, *inputs), ref, int(v["block_number"]))
+        for v, pos, inputs in priced(ctx, as_of, held)
+    ]
 
 
 def stressed(
@@ -96,19 +87,10 @@ def stressed(
     """Stored versions now and under the scenario (protocols/uniswap_v3/stress.py)."""
     if not held:
         return []
-    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
     ref = as_of.ref()
     out = []
-    for v in held:
-        pos = _position(v)
-        now, moved, pool, moves = stress_position(
-            pos,
-            snapshots.get(pos.pool),
-            prices.get(pos.token0),
-            prices.get(pos.token1),
-            owed.get(pos.position_id),
-            scenario,
-        )
+    for v, pos, inputs in priced(ctx, as_of, held):
+        now, moved, pool, moves = stress_position(pos, *inputs, scenario)
         updated = int(v["block_number"])
         out.append(
             {
@@ -132,12 +114,9 @@ def advised(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> li
     (protocols/uniswap_v3/advice.py), and the statement they make."""
     if not held:
         return []
-    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
     end = ctx.timed_ref(as_of).timestamp
     out = []
-    for v in held:
-        pos = _position(v)
-        pool = snapshots.get(pos.pool)
+    for v, pos, (pool, price0, price1, owed) in priced(ctx, as_of, held):
         if pool is None or pool.sqrt_price_x96 == 0:
             continue
         opened = ctx.store.scalar(_OPENED, {"chain": as_of.chain_id, "id": pos.position_id})
@@ -162,13 +141,7 @@ def advised(ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]) -> li
                 and pos.liquidity > 0,
                 "tick": pool.tick,
                 "range": exits,
-                "grid": price_grid(
-                    pos,
-                    pool,
-                    prices.get(pos.token0),
-                    prices.get(pos.token1),
-                    owed.get(pos.position_id),
-                ),
+                "grid": price_grid(pos, pool, price0, price1, owed),
                 "lookback": {"start": start, "end": end},
                 "seconds_in_range": inside,
                 "seconds_observed": observed,
@@ -216,6 +189,27 @@ def _ticks(ctx: ReadContext, as_of: AsOf, pool: str, start: int) -> list[tuple[i
         params,
     )
     return [(int(t), int(k)) for t, k in (*before, *since)]
+
+
+# What valuing one position reads: its pool, its tokens' prices, what a static collect pays.
+Inputs = tuple[PoolSnapshot | None, TokenPrice | None, TokenPrice | None, tuple[int, int] | None]
+
+
+def priced(
+    ctx: ReadContext, as_of: AsOf, held: Sequence[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], UniswapPosition, Inputs]]:
+    """Each stored version, its position, and what valuing it at the block reads (read once
+    for all of them)."""
+    snapshots, prices, owed = valuation_inputs(ctx, as_of, held)
+    for v in held:
+        pos = _position(v)
+        inputs = (
+            snapshots.get(pos.pool),
+            prices.get(pos.token0),
+            prices.get(pos.token1),
+            owed.get(pos.position_id),
+        )
+        yield v, pos, inputs
 
 
 def valuation_inputs(
